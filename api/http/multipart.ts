@@ -1,0 +1,90 @@
+// Receives the seed's multipart deploy form (`name`, `archive`) by streaming the archive to a
+// temporary file, hashing and counting as it goes: never the whole archive in memory, and an
+// oversized one is refused at the first byte over the limit.
+import { createHash, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import busboy from 'busboy';
+import type { Context } from 'hono';
+import { errors } from '../../shared/errors.ts';
+
+export interface ReceivedArchive {
+  fields: Record<string, string>;
+  file: { path: string; size: number; sha256: string } | null;
+  /** removes the temporary file; always call it */
+  cleanup(): Promise<void>;
+}
+
+export async function receiveMultipartArchive(c: Context, maxBytes: number): Promise<ReceivedArchive> {
+  const declared = Number(c.req.header('content-length') ?? NaN);
+  // Multipart framing adds a little around the file; anything far past the limit is refused unread.
+  if (Number.isFinite(declared) && declared > maxBytes + 1024 * 1024) {
+    throw errors.tooLarge(maxBytes);
+  }
+  const body = c.req.raw.body;
+  if (!body) throw errors.badRequest('multipart body is empty');
+  const tmpFile = path.join(os.tmpdir(), `containerpub-upload-${randomUUID()}.tar.gz`);
+  const fields: Record<string, string> = {};
+  let file: ReceivedArchive['file'] = null;
+  let tooLarge = false;
+  let extraFile = false;
+
+  const cleanup = () => fs.promises.rm(tmpFile, { force: true });
+  let bb: busboy.Busboy;
+  try {
+    bb = busboy({
+      headers: { 'content-type': c.req.header('content-type') ?? '' },
+      limits: { files: 1, fields: 20, fieldSize: 64 * 1024, fileSize: maxBytes },
+    });
+  } catch (err) {
+    throw errors.badRequest(`malformed multipart body: ${(err as Error).message}`);
+  }
+
+  const fileWrites: Promise<void>[] = [];
+  bb.on('field', (name, value) => {
+    fields[name] = value;
+  });
+  bb.on('file', (name, stream) => {
+    if (name !== 'archive' || file !== null || fileWrites.length > 0) {
+      extraFile = extraFile || name !== 'archive';
+      stream.resume();
+      return;
+    }
+    const hash = createHash('sha256');
+    let size = 0;
+    stream.on('data', (chunk: Buffer) => {
+      hash.update(chunk);
+      size += chunk.length;
+    });
+    stream.on('limit', () => {
+      tooLarge = true;
+    });
+    fileWrites.push(
+      pipeline(stream, fs.createWriteStream(tmpFile)).then(() => {
+        file = { path: tmpFile, size, sha256: hash.digest('hex') };
+      }),
+    );
+  });
+
+  try {
+    await pipeline(Readable.fromWeb(body as unknown as WebReadableStream), bb);
+    await Promise.all(fileWrites);
+  } catch (err) {
+    await cleanup();
+    if (tooLarge) throw errors.tooLarge(maxBytes);
+    throw errors.badRequest(`malformed multipart body: ${(err as Error).message}`);
+  }
+  if (tooLarge) {
+    await cleanup();
+    throw errors.tooLarge(maxBytes);
+  }
+  if (extraFile) {
+    await cleanup();
+    throw errors.badRequest('unexpected file field: send the archive as "archive"');
+  }
+  return { fields, file, cleanup };
+}

@@ -1,0 +1,62 @@
+// Request parsing: every body, param and query goes through a zod schema; failures are 400s that
+// say which field is wrong.
+import type { Context } from 'hono';
+import { z } from 'zod';
+import { errors } from '../../shared/errors.ts';
+import { UUID_PATTERN } from '../../shared/domain/model.ts';
+
+function describe(error: z.ZodError): { message: string; details: Record<string, unknown> } {
+  const fields = error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message }));
+  return {
+    message: fields.map((f) => `${f.field}: ${f.message}`).join('; '),
+    details: { fields },
+  };
+}
+
+export function parseWith<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const { message, details } = describe(parsed.error);
+    throw errors.validation(message, details);
+  }
+  return parsed.data;
+}
+
+export async function readJson(c: Context, opts: { optional?: boolean } = {}): Promise<unknown> {
+  const text = await c.req.text();
+  if (text.trim() === '') {
+    if (opts.optional) return {};
+    throw errors.badRequest('request body must be a JSON object');
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw errors.invalidJson();
+  }
+}
+
+export async function jsonBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
+  return parseWith(schema, await readJson(c));
+}
+
+export const functionIdParam = z.string().regex(UUID_PATTERN, 'must be a UUID');
+/** A positive integer arriving as text (path segments, query strings). */
+export const positiveIntString = z
+  .string()
+  .regex(/^[1-9][0-9]{0,8}$/, 'must be a positive integer')
+  .transform(Number);
+export const versionParam = positiveIntString;
+
+export function functionId(c: Context): string {
+  const id = c.req.param('id');
+  const parsed = functionIdParam.safeParse(id);
+  if (!parsed.success) throw errors.badRequest(`function id "${id}" is not a UUID`);
+  return parsed.data.toLowerCase();
+}
+
+export function versionFrom(c: Context, name = 'version'): number {
+  const raw = c.req.param(name);
+  const parsed = versionParam.safeParse(raw);
+  if (!parsed.success) throw errors.badRequest(`version "${raw}" is not a positive integer`);
+  return parsed.data;
+}

@@ -1,0 +1,61 @@
+// POST /api/functions/deploy — JSON (presigned upload) or multipart (archive through the API).
+import { z } from 'zod';
+import { num } from '../../shared/db/dialect.ts';
+import { toIso } from '../../shared/db/time.ts';
+import { FUNCTION_NAME_PATTERN } from '../../shared/domain/model.ts';
+import { deployFromFile, requestPresignedDeploy, type DeployRequested } from '../../shared/domain/uploads.ts';
+import { errors } from '../../shared/errors.ts';
+import type { Platform } from '../../shared/platform.ts';
+import type { App } from '../http/app.ts';
+import { receiveMultipartArchive } from '../http/multipart.ts';
+import { jsonBody, parseWith } from '../http/validation.ts';
+
+export const functionName = z
+  .string()
+  .regex(FUNCTION_NAME_PATTERN, 'must be 1-63 characters of a-z, 0-9 and "-", starting with a letter or digit');
+
+export const deployJsonSchema = z.object({
+  name: functionName,
+  sizeBytes: z.number().int().positive().optional(),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters')
+    .optional(),
+});
+
+function deployedView(r: DeployRequested) {
+  return {
+    id: r.fn.id,
+    name: r.fn.name,
+    version: num(r.deployment.version),
+    deploymentId: r.deployment.id,
+    status: r.deployment.status,
+    isNewFunction: r.isNewFunction,
+    createdAt: toIso(r.deployment.created_at),
+  };
+}
+
+export function register(app: App, p: Platform): void {
+  app.post('/api/functions/deploy', async (c) => {
+    const userId = c.get('userId');
+    const type = (c.req.header('content-type') ?? '').toLowerCase();
+    if (type.startsWith('multipart/form-data')) {
+      const received = await receiveMultipartArchive(c, p.config.uploads.maxArchiveBytes);
+      try {
+        const { name } = parseWith(z.object({ name: functionName }), received.fields);
+        if (!received.file) throw errors.badRequest('multipart deploy needs an "archive" file field');
+        if (received.file.size === 0) throw errors.badRequest('archive is empty');
+        const result = await deployFromFile(p, { userId, name, ...received.file, filePath: received.file.path });
+        return c.json(deployedView(result), 201);
+      } finally {
+        await received.cleanup();
+      }
+    }
+    if (type !== '' && !type.startsWith('application/json')) {
+      throw errors.unsupportedMediaType('send application/json (presigned upload) or multipart/form-data');
+    }
+    const body = await jsonBody(c, deployJsonSchema);
+    const result = await requestPresignedDeploy(p, { userId, ...body });
+    return c.json({ ...deployedView(result), upload: result.upload }, 201);
+  });
+}

@@ -1,0 +1,27 @@
+// POST /api/functions/:id/rollback {version}
+import { z } from 'zod';
+import { getOwnedFunction } from '../../shared/domain/functions.ts';
+import { rollbackToVersion } from '../../shared/domain/rollback.ts';
+import type { Platform } from '../../shared/platform.ts';
+import type { App } from '../http/app.ts';
+import { functionId, jsonBody } from '../http/validation.ts';
+
+export const rollbackSchema = z.object({
+  version: z.number().int('must be an integer').positive('must be a positive integer'),
+});
+
+export function register(app: App, p: Platform): void {
+  app.post('/api/functions/:id/rollback', async (c) => {
+    const id = functionId(c);
+    const { version } = await jsonBody(c, rollbackSchema);
+    await getOwnedFunction(p.db, c.get('userId'), id);
+    const result = await rollbackToVersion(p.db, id, version);
+    return c.json({
+      message: result.changed
+        ? `Successfully rolled back to version ${result.version}`
+        : `Version ${result.version} is already active`,
+      version: result.version,
+      deploymentId: result.deploymentId,
+    });
+  });
+}

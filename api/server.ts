@@ -1,0 +1,72 @@
+// Builds the API for a platform and serves it.
+import { serve, type ServerType } from '@hono/node-server';
+import type { AddressInfo } from 'node:net';
+import { bodyLimit } from 'hono/body-limit';
+import { errors } from '../shared/errors.ts';
+import type { Platform } from '../shared/platform.ts';
+import { createHonoApp, type App } from './http/app.ts';
+import { requireUser } from './http/auth.ts';
+import * as auth from './routes/auth.ts';
+import * as deploy from './routes/deploy.ts';
+import * as deployments from './routes/deployments.ts';
+import * as functions from './routes/functions.ts';
+import * as health from './routes/health.ts';
+import * as logs from './routes/logs.ts';
+import * as rollback from './routes/rollback.ts';
+
+export interface ApiOptions extends functions.FunctionRoutesOptions {
+  /** extra routes (invocation) registered behind authentication */
+  extraRoutes?: (app: App, p: Platform) => void;
+}
+
+const JSON_BODY_LIMIT = 1024 * 1024;
+
+export function createApi(p: Platform, opts: ApiOptions = {}): App {
+  const app = createHonoApp(p);
+  health.register(app, p);
+  // JSON bodies are small; the multipart deploy and invocation set their own limits.
+  app.use('/api/*', async (c, next) => {
+    if ((c.req.header('content-type') ?? '').toLowerCase().startsWith('multipart/form-data')) return next();
+    if (c.req.path.endsWith('/invoke')) return next();
+    return bodyLimit({ maxSize: JSON_BODY_LIMIT, onError: () => { throw errors.tooLarge(JSON_BODY_LIMIT); } })(c, next);
+  });
+  auth.register(app, p);
+  app.use('/api/functions', requireUser(p));
+  app.use('/api/functions/*', requireUser(p));
+  deploy.register(app, p);
+  functions.register(app, p, opts);
+  deployments.register(app, p);
+  rollback.register(app, p);
+  logs.register(app, p);
+  opts.extraRoutes?.(app, p);
+  return app;
+}
+
+export interface RunningApi {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+export function serveApi(app: App, opts: { host: string; port: number }): Promise<RunningApi> {
+  return new Promise((resolve, reject) => {
+    let server: ServerType;
+    try {
+      server = serve({ fetch: app.fetch, hostname: opts.host, port: opts.port }, (info: AddressInfo) => {
+        const host = info.address.includes(':') ? `[${info.address}]` : info.address;
+        resolve({
+          url: `http://${host}:${info.port}`,
+          port: info.port,
+          close: () =>
+            new Promise<void>((res) => {
+              server.close(() => res());
+              (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+            }),
+        });
+      });
+      server.on('error', reject);
+    } catch (err) {
+      reject(err);
+    }
+  });
+}

@@ -1,0 +1,19 @@
+// Migrations are listed here rather than discovered on disk, so they load the same way under tsx,
+// in tests and in a bundled build.
+import type { Knex } from 'knex';
+import * as init from './20261125000000_init.ts';
+
+interface Migration {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+const migrations: Record<string, Migration> = {
+  '20261125000000_init': init,
+};
+
+export const migrationSource: Knex.MigrationSource<string> = {
+  getMigrations: async () => Object.keys(migrations).sort(),
+  getMigrationName: (name) => name,
+  getMigration: async (name) => migrations[name]!,
+};

@@ -1,0 +1,113 @@
+// One typed configuration, parsed once at start. A bad value stops the process with the variable's
+// name; nothing else in the codebase reads process.env for platform settings.
+import path from 'node:path';
+import { z } from 'zod';
+
+const MiB = 1024 * 1024;
+
+const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+const url = (name: string) =>
+  optionalString.refine((v) => v === undefined || /^[a-z][a-z0-9+.-]*:\/\//i.test(v), {
+    message: `${name} must be a URL such as http://host:port`,
+  });
+
+const envSchema = z.object({
+  PORT: int(8080).pipe(z.number().max(65535)),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_URL: optionalString.refine(
+    (v) => v === undefined || /^postgres(ql)?:\/\//.test(v) || /^sqlite:/.test(v),
+    { message: 'DATABASE_URL must be postgres://… (or sqlite:<file>); leave it unset for SQLite in DATA_DIR' },
+  ),
+  S3_ENDPOINT: url('S3_ENDPOINT'),
+  S3_PUBLIC_ENDPOINT: url('S3_PUBLIC_ENDPOINT'),
+  S3_BUCKET: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'S3_BUCKET must be a valid bucket name')
+    .default('containerpub'),
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  S3_ACCESS_KEY_ID: optionalString,
+  S3_SECRET_ACCESS_KEY: optionalString,
+  UPLOAD_URL_TTL_SECONDS: int(900, 1).pipe(z.number().max(7 * 24 * 3600)),
+  MAX_ARCHIVE_BYTES: int(50 * MiB, 1),
+  KEEP_LAST_N: int(10, 1),
+  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+});
+
+export type Env = z.input<typeof envSchema>;
+
+export interface Config {
+  server: { port: number; host: string };
+  dataDir: string;
+  database: { client: 'sqlite'; filename: string } | { client: 'pg'; url: string };
+  s3: {
+    /** undefined: start the embedded S3-compatible server */
+    endpoint?: string;
+    publicEndpoint?: string;
+    bucket: string;
+    region: string;
+    accessKeyId?: string;
+    secretAccessKey?: string;
+  };
+  uploads: { urlTtlSeconds: number; maxArchiveBytes: number };
+  retention: { keepLastN: number };
+  logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+}
+
+export class ConfigError extends Error {}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(e.DATA_DIR);
+  let database: Config['database'];
+  if (e.DATABASE_URL === undefined) {
+    database = { client: 'sqlite', filename: path.join(dataDir, 'containerpub.sqlite') };
+  } else if (e.DATABASE_URL.startsWith('sqlite:')) {
+    database = { client: 'sqlite', filename: path.resolve(e.DATABASE_URL.slice('sqlite:'.length)) };
+  } else {
+    database = { client: 'pg', url: e.DATABASE_URL };
+  }
+  if (e.S3_ENDPOINT && (!e.S3_ACCESS_KEY_ID || !e.S3_SECRET_ACCESS_KEY)) {
+    throw new ConfigError(
+      'invalid configuration:\n  S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY: required when S3_ENDPOINT is set',
+    );
+  }
+  return {
+    server: { port: e.PORT, host: e.HOST },
+    dataDir,
+    database,
+    s3: {
+      endpoint: e.S3_ENDPOINT,
+      publicEndpoint: e.S3_PUBLIC_ENDPOINT,
+      bucket: e.S3_BUCKET,
+      region: e.S3_REGION,
+      accessKeyId: e.S3_ACCESS_KEY_ID,
+      secretAccessKey: e.S3_SECRET_ACCESS_KEY,
+    },
+    uploads: { urlTtlSeconds: e.UPLOAD_URL_TTL_SECONDS, maxArchiveBytes: e.MAX_ARCHIVE_BYTES },
+    retention: { keepLastN: e.KEEP_LAST_N },
+    logLevel: e.LOG_LEVEL,
+  };
+}
+
+/** For entry points: parse or exit with the message (no stack trace for a configuration mistake). */
+export function loadConfigOrExit(env: Record<string, string | undefined> = process.env): Config {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`containerpub: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}

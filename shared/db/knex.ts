@@ -1,0 +1,59 @@
+// The database handle: knex on better-sqlite3 (a file in DATA_DIR) or on PostgreSQL.
+import fs from 'node:fs';
+import path from 'node:path';
+import knexFactory, { type Knex } from 'knex';
+import type { Config } from '../config.ts';
+import { migrationSource } from '../../migrations/index.ts';
+
+export type Dialect = 'sqlite' | 'pg';
+
+export interface Db {
+  knex: Knex;
+  dialect: Dialect;
+  close(): Promise<void>;
+}
+
+export function createDb(database: Config['database']): Db {
+  if (database.client === 'pg') {
+    const knex = knexFactory({
+      client: 'pg',
+      connection: database.url,
+      pool: { min: 0, max: 10 },
+    });
+    return { knex, dialect: 'pg', close: () => knex.destroy() };
+  }
+  fs.mkdirSync(path.dirname(database.filename), { recursive: true });
+  const knex = knexFactory({
+    client: 'better-sqlite3',
+    connection: { filename: database.filename },
+    useNullAsDefault: true,
+    pool: {
+      min: 1,
+      max: 1,
+      afterCreate(conn: any, done: (err: Error | null, conn: unknown) => void) {
+        try {
+          // WAL lets readers in other processes (a separate runner) proceed during a write;
+          // busy_timeout makes a second writer wait for the lock instead of failing at once.
+          conn.pragma('journal_mode = WAL');
+          conn.pragma('synchronous = NORMAL');
+          conn.pragma('foreign_keys = ON');
+          conn.pragma('busy_timeout = 10000');
+          done(null, conn);
+        } catch (err) {
+          done(err as Error, conn);
+        }
+      },
+    },
+  });
+  return { knex, dialect: 'sqlite', close: () => knex.destroy() };
+}
+
+export async function migrateLatest(db: Db): Promise<void> {
+  await db.knex.migrate.latest({ migrationSource });
+}
+
+export async function openDatabase(database: Config['database']): Promise<Db> {
+  const db = createDb(database);
+  await migrateLatest(db);
+  return db;
+}

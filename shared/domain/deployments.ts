@@ -1,0 +1,81 @@
+// Deployment history queries and the deployment view.
+import type { Knex } from 'knex';
+import type { Db } from '../db/knex.ts';
+import { bool, num } from '../db/dialect.ts';
+import { toIso } from '../db/time.ts';
+import { errors } from '../errors.ts';
+import type { DeploymentRow } from './model.ts';
+
+export interface DeploymentView {
+  id: string;
+  version: number;
+  imageTag: string | null;
+  s3Key: string;
+  status: string;
+  isActive: boolean;
+  deployedAt: string | null;
+  activatedAt: string | null;
+  createdAt: string | null;
+  error: string | null;
+  sizeBytes: number | null;
+  sha256: string | null;
+  attempts: number;
+}
+
+export interface DeploymentDetailView extends DeploymentView {
+  buildLogs: string | null;
+}
+
+export function toDeploymentView(row: DeploymentRow): DeploymentView {
+  return {
+    id: row.id,
+    version: num(row.version),
+    imageTag: row.image_tag ?? null,
+    s3Key: row.s3_key,
+    status: row.status,
+    isActive: bool(row.is_active),
+    deployedAt: toIso(row.deployed_at),
+    activatedAt: toIso(row.activated_at),
+    createdAt: toIso(row.created_at),
+    error: row.error ?? null,
+    sizeBytes: row.archive_size === null ? null : num(row.archive_size),
+    sha256: row.archive_sha256 ?? null,
+    attempts: num(row.attempts),
+  };
+}
+
+export function toDeploymentDetailView(row: DeploymentRow): DeploymentDetailView {
+  return { ...toDeploymentView(row), buildLogs: row.build_logs ?? null };
+}
+
+// The history list never reads build_logs: they can be large and the list can be long.
+const LIST_COLUMNS = [
+  'id', 'function_id', 'version', 'image_tag', 's3_key', 'status', 'is_active', 'error',
+  'archive_size', 'archive_sha256', 'attempts', 'deployed_at', 'activated_at', 'created_at',
+];
+
+export async function listDeployments(
+  db: Db,
+  functionId: string,
+  opts: { limit: number; before?: number },
+): Promise<DeploymentView[]> {
+  const q = db.knex('function_deployments').select(LIST_COLUMNS).where({ function_id: functionId });
+  if (opts.before !== undefined) q.andWhere('version', '<', opts.before);
+  const rows = await q.orderBy('version', 'desc').limit(opts.limit);
+  return rows.map((r) => toDeploymentView(r as DeploymentRow));
+}
+
+export async function findDeploymentByVersion(
+  trx: Knex | Knex.Transaction,
+  functionId: string,
+  version: number,
+): Promise<DeploymentRow | null> {
+  const row = await trx('function_deployments').where({ function_id: functionId, version }).first();
+  return (row as DeploymentRow | undefined) ?? null;
+}
+
+export async function getDeploymentByVersion(db: Db, functionId: string, version: number): Promise<DeploymentRow> {
+  const row = await findDeploymentByVersion(db.knex, functionId, version);
+  if (!row) throw errors.versionNotFound(version);
+  return row;
+}

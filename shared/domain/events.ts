@@ -1,0 +1,67 @@
+// The per-function event log (the seed's function_logs): what happened to which deployment, when.
+import type { Knex } from 'knex';
+import type { Db } from '../db/knex.ts';
+import { nowIso, toIso } from '../db/time.ts';
+
+export type FunctionEvent =
+  | 'deploy_requested'
+  | 'upload_completed'
+  | 'upload_rejected'
+  | 'upload_expired'
+  | 'build_started'
+  | 'build_succeeded'
+  | 'build_failed'
+  | 'build_retried'
+  | 'activated'
+  | 'activation_skipped'
+  | 'rolled_back'
+  | 'restore_requested'
+  | 'archived'
+  | 'archive_deleted'
+  | 'image_removed';
+
+export interface EventInput {
+  functionId: string;
+  deploymentId?: string | null;
+  version?: number | null;
+  event: FunctionEvent;
+  message: string;
+}
+
+export async function recordEvent(trx: Knex | Knex.Transaction, e: EventInput): Promise<void> {
+  await trx('function_logs').insert({
+    function_id: e.functionId,
+    deployment_id: e.deploymentId ?? null,
+    version: e.version ?? null,
+    event: e.event,
+    message: e.message,
+    created_at: nowIso(),
+  });
+}
+
+export interface EventView {
+  id: number;
+  deploymentId: string | null;
+  version: number | null;
+  event: string;
+  message: string;
+  createdAt: string | null;
+}
+
+export async function listEvents(
+  db: Db,
+  functionId: string,
+  opts: { limit: number; version?: number },
+): Promise<EventView[]> {
+  const q = db.knex('function_logs').where({ function_id: functionId });
+  if (opts.version !== undefined) q.andWhere({ version: opts.version });
+  const rows = await q.orderBy('id', 'desc').limit(opts.limit);
+  return rows.map((r) => ({
+    id: Number(r.id),
+    deploymentId: r.deployment_id ?? null,
+    version: r.version === null ? null : Number(r.version),
+    event: r.event,
+    message: r.message,
+    createdAt: toIso(r.created_at),
+  }));
+}

@@ -1,0 +1,60 @@
+// Functions as their owner sees them: lookup with tenant isolation, listing, the summary view.
+import type { Db } from '../db/knex.ts';
+import { num } from '../db/dialect.ts';
+import { toIso } from '../db/time.ts';
+import { errors } from '../errors.ts';
+import type { FunctionRow } from './model.ts';
+
+export interface FunctionView {
+  id: string;
+  name: string;
+  status: string;
+  activeVersion: number | null;
+  activeDeploymentId: string | null;
+  latestVersion: number;
+  createdAt: string | null;
+  updatedAt: string | null;
+}
+
+function summaryQuery(db: Db) {
+  return db
+    .knex('functions as f')
+    .leftJoin('function_deployments as d', 'd.id', 'f.active_deployment_id')
+    .select('f.*', 'd.version as active_version');
+}
+
+function toView(row: FunctionRow & { active_version: number | null }): FunctionView {
+  return {
+    id: row.id,
+    name: row.name,
+    status: row.status,
+    activeVersion: row.active_version === null ? null : num(row.active_version),
+    activeDeploymentId: row.active_deployment_id ?? null,
+    latestVersion: num(row.last_version),
+    createdAt: toIso(row.created_at),
+    updatedAt: toIso(row.updated_at),
+  };
+}
+
+/** Another user's function is indistinguishable from one that does not exist. */
+export async function getOwnedFunction(db: Db, userId: string, functionId: string): Promise<FunctionRow> {
+  const row = await db.knex('functions').where({ id: functionId, user_id: userId }).first();
+  if (!row) throw errors.functionNotFound();
+  return row as FunctionRow;
+}
+
+export async function findFunctionByName(db: Db, userId: string, name: string): Promise<FunctionRow | null> {
+  const row = await db.knex('functions').where({ user_id: userId, name }).first();
+  return (row as FunctionRow | undefined) ?? null;
+}
+
+export async function getFunctionView(db: Db, userId: string, functionId: string): Promise<FunctionView> {
+  const row = await summaryQuery(db).where({ 'f.id': functionId, 'f.user_id': userId }).first();
+  if (!row) throw errors.functionNotFound();
+  return toView(row);
+}
+
+export async function listFunctions(db: Db, userId: string): Promise<FunctionView[]> {
+  const rows = await summaryQuery(db).where({ 'f.user_id': userId }).orderBy('f.name', 'asc');
+  return rows.map(toView);
+}

@@ -1,0 +1,53 @@
+// Row shapes and names shared by the API, the runner and the scripts.
+
+/** A deployment's lifecycle. `active` means built and runnable; `is_active` marks the live one. */
+export type DeploymentStatus = 'pending_upload' | 'building' | 'active' | 'failed' | 'archived' | 'deleted';
+
+export const BUILT_STATUS: DeploymentStatus = 'active';
+
+export interface FunctionRow {
+  id: string;
+  user_id: string;
+  name: string;
+  status: string;
+  active_deployment_id: string | null;
+  last_version: number;
+  intent_seq: number | string;
+  active_intent_seq: number | string;
+  created_at: unknown;
+  updated_at: unknown;
+}
+
+export interface DeploymentRow {
+  id: string;
+  function_id: string;
+  version: number;
+  image_tag: string | null;
+  s3_key: string;
+  status: DeploymentStatus;
+  is_active: boolean | number;
+  build_logs: string | null;
+  error: string | null;
+  declared_size: number | string | null;
+  declared_sha256: string | null;
+  archive_size: number | string | null;
+  archive_sha256: string | null;
+  intent_seq: number | string;
+  claimed_by: string | null;
+  lease_expires_at: unknown;
+  attempts: number;
+  upload_expires_at: unknown;
+  queued_at: unknown;
+  deployed_at: unknown;
+  activated_at: unknown;
+  created_at: unknown;
+  updated_at: unknown;
+}
+
+/** The seed's storage layout: one archive per version. */
+export function archiveKey(functionId: string, version: number): string {
+  return `functions/${functionId}/v${version}/function.tar.gz`;
+}
+
+export const FUNCTION_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -1,0 +1,97 @@
+// Version allocation: the next integer per function, taken under the function's row lock in the
+// same transaction that records the deployment, so concurrent deploys never share or reuse a number
+// (the original's unlocked MAX(version)+1 did).
+import { randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
+import type { Db } from '../db/knex.ts';
+import { num, withTransaction } from '../db/dialect.ts';
+import { nowIso } from '../db/time.ts';
+import { recordEvent } from './events.ts';
+import { archiveKey, type DeploymentRow, type DeploymentStatus, type FunctionRow } from './model.ts';
+
+export interface AllocatedDeployment {
+  fn: FunctionRow;
+  deployment: DeploymentRow;
+  isNewFunction: boolean;
+}
+
+export interface AllocateInput {
+  userId: string;
+  name: string;
+  status: Extract<DeploymentStatus, 'pending_upload' | 'building'>;
+  declaredSize?: number;
+  declaredSha256?: string;
+  /** for an archive already in hand (multipart upload) */
+  archive?: { size: number; sha256: string };
+  uploadExpiresAt?: string;
+}
+
+export async function allocateVersion(db: Db, input: AllocateInput): Promise<AllocatedDeployment> {
+  // A concurrent DELETE of the function can remove the row between our insert and update; the
+  // insert then succeeds on the next attempt.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const result = await withTransaction(db, (trx) => allocateInTransaction(trx, input));
+    if (result) return result;
+  }
+  throw new Error(`could not allocate a version for ${input.name}: function kept disappearing`);
+}
+
+async function allocateInTransaction(trx: Knex.Transaction, input: AllocateInput): Promise<AllocatedDeployment | null> {
+  const now = nowIso();
+  const candidateId = randomUUID();
+  // ON CONFLICT DO NOTHING: 50 concurrent first deploys create exactly one function.
+  await trx('functions')
+    .insert({
+      id: candidateId,
+      user_id: input.userId,
+      name: input.name,
+      status: 'pending',
+      last_version: 0,
+      intent_seq: 0,
+      active_intent_seq: 0,
+      created_at: now,
+      updated_at: now,
+    })
+    .onConflict(['user_id', 'name'])
+    .ignore();
+  // The increment is the lock: PostgreSQL row-locks it until commit, SQLite holds its write lock.
+  const updated = await trx('functions')
+    .where({ user_id: input.userId, name: input.name })
+    .update({
+      last_version: trx.raw('last_version + 1'),
+      intent_seq: trx.raw('intent_seq + 1'),
+      updated_at: now,
+    });
+  if (updated === 0) return null;
+  const fn = (await trx('functions').where({ user_id: input.userId, name: input.name }).first()) as FunctionRow;
+  const version = num(fn.last_version);
+  const deployment = {
+    id: randomUUID(),
+    function_id: fn.id,
+    version,
+    image_tag: null,
+    s3_key: archiveKey(fn.id, version),
+    status: input.status,
+    is_active: false,
+    declared_size: input.declaredSize ?? null,
+    declared_sha256: input.declaredSha256 ?? null,
+    archive_size: input.archive?.size ?? null,
+    archive_sha256: input.archive?.sha256 ?? null,
+    intent_seq: num(fn.intent_seq),
+    attempts: 0,
+    upload_expires_at: input.uploadExpiresAt ?? null,
+    queued_at: input.status === 'building' ? now : null,
+    created_at: now,
+    updated_at: now,
+  };
+  await trx('function_deployments').insert(deployment);
+  await recordEvent(trx, {
+    functionId: fn.id,
+    deploymentId: deployment.id,
+    version,
+    event: 'deploy_requested',
+    message: `deploy of version ${version} requested`,
+  });
+  const row = (await trx('function_deployments').where({ id: deployment.id }).first()) as DeploymentRow;
+  return { fn, deployment: row, isNewFunction: fn.id === candidateId };
+}

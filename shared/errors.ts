@@ -1,0 +1,122 @@
+// One error type for everything a client can cause. Domain code throws these through the `errors`
+// factory; only the API's error handler turns them into HTTP responses.
+
+export type ErrorCode =
+  | 'bad_request'
+  | 'invalid_json'
+  | 'validation_failed'
+  | 'unauthorized'
+  | 'invalid_credentials'
+  | 'email_taken'
+  | 'not_found'
+  | 'function_not_found'
+  | 'version_not_found'
+  | 'version_not_built'
+  | 'archive_gone'
+  | 'upload_missing'
+  | 'upload_expired'
+  | 'payload_too_large'
+  | 'checksum_mismatch'
+  | 'size_mismatch'
+  | 'unsupported_media_type'
+  | 'no_active_deployment'
+  | 'function_error'
+  | 'function_timeout'
+  | 'image_rebuilding'
+  | 'conflict'
+  | 'unavailable'
+  | 'internal';
+
+const statusByCode: Record<ErrorCode, number> = {
+  bad_request: 400,
+  invalid_json: 400,
+  validation_failed: 400,
+  unauthorized: 401,
+  invalid_credentials: 401,
+  email_taken: 409,
+  not_found: 404,
+  function_not_found: 404,
+  version_not_found: 404,
+  version_not_built: 409,
+  archive_gone: 409,
+  upload_missing: 409,
+  upload_expired: 410,
+  payload_too_large: 413,
+  checksum_mismatch: 422,
+  size_mismatch: 422,
+  unsupported_media_type: 415,
+  no_active_deployment: 409,
+  function_error: 502,
+  function_timeout: 504,
+  image_rebuilding: 503,
+  conflict: 409,
+  unavailable: 503,
+  internal: 500,
+};
+
+export class AppError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = 'AppError';
+    this.status = statusByCode[code];
+  }
+}
+
+export const errors = {
+  badRequest: (message: string, details?: Record<string, unknown>) =>
+    new AppError('bad_request', message, details),
+  invalidJson: () => new AppError('invalid_json', 'request body is not valid JSON'),
+  validation: (message: string, details?: Record<string, unknown>) =>
+    new AppError('validation_failed', message, details),
+  unauthorized: (message = 'missing or invalid bearer token') => new AppError('unauthorized', message),
+  invalidCredentials: () => new AppError('invalid_credentials', 'wrong email or password'),
+  emailTaken: () => new AppError('email_taken', 'an account with this email already exists'),
+  notFound: (what = 'resource') => new AppError('not_found', `${what} not found`),
+  functionNotFound: () => new AppError('function_not_found', 'function not found'),
+  versionNotFound: (version: number) =>
+    new AppError('version_not_found', `version ${version} does not exist`, { version }),
+  versionNotBuilt: (version: number, status: string) =>
+    new AppError('version_not_built', `version ${version} is ${status}, not a built version`, {
+      version,
+      status,
+    }),
+  archiveGone: (version: number) =>
+    new AppError('archive_gone', `version ${version} cannot be restored: its archive was deleted`, {
+      version,
+    }),
+  uploadMissing: (key: string) =>
+    new AppError('upload_missing', `no archive has been uploaded to ${key} yet`),
+  uploadExpired: () => new AppError('upload_expired', 'the upload window for this deployment has expired'),
+  tooLarge: (limit: number, actual?: number) =>
+    new AppError(
+      'payload_too_large',
+      actual === undefined
+        ? `archive exceeds the limit of ${limit} bytes`
+        : `archive is ${actual} bytes, over the limit of ${limit} bytes`,
+      { limit, ...(actual === undefined ? {} : { actual }) },
+    ),
+  checksumMismatch: (declared: string, actual: string) =>
+    new AppError('checksum_mismatch', `uploaded archive has sha256 ${actual}, declared ${declared}`, {
+      declared,
+      actual,
+    }),
+  sizeMismatch: (declared: number, actual: number) =>
+    new AppError('size_mismatch', `uploaded archive is ${actual} bytes, declared ${declared}`, {
+      declared,
+      actual,
+    }),
+  unsupportedMediaType: (message: string) => new AppError('unsupported_media_type', message),
+  noActiveDeployment: () =>
+    new AppError('no_active_deployment', 'function has no live deployment yet'),
+  conflict: (message: string, details?: Record<string, unknown>) => new AppError('conflict', message, details),
+  unavailable: (message: string) => new AppError('unavailable', message),
+};
+
+export function isAppError(err: unknown): err is AppError {
+  return err instanceof AppError;
+}
