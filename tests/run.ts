@@ -1,0 +1,121 @@
+// `npm test`: runs every suite, the integration suites once per database, and ends with the plain
+// line "N passed, N failed" summed over all of them. Exit code 1 when anything failed.
+//
+//   tests/unit/*.test.ts   run once (no database)
+//   tests/*.test.ts        run with TEST_DB=sqlite and TEST_DB=postgres
+//
+// Options (env): TEST_DBS=sqlite,postgres  TEST_JOBS=2  TEST_FILTER=<substring>  TEST_FILE_TIMEOUT_MS
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { inCI, postgresAvailable } from './support/services.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.dirname(here);
+const filter = process.env.TEST_FILTER ?? process.argv[2] ?? '';
+const jobs = Math.max(1, Number(process.env.TEST_JOBS ?? 2));
+const fileTimeoutMs = Number(process.env.TEST_FILE_TIMEOUT_MS ?? 10 * 60_000);
+
+interface Run {
+  file: string;
+  db: string | null;
+}
+interface Outcome extends Run {
+  passed: number;
+  failed: number;
+  skipped: number;
+  ms: number;
+  output: string;
+}
+
+const list = (dir: string) =>
+  fs.existsSync(dir)
+    ? fs.readdirSync(dir).filter((f) => f.endsWith('.test.ts')).sort().map((f) => path.join(dir, f))
+    : [];
+
+const stripAnsi = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '');
+
+function runFile(run: Run): Promise<Outcome> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', run.file], {
+      cwd: root,
+      env: { ...process.env, ...(run.db ? { TEST_DB: run.db } : {}), FORCE_COLOR: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    const timer = setTimeout(() => {
+      output += `\n[run] killed after ${fileTimeoutMs} ms\n`;
+      child.kill('SIGKILL');
+    }, fileTimeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const text = stripAnsi(output);
+      const total = Number(/Total:\s+(\d+)/.exec(text)?.[1] ?? NaN);
+      const passed = Number(/Passed:\s+(\d+)/.exec(text)?.[1] ?? NaN);
+      const skipped = Number(/Skipped:\s+(\d+)/.exec(text)?.[1] ?? 0);
+      let outcome: Outcome;
+      if (Number.isNaN(total) || Number.isNaN(passed)) {
+        // No uvu summary: a crash before or after the tests (or a deliberate skip with exit 0).
+        const skippedFile = code === 0 && /^SKIP:/m.test(text);
+        outcome = { ...run, passed: 0, failed: skippedFile ? 0 : 1, skipped: skippedFile ? 1 : 0, ms: 0, output };
+      } else {
+        const failed = total - passed - skipped + (code !== 0 && total === passed + skipped ? 1 : 0);
+        outcome = { ...run, passed, failed, skipped, ms: 0, output };
+      }
+      outcome.ms = Date.now() - started;
+      resolve(outcome);
+    });
+  });
+}
+
+async function main() {
+  const dbs = (process.env.TEST_DBS ?? 'sqlite,postgres').split(',').map((s) => s.trim()).filter(Boolean);
+  const activeDbs: string[] = [];
+  for (const db of dbs) {
+    if (db === 'postgres') {
+      const why = await postgresAvailable();
+      if (why) {
+        if (inCI) {
+          console.log(`PostgreSQL is required under CI=true and is not reachable: ${why}`);
+          console.log('0 passed, 1 failed');
+          process.exit(1);
+        }
+        console.log(`SKIP: PostgreSQL not reachable (${why}); its pass is skipped. Run scripts/setup-services.sh.`);
+        continue;
+      }
+    }
+    activeDbs.push(db);
+  }
+
+  const runs: Run[] = [
+    ...list(path.join(here, 'unit')).map((file) => ({ file, db: null })),
+    ...activeDbs.flatMap((db) => list(here).map((file) => ({ file, db }))),
+  ].filter((r) => r.file.includes(filter));
+
+  const outcomes: Outcome[] = [];
+  let next = 0;
+  async function worker() {
+    while (next < runs.length) {
+      const run = runs[next++]!;
+      const o = await runFile(run);
+      outcomes.push(o);
+      const label = `${path.relative(root, o.file)}${o.db ? ` [${o.db}]` : ''}`;
+      const status = o.failed > 0 ? 'FAIL' : o.skipped > 0 && o.passed === 0 ? 'SKIP' : 'ok  ';
+      console.log(`${status} ${label}: ${o.passed} passed, ${o.failed} failed (${(o.ms / 1000).toFixed(1)} s)`);
+      if (o.failed > 0 || process.env.TEST_VERBOSE) console.log(o.output.replace(/^/gm, '    | '));
+    }
+  }
+  const started = Date.now();
+  await Promise.all(Array.from({ length: Math.min(jobs, runs.length) }, worker));
+  const passed = outcomes.reduce((n, o) => n + o.passed, 0);
+  const failed = outcomes.reduce((n, o) => n + o.failed, 0);
+  console.log(`\n${outcomes.length} suite runs in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed > 0 ? 1 : 0);
+}
+
+await main();

@@ -1,0 +1,88 @@
+// What the tests need from the machine. Under CI=true a missing service fails the run; elsewhere the
+// suites that need it are skipped with a message saying so (never silently).
+import { randomBytes } from 'node:crypto';
+import knexFactory from 'knex';
+
+export const inCI = process.env.CI === 'true' || process.env.CI === '1';
+
+export type TestDbKind = 'sqlite' | 'postgres';
+
+export function testDbKind(): TestDbKind {
+  const kind = (process.env.TEST_DB ?? 'sqlite').toLowerCase();
+  if (kind === 'sqlite' || kind === 'postgres') return kind;
+  throw new Error(`TEST_DB must be sqlite or postgres, not ${kind}`);
+}
+
+export const TEST_PG_URL =
+  process.env.TEST_DATABASE_URL ?? 'postgres://containerpub:containerpub@127.0.0.1:5432/containerpub';
+
+/** Throws (and so fails the suite) under CI; otherwise logs a skip line and returns false. */
+export function requireService(name: string, available: boolean, why: string): boolean {
+  if (available) return true;
+  if (inCI) throw new Error(`${name} is required under CI=true but is not available: ${why}`);
+  process.stderr.write(`SKIP: ${name} is not available (${why}); run scripts/setup-services.sh to enable these tests\n`);
+  return false;
+}
+
+export async function postgresAvailable(): Promise<string | null> {
+  const knex = knexFactory({ client: 'pg', connection: { connectionString: TEST_PG_URL, connectionTimeoutMillis: 2000 } as never, pool: { min: 0, max: 1 } });
+  try {
+    await knex.raw('select 1');
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  } finally {
+    await knex.destroy();
+  }
+}
+
+/** A brand-new PostgreSQL database for one test file; dropped by the returned function. */
+export async function createPgDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `cp_test_${randomBytes(6).toString('hex')}`;
+  const admin = knexFactory({ client: 'pg', connection: TEST_PG_URL, pool: { min: 0, max: 1 } });
+  await admin.raw(`CREATE DATABASE ${name}`);
+  const url = new URL(TEST_PG_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      try {
+        await admin.raw(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await admin.destroy();
+      }
+    },
+  };
+}
+
+export async function dockerAvailable(): Promise<string | null> {
+  const { default: Docker } = await import('dockerode');
+  try {
+    await new Docker().ping();
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/** Polls `check` until it returns a value other than undefined/false, or fails after `timeoutMs`. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  opts: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<T> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value as T;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 50));
+  }
+}
