@@ -28,6 +28,7 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   app.use('/api/*', async (c, next) => {
     if ((c.req.header('content-type') ?? '').toLowerCase().startsWith('multipart/form-data')) return next();
     if (c.req.path.endsWith('/invoke')) return next();
+    if (Number(c.req.header('content-length') ?? 0) > JSON_BODY_LIMIT) throw errors.tooLarge(JSON_BODY_LIMIT);
     return bodyLimit({ maxSize: JSON_BODY_LIMIT, onError: () => { throw errors.tooLarge(JSON_BODY_LIMIT); } })(c, next);
   });
   auth.register(app, p);

@@ -19,6 +19,8 @@ export function createHonoApp(p: Platform): App {
   const app = new Hono<AppEnv>();
   app.onError((err, c) => {
     if (isAppError(err)) {
+      // The client may still be sending a body we will not read: do not reuse the connection.
+      if (err.status === 413) c.header('Connection', 'close');
       return c.json(errorBody(err.code, err.message, err.details), err.status as ContentfulStatusCode);
     }
     if (err instanceof HTTPException) {

@@ -15,6 +15,10 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 
+// Node 20 is supported by the SDK versions we pin; its notice about future releases is printed on
+// every start otherwise. An operator can still turn it back on by setting the variable to false.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 export interface S3Settings {
   endpoint: string;
   publicEndpoint?: string;

@@ -17,6 +17,8 @@ export interface TestPlatform {
   http: Client;
   /** registers a fresh user and returns a client carrying its token */
   newUser(): Promise<Client & { userId: string; token: string }>;
+  /** a second API process-equivalent (own pools and clients) over the same database and S3 */
+  replica(): Promise<{ url: string; platform: Platform; close(): Promise<void> }>;
   close(): Promise<void>;
 }
 
@@ -58,6 +60,15 @@ export async function startTestPlatform(
       const res = await http.post('/api/auth/register', { email, password: 'correct horse battery' });
       if (res.status !== 201) throw new Error(`register failed: ${res.status} ${JSON.stringify(res.body)}`);
       return Object.assign(client(served.url, res.body.token), { userId: res.body.userId, token: res.body.token });
+    },
+    async replica() {
+      const replicaConfig = {
+        ...config,
+        s3: { ...config.s3, endpoint: platform.embeddedS3?.endpoint ?? config.s3.endpoint, accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+      };
+      const rp = await openPlatform(replicaConfig, { logger: createLogger(config.logLevel) });
+      const rs = await serveApi(createApi(rp, api), { host: '127.0.0.1', port: 0 });
+      return { url: rs.url, platform: rp, close: async () => { await rs.close(); await rp.close(); } };
     },
     async close() {
       await served.close();

@@ -1,0 +1,57 @@
+// Version numbers are allocated under a lock: concurrent deploys (through one API or several
+// replicas sharing the database) never share, skip or reuse a number.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { client } from './support/http.ts';
+
+const t = await startTestPlatform();
+if (!t) process.exit(0);
+const tp = t as TestPlatform;
+
+const alloc = suite('version allocation');
+
+alloc('50 concurrent deploys of a brand-new name: one function, versions exactly 1..50', async () => {
+  const api = await tp.newUser();
+  const replies = await Promise.all(
+    Array.from({ length: 50 }, () => api.post('/api/functions/deploy', { name: 'stampede' })),
+  );
+  for (const r of replies) assert.is(r.status, 201, JSON.stringify(r.body));
+  const ids = new Set(replies.map((r) => r.body.id));
+  assert.is(ids.size, 1, 'one function');
+  assert.equal(replies.map((r) => r.body.version).sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i + 1));
+  assert.is(replies.filter((r) => r.body.isNewFunction).length, 1, 'exactly one request created it');
+  const fns = await tp.platform.db.knex('functions').where({ user_id: api.userId });
+  assert.is(fns.length, 1);
+  assert.is(Number(fns[0].last_version), 50);
+  const keys = new Set(replies.map((r) => new URL(r.body.upload.url).pathname));
+  assert.is(keys.size, 50, 'every version has its own archive key');
+});
+
+alloc('two API replicas on one database: 60 concurrent deploys, no duplicate, no gap', async () => {
+  const replica = await tp.replica();
+  try {
+    const api = await tp.newUser();
+    const viaReplica = client(replica.url, api.token);
+    const replies = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => (i % 2 ? api : viaReplica).post('/api/functions/deploy', { name: 'replicated' })),
+    );
+    for (const r of replies) assert.is(r.status, 201, JSON.stringify(r.body));
+    assert.is(new Set(replies.map((r) => r.body.id)).size, 1);
+    assert.equal(replies.map((r) => r.body.version).sort((a, b) => a - b), Array.from({ length: 60 }, (_, i) => i + 1));
+  } finally {
+    await replica.close();
+  }
+});
+
+alloc('failed versions keep their numbers: the next deploy never reuses one', async () => {
+  const api = await tp.newUser();
+  const first = await api.post('/api/functions/deploy', { name: 'gaps' });
+  await api.post('/api/functions/deploy', { name: 'gaps' });
+  await tp.platform.db.knex('function_deployments').where({ function_id: first.body.id, version: 2 }).update({ status: 'failed' });
+  const third = await api.post('/api/functions/deploy', { name: 'gaps' });
+  assert.is(third.body.version, 3);
+});
+
+alloc.after(() => tp.close());
+alloc.run();

@@ -1,0 +1,241 @@
+// The deploy paths end to end over HTTP: presigned upload, multipart upload, completion checks,
+// history, event log and deletion — against a real database and a real S3-compatible server.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { deployPresigned, sha256, simulateBuilt } from './support/flows.ts';
+import { waitFor } from './support/services.ts';
+
+const MAX = 64 * 1024;
+const t = await startTestPlatform({ MAX_ARCHIVE_BYTES: String(MAX) });
+if (!t) process.exit(0);
+const tp = t as TestPlatform;
+const archive = (text: string) => Buffer.from(`fake-gzip:${text}`);
+
+const deploy = suite('deploy');
+
+deploy('presigned flow: deploy → PUT → complete puts the exact key in S3 and queues a build', async () => {
+  const api = await tp.newUser();
+  const body = archive('v1');
+  const res = await api.post('/api/functions/deploy', { name: 'hello', sizeBytes: body.length, sha256: sha256(body) });
+  assert.is(res.status, 201);
+  assert.is(res.body.name, 'hello');
+  assert.is(res.body.version, 1);
+  assert.is(res.body.status, 'pending_upload');
+  assert.is(res.body.isNewFunction, true);
+  assert.match(res.body.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.is(res.body.upload.method, 'PUT');
+  assert.ok(res.body.upload.url.includes(`/functions/${res.body.id}/v1/function.tar.gz`));
+  const ttl = Date.parse(res.body.upload.expiresAt) - Date.now();
+  assert.ok(ttl > 850_000 && ttl <= 900_000, `expiresAt ~900 s ahead, got ${ttl} ms`);
+
+  const put = await fetch(res.body.upload.url, { method: 'PUT', headers: res.body.upload.headers, body });
+  assert.is(put.status, 200);
+  const complete = await api.post(`/api/functions/${res.body.id}/deployments/1/complete`);
+  assert.is(complete.status, 202);
+  assert.equal(complete.body, { deploymentId: res.body.deploymentId, version: 1, status: 'building' });
+
+  const stored = await tp.platform.storage.sha256(`functions/${res.body.id}/v1/function.tar.gz`);
+  assert.is(stored.sha256, sha256(body));
+  const detail = await api.get(`/api/functions/${res.body.id}/deployments/1`);
+  assert.is(detail.body.status, 'building');
+  assert.is(detail.body.sizeBytes, body.length);
+  assert.is(detail.body.sha256, sha256(body));
+  assert.is(detail.body.isActive, false);
+
+  // calling complete again is harmless
+  const again = await api.post(`/api/functions/${res.body.id}/deployments/1/complete`);
+  assert.is(again.status, 202);
+  assert.is(again.body.status, 'building');
+
+  const second = await deployPresigned(api, 'hello', archive('v2'));
+  assert.is(second.version, 2);
+  assert.is(second.isNewFunction, false);
+  assert.is(second.id, res.body.id);
+});
+
+deploy('multipart flow: the API streams the archive to the same key and answers building', async () => {
+  const api = await tp.newUser();
+  const body = archive('multipart');
+  const form = new FormData();
+  form.set('name', 'multi');
+  form.set('archive', new Blob([body]), 'function.tar.gz');
+  const res = await api.request('POST', '/api/functions/deploy', { body: form });
+  assert.is(res.status, 201, JSON.stringify(res.body));
+  assert.is(res.body.status, 'building');
+  assert.is(res.body.version, 1);
+  assert.is(res.body.isNewFunction, true);
+  assert.not.ok('upload' in res.body);
+  const stored = await tp.platform.storage.sha256(`functions/${res.body.id}/v1/function.tar.gz`);
+  assert.is(stored.sha256, sha256(body));
+  const detail = await api.get(`/api/functions/${res.body.id}/deployments/1`);
+  assert.is(detail.body.sha256, sha256(body));
+});
+
+deploy('multipart over MAX_ARCHIVE_BYTES: 413, no version allocated, nothing kept', async () => {
+  const api = await tp.newUser();
+  const form = new FormData();
+  form.set('name', 'big');
+  form.set('archive', new Blob([Buffer.alloc(MAX + 1, 7)]), 'function.tar.gz');
+  const res = await api.request('POST', '/api/functions/deploy', { body: form });
+  assert.is(res.status, 413);
+  assert.is(res.body.error.code, 'payload_too_large');
+  const list = await api.get('/api/functions');
+  assert.equal(list.body.functions, []);
+});
+
+deploy('multipart without an archive or with a bad name: 400', async () => {
+  const api = await tp.newUser();
+  const noFile = new FormData();
+  noFile.set('name', 'nofile');
+  const a = await api.request('POST', '/api/functions/deploy', { body: noFile });
+  assert.is(a.status, 400);
+  const badName = new FormData();
+  badName.set('name', 'Bad_Name');
+  badName.set('archive', new Blob([archive('x')]), 'f.tar.gz');
+  const b = await api.request('POST', '/api/functions/deploy', { body: badName });
+  assert.is(b.status, 400);
+  assert.is(b.body.error.code, 'validation_failed');
+});
+
+deploy('complete with no upload: 409 upload_missing and the deployment stays pending', async () => {
+  const api = await tp.newUser();
+  const res = await api.post('/api/functions/deploy', { name: 'lazy' });
+  const complete = await api.post(`/api/functions/${res.body.id}/deployments/1/complete`);
+  assert.is(complete.status, 409);
+  assert.is(complete.body.error.code, 'upload_missing');
+  const detail = await api.get(`/api/functions/${res.body.id}/deployments/1`);
+  assert.is(detail.body.status, 'pending_upload');
+});
+
+deploy('declared size over the limit is refused at deploy time with 413', async () => {
+  const api = await tp.newUser();
+  const res = await api.post('/api/functions/deploy', { name: 'huge', sizeBytes: MAX + 1 });
+  assert.is(res.status, 413);
+  assert.equal((await api.get('/api/functions')).body.functions, []);
+});
+
+deploy('an uploaded object over the limit: 413 at complete, deployment failed, object deleted', async () => {
+  const api = await tp.newUser();
+  const res = await api.post('/api/functions/deploy', { name: 'sneaky' });
+  const key = `functions/${res.body.id}/v1/function.tar.gz`;
+  // s3rver ignores the signed size, so a client can upload more than it declared
+  const put = await fetch(res.body.upload.url, { method: 'PUT', headers: res.body.upload.headers, body: Buffer.alloc(MAX + 10) });
+  assert.is(put.status, 200);
+  const complete = await api.post(`/api/functions/${res.body.id}/deployments/1/complete`);
+  assert.is(complete.status, 413);
+  assert.is(await tp.platform.storage.head(key), null);
+  const detail = await api.get(`/api/functions/${res.body.id}/deployments/1`);
+  assert.is(detail.body.status, 'failed');
+  assert.match(detail.body.error, /over the limit/);
+});
+
+deploy('sha256 differing from the declared one: 422 checksum_mismatch, failed, object deleted', async () => {
+  const api = await tp.newUser();
+  const declared = archive('what I meant');
+  const res = await api.post('/api/functions/deploy', { name: 'tampered', sha256: sha256(declared) });
+  const key = `functions/${res.body.id}/v1/function.tar.gz`;
+  await fetch(res.body.upload.url, { method: 'PUT', headers: res.body.upload.headers, body: archive('what arrived') });
+  const complete = await api.post(`/api/functions/${res.body.id}/deployments/1/complete`);
+  assert.is(complete.status, 422);
+  assert.is(complete.body.error.code, 'checksum_mismatch');
+  assert.is(await tp.platform.storage.head(key), null);
+  const detail = await api.get(`/api/functions/${res.body.id}/deployments/1`);
+  assert.is(detail.body.status, 'failed');
+  assert.match(detail.body.error, /checksum mismatch/);
+  // a later complete does not resurrect it
+  const again = await api.post(`/api/functions/${res.body.id}/deployments/1/complete`);
+  assert.is(again.status, 202);
+  assert.is(again.body.status, 'failed');
+});
+
+deploy('an expired upload URL is refused by S3', async () => {
+  const short = await startTestPlatform({ UPLOAD_URL_TTL_SECONDS: '1' });
+  try {
+    const api = await short!.newUser();
+    const res = await api.post('/api/functions/deploy', { name: 'slow' });
+    const expiresAt = Date.parse(res.body.upload.expiresAt);
+    // wait on the clock condition itself (bounded), then try
+    await waitFor('the upload URL to expire', () => Date.now() > expiresAt + 1100, { timeoutMs: 5000 });
+    const put = await fetch(res.body.upload.url, { method: 'PUT', headers: res.body.upload.headers, body: archive('late') });
+    assert.is(put.status, 403);
+    const complete = await api.post(`/api/functions/${res.body.id}/deployments/1/complete`);
+    assert.is(complete.status, 409);
+  } finally {
+    await short!.close();
+  }
+});
+
+const history = suite('history');
+
+history('newest first, limit and before paginate without gaps', async () => {
+  const api = await tp.newUser();
+  let id = '';
+  for (let i = 1; i <= 7; i++) id = (await api.post('/api/functions/deploy', { name: 'paged' })).body.id;
+  const all = await api.get(`/api/functions/${id}/deployments`);
+  assert.equal(all.body.deployments.map((d: any) => d.version), [7, 6, 5, 4, 3, 2, 1]);
+  const d = all.body.deployments[0];
+  for (const key of ['id', 'version', 'imageTag', 's3Key', 'status', 'isActive', 'deployedAt', 'createdAt', 'error']) {
+    assert.ok(key in d, `deployment view has ${key}`);
+  }
+  assert.is(d.s3Key, `functions/${id}/v7/function.tar.gz`);
+  const seen: number[] = [];
+  let before: number | null = null;
+  for (let page = 0; page < 5; page++) {
+    const res: any = await api.get(`/api/functions/${id}/deployments?limit=3${before ? `&before=${before}` : ''}`);
+    seen.push(...res.body.deployments.map((x: any) => x.version));
+    before = res.body.nextBefore;
+    if (before === null) break;
+  }
+  assert.equal(seen, [7, 6, 5, 4, 3, 2, 1]);
+  const fn = await api.get(`/api/functions/${id}`);
+  assert.is(fn.body.latestVersion, 7);
+  assert.is(fn.body.activeVersion, null);
+});
+
+history('function view and list reflect the live version; logs record the lifecycle newest first', async () => {
+  const api = await tp.newUser();
+  const v1 = await deployPresigned(api, 'lifecycle', archive('1'));
+  await simulateBuilt(tp.platform, v1.id, 1);
+  const fn = await api.get(`/api/functions/${v1.id}`);
+  assert.is(fn.status, 200);
+  assert.is(fn.body.status, 'active');
+  assert.is(fn.body.activeVersion, 1);
+  assert.is(fn.body.activeDeploymentId, v1.deploymentId);
+  const list = await api.get('/api/functions');
+  assert.equal(list.body.functions.map((f: any) => [f.name, f.activeVersion, f.latestVersion]), [['lifecycle', 1, 1]]);
+  const logs = await api.get(`/api/functions/${v1.id}/logs`);
+  assert.equal(
+    logs.body.logs.map((l: any) => l.event),
+    ['activated', 'upload_completed', 'deploy_requested'],
+  );
+  const ids = logs.body.logs.map((l: any) => l.id);
+  assert.equal(ids, [...ids].sort((a: number, b: number) => b - a));
+});
+
+const del = suite('delete');
+
+del('DELETE removes the rows and the S3 object of every version', async () => {
+  const api = await tp.newUser();
+  const v1 = await deployPresigned(api, 'doomed', archive('1'));
+  await deployPresigned(api, 'doomed', archive('2'));
+  const keys = [1, 2].map((v) => `functions/${v1.id}/v${v}/function.tar.gz`);
+  for (const k of keys) assert.ok(await tp.platform.storage.head(k));
+  const res = await api.del(`/api/functions/${v1.id}`);
+  assert.is(res.status, 204);
+  for (const k of keys) assert.is(await tp.platform.storage.head(k), null);
+  assert.is((await api.get(`/api/functions/${v1.id}`)).status, 404);
+  const rows = await tp.platform.db.knex('function_deployments').where({ function_id: v1.id });
+  assert.is(rows.length, 0);
+  assert.is((await api.del(`/api/functions/${v1.id}`)).status, 404);
+  // the name can be used again, starting a new function at version 1
+  const again = await api.post('/api/functions/deploy', { name: 'doomed' });
+  assert.is(again.body.version, 1);
+  assert.is(again.body.isNewFunction, true);
+});
+
+del.after(() => tp.close());
+
+deploy.run();
+history.run();
+del.run();

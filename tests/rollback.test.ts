@@ -1,0 +1,148 @@
+// Rollback over HTTP and the activation rule underneath it: exactly one live version, always, and
+// for finished builds the latest intent wins.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { activateDeployment } from '../shared/domain/activation.ts';
+import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { deployPresigned, simulateBuilt } from './support/flows.ts';
+
+const t = await startTestPlatform();
+if (!t) process.exit(0);
+const tp = t as TestPlatform;
+const archive = (v: string) => Buffer.from(`archive ${v}`);
+
+async function activeRows(functionId: string) {
+  return tp.platform.db.knex('function_deployments').where({ function_id: functionId }).andWhere('is_active', true);
+}
+
+/** A function with versions 1..n deployed and built in order (n live). */
+async function builtFunction(name: string, n: number) {
+  const api = await tp.newUser();
+  let id = '';
+  for (let v = 1; v <= n; v++) {
+    id = (await deployPresigned(api, name, archive(`${v}`))).id;
+    await simulateBuilt(tp.platform, id, v);
+  }
+  return { api, id };
+}
+
+const rollback = suite('rollback');
+
+rollback('rolls back to an earlier built version in one step, with the seed message', async () => {
+  const { api, id } = await builtFunction('rb', 3);
+  assert.is((await api.get(`/api/functions/${id}`)).body.activeVersion, 3);
+  const res = await api.post(`/api/functions/${id}/rollback`, { version: 1 });
+  assert.is(res.status, 200);
+  assert.is(res.body.message, 'Successfully rolled back to version 1');
+  assert.is(res.body.version, 1);
+  const v1 = (await api.get(`/api/functions/${id}/deployments/1`)).body;
+  assert.is(res.body.deploymentId, v1.id);
+  assert.is(v1.isActive, true);
+  const fn = (await api.get(`/api/functions/${id}`)).body;
+  assert.is(fn.activeVersion, 1);
+  assert.is(fn.activeDeploymentId, v1.id);
+  const active = await activeRows(id);
+  assert.is(active.length, 1);
+  assert.is(active[0].version, 1);
+  const history = (await api.get(`/api/functions/${id}/deployments`)).body.deployments;
+  assert.equal(history.map((d: any) => [d.version, d.isActive]), [[3, false], [2, false], [1, true]]);
+  const logs = (await api.get(`/api/functions/${id}/logs?limit=1`)).body.logs;
+  assert.is(logs[0].event, 'rolled_back');
+});
+
+rollback('the version already live is a 200 no-op', async () => {
+  const { api, id } = await builtFunction('noop', 2);
+  const res = await api.post(`/api/functions/${id}/rollback`, { version: 2 });
+  assert.is(res.status, 200);
+  assert.is(res.body.version, 2);
+  assert.is((await activeRows(id)).length, 1);
+});
+
+rollback('unknown version: 404; unbuilt target: 409 naming its status; nothing changes', async () => {
+  const { api, id } = await builtFunction('guard', 1);
+  const missing = await api.post(`/api/functions/${id}/rollback`, { version: 99 });
+  assert.is(missing.status, 404);
+  assert.is(missing.body.error.code, 'version_not_found');
+  await api.post('/api/functions/deploy', { name: 'guard' }); // v2 pending_upload
+  const pending = await api.post(`/api/functions/${id}/rollback`, { version: 2 });
+  assert.is(pending.status, 409);
+  assert.is(pending.body.error.code, 'version_not_built');
+  assert.match(pending.body.error.message, /pending_upload/);
+  await deployPresigned(api, 'guard', archive('3')); // v3 building
+  const building = await api.post(`/api/functions/${id}/rollback`, { version: 3 });
+  assert.is(building.status, 409);
+  assert.match(building.body.error.message, /building/);
+  await tp.platform.db.knex('function_deployments').where({ function_id: id, version: 3 }).update({ status: 'failed', error: 'boom' });
+  const failed = await api.post(`/api/functions/${id}/rollback`, { version: 3 });
+  assert.is(failed.status, 409);
+  assert.match(failed.body.error.message, /failed/);
+  assert.is((await api.get(`/api/functions/${id}`)).body.activeVersion, 1);
+});
+
+rollback('concurrent rollbacks between versions never leave two or zero live rows', async () => {
+  const { api, id } = await builtFunction('race', 4);
+  const targets = Array.from({ length: 40 }, (_, i) => (i % 4) + 1);
+  const results = await Promise.all(targets.map((v) => api.post(`/api/functions/${id}/rollback`, { version: v })));
+  for (const r of results) assert.is(r.status, 200, JSON.stringify(r.body));
+  const active = await activeRows(id);
+  assert.is(active.length, 1);
+  const fn = (await api.get(`/api/functions/${id}`)).body;
+  assert.is(fn.activeDeploymentId, active[0].id);
+});
+
+const intent = suite('activation: latest intent wins');
+
+intent('v3 takes over even when v2 finishes building after it', async () => {
+  const { api, id } = await builtFunction('order', 1);
+  await deployPresigned(api, 'order', archive('2'));
+  await deployPresigned(api, 'order', archive('3'));
+  const r3 = await simulateBuilt(tp.platform, id, 3);
+  assert.ok(r3.activated);
+  const r2 = await simulateBuilt(tp.platform, id, 2);
+  assert.equal(r2, { activated: false, reason: 'superseded' });
+  assert.is((await api.get(`/api/functions/${id}`)).body.activeVersion, 3);
+  const v2 = (await api.get(`/api/functions/${id}/deployments/2`)).body;
+  assert.is(v2.status, 'active', 'v2 is built and can be rolled back to');
+  assert.is(v2.isActive, false);
+});
+
+intent('a build requested before a rollback never overrides that rollback', async () => {
+  const { api, id } = await builtFunction('respect', 2);
+  await deployPresigned(api, 'respect', archive('3')); // requested...
+  const rb = await api.post(`/api/functions/${id}/rollback`, { version: 1 }); // ...then the user rolls back
+  assert.is(rb.status, 200);
+  const r3 = await simulateBuilt(tp.platform, id, 3); // v3's build finishes last
+  assert.equal(r3, { activated: false, reason: 'superseded' });
+  assert.is((await api.get(`/api/functions/${id}`)).body.activeVersion, 1);
+  // a deploy requested after the rollback does take over when built
+  await deployPresigned(api, 'respect', archive('4'));
+  assert.ok((await simulateBuilt(tp.platform, id, 4)).activated);
+  assert.is((await api.get(`/api/functions/${id}`)).body.activeVersion, 4);
+});
+
+intent('activating an unbuilt deployment is refused and changes nothing', async () => {
+  const { api, id } = await builtFunction('strict', 1);
+  const d2 = await deployPresigned(api, 'strict', archive('2'));
+  try {
+    await activateDeployment(tp.platform.db, { functionId: id, deploymentId: d2.deploymentId, reason: { kind: 'rollback' } });
+    assert.unreachable('should refuse');
+  } catch (err) {
+    assert.is((err as any).code, 'version_not_built');
+  }
+  assert.is((await api.get(`/api/functions/${id}`)).body.activeVersion, 1);
+});
+
+intent('the database itself refuses a second active row (partial unique index)', async () => {
+  const { id } = await builtFunction('index', 2);
+  try {
+    await tp.platform.db.knex('function_deployments').where({ function_id: id }).update({ is_active: true });
+    assert.unreachable('the partial unique index should refuse two active rows');
+  } catch (err) {
+    assert.match(String((err as Error).message), /unique|UNIQUE/);
+  }
+  assert.is((await activeRows(id)).length, 1);
+});
+
+intent.after(() => tp.close());
+rollback.run();
+intent.run();

@@ -1,0 +1,169 @@
+// Authentication, tenant isolation on every route, and bad input: always a clear JSON 4xx, never a
+// 500, and never a change to what is live.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { deployPresigned, simulateBuilt } from './support/flows.ts';
+
+const t = await startTestPlatform();
+if (!t) process.exit(0);
+const tp = t as TestPlatform;
+
+function assertError(res: { status: number; body: any }, status: number, code?: string) {
+  assert.is(res.status, status, JSON.stringify(res.body));
+  assert.type(res.body?.error?.code, 'string');
+  assert.type(res.body?.error?.message, 'string');
+  if (code) assert.is(res.body.error.code, code);
+  assert.not.match(JSON.stringify(res.body), /at .*\.ts:\d+/, 'no stack trace in the response');
+}
+
+const auth = suite('auth');
+
+auth('register: 201 with a token; duplicate email 409; bad email or short password 400', async () => {
+  const email = `Someone-${Date.now()}@Example.com`;
+  const ok = await tp.http.post('/api/auth/register', { email, password: 'long enough' });
+  assert.is(ok.status, 201);
+  assert.type(ok.body.userId, 'string');
+  assert.match(ok.body.token, /^cp_/);
+  assertError(await tp.http.post('/api/auth/register', { email: email.toLowerCase(), password: 'another one' }), 409, 'email_taken');
+  assertError(await tp.http.post('/api/auth/register', { email: 'not-an-email', password: 'long enough' }), 400);
+  assertError(await tp.http.post('/api/auth/register', { email: 'x@example.com', password: 'short' }), 400);
+  assertError(await tp.http.post('/api/auth/register', { email: 'x@example.com' }), 400);
+});
+
+auth('login: 200 with a new working token; wrong password or unknown email 401', async () => {
+  const email = `login-${Date.now()}@example.com`;
+  await tp.http.post('/api/auth/register', { email, password: 'the password' });
+  const ok = await tp.http.post('/api/auth/login', { email, password: 'the password' });
+  assert.is(ok.status, 200);
+  assert.is((await tp.http.get('/api/functions', { token: ok.body.token })).status, 200);
+  assertError(await tp.http.post('/api/auth/login', { email, password: 'wrong password' }), 401, 'invalid_credentials');
+  assertError(await tp.http.post('/api/auth/login', { email: 'nobody@example.com', password: 'x'.repeat(10) }), 401);
+});
+
+auth('passwords and tokens are stored hashed', async () => {
+  const email = `hash-${Date.now()}@example.com`;
+  const res = await tp.http.post('/api/auth/register', { email, password: 'plain text secret' });
+  const user = await tp.platform.db.knex('users').where({ email }).first();
+  assert.not.match(user.password_hash, /plain text secret/);
+  assert.match(user.password_hash, /^scrypt\$/);
+  const tokens = await tp.platform.db.knex('api_tokens').where({ user_id: user.id });
+  assert.is(tokens.length, 1);
+  assert.is.not(tokens[0].token_hash, res.body.token);
+  assert.not.ok(JSON.stringify(tokens).includes(res.body.token));
+});
+
+auth('every /api/functions route needs a valid bearer token', async () => {
+  const id = '00000000-0000-4000-8000-000000000000';
+  const routes: [string, string][] = [
+    ['GET', '/api/functions'],
+    ['POST', '/api/functions/deploy'],
+    ['GET', `/api/functions/${id}`],
+    ['DELETE', `/api/functions/${id}`],
+    ['GET', `/api/functions/${id}/deployments`],
+    ['GET', `/api/functions/${id}/deployments/1`],
+    ['POST', `/api/functions/${id}/deployments/1/complete`],
+    ['POST', `/api/functions/${id}/rollback`],
+    ['GET', `/api/functions/${id}/logs`],
+  ];
+  for (const [method, path] of routes) {
+    assertError(await tp.http.request(method, path, { token: null }), 401, 'unauthorized');
+    assertError(await tp.http.request(method, path, { token: 'cp_not-a-real-token' }), 401, 'unauthorized');
+    assertError(await tp.http.request(method, path, { headers: { authorization: 'Basic abc' } }), 401);
+  }
+});
+
+const isolation = suite('tenant isolation');
+
+isolation("another user's function is a 404 on every route, exactly like a missing one", async () => {
+  const owner = await tp.newUser();
+  const other = await tp.newUser();
+  const d = await deployPresigned(owner, 'private', Buffer.from('x'));
+  await simulateBuilt(tp.platform, d.id, 1);
+  const missing = '00000000-0000-4000-8000-000000000000';
+  const routes = (id: string): [string, string, unknown?][] => [
+    ['GET', `/api/functions/${id}`],
+    ['GET', `/api/functions/${id}/deployments`],
+    ['GET', `/api/functions/${id}/deployments/1`],
+    ['POST', `/api/functions/${id}/deployments/1/complete`],
+    ['POST', `/api/functions/${id}/rollback`, { version: 1 }],
+    ['GET', `/api/functions/${id}/logs`],
+    ['DELETE', `/api/functions/${id}`],
+  ];
+  for (const [[method, path, json], [, missingPath]] of routes(d.id).map((r, i) => [r, routes(missing)[i]!] as const)) {
+    const theirs = await other.request(method, path, { json });
+    const none = await other.request(method, missingPath, { json });
+    assertError(theirs, 404, 'function_not_found');
+    assert.equal(theirs.body, none.body, `${method} ${path} looks exactly like a missing function`);
+  }
+  assert.equal((await other.get('/api/functions')).body.functions, []);
+  // the same name is free for the other user: a separate function
+  const mine = await other.post('/api/functions/deploy', { name: 'private' });
+  assert.is(mine.body.isNewFunction, true);
+  assert.is.not(mine.body.id, d.id);
+  // and the owner's function is untouched
+  const fn = await owner.get(`/api/functions/${d.id}`);
+  assert.is(fn.body.activeVersion, 1);
+  assert.is(fn.body.latestVersion, 1);
+});
+
+const input = suite('bad input');
+
+input('malformed JSON, wrong types, bad names, bad UUIDs, non-numeric versions: clear 400s', async () => {
+  const api = await tp.newUser();
+  const d = await deployPresigned(api, 'target', Buffer.from('x'));
+  await simulateBuilt(tp.platform, d.id, 1);
+  const raw = (method: string, path: string, body: string, type = 'application/json') =>
+    api.request(method, path, { body, headers: { 'content-type': type } });
+
+  assertError(await raw('POST', '/api/functions/deploy', '{"name": '), 400, 'invalid_json');
+  assertError(await raw('POST', '/api/functions/deploy', ''), 400);
+  assertError(await raw('POST', '/api/functions/deploy', '[1,2]'), 400);
+  assertError(await raw('POST', '/api/functions/deploy', 'null'), 400);
+  assertError(await raw('POST', '/api/auth/register', '{"email": 5'), 400, 'invalid_json');
+  for (const name of ['', 'UPPER', '-leading', 'has_underscore', 'a'.repeat(64), 'spa ce', 'dot.ted', 'ünï', 5, null, ['x']]) {
+    assertError(await api.post('/api/functions/deploy', { name }), 400, 'validation_failed');
+  }
+  assert.is((await api.post('/api/functions/deploy', { name: 'a'.repeat(63) })).status, 201);
+  assert.is((await api.post('/api/functions/deploy', { name: '9lives' })).status, 201);
+  assertError(await api.post('/api/functions/deploy', { name: 'ok', sizeBytes: 'big' }), 400);
+  assertError(await api.post('/api/functions/deploy', { name: 'ok', sizeBytes: -1 }), 400);
+  assertError(await api.post('/api/functions/deploy', { name: 'ok', sha256: 'abc' }), 400);
+  assertError(await raw('POST', '/api/functions/deploy', 'name=x', 'text/plain'), 415);
+
+  for (const bad of ['not-a-uuid', '123', "1' OR '1'='1", '00000000-0000-4000-8000-00000000000g']) {
+    assertError(await api.get(`/api/functions/${encodeURIComponent(bad)}`), 400, 'bad_request');
+    assertError(await api.get(`/api/functions/${encodeURIComponent(bad)}/deployments`), 400);
+  }
+  for (const v of ['abc', '0', '-1', '1.5', '99999999999999']) {
+    assertError(await api.get(`/api/functions/${d.id}/deployments/${v}`), 400, 'bad_request');
+    assertError(await api.post(`/api/functions/${d.id}/deployments/${v}/complete`), 400);
+  }
+  for (const body of [{}, { version: '1' }, { version: 1.5 }, { version: 0 }, { version: -2 }, { version: null }]) {
+    assertError(await api.post(`/api/functions/${d.id}/rollback`, body), 400, 'validation_failed');
+  }
+  assertError(await raw('POST', `/api/functions/${d.id}/rollback`, '{"version": 1'), 400, 'invalid_json');
+  assertError(await api.get(`/api/functions/${d.id}/deployments?limit=abc`), 400);
+  assertError(await api.get(`/api/functions/${d.id}/deployments?limit=0`), 400);
+  assertError(await api.get(`/api/functions/${d.id}/deployments?before=x`), 400);
+  assertError(await api.get(`/api/functions/${d.id}/logs?limit=-1`), 400);
+  assertError(await api.get('/api/nope'), 404, 'not_found');
+  assertError(await raw('POST', '/api/functions/deploy', JSON.stringify({ name: 'x'.repeat(2 * 1024 * 1024) })), 413);
+
+  // none of it changed what is live
+  const fn = await api.get(`/api/functions/${d.id}`);
+  assert.is(fn.body.activeVersion, 1);
+});
+
+input('readiness: 200 when the database and S3 answer', async () => {
+  assert.is((await tp.http.get('/healthz')).status, 200);
+  const ready = await tp.http.get('/readyz');
+  assert.is(ready.status, 200);
+  assert.is(ready.body.database, 'ok');
+  assert.is(ready.body.storage, 'ok');
+});
+
+input.after(() => tp.close());
+auth.run();
+isolation.run();
+input.run();

@@ -1,0 +1,43 @@
+// Client-side flows the tests repeat: what a real client does over HTTP.
+import { createHash } from 'node:crypto';
+import * as assert from 'uvu/assert';
+import type { Client } from './http.ts';
+import type { Platform } from '../../shared/platform.ts';
+import { activateDeployment } from '../../shared/domain/activation.ts';
+import { nowIso } from '../../shared/db/time.ts';
+
+export const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** POST /deploy (JSON) → PUT to the presigned URL with fetch → POST /complete. */
+export async function deployPresigned(api: Client, name: string, archive: Buffer, opts: { declare?: boolean } = {}) {
+  const deploy = await api.post('/api/functions/deploy', {
+    name,
+    ...(opts.declare === false ? {} : { sizeBytes: archive.length, sha256: sha256(archive) }),
+  });
+  assert.is(deploy.status, 201, JSON.stringify(deploy.body));
+  const put = await fetch(deploy.body.upload.url, {
+    method: deploy.body.upload.method,
+    headers: deploy.body.upload.headers,
+    body: archive,
+  });
+  assert.is(put.status, 200, `presigned PUT answered ${put.status}`);
+  const complete = await api.post(`/api/functions/${deploy.body.id}/deployments/${deploy.body.version}/complete`);
+  assert.is(complete.status, 202, JSON.stringify(complete.body));
+  return { ...deploy.body, completeStatus: complete.body.status as string };
+}
+
+/**
+ * Stands in for a runner that finished building `version` (used by the core API tests, which run
+ * without a runner): marks it built, then applies the real activation rule.
+ */
+export async function simulateBuilt(p: Platform, functionId: string, version: number) {
+  const now = nowIso();
+  const dep = await p.db.knex('function_deployments').where({ function_id: functionId, version }).first();
+  await p.db.knex('function_deployments').where({ id: dep.id }).update({
+    status: 'active',
+    image_tag: `function-${functionId}-v${version}:latest`,
+    deployed_at: now,
+    updated_at: now,
+  });
+  return activateDeployment(p.db, { functionId, deploymentId: dep.id, reason: { kind: 'build' } });
+}
