@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { bodyLimit } from 'hono/body-limit';
 import { errors } from '../shared/errors.ts';
 import type { Platform } from '../shared/platform.ts';
+import type { RuntimeDriver } from '../shared/runtime/types.ts';
 import { createHonoApp, type App } from './http/app.ts';
 import { requireUser } from './http/auth.ts';
 import * as auth from './routes/auth.ts';
@@ -11,12 +12,13 @@ import * as deploy from './routes/deploy.ts';
 import * as deployments from './routes/deployments.ts';
 import * as functions from './routes/functions.ts';
 import * as health from './routes/health.ts';
+import * as invoke from './routes/invoke.ts';
 import * as logs from './routes/logs.ts';
 import * as rollback from './routes/rollback.ts';
 
-export interface ApiOptions extends functions.FunctionRoutesOptions {
-  /** extra routes (invocation) registered behind authentication */
-  extraRoutes?: (app: App, p: Platform) => void;
+export interface ApiOptions {
+  /** the runtime driver invocations run on; without one the invoke routes answer 503 */
+  driver?: RuntimeDriver;
 }
 
 const JSON_BODY_LIMIT = 1024 * 1024;
@@ -35,11 +37,25 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   app.use('/api/functions', requireUser(p));
   app.use('/api/functions/*', requireUser(p));
   deploy.register(app, p);
-  functions.register(app, p, opts);
+  const driver = opts.driver;
+  functions.register(app, p, {
+    removeRuntimeArtifacts: driver
+      ? async (removed) => {
+          for (const d of removed.deployments) {
+            await driver.removeArtifact({ functionId: removed.functionId, version: d.version, imageTag: d.image_tag });
+          }
+        }
+      : undefined,
+  });
   deployments.register(app, p);
   rollback.register(app, p);
   logs.register(app, p);
-  opts.extraRoutes?.(app, p);
+  if (driver) invoke.register(app, p, driver);
+  else {
+    app.post('/api/functions/:id/invoke', () => {
+      throw errors.unavailable('this API process has no runtime driver configured');
+    });
+  }
   return app;
 }
 

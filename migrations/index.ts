@@ -2,6 +2,7 @@
 // in tests and in a bundled build.
 import type { Knex } from 'knex';
 import * as init from './20261125000000_init.ts';
+import * as invocations from './20261125000100_invocations.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -10,6 +11,7 @@ interface Migration {
 
 const migrations: Record<string, Migration> = {
   '20261125000000_init': init,
+  '20261125000100_invocations': invocations,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -1,13 +1,21 @@
-// `npm start`: the whole platform in one process on the embedded defaults.
+// `npm start`: the whole platform in one process on the embedded defaults: the API, the runner
+// (and its scheduled cleanup), SQLite and an in-process S3-compatible server unless configured
+// otherwise.
 import { loadConfigOrExit } from '../shared/config.ts';
 import { openPlatform } from '../shared/platform.ts';
+import { driverFromConfig } from '../shared/runtime/from-config.ts';
 import { createApi, serveApi } from '../api/server.ts';
+import { Runner } from '../runner/runner.ts';
 
 const config = loadConfigOrExit();
 const platform = await openPlatform(config);
-const api = await serveApi(createApi(platform), config.server);
+const driver = await driverFromConfig(config, platform.logger);
+const runner = new Runner(platform, driver);
+await runner.start();
+const api = await serveApi(createApi(platform, { driver }), config.server);
 platform.logger.info('ContainerPub is running', {
   url: api.url,
+  driver: driver.name,
   database: config.database.client === 'sqlite' ? config.database.filename : 'postgresql',
   s3: platform.embeddedS3 ? `embedded (${platform.embeddedS3.endpoint})` : config.s3.endpoint,
 });
@@ -19,6 +27,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     stopping = true;
     platform.logger.info('shutting down', { signal });
     await api.close();
+    await runner.stop();
+    await driver.close();
     await platform.close();
     process.exit(0);
   });

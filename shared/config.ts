@@ -36,6 +36,22 @@ const envSchema = z.object({
   MAX_ARCHIVE_BYTES: int(50 * MiB, 1),
   KEEP_LAST_N: int(10, 1),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+
+  RUNTIME_DRIVER: z.enum(['docker', 'process', 'auto']).default('auto'),
+  RUNNER_CONCURRENCY: int(2, 1).pipe(z.number().max(64)),
+  RUNNER_POLL_MS: int(1000, 10),
+  RUNNER_LEASE_MS: int(30_000, 500),
+  RUNNER_MAX_ATTEMPTS: int(3, 1),
+  RUNNER_ID: optionalString,
+  REGISTRY: optionalString.refine((v) => v === undefined || /^[a-zA-Z0-9.-]+(:\d+)?(\/[a-z0-9._/-]+)?$/.test(v), {
+    message: 'REGISTRY must be host[:port][/path], without a scheme',
+  }),
+  FUNCTION_BASE_IMAGE: z.string().min(1).default('containerpub/node-base:20'),
+  FUNCTION_TIMEOUT_MS: int(30_000, 100),
+  FUNCTION_MEMORY_MB: int(256, 16),
+  FUNCTION_CPUS: z.coerce.number().positive().max(64).default(1),
+  FUNCTION_PIDS_LIMIT: int(128, 8),
+  BUILD_LOG_MAX_BYTES: int(64 * 1024, 1024),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -55,6 +71,24 @@ export interface Config {
   };
   uploads: { urlTtlSeconds: number; maxArchiveBytes: number };
   retention: { keepLastN: number };
+  runtime: {
+    driver: 'docker' | 'process' | 'auto';
+    /** host[:port] images are pushed to; unset: images stay in the local engine */
+    registry?: string;
+    baseImage: string;
+    timeoutMs: number;
+    memoryMb: number;
+    cpus: number;
+    pidsLimit: number;
+  };
+  runner: {
+    id?: string;
+    concurrency: number;
+    pollMs: number;
+    leaseMs: number;
+    maxAttempts: number;
+    buildLogMaxBytes: number;
+  };
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
 }
 
@@ -95,6 +129,23 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     uploads: { urlTtlSeconds: e.UPLOAD_URL_TTL_SECONDS, maxArchiveBytes: e.MAX_ARCHIVE_BYTES },
     retention: { keepLastN: e.KEEP_LAST_N },
+    runtime: {
+      driver: e.RUNTIME_DRIVER,
+      registry: e.REGISTRY,
+      baseImage: e.FUNCTION_BASE_IMAGE,
+      timeoutMs: e.FUNCTION_TIMEOUT_MS,
+      memoryMb: e.FUNCTION_MEMORY_MB,
+      cpus: e.FUNCTION_CPUS,
+      pidsLimit: e.FUNCTION_PIDS_LIMIT,
+    },
+    runner: {
+      id: e.RUNNER_ID,
+      concurrency: e.RUNNER_CONCURRENCY,
+      pollMs: e.RUNNER_POLL_MS,
+      leaseMs: e.RUNNER_LEASE_MS,
+      maxAttempts: e.RUNNER_MAX_ATTEMPTS,
+      buildLogMaxBytes: e.BUILD_LOG_MAX_BYTES,
+    },
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -120,6 +120,15 @@ intent('a build requested before a rollback never overrides that rollback', asyn
   assert.is((await api.get(`/api/functions/${id}`)).body.activeVersion, 4);
 });
 
+intent('rolling back to the version already live still outranks a build requested before it', async () => {
+  const { api, id } = await builtFunction('keep', 1);
+  await deployPresigned(api, 'keep', archive('2')); // v2 requested and building
+  const rb = await api.post(`/api/functions/${id}/rollback`, { version: 1 }); // "stay on v1"
+  assert.is(rb.status, 200);
+  assert.equal(await simulateBuilt(tp.platform, id, 2), { activated: false, reason: 'superseded' });
+  assert.is((await api.get(`/api/functions/${id}`)).body.activeVersion, 1);
+});
+
 intent('activating an unbuilt deployment is refused and changes nothing', async () => {
   const { api, id } = await builtFunction('strict', 1);
   const d2 = await deployPresigned(api, 'strict', archive('2'));

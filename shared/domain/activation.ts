@@ -39,7 +39,16 @@ export async function activateDeploymentInTransaction(
     .first()) as DeploymentRow | undefined;
   if (!dep) throw errors.notFound('deployment');
   if (dep.status !== BUILT_STATUS) throw errors.versionNotBuilt(num(dep.version), dep.status);
-  if (bool(dep.is_active)) return { activated: false, reason: 'already_active' };
+  if (bool(dep.is_active)) {
+    // Still an intent: "keep v1" while v2 builds means v2 must not take over when it finishes.
+    if (input.reason.kind === 'rollback') {
+      const intent = num(fn.intent_seq) + 1;
+      await trx('functions')
+        .where({ id: fn.id })
+        .update({ intent_seq: intent, active_intent_seq: intent, updated_at: nowIso() });
+    }
+    return { activated: false, reason: 'already_active' };
+  }
 
   let intent: number;
   if (input.reason.kind === 'rollback') {

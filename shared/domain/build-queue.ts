@@ -3,7 +3,11 @@
 // the fallback, and the only path on SQLite.
 import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
+import { lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
 import { nowIso } from '../db/time.ts';
+import { activateDeploymentInTransaction } from './activation.ts';
+import { recordEvent } from './events.ts';
+import { BUILT_STATUS } from './model.ts';
 
 export const BUILD_QUEUED_CHANNEL = 'containerpub_build_queued';
 
@@ -27,4 +31,218 @@ export async function enqueueBuild(
   // Delivered when the transaction commits, so a woken runner always sees the row.
   if (moved > 0 && db.dialect === 'pg') await trx.raw(`NOTIFY ${BUILD_QUEUED_CHANNEL}`);
   return moved > 0;
+}
+
+export interface ClaimedBuild {
+  id: string;
+  functionId: string;
+  version: number;
+  s3Key: string;
+  attempts: number;
+  archiveSha256: string | null;
+}
+
+/**
+ * Claims up to `limit` queued builds for `runnerId` in one statement: rows in `building` that
+ * nobody holds, or whose holder's lease ran out (a crashed or partitioned runner), oldest first.
+ * Attempts are counted as the claim is made, so a build that keeps killing its runners is given up
+ * by `failExhaustedBuilds` instead of being retried forever.
+ *
+ * PostgreSQL: `FOR UPDATE SKIP LOCKED` lets concurrent runners each take different rows without
+ * waiting on one another. SQLite has one writer at a time, so the same UPDATE … WHERE id IN
+ * (SELECT …) is already atomic there (and SQLite would reject SKIP LOCKED).
+ */
+export async function claimBuilds(
+  db: Db,
+  input: { runnerId: string; limit: number; leaseMs: number; maxAttempts: number },
+): Promise<ClaimedBuild[]> {
+  if (input.limit <= 0) return [];
+  const now = nowIso();
+  const lease = new Date(Date.now() + input.leaseMs).toISOString();
+  const lock = db.dialect === 'pg' ? 'FOR UPDATE SKIP LOCKED' : '';
+  const result = await db.knex.raw(
+    `UPDATE function_deployments
+        SET claimed_by = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ?
+      WHERE id IN (
+        SELECT id FROM function_deployments
+         WHERE status = 'building'
+           AND (claimed_by IS NULL OR lease_expires_at < ?)
+           AND attempts < ?
+         ORDER BY queued_at, id
+         LIMIT ? ${lock})
+      RETURNING id, function_id, version, s3_key, attempts, archive_sha256`,
+    [input.runnerId, lease, now, now, input.maxAttempts, input.limit],
+  );
+  const rows: any[] = db.dialect === 'pg' ? result.rows : result;
+  return rows.map((r) => ({
+    id: r.id,
+    functionId: r.function_id,
+    version: num(r.version),
+    s3Key: r.s3_key,
+    attempts: num(r.attempts),
+    archiveSha256: r.archive_sha256 ?? null,
+  }));
+}
+
+/** Builds whose last allowed attempt was lost (its lease ran out) are failed with the reason. */
+export async function failExhaustedBuilds(db: Db, maxAttempts: number): Promise<number> {
+  const now = nowIso();
+  return withTransaction(db, async (trx) => {
+    const rows = await trx('function_deployments')
+      .where({ status: 'building' })
+      .andWhere('attempts', '>=', maxAttempts)
+      .andWhere((q) => q.whereNull('claimed_by').orWhere('lease_expires_at', '<', now))
+      .select('id', 'function_id', 'version', 'error');
+    for (const r of rows) {
+      const reason = `build abandoned after ${maxAttempts} attempts${r.error ? `; last error: ${r.error}` : ' (runners stopped responding)'}`;
+      const moved = await trx('function_deployments')
+        .where({ id: r.id, status: 'building' })
+        .update({ status: 'failed', error: reason, claimed_by: null, lease_expires_at: null, updated_at: now });
+      if (moved) {
+        await recordEvent(trx, {
+          functionId: r.function_id,
+          deploymentId: r.id,
+          version: num(r.version),
+          event: 'build_failed',
+          message: `version ${r.version} failed: ${reason}`,
+        });
+      }
+    }
+    return rows.length;
+  });
+}
+
+/** Extends the lease while the build runs; false means another runner holds it now: stop. */
+export async function renewLease(
+  db: Db,
+  input: { deploymentId: string; runnerId: string; leaseMs: number; buildLogs?: string },
+): Promise<boolean> {
+  const moved = await db.knex('function_deployments')
+    .where({ id: input.deploymentId, claimed_by: input.runnerId, status: 'building' })
+    .update({
+      lease_expires_at: new Date(Date.now() + input.leaseMs).toISOString(),
+      ...(input.buildLogs === undefined ? {} : { build_logs: input.buildLogs }),
+      updated_at: nowIso(),
+    });
+  return moved > 0;
+}
+
+export type FinishOutcome =
+  | { fenced: true }
+  | { fenced: false; activated: boolean; reason?: 'already_active' | 'superseded' };
+
+/**
+ * The build of a claimed deployment succeeded: mark it built and apply the activation rule, in one
+ * transaction. Fenced by the claim: a runner whose lease was taken over changes nothing.
+ */
+export async function finishBuild(
+  db: Db,
+  input: { deploymentId: string; functionId: string; runnerId: string; imageTag: string | null; buildLogs: string },
+): Promise<FinishOutcome> {
+  return withTransaction(db, async (trx) => {
+    if (!(await lockFunctionRow(db, trx, input.functionId))) return { fenced: true };
+    const now = nowIso();
+    const moved = await trx('function_deployments')
+      .where({ id: input.deploymentId, claimed_by: input.runnerId, status: 'building' })
+      .update({
+        status: BUILT_STATUS,
+        image_tag: input.imageTag,
+        build_logs: input.buildLogs,
+        error: null,
+        claimed_by: null,
+        lease_expires_at: null,
+        deployed_at: now,
+        updated_at: now,
+      });
+    if (moved === 0) return { fenced: true };
+    const dep = await trx('function_deployments').where({ id: input.deploymentId }).first('version');
+    await recordEvent(trx, {
+      functionId: input.functionId,
+      deploymentId: input.deploymentId,
+      version: num(dep.version),
+      event: 'build_succeeded',
+      message: `version ${dep.version} built${input.imageTag ? ` as ${input.imageTag}` : ''}`,
+    });
+    const result = await activateDeploymentInTransaction(db, trx, {
+      functionId: input.functionId,
+      deploymentId: input.deploymentId,
+      reason: { kind: 'build' },
+    });
+    return result.activated ? { fenced: false, activated: true } : { fenced: false, activated: false, reason: result.reason };
+  });
+}
+
+/**
+ * The build failed. `retry`: an infrastructure fault (engine or S3 unreachable) — the claim is
+ * released for another attempt while attempts remain. Otherwise (a bad archive, a failing
+ * Dockerfile) it fails for good. Never touches the live version. Fenced like finishBuild.
+ */
+export async function failBuild(
+  db: Db,
+  input: {
+    deploymentId: string;
+    functionId: string;
+    runnerId: string;
+    error: string;
+    buildLogs: string;
+    retry: boolean;
+    maxAttempts: number;
+  },
+): Promise<{ fenced: boolean; willRetry: boolean }> {
+  return withTransaction(db, async (trx) => {
+    if (!(await lockFunctionRow(db, trx, input.functionId))) return { fenced: true, willRetry: false };
+    const dep = await trx('function_deployments')
+      .where({ id: input.deploymentId, claimed_by: input.runnerId, status: 'building' })
+      .first('version', 'attempts');
+    if (!dep) return { fenced: true, willRetry: false };
+    const now = nowIso();
+    const willRetry = input.retry && num(dep.attempts) < input.maxAttempts;
+    const error = willRetry
+      ? input.error
+      : input.retry
+        ? `build abandoned after ${dep.attempts} attempts; last error: ${input.error}`
+        : input.error;
+    await trx('function_deployments')
+      .where({ id: input.deploymentId })
+      .update({
+        ...(willRetry ? {} : { status: 'failed' }),
+        error,
+        build_logs: input.buildLogs,
+        claimed_by: null,
+        lease_expires_at: null,
+        updated_at: now,
+      });
+    await recordEvent(trx, {
+      functionId: input.functionId,
+      deploymentId: input.deploymentId,
+      version: num(dep.version),
+      event: willRetry ? 'build_retried' : 'build_failed',
+      message: willRetry
+        ? `attempt ${dep.attempts} of version ${dep.version} failed (${input.error}); it will be retried`
+        : `version ${dep.version} failed: ${error}`,
+    });
+    return { fenced: false, willRetry };
+  });
+}
+
+/** Graceful shutdown: hand the build back without spending one of its attempts. */
+export async function releaseClaim(db: Db, input: { deploymentId: string; runnerId: string }): Promise<void> {
+  await db.knex('function_deployments')
+    .where({ id: input.deploymentId, claimed_by: input.runnerId, status: 'building' })
+    .update({
+      claimed_by: null,
+      lease_expires_at: null,
+      attempts: db.knex.raw('CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END'),
+      updated_at: nowIso(),
+    });
+}
+
+export async function recordBuildStarted(db: Db, build: ClaimedBuild, runnerId: string): Promise<void> {
+  await recordEvent(db.knex, {
+    functionId: build.functionId,
+    deploymentId: build.id,
+    version: build.version,
+    event: 'build_started',
+    message: `build of version ${build.version} started by ${runnerId} (attempt ${build.attempts})`,
+  });
 }

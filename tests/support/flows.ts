@@ -41,3 +41,23 @@ export async function simulateBuilt(p: Platform, functionId: string, version: nu
   });
   return activateDeployment(p.db, { functionId, deploymentId: dep.id, reason: { kind: 'build' } });
 }
+
+/** Polls the deployment until its build is over (built or failed). */
+export async function waitForBuild(api: Client, functionId: string, version: number, timeoutMs = 60_000) {
+  const { waitFor } = await import('./services.ts');
+  return waitFor(
+    `version ${version} to finish building`,
+    async () => {
+      const res = await api.get(`/api/functions/${functionId}/deployments/${version}`);
+      return res.body.status === 'active' || res.body.status === 'failed' ? res.body : undefined;
+    },
+    { timeoutMs, intervalMs: 50 },
+  );
+}
+
+/** Deploy through the presigned path and wait for the build; returns the deployment as built. */
+export async function deployAndBuild(api: Client, name: string, archive: Buffer, timeoutMs?: number) {
+  const d = await deployPresigned(api, name, archive);
+  const built = await waitForBuild(api, d.id, d.version, timeoutMs);
+  return { ...d, built };
+}

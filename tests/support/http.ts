@@ -9,7 +9,7 @@ export function client(baseUrl: string, token?: string) {
   async function request<T = any>(
     method: string,
     path: string,
-    opts: { json?: unknown; body?: BodyInit; headers?: Record<string, string>; token?: string | null } = {},
+    opts: { json?: unknown; body?: RequestInit['body']; headers?: Record<string, string>; token?: string | null } = {},
   ): Promise<Reply<T>> {
     const headers: Record<string, string> = { ...(opts.headers ?? {}) };
     const bearer = opts.token === null ? undefined : (opts.token ?? token);

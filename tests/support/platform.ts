@@ -8,6 +8,9 @@ import { openPlatform, type Platform } from '../../shared/platform.ts';
 import { createLogger } from '../../shared/logger.ts';
 import { createApi, serveApi, type ApiOptions } from '../../api/server.ts';
 import { client, type Client } from './http.ts';
+import { driverFromConfig } from '../../shared/runtime/from-config.ts';
+import type { RuntimeDriver } from '../../shared/runtime/types.ts';
+import { Runner } from '../../runner/runner.ts';
 import { createPgDatabase, postgresAvailable, requireService, testDbKind } from './services.ts';
 
 export interface TestPlatform {
@@ -15,6 +18,8 @@ export interface TestPlatform {
   platform: Platform;
   dataDir: string;
   http: Client;
+  driver: RuntimeDriver;
+  runner?: Runner;
   /** registers a fresh user and returns a client carrying its token */
   newUser(): Promise<Client & { userId: string; token: string }>;
   /** a second API process-equivalent (own pools and clients) over the same database and S3 */
@@ -25,9 +30,14 @@ export interface TestPlatform {
 let userCounter = 0;
 
 /** null when the database this run asks for is not available outside CI (the suite then skips). */
+export interface TestPlatformOptions {
+  /** start an in-process runner (and give the API the same driver for invocations) */
+  runner?: boolean;
+}
+
 export async function startTestPlatform(
   env: Partial<Record<keyof Env | string, string>> = {},
-  api: ApiOptions = {},
+  opts: TestPlatformOptions = {},
 ): Promise<TestPlatform | null> {
   const kind = testDbKind();
   let databaseUrl: string | undefined;
@@ -44,10 +54,16 @@ export async function startTestPlatform(
     DATA_DIR: dataDir,
     PORT: '0',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    RUNTIME_DRIVER: 'process',
+    RUNNER_POLL_MS: '100',
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...env,
   });
   const platform = await openPlatform(config, { logger: createLogger(config.logLevel) });
+  const driver = await driverFromConfig(config, platform.logger);
+  const api: ApiOptions = { driver };
+  const runner = opts.runner ? new Runner(platform, driver) : undefined;
+  await runner?.start();
   const served = await serveApi(createApi(platform, api), { host: '127.0.0.1', port: 0 });
   const http = client(served.url);
   return {
@@ -70,8 +86,12 @@ export async function startTestPlatform(
       const rs = await serveApi(createApi(rp, api), { host: '127.0.0.1', port: 0 });
       return { url: rs.url, platform: rp, close: async () => { await rs.close(); await rp.close(); } };
     },
+    driver,
+    runner,
     async close() {
       await served.close();
+      await runner?.stop(5000);
+      await driver.close();
       await platform.close();
       await dropDb?.();
       fs.rmSync(dataDir, { recursive: true, force: true });

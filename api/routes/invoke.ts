@@ -1,0 +1,47 @@
+// POST /api/functions/:id/invoke[?version=N] — run the live version (or a named built one) with a
+// JSON event. GET /api/functions/:id/invocations — what recent invocations printed.
+import { bodyLimit } from 'hono/body-limit';
+import { z } from 'zod';
+import { errors } from '../../shared/errors.ts';
+import { getOwnedFunction } from '../../shared/domain/functions.ts';
+import { invokeFunction, listInvocations } from '../../shared/domain/invoke.ts';
+import type { Platform } from '../../shared/platform.ts';
+import type { RuntimeDriver } from '../../shared/runtime/types.ts';
+import type { App } from '../http/app.ts';
+import { functionId, parseWith, positiveIntString, readJson } from '../http/validation.ts';
+
+export const MAX_EVENT_BYTES = 6 * 1024 * 1024;
+
+const invokeQuery = z.object({ version: positiveIntString.optional() });
+const invocationsQuery = z.object({
+  limit: positiveIntString.pipe(z.number().max(200, 'must be at most 200')).optional(),
+  version: positiveIntString.optional(),
+});
+
+export function register(app: App, p: Platform, driver: RuntimeDriver): void {
+  app.post(
+    '/api/functions/:id/invoke',
+    async (c, next) => {
+      if (Number(c.req.header('content-length') ?? 0) > MAX_EVENT_BYTES) throw errors.tooLarge(MAX_EVENT_BYTES);
+      return next();
+    },
+    bodyLimit({ maxSize: MAX_EVENT_BYTES, onError: () => { throw errors.tooLarge(MAX_EVENT_BYTES); } }),
+    async (c) => {
+      const id = functionId(c);
+      const { version } = parseWith(invokeQuery, c.req.query());
+      await getOwnedFunction(p.db, c.get('userId'), id);
+      const event = await readJson(c, { optional: true });
+      const out = await invokeFunction(p, driver, { functionId: id, version, event });
+      c.header('X-Function-Version', String(out.version));
+      c.header('X-Request-Id', out.requestId);
+      return c.json(out);
+    },
+  );
+
+  app.get('/api/functions/:id/invocations', async (c) => {
+    const id = functionId(c);
+    const query = parseWith(invocationsQuery, c.req.query());
+    await getOwnedFunction(p.db, c.get('userId'), id);
+    return c.json({ invocations: await listInvocations(p.db, id, { limit: query.limit ?? 20, version: query.version }) });
+  });
+}

@@ -1,0 +1,151 @@
+// One build, start to finish: stream the archive from S3 through validation onto disk, detect the
+// handler, build with the runtime driver, then mark it built and apply the activation rule. The
+// live version is never touched by anything here except that final, fenced transaction.
+import { createHash, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Transform } from 'node:stream';
+import { ArchiveError, extractArchive, functionRoot } from '../shared/archive/extract.ts';
+import { detectFunction } from '../shared/archive/detect.ts';
+import {
+  failBuild,
+  finishBuild,
+  recordBuildStarted,
+  releaseClaim,
+  renewLease,
+  type ClaimedBuild,
+} from '../shared/domain/build-queue.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { Platform } from '../shared/platform.ts';
+import { BuildError, type RuntimeDriver } from '../shared/runtime/types.ts';
+import { BuildLog } from './build-log.ts';
+
+export interface BuildContext {
+  p: Platform;
+  driver: RuntimeDriver;
+  runnerId: string;
+  logger: Logger;
+  /** aborted when the runner shuts down */
+  shutdown: AbortSignal;
+}
+
+class LeaseLost extends Error {}
+
+export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<void> {
+  const { p, driver, runnerId } = ctx;
+  const cfg = p.config.runner;
+  const log = ctx.logger.child({ functionId: build.functionId, deploymentId: build.id, version: build.version });
+  const buildLog = new BuildLog(cfg.buildLogMaxBytes);
+  const abort = new AbortController();
+  const onShutdown = () => abort.abort(new Error('runner shutting down'));
+  ctx.shutdown.addEventListener('abort', onShutdown, { once: true });
+
+  // Renew the lease while working; losing it means another runner owns this build now.
+  const renewEvery = Math.max(200, Math.floor(cfg.leaseMs / 3));
+  const renewal = setInterval(() => {
+    renewLease(p.db, { deploymentId: build.id, runnerId, leaseMs: cfg.leaseMs, buildLogs: buildLog.text() })
+      .then((held) => {
+        if (!held) abort.abort(new LeaseLost('lease lost: another runner took this build over'));
+      })
+      .catch((err) => log.warn('lease renewal failed', { err }));
+  }, renewEvery);
+
+  const workDir = path.join(p.config.dataDir, 'builds', `${build.id}-${randomUUID().slice(0, 8)}`);
+  const started = Date.now();
+  try {
+    await recordBuildStarted(p.db, build, runnerId);
+    buildLog.line(`[containerpub] build of version ${build.version} (attempt ${build.attempts}) on ${runnerId}`);
+    log.info('build started', { attempt: build.attempts });
+
+    await fs.promises.mkdir(workDir, { recursive: true });
+    buildLog.line(`[containerpub] validating and unpacking ${build.s3Key}`);
+    const download = await p.storage.getStream(build.s3Key);
+    // The presigned URL stays valid after complete: check the bytes are still the verified ones.
+    const hash = createHash('sha256');
+    const hashing = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        hash.update(chunk);
+        done(null, chunk);
+      },
+    });
+    download.on('error', (err) => hashing.destroy(err));
+    let unpacked: { entries: number; bytes: number };
+    try {
+      // extractArchive consumes its source to the end, so the hash covers every byte
+      unpacked = await extractArchive(download.pipe(hashing), workDir);
+    } finally {
+      download.destroy();
+    }
+    const actual = hash.digest('hex');
+    if (build.archiveSha256 && actual !== build.archiveSha256) {
+      throw new ArchiveError(`archive changed after its upload was completed (sha256 ${actual}, expected ${build.archiveSha256})`);
+    }
+    buildLog.line(`[containerpub] archive ok: ${unpacked.entries} entries, ${unpacked.bytes} bytes unpacked`);
+    if (abort.signal.aborted) throw abort.signal.reason;
+
+    const root = await functionRoot(workDir);
+    const kind = await detectFunction(root);
+    buildLog.line(
+      kind.kind === 'node'
+        ? `[containerpub] Node.js function, handler ${kind.entry}`
+        : '[containerpub] custom image from the archive\'s Dockerfile',
+    );
+
+    const result = await driver.build({
+      functionId: build.functionId,
+      deploymentId: build.id,
+      version: build.version,
+      sourceDir: root,
+      function: kind,
+      log: (line) => buildLog.line(line),
+      signal: abort.signal,
+    });
+    if (abort.signal.aborted) throw abort.signal.reason;
+    buildLog.line(`[containerpub] built in ${((Date.now() - started) / 1000).toFixed(1)} s${result.imageTag ? `: ${result.imageTag}` : ''}`);
+
+    const outcome = await finishBuild(p.db, {
+      deploymentId: build.id,
+      functionId: build.functionId,
+      runnerId,
+      imageTag: result.imageTag,
+      buildLogs: buildLog.text(),
+    });
+    if (outcome.fenced) {
+      log.warn('build finished but the claim was lost; nothing recorded');
+    } else {
+      log.info(outcome.activated ? 'build succeeded and is live' : 'build succeeded; a newer intent stays live', {
+        ms: Date.now() - started,
+      });
+    }
+  } catch (err) {
+    const reason = abort.signal.aborted ? abort.signal.reason : err;
+    if (reason instanceof LeaseLost) {
+      log.warn('build abandoned: lease lost');
+      return;
+    }
+    if (ctx.shutdown.aborted) {
+      await releaseClaim(p.db, { deploymentId: build.id, runnerId }).catch(() => {});
+      log.info('build handed back on shutdown');
+      return;
+    }
+    // A bad archive or a failing build is final; anything else (S3 or the engine unreachable) is
+    // an infrastructure fault worth another attempt.
+    const final = err instanceof ArchiveError || err instanceof BuildError;
+    const message = (err as Error).message || String(err);
+    buildLog.line(`[containerpub] ${final ? 'build failed' : 'attempt failed'}: ${message}`);
+    const failed = await failBuild(p.db, {
+      deploymentId: build.id,
+      functionId: build.functionId,
+      runnerId,
+      error: message,
+      buildLogs: buildLog.text(),
+      retry: !final,
+      maxAttempts: cfg.maxAttempts,
+    });
+    log.warn(failed.willRetry ? 'build attempt failed; will retry' : 'build failed', { err: message });
+  } finally {
+    clearInterval(renewal);
+    ctx.shutdown.removeEventListener('abort', onShutdown);
+    await fs.promises.rm(workDir, { recursive: true, force: true }).catch(() => {});
+  }
+}

@@ -1,0 +1,141 @@
+// The runner daemon's loop: claim queued builds into free worker slots, run them, repeat. Woken at
+// once by PostgreSQL NOTIFY when a build is queued, and by a poll timer as the fallback (the only
+// path on SQLite). All state lives in the database: a runner can be killed at any moment and its
+// builds are taken over when their leases run out.
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { BUILD_QUEUED_CHANNEL, claimBuilds, failExhaustedBuilds } from '../shared/domain/build-queue.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { Platform } from '../shared/platform.ts';
+import type { RuntimeDriver } from '../shared/runtime/types.ts';
+import { runBuild } from './build-job.ts';
+
+export function defaultRunnerId(): string {
+  return `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+export class Runner {
+  readonly id: string;
+  private readonly logger: Logger;
+  private readonly inflight = new Map<string, Promise<void>>();
+  private readonly shutdown = new AbortController();
+  private pollTimer?: NodeJS.Timeout;
+  private listener?: pg.Client;
+  private ticking = false;
+  private again = false;
+  private stopped = false;
+
+  constructor(
+    private readonly p: Platform,
+    private readonly driver: RuntimeDriver,
+    opts: { id?: string } = {},
+  ) {
+    this.id = opts.id ?? p.config.runner.id ?? defaultRunnerId();
+    this.logger = p.logger.child({ runnerId: this.id });
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.p.config.runner;
+    this.logger.info('runner started', {
+      driver: this.driver.name,
+      concurrency: cfg.concurrency,
+      pollMs: cfg.pollMs,
+      leaseMs: cfg.leaseMs,
+    });
+    if (this.p.db.dialect === 'pg' && this.p.config.database.client === 'pg') {
+      await this.listen(this.p.config.database.url);
+    }
+    this.pollTimer = setInterval(() => this.wake(), cfg.pollMs);
+    this.wake();
+  }
+
+  /** Claim work now (called on NOTIFY, on the poll timer, and when a slot frees up). */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    this.ticking = true;
+    void this.tick()
+      .catch((err) => this.logger.error('claiming builds failed', { err }))
+      .finally(() => {
+        this.ticking = false;
+        if (this.again) {
+          this.again = false;
+          this.wake();
+        }
+      });
+  }
+
+  private async tick(): Promise<void> {
+    const cfg = this.p.config.runner;
+    const free = cfg.concurrency - this.inflight.size;
+    if (free <= 0) return;
+    await failExhaustedBuilds(this.p.db, cfg.maxAttempts);
+    const claimed = await claimBuilds(this.p.db, {
+      runnerId: this.id,
+      limit: free,
+      leaseMs: cfg.leaseMs,
+      maxAttempts: cfg.maxAttempts,
+    });
+    for (const build of claimed) {
+      const job = runBuild(
+        { p: this.p, driver: this.driver, runnerId: this.id, logger: this.logger, shutdown: this.shutdown.signal },
+        build,
+      )
+        .catch((err) => this.logger.error('build crashed', { deploymentId: build.id, err }))
+        .finally(() => {
+          this.inflight.delete(build.id);
+          this.wake();
+        });
+      this.inflight.set(build.id, job);
+    }
+  }
+
+  private async listen(url: string): Promise<void> {
+    const connect = async () => {
+      const client = new pg.Client({ connectionString: url });
+      client.on('notification', () => this.wake());
+      client.on('error', (err) => {
+        this.logger.warn('LISTEN connection lost; polling until it is back', { err });
+        client.end().catch(() => {});
+        if (!this.stopped) setTimeout(() => connect().catch(() => {}), 1000).unref();
+      });
+      await client.connect();
+      await client.query(`LISTEN ${BUILD_QUEUED_CHANNEL}`);
+      this.listener = client;
+    };
+    try {
+      await connect();
+    } catch (err) {
+      this.logger.warn('could not LISTEN for queued builds; polling only', { err });
+    }
+  }
+
+  /**
+   * Stops claiming, gives in-flight builds `graceMs` to finish, then aborts them; aborted builds
+   * hand their claim back so another runner picks them up at once.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.pollTimer);
+    await this.listener?.end().catch(() => {});
+    const all = Promise.allSettled([...this.inflight.values()]);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), graceMs)));
+    if ((await Promise.race([all, deadline])) === 'timeout') {
+      this.logger.info('aborting in-flight builds', { count: this.inflight.size });
+      this.shutdown.abort(new Error('runner shutting down'));
+      await all;
+    }
+    clearTimeout(timer);
+    this.logger.info('runner stopped');
+  }
+
+  get busy(): number {
+    return this.inflight.size;
+  }
+}

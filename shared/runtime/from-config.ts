@@ -1,0 +1,22 @@
+// The runtime driver this process uses, built from the platform's configuration.
+import path from 'node:path';
+import type { Config } from '../config.ts';
+import type { Logger } from '../logger.ts';
+import { selectDriver } from './select.ts';
+import type { RuntimeDriver } from './types.ts';
+
+export function driverFromConfig(config: Config, logger: Logger): Promise<RuntimeDriver> {
+  const r = config.runtime;
+  return selectDriver({
+    driver: r.driver,
+    docker: {
+      registry: r.registry,
+      baseImage: r.baseImage,
+      memoryMb: r.memoryMb,
+      cpus: r.cpus,
+      pidsLimit: r.pidsLimit,
+      logger,
+    },
+    process: { artifactsDir: path.join(config.dataDir, 'artifacts'), memoryMb: r.memoryMb, logger },
+  });
+}
