@@ -37,15 +37,15 @@ export class Runner {
 
   async start(): Promise<void> {
     const cfg = this.p.config.runner;
+    const listening =
+      this.p.config.database.client === 'pg' ? await this.listen(this.p.config.database.url) : false;
     this.logger.info('runner started', {
       driver: this.driver.name,
       concurrency: cfg.concurrency,
       pollMs: cfg.pollMs,
       leaseMs: cfg.leaseMs,
+      wakeUp: listening ? 'notify+poll' : 'poll',
     });
-    if (this.p.db.dialect === 'pg' && this.p.config.database.client === 'pg') {
-      await this.listen(this.p.config.database.url);
-    }
     this.pollTimer = setInterval(() => this.wake(), cfg.pollMs);
     this.wake();
   }
@@ -94,7 +94,7 @@ export class Runner {
     }
   }
 
-  private async listen(url: string): Promise<void> {
+  private async listen(url: string): Promise<boolean> {
     const connect = async () => {
       const client = new pg.Client({ connectionString: url });
       client.on('notification', () => this.wake());
@@ -109,8 +109,10 @@ export class Runner {
     };
     try {
       await connect();
+      return true;
     } catch (err) {
       this.logger.warn('could not LISTEN for queued builds; polling only', { err });
+      return false;
     }
   }
 

@@ -115,5 +115,17 @@ cluster('a build whose runners keep dying is failed with the reason after its la
   }
 });
 
+cluster('PostgreSQL: a queued build wakes an idle runner at once (NOTIFY), not at its next poll', async () => {
+  if (tp.platform.db.dialect !== 'pg') return; // SQLite has no NOTIFY: polling is its only path
+  const api = await tp.newUser();
+  const r = spawnRunner('listener', runnerEnv(tp, { RUNNER_POLL_MS: '600000' }));
+  runners.push(r);
+  await waitFor('the runner to listen', () => r.output().includes('runner started'), { timeoutMs: 30_000 });
+  const d = await deployPresigned(api, 'woken', await fn('now'));
+  // the poll would come in ten minutes; only the notification can start this build in time
+  const built = await waitForBuild(api, d.id, 1, 20_000);
+  assert.is(built.status, 'active');
+});
+
 cluster.after(() => tp.close());
 cluster.run();
