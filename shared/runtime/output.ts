@@ -200,8 +200,13 @@ export interface ProcessExit {
 
 /** Turns what a finished invocation printed and how it exited into its outcome. */
 export function parseInvocationOutput(output: CollectedOutput, exit: ProcessExit): InvokeOutcome {
-  const { logs } = output;
   const { durationMs } = exit;
+  // unless it is the result, the last stdout line is output like any other: it goes to the logs
+  let logs = output.logs;
+  if (output.resultLine !== null) {
+    logs = `${logs}${output.resultLine}\n`;
+    if (logs.length > LOG_LIMIT_BYTES) logs = logs.slice(logs.length - LOG_LIMIT_BYTES);
+  }
   const error = (message: string): InvokeOutcome => ({ ok: false, kind: 'error', message, logs, durationMs });
   if (exit.timedOut) {
     return { ok: false, kind: 'timeout', message: `timed out after ${exit.timeoutMs} ms`, logs, durationMs };
@@ -220,7 +225,7 @@ export function parseInvocationOutput(output: CollectedOutput, exit: ProcessExit
   }
   if (output.resultLine === null) return error('the function exited without writing a result on stdout');
   try {
-    return { ok: true, result: JSON.parse(output.resultLine), logs, durationMs };
+    return { ok: true, result: JSON.parse(output.resultLine), logs: output.logs, durationMs };
   } catch (err) {
     const head = output.resultLine.length > 200 ? output.resultLine.slice(0, 200) + '…' : output.resultLine;
     return error(`the last line of stdout is not valid JSON (${(err as Error).message}): ${head}`);

@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { InvokeInput } from './types.ts';
+import { BuildError, type InvokeInput } from './types.ts';
 
 export const BOOTSTRAP_DIR = '.containerpub';
 export const BOOTSTRAP_FILE = `${BOOTSTRAP_DIR}/bootstrap.mjs`;
@@ -50,6 +50,19 @@ export function normalizeEntry(entry: string): string {
   if (normalized === '' || normalized === '.' || path.posix.isAbsolute(normalized) || normalized.startsWith('../')) {
     throw new Error(`the entry "${entry}" is not a path inside the function`);
   }
+  return normalized;
+}
+
+/** The entry, normalized, once checked to be a file of the unpacked function; else a BuildError. */
+export async function checkEntry(sourceDir: string, entry: string): Promise<string> {
+  let normalized: string;
+  try {
+    normalized = normalizeEntry(entry);
+  } catch (err) {
+    throw new BuildError((err as Error).message);
+  }
+  const stat = await fs.promises.stat(path.join(sourceDir, normalized)).catch(() => null);
+  if (!stat?.isFile()) throw new BuildError(`the entry module ${normalized} is not in the archive`);
   return normalized;
 }
 

@@ -55,6 +55,14 @@ function fail(err) {
 process.on('uncaughtException', fail);
 process.on('unhandledRejection', fail);
 
+// An orphan ends itself: when the platform process that started it dies (the process driver's
+// runner killed hard), nobody will read the result or enforce the timeout any more.
+const parent = process.ppid;
+const watchdog = setInterval(() => {
+  if (process.ppid !== parent) fail(new Error('the platform process that started this invocation is gone'));
+}, 1000);
+watchdog.unref();
+
 async function readStdin() {
   const chunks = [];
   for await (const chunk of process.stdin) chunks.push(chunk);
@@ -94,12 +102,12 @@ async function main() {
   };
   // A handler whose promise never settles and leaves nothing pending would let node exit quietly
   // with code 0 and no result; keep the loop alive so it ends as a timeout, like any hung handler.
-  const keepAlive = setInterval(() => {}, 1 << 30);
+  watchdog.ref();
   let result;
   try {
     result = await handler(event, context);
   } finally {
-    clearInterval(keepAlive);
+    watchdog.unref();
   }
   let text;
   try {

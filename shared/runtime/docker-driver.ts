@@ -1,0 +1,444 @@
+// The docker driver: one image per function version (pushed to the registry when one is
+// configured), one short-lived, locked-down container per invocation.
+import Docker from 'dockerode';
+import { Writable, type Duplex, type Readable } from 'node:stream';
+import { packContext } from './docker-context.ts';
+import { followDockerStream } from './docker-stream.ts';
+import { OutputCollector, parseInvocationOutput } from './output.ts';
+import { ArtifactMissingError, BOOTSTRAP_DIR, BOOTSTRAP_FILE, bootstrapFiles, checkEntry, encodeEvent, invocationEnv, type RuntimeLogger } from './protocol.ts';
+import { RegistryClient, splitImageTag } from './registry.ts';
+import {
+  BuildError,
+  type ArtifactRef,
+  type BuildInput,
+  type BuildResult,
+  type InvokeInput,
+  type InvokeOutcome,
+  type RuntimeDriver,
+} from './types.ts';
+
+export interface DockerDriverOptions {
+  docker?: Docker;
+  /** host:port of the registry images are pushed to; unset: no push and no prefix in tags */
+  registry?: string;
+  /** the image Node functions are built FROM (node on PATH, no shell needed) */
+  baseImage: string;
+  memoryMb: number;
+  /** CPU share of one invocation, e.g. 1 */
+  cpus: number;
+  /** processes/threads one invocation may have, e.g. 128 */
+  pidsLimit: number;
+  logger?: RuntimeLogger;
+}
+
+/** Labels on every image and container the platform makes. */
+export const LABEL_FUNCTION = 'containerpub.function';
+export const LABEL_VERSION = 'containerpub.version';
+/** Set only on images built from the generated Dockerfile: they run the bootstrap. */
+export const LABEL_RUNTIME = 'containerpub.runtime';
+export const LABEL_REQUEST = 'containerpub.request';
+
+/** Where the generated Dockerfile sits in the context (not `Dockerfile`: never the user's file). */
+const GENERATED_DOCKERFILE = `${BOOTSTRAP_DIR}/Dockerfile`;
+const APP_DIR = '/app';
+const NOBODY = '65534:65534';
+/** After the container exits, how long its output may take to drain from the attach stream. */
+const DRAIN_MS = 2_000;
+
+/** The image of one function version: `[registry/]function-<id>-v<n>:latest`. */
+export function imageTagFor(registry: string | null | undefined, functionId: string, version: number): string {
+  return `${registry ? registry + '/' : ''}function-${functionId}-v${version}:latest`;
+}
+
+/**
+ * The generated Dockerfile of a Node function. Every step costs about a second on vfs and the base
+ * image has no shell, so there is no RUN/USER/CMD: user, command and workdir are set when the
+ * container is created. LABEL comes before COPY so that every intermediate image of the build
+ * carries the function's labels: what an aborted or failed build leaves behind can then be found
+ * (and removed) by label.
+ */
+export function nodeDockerfile(baseImage: string, functionId: string, version: number): string {
+  const labels = [
+    `${LABEL_RUNTIME}="node"`,
+    `${LABEL_FUNCTION}=${JSON.stringify(functionId)}`,
+    `${LABEL_VERSION}="${version}"`,
+  ].join(' ');
+  return `FROM ${baseImage}\nLABEL ${labels}\nCOPY . ${APP_DIR}/\n`;
+}
+
+interface ImageInfo {
+  /** built from the generated Dockerfile: run the bootstrap */
+  node: boolean;
+}
+
+const statusOf = (err: unknown): number | undefined => (err as { statusCode?: number } | null)?.statusCode;
+
+/** The engine's own message from a dockerode error (its JSON body), else the error's message. */
+function engineMessage(err: unknown): string {
+  const e = err as { json?: { message?: string }; reason?: string; message?: string };
+  return (e?.json?.message ?? e?.message ?? String(err)).trim();
+}
+
+export class DockerDriver implements RuntimeDriver {
+  readonly name = 'docker' as const;
+  readonly docker: Docker;
+  private readonly registry: string | undefined;
+  private readonly images = new Map<string, ImageInfo>();
+  private readonly removals = new Set<Promise<void>>();
+  private warnedCreate = false;
+
+  constructor(private readonly opts: DockerDriverOptions) {
+    this.docker = opts.docker ?? new Docker();
+    this.registry = opts.registry?.trim() || undefined;
+  }
+
+  describe(): string {
+    return `docker driver (base image ${this.opts.baseImage}, registry ${this.registry ?? 'none: images stay local'}, ` +
+      `${this.opts.memoryMb} MB, ${this.opts.cpus} CPU, ${this.opts.pidsLimit} pids, no network)`;
+  }
+
+  async build(input: BuildInput): Promise<BuildResult> {
+    const tag = imageTagFor(this.registry, input.functionId, input.version);
+    const { signal } = input;
+    const aborted = () => new BuildError('build aborted');
+    if (signal.aborted) throw aborted();
+
+    // an earlier attempt at this version (aborted, or failed mid-way) may have left layers
+    await this.sweepBuildLeftovers(input.functionId, input.version);
+    const fn = input.function;
+    const node = fn.kind === 'node';
+    const entry = fn.kind === 'node' ? await checkEntry(input.sourceDir, fn.entry) : null;
+    const context =
+      entry !== null
+        ? packContext(input.sourceDir, {
+            extra: [
+              ...bootstrapFiles(entry),
+              {
+                path: GENERATED_DOCKERFILE,
+                content: Buffer.from(nodeDockerfile(this.opts.baseImage, input.functionId, input.version)),
+              },
+            ],
+            // the platform writes the Dockerfile, so the user's .dockerignore has no say in what
+            // reaches /app, and .containerpub/ is the platform's
+            exclude: ['.dockerignore', BOOTSTRAP_DIR],
+          })
+        : packContext(input.sourceDir);
+
+    const started = performance.now();
+    input.log(`building ${tag} (${entry ? `node, entry ${entry}` : 'custom Dockerfile'})`);
+    let built = false;
+    try {
+      const buildOptions: Record<string, unknown> = {
+        t: tag,
+        networkmode: 'none',
+        rm: true,
+        forcerm: true,
+        abortSignal: signal,
+      };
+      if (node) {
+        buildOptions.dockerfile = GENERATED_DOCKERFILE;
+      } else {
+        // each label is one more build step: the generated Dockerfile carries them itself
+        buildOptions.labels = { [LABEL_FUNCTION]: input.functionId, [LABEL_VERSION]: String(input.version) };
+      }
+      let stream: Readable;
+      try {
+        stream = (await this.docker.buildImage(context as unknown as NodeJS.ReadableStream, buildOptions)) as Readable;
+      } catch (err) {
+        context.destroy();
+        if (signal.aborted) throw aborted();
+        throw new BuildError(`the engine refused the build: ${engineMessage(err)}`);
+      }
+      let scan;
+      try {
+        scan = await followDockerStream(stream, { onLine: (line) => input.log(line), signal });
+      } catch (err) {
+        context.destroy();
+        if (signal.aborted) throw aborted();
+        throw new BuildError(`the build stream broke: ${(err as Error).message}`);
+      }
+      // the engine reports a failed step inside a stream that ends normally
+      if (scan.error) throw new BuildError(`the build failed: ${scan.error}`);
+      try {
+        await this.docker.getImage(tag).inspect();
+      } catch (err) {
+        throw new BuildError(`the build reported success but ${tag} is not there: ${engineMessage(err)}`);
+      }
+      built = true; // this build made the image: a later failure (the push) removes it
+      input.log(`built ${tag} in ${Math.round(performance.now() - started)} ms`);
+
+      if (this.registry) {
+        if (signal.aborted) throw aborted();
+        await this.push(tag, input.log, signal);
+      }
+      this.images.set(tag, { node });
+      return { imageTag: tag };
+    } catch (err) {
+      if (built) await this.removeLocalImage(tag).catch(() => {});
+      await this.sweepBuildLeftovers(input.functionId, input.version);
+      if (err instanceof BuildError) throw err;
+      if (signal.aborted) throw aborted();
+      throw err;
+    }
+  }
+
+  private async push(tag: string, log: (line: string) => void, signal: AbortSignal): Promise<void> {
+    const started = performance.now();
+    const { registry, repository, tag: version } = splitImageTag(tag);
+    let stream: Readable;
+    try {
+      stream = (await this.docker.getImage(`${registry}/${repository}`).push({ tag: version, abortSignal: signal })) as Readable;
+    } catch (err) {
+      if (signal.aborted) throw new BuildError('build aborted');
+      throw new BuildError(`the push of ${tag} was refused: ${engineMessage(err)}`);
+    }
+    // push progress is mostly per-layer noise: only the outcome goes to the build log
+    const scan = await followDockerStream(stream, { signal }).catch((err: Error) => {
+      if (signal.aborted) throw new BuildError('build aborted');
+      throw new BuildError(`the push stream of ${tag} broke: ${err.message}`);
+    });
+    if (scan.error) throw new BuildError(`the push of ${tag} to ${registry} failed: ${scan.error}`);
+    log(`pushed ${tag}${scan.digest ? ` (${scan.digest})` : ''} in ${Math.round(performance.now() - started)} ms`);
+  }
+
+  async invoke(input: InvokeInput): Promise<InvokeOutcome> {
+    const tag = input.imageTag ?? imageTagFor(this.registry, input.functionId, input.version);
+    const started = performance.now();
+    let image = await this.ensureImage(tag);
+    let container: Docker.Container;
+    try {
+      container = await this.createContainer(tag, image, input);
+    } catch (err) {
+      if (statusOf(err) !== 404) throw err;
+      // the image went away since it was last seen (removed by hand, or by a cleanup)
+      this.images.delete(tag);
+      image = await this.ensureImage(tag);
+      container = await this.createContainer(tag, image, input);
+    }
+
+    const output = new OutputCollector();
+    let timedOut = false;
+    let timer: NodeJS.Timeout | undefined;
+    const stopWaiting = new AbortController();
+    try {
+      const stream = (await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true })) as Duplex;
+      const drained = new Promise<void>((resolve) => {
+        stream.once('end', resolve);
+        stream.once('close', resolve);
+        stream.once('error', () => resolve());
+      });
+      this.docker.modem.demuxStream(stream, sink((c) => output.stdout(c)), sink((c) => output.stderr(c)));
+      // asked for before start(): a container that exits at once would otherwise be missed
+      const exited = container.wait({ condition: 'next-exit', abortSignal: stopWaiting.signal }) as Promise<{ StatusCode: number }>;
+      exited.catch(() => {}); // awaited below; a start failure must not leave it unhandled
+      try {
+        await container.start();
+      } catch (err) {
+        stream.destroy();
+        const status = statusOf(err);
+        if (status === undefined) throw err;
+        // the engine answered: the image's command cannot run (a custom image's CMD, usually)
+        return {
+          ok: false,
+          kind: 'error',
+          message: `the container did not start: ${engineMessage(err)}`,
+          logs: '',
+          durationMs: Math.round(performance.now() - started),
+        };
+      }
+      timer = setTimeout(() => {
+        timedOut = true;
+        container.kill().catch(() => {});
+      }, input.timeoutMs);
+      stream.on('error', () => {}); // EPIPE when the function exits without reading its event
+      stream.end(encodeEvent(input.event));
+
+      const { StatusCode } = await exited;
+      clearTimeout(timer);
+      const durationMs = Math.round(performance.now() - started);
+      await Promise.race([drained, new Promise((r) => setTimeout(r, DRAIN_MS).unref())]);
+      stream.destroy();
+
+      let oomKilled = false;
+      if (StatusCode === 137 && !timedOut) {
+        const state = await container.inspect().then((i) => i.State).catch(() => null);
+        oomKilled = Boolean(state?.OOMKilled);
+      }
+      return parseInvocationOutput(output.finish(), {
+        exitCode: StatusCode,
+        timedOut,
+        timeoutMs: input.timeoutMs,
+        oomKilled,
+        memoryMb: this.opts.memoryMb,
+        durationMs,
+      });
+    } finally {
+      clearTimeout(timer);
+      stopWaiting.abort();
+      // explicit removal, not AutoRemove: it happens whatever the path out of here (timeout, a
+      // broken attach, an exception), and we know when it is done
+      await this.removeContainer(container);
+    }
+  }
+
+  private async createContainer(tag: string, image: ImageInfo, input: InvokeInput): Promise<Docker.Container> {
+    const env = Object.entries(invocationEnv(input)).map(([k, v]) => `${k}=${v}`);
+    const memory = this.opts.memoryMb * 1024 * 1024;
+    const container = await this.docker.createContainer({
+      Image: tag,
+      ...(image.node ? { Cmd: ['node', `${APP_DIR}/${BOOTSTRAP_FILE}`], WorkingDir: APP_DIR } : {}),
+      Env: env,
+      User: NOBODY,
+      Labels: {
+        [LABEL_FUNCTION]: input.functionId,
+        [LABEL_VERSION]: String(input.version),
+        [LABEL_REQUEST]: input.requestId,
+      },
+      AttachStdin: true,
+      AttachStdout: true,
+      AttachStderr: true,
+      OpenStdin: true,
+      StdinOnce: true,
+      Tty: false,
+      HostConfig: {
+        NetworkMode: 'none',
+        Memory: memory,
+        MemorySwap: memory,
+        NanoCpus: Math.round(this.opts.cpus * 1e9),
+        PidsLimit: this.opts.pidsLimit,
+        ReadonlyRootfs: true,
+        CapDrop: ['ALL'],
+        SecurityOpt: ['no-new-privileges'],
+        Tmpfs: { '/tmp': 'rw,noexec,nosuid,size=64m' },
+        AutoRemove: false,
+      },
+    });
+    const warnings = (container as unknown as { Warnings?: string[] }).Warnings;
+    if (!this.warnedCreate && Array.isArray(warnings) && warnings.length > 0) {
+      this.warnedCreate = true;
+      this.opts.logger?.warn('the engine weakened the container limits', { warnings });
+    }
+    return container;
+  }
+
+  private removeContainer(container: Docker.Container): Promise<void> {
+    const removal = container
+      .remove({ force: true })
+      .then(() => {}, (err: unknown) => {
+        if (statusOf(err) === 404) return;
+        this.opts.logger?.warn('could not remove an invocation container', { container: container.id, error: engineMessage(err) });
+      })
+      .finally(() => this.removals.delete(removal));
+    this.removals.add(removal);
+    return removal;
+  }
+
+  /** The image's facts, pulling it from the registry when it is not on this engine. */
+  private async ensureImage(tag: string): Promise<ImageInfo> {
+    const cached = this.images.get(tag);
+    if (cached) return cached;
+    let inspect = await this.inspectImage(tag);
+    if (!inspect) {
+      const { registry } = splitImageTag(tag);
+      if (!registry) throw new ArtifactMissingError(`the image ${tag} is not on this engine`);
+      await this.pull(tag);
+      inspect = await this.inspectImage(tag);
+      if (!inspect) throw new ArtifactMissingError(`the image ${tag} is not on this engine after a pull`);
+    }
+    const info = { node: inspect.Config?.Labels?.[LABEL_RUNTIME] === 'node' };
+    this.images.set(tag, info);
+    return info;
+  }
+
+  private async inspectImage(tag: string): Promise<Docker.ImageInspectInfo | null> {
+    try {
+      return await this.docker.getImage(tag).inspect();
+    } catch (err) {
+      if (statusOf(err) === 404) return null;
+      throw err;
+    }
+  }
+
+  private async pull(tag: string): Promise<void> {
+    const started = performance.now();
+    let stream: Readable;
+    try {
+      stream = (await this.docker.pull(tag)) as Readable;
+    } catch (err) {
+      if (statusOf(err) === 404) throw new ArtifactMissingError(`the image ${tag} is in neither the engine nor the registry`);
+      throw new Error(`pulling ${tag} failed: ${engineMessage(err)}`);
+    }
+    const scan = await followDockerStream(stream);
+    if (scan.error) {
+      if (/not found|manifest unknown/i.test(scan.error)) {
+        throw new ArtifactMissingError(`the image ${tag} is in neither the engine nor the registry: ${scan.error}`);
+      }
+      throw new Error(`pulling ${tag} failed: ${scan.error}`);
+    }
+    this.opts.logger?.info('pulled a function image from the registry', { image: tag, ms: Math.round(performance.now() - started) });
+  }
+
+  async hasArtifact(ref: ArtifactRef): Promise<boolean> {
+    const tag = ref.imageTag ?? imageTagFor(this.registry, ref.functionId, ref.version);
+    if (await this.inspectImage(tag)) return true;
+    const { registry, repository, tag: version } = splitImageTag(tag);
+    if (!registry) return false;
+    return (await new RegistryClient(registry).tags(repository)).includes(version);
+  }
+
+  async removeArtifact(ref: ArtifactRef): Promise<void> {
+    const tag = ref.imageTag ?? imageTagFor(this.registry, ref.functionId, ref.version);
+    this.images.delete(tag);
+    await this.removeLocalImage(tag);
+    await this.sweepBuildLeftovers(ref.functionId, ref.version);
+    const { registry, repository, tag: version } = splitImageTag(tag);
+    if (registry) await new RegistryClient(registry).deleteTag(repository, version);
+  }
+
+  /**
+   * Removes the untagged images an aborted or failed build of this version left (the engine keeps
+   * a build's finished steps as images; cancelling the build does not remove them). Only images
+   * labelled with this function and version are touched: never another build's layers. Best effort.
+   */
+  private async sweepBuildLeftovers(functionId: string, version: number): Promise<void> {
+    try {
+      const leftovers = await this.docker.listImages({
+        filters: JSON.stringify({ dangling: ['true'], label: [`${LABEL_FUNCTION}=${functionId}`, `${LABEL_VERSION}=${version}`] }),
+      });
+      for (const image of leftovers) {
+        await this.docker
+          .getImage(image.Id)
+          .remove()
+          .catch((err: unknown) => {
+            // 404: gone already; 409: a build of it is running right now
+            if (statusOf(err) !== 404 && statusOf(err) !== 409) throw err;
+          });
+      }
+    } catch (err) {
+      this.opts.logger?.warn('could not remove the leftovers of a failed build', { functionId, version, error: engineMessage(err) });
+    }
+  }
+
+  private async removeLocalImage(tag: string): Promise<void> {
+    try {
+      // force: containers are per invocation, none should hold the image for long
+      await this.docker.getImage(tag).remove({ force: true });
+    } catch (err) {
+      if (statusOf(err) !== 404) throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.removals]);
+  }
+}
+
+/** A writable that hands each chunk to `fn` (the collector bounds what it keeps). */
+function sink(fn: (chunk: Buffer) => void): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      fn(chunk);
+      callback();
+    },
+  });
+}

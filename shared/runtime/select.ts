@@ -1,0 +1,52 @@
+// Picks the runtime driver at start: docker when asked for (or, with 'auto', when the engine
+// answers), the process driver otherwise.
+import Docker from 'dockerode';
+import { DockerDriver, type DockerDriverOptions } from './docker-driver.ts';
+import { ProcessDriver, type ProcessDriverOptions } from './process-driver.ts';
+import type { RuntimeDriver } from './types.ts';
+
+const PING_TIMEOUT_MS = 1_500;
+
+/** null when the engine answered within the timeout, else why not. */
+export async function pingDocker(docker: Docker, timeoutMs = PING_TIMEOUT_MS): Promise<string | null> {
+  const signal = AbortSignal.timeout(timeoutMs);
+  try {
+    // @types/dockerode lacks ping's options; dockerode 5 passes abortSignal to the request
+    await (docker.ping as unknown as (opts: { abortSignal: AbortSignal }) => Promise<unknown>).call(docker, { abortSignal: signal });
+    return null;
+  } catch (err) {
+    return signal.aborted ? `no answer within ${timeoutMs} ms` : (err as Error).message;
+  }
+}
+
+export async function selectDriver(opts: {
+  driver: 'docker' | 'process' | 'auto';
+  docker: DockerDriverOptions;
+  process: ProcessDriverOptions;
+}): Promise<RuntimeDriver> {
+  const logger = opts.docker.logger ?? opts.process.logger;
+  if (opts.driver === 'process') return new ProcessDriver(opts.process);
+
+  const docker = opts.docker.docker ?? new Docker();
+  const why = await pingDocker(docker);
+  if (why === null) {
+    const driver = new DockerDriver({ ...opts.docker, docker });
+    const base = await docker
+      .getImage(opts.docker.baseImage)
+      .inspect()
+      .then(() => true, () => false);
+    if (!base) {
+      logger?.warn('the base image for Node functions is not on the engine: builds will fail until it is', {
+        baseImage: opts.docker.baseImage,
+      });
+    }
+    logger?.info('runtime driver: docker', { detail: driver.describe() });
+    return driver;
+  }
+  if (opts.driver === 'docker') {
+    throw new Error(`RUNTIME_DRIVER=docker but the Docker engine did not answer: ${why}`);
+  }
+  logger?.warn('the Docker engine did not answer: falling back to the process driver', { reason: why });
+  // the ProcessDriver constructor logs PROCESS_DRIVER_WARNING through its logger
+  return new ProcessDriver(opts.process);
+}
