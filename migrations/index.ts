@@ -3,6 +3,7 @@
 import type { Knex } from 'knex';
 import * as init from './20261125000000_init.ts';
 import * as invocations from './20261125000100_invocations.ts';
+import * as retention from './20261125000200_retention.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -12,6 +13,7 @@ interface Migration {
 const migrations: Record<string, Migration> = {
   '20261125000000_init': init,
   '20261125000100_invocations': invocations,
+  '20261125000200_retention': retention,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -2,6 +2,7 @@
 import { loadConfigOrExit } from '../shared/config.ts';
 import { openPlatform } from '../shared/platform.ts';
 import { driverFromConfig } from '../shared/runtime/from-config.ts';
+import { CleanupSchedule } from './cleanup-schedule.ts';
 import { Runner } from './runner.ts';
 
 const config = loadConfigOrExit();
@@ -14,6 +15,8 @@ const platform = await openPlatform(config);
 const driver = await driverFromConfig(config, platform.logger);
 const runner = new Runner(platform, driver);
 await runner.start();
+const cleanup = new CleanupSchedule(platform, driver, runner.id);
+cleanup.start();
 
 let stopping = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -22,6 +25,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     stopping = true;
     platform.logger.info('shutting down', { signal });
     await runner.stop();
+    await cleanup.stop();
     await driver.close();
     await platform.close();
     process.exit(0);

@@ -5,6 +5,7 @@ import { loadConfigOrExit } from '../shared/config.ts';
 import { openPlatform } from '../shared/platform.ts';
 import { driverFromConfig } from '../shared/runtime/from-config.ts';
 import { createApi, serveApi } from '../api/server.ts';
+import { CleanupSchedule } from '../runner/cleanup-schedule.ts';
 import { Runner } from '../runner/runner.ts';
 
 const config = loadConfigOrExit();
@@ -12,6 +13,8 @@ const platform = await openPlatform(config);
 const driver = await driverFromConfig(config, platform.logger);
 const runner = new Runner(platform, driver);
 await runner.start();
+const cleanup = new CleanupSchedule(platform, driver, runner.id);
+cleanup.start();
 const api = await serveApi(createApi(platform, { driver }), config.server);
 platform.logger.info('ContainerPub is running', {
   url: api.url,
@@ -28,6 +31,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     platform.logger.info('shutting down', { signal });
     await api.close();
     await runner.stop();
+    await cleanup.stop();
     await driver.close();
     await platform.close();
     process.exit(0);

@@ -1,7 +1,10 @@
 // One typed configuration, parsed once at start. A bad value stops the process with the variable's
 // name; nothing else in the codebase reads process.env for platform settings.
 import path from 'node:path';
+import { validate as cronValidate } from 'node-cron';
 import { z } from 'zod';
+
+const cron = { validate: cronValidate };
 
 const MiB = 1024 * 1024;
 
@@ -52,6 +55,18 @@ const envSchema = z.object({
   FUNCTION_CPUS: z.coerce.number().positive().max(64).default(1),
   FUNCTION_PIDS_LIMIT: int(128, 8),
   BUILD_LOG_MAX_BYTES: int(64 * 1024, 1024),
+
+  CLEANUP_CRON: z
+    .string()
+    .trim()
+    .default('0 * * * *')
+    .refine((v) => v === 'off' || cron.validate(v), {
+      message: 'CLEANUP_CRON must be a cron expression (5 fields, or 6 with seconds) or "off"',
+    }),
+  ARCHIVE_MODE: z.enum(['storage-class', 'prefix', 'delete']).default('prefix'),
+  ARCHIVE_STORAGE_CLASS: z.string().regex(/^[A-Z_]+$/, 'must be an S3 storage class such as GLACIER_IR').default('GLACIER_IR'),
+  UPLOAD_EXPIRY_GRACE_SECONDS: int(300, 0),
+  INVOCATION_LOGS_KEEP: int(1000, 1),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -80,6 +95,14 @@ export interface Config {
     memoryMb: number;
     cpus: number;
     pidsLimit: number;
+  };
+  cleanup: {
+    /** node-cron expression, or null when CLEANUP_CRON=off */
+    cron: string | null;
+    archiveMode: 'storage-class' | 'prefix' | 'delete';
+    archiveStorageClass: string;
+    uploadGraceSeconds: number;
+    invocationLogsKeep: number;
   };
   runner: {
     id?: string;
@@ -137,6 +160,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       memoryMb: e.FUNCTION_MEMORY_MB,
       cpus: e.FUNCTION_CPUS,
       pidsLimit: e.FUNCTION_PIDS_LIMIT,
+    },
+    cleanup: {
+      cron: e.CLEANUP_CRON === 'off' ? null : e.CLEANUP_CRON,
+      archiveMode: e.ARCHIVE_MODE,
+      archiveStorageClass: e.ARCHIVE_STORAGE_CLASS,
+      uploadGraceSeconds: e.UPLOAD_EXPIRY_GRACE_SECONDS,
+      invocationLogsKeep: e.INVOCATION_LOGS_KEEP,
     },
     runner: {
       id: e.RUNNER_ID,

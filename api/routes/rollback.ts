@@ -16,6 +16,17 @@ export function register(app: App, p: Platform): void {
     const { version } = await jsonBody(c, rollbackSchema);
     await getOwnedFunction(p.db, c.get('userId'), id);
     const result = await rollbackToVersion(p.db, id, version);
+    if (result.restoring) {
+      return c.json(
+        {
+          message: `Restoring version ${result.version} from its archive; it becomes active once rebuilt`,
+          version: result.version,
+          deploymentId: result.deploymentId,
+          status: 'building',
+        },
+        202,
+      );
+    }
     return c.json({
       message: result.changed
         ? `Successfully rolled back to version ${result.version}`

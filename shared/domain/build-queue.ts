@@ -3,7 +3,7 @@
 // the fallback, and the only path on SQLite.
 import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
-import { lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
+import { bool, lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
 import { nowIso } from '../db/time.ts';
 import { activateDeploymentInTransaction } from './activation.ts';
 import { recordEvent } from './events.ts';
@@ -33,10 +33,56 @@ export async function enqueueBuild(
   return moved > 0;
 }
 
+/**
+ * Puts a version that was built once back in the queue: an archived version being restored by a
+ * rollback (`intentSeq` is that rollback's), or one whose image vanished (it keeps its intent, so
+ * the rebuild never changes which version is live). Attempts start over.
+ */
+export async function requeueBuild(
+  db: Db,
+  trx: Knex.Transaction,
+  deploymentId: string,
+  opts: { from: 'archived' | 'active'; intentSeq?: number },
+): Promise<boolean> {
+  const now = nowIso();
+  const moved = await trx('function_deployments')
+    .where({ id: deploymentId, status: opts.from })
+    .update({
+      status: 'building',
+      attempts: 0,
+      claimed_by: null,
+      lease_expires_at: null,
+      error: null,
+      queued_at: now,
+      updated_at: now,
+      ...(opts.intentSeq === undefined ? {} : { intent_seq: opts.intentSeq }),
+      ...(opts.from === 'active' ? { image_removed_at: now } : {}),
+    });
+  if (moved > 0 && db.dialect === 'pg') await trx.raw(`NOTIFY ${BUILD_QUEUED_CHANNEL}`);
+  return moved > 0;
+}
+
+/** The built artifact of a version is gone (removed by hand): rebuild it from its archive. */
+export async function requestRebuild(db: Db, input: { functionId: string; deploymentId: string; version: number; why: string }): Promise<void> {
+  await withTransaction(db, async (trx) => {
+    await lockFunctionRow(db, trx, input.functionId);
+    if (await requeueBuild(db, trx, input.deploymentId, { from: 'active' })) {
+      await recordEvent(trx, {
+        functionId: input.functionId,
+        deploymentId: input.deploymentId,
+        version: input.version,
+        event: 'rebuild_requested',
+        message: `version ${input.version} is being rebuilt from its archive: ${input.why}`,
+      });
+    }
+  });
+}
+
 export interface ClaimedBuild {
   id: string;
   functionId: string;
   version: number;
+  /** where the archive is now (its original key, or where cleanup moved it) */
   s3Key: string;
   attempts: number;
   archiveSha256: string | null;
@@ -70,7 +116,7 @@ export async function claimBuilds(
            AND attempts < ?
          ORDER BY queued_at, id
          LIMIT ? ${lock})
-      RETURNING id, function_id, version, s3_key, attempts, archive_sha256`,
+      RETURNING id, function_id, version, COALESCE(archive_key, s3_key) AS source_key, attempts, archive_sha256`,
     [input.runnerId, lease, now, now, input.maxAttempts, input.limit],
   );
   const rows: any[] = db.dialect === 'pg' ? result.rows : result;
@@ -78,10 +124,20 @@ export async function claimBuilds(
     id: r.id,
     functionId: r.function_id,
     version: num(r.version),
-    s3Key: r.s3_key,
+    s3Key: r.source_key,
     attempts: num(r.attempts),
     archiveSha256: r.archive_sha256 ?? null,
   }));
+}
+
+/**
+ * A version that was built before (restored from its archive, or rebuilt because its image
+ * vanished) returns to what it was when a rebuild fails for good: its archive is still good. The
+ * live version stays marked built (its error recorded), so there are never zero live rows.
+ */
+function statusAfterFailedBuild(dep: { is_active: unknown; archived_at: unknown; image_removed_at: unknown }): string {
+  if (bool(dep.is_active)) return BUILT_STATUS;
+  return dep.archived_at || dep.image_removed_at ? 'archived' : 'failed';
 }
 
 /** Builds whose last allowed attempt was lost (its lease ran out) are failed with the reason. */
@@ -92,12 +148,12 @@ export async function failExhaustedBuilds(db: Db, maxAttempts: number): Promise<
       .where({ status: 'building' })
       .andWhere('attempts', '>=', maxAttempts)
       .andWhere((q) => q.whereNull('claimed_by').orWhere('lease_expires_at', '<', now))
-      .select('id', 'function_id', 'version', 'error');
+      .select('id', 'function_id', 'version', 'error', 'is_active', 'archived_at', 'image_removed_at');
     for (const r of rows) {
       const reason = `build abandoned after ${maxAttempts} attempts${r.error ? `; last error: ${r.error}` : ' (runners stopped responding)'}`;
       const moved = await trx('function_deployments')
         .where({ id: r.id, status: 'building' })
-        .update({ status: 'failed', error: reason, claimed_by: null, lease_expires_at: null, updated_at: now });
+        .update({ status: statusAfterFailedBuild(r), error: reason, claimed_by: null, lease_expires_at: null, updated_at: now });
       if (moved) {
         await recordEvent(trx, {
           functionId: r.function_id,
@@ -151,6 +207,7 @@ export async function finishBuild(
         error: null,
         claimed_by: null,
         lease_expires_at: null,
+        image_removed_at: null,
         deployed_at: now,
         updated_at: now,
       });
@@ -193,7 +250,7 @@ export async function failBuild(
     if (!(await lockFunctionRow(db, trx, input.functionId))) return { fenced: true, willRetry: false };
     const dep = await trx('function_deployments')
       .where({ id: input.deploymentId, claimed_by: input.runnerId, status: 'building' })
-      .first('version', 'attempts');
+      .first('version', 'attempts', 'is_active', 'archived_at', 'image_removed_at');
     if (!dep) return { fenced: true, willRetry: false };
     const now = nowIso();
     const willRetry = input.retry && num(dep.attempts) < input.maxAttempts;
@@ -202,10 +259,11 @@ export async function failBuild(
       : input.retry
         ? `build abandoned after ${dep.attempts} attempts; last error: ${input.error}`
         : input.error;
+    const finalStatus = statusAfterFailedBuild(dep);
     await trx('function_deployments')
       .where({ id: input.deploymentId })
       .update({
-        ...(willRetry ? {} : { status: 'failed' }),
+        ...(willRetry ? {} : { status: finalStatus }),
         error,
         build_logs: input.buildLogs,
         claimed_by: null,

@@ -6,7 +6,7 @@ import type { DeploymentRow } from './model.ts';
 
 export interface RemovedFunction {
   functionId: string;
-  deployments: Pick<DeploymentRow, 'id' | 'version' | 's3_key' | 'image_tag'>[];
+  deployments: Pick<DeploymentRow, 'id' | 'version' | 's3_key' | 'archive_key' | 'image_tag'>[];
 }
 
 /**
@@ -25,7 +25,7 @@ export async function deleteFunction(
     const owned = exists && (await trx('functions').where({ id: functionId, user_id: userId }).first('id'));
     if (!owned) throw errors.functionNotFound();
     const deployments = await trx('function_deployments')
-      .select('id', 'version', 's3_key', 'image_tag')
+      .select('id', 'version', 's3_key', 'archive_key', 'image_tag')
       .where({ function_id: functionId });
     await trx('functions').where({ id: functionId }).delete();
     return { functionId, deployments: deployments.map((d) => ({ ...d, version: num(d.version) })) };
@@ -33,7 +33,7 @@ export async function deleteFunction(
   const keys = new Set<string>();
   for (const d of removed.deployments) {
     keys.add(d.s3_key);
-    keys.add(`archive/${d.s3_key}`);
+    if (d.archive_key) keys.add(d.archive_key);
   }
   const results = await Promise.allSettled([...keys].map((k) => p.storage.delete(k)));
   const failed = results.filter((r) => r.status === 'rejected');

@@ -20,6 +20,12 @@ export interface DeploymentView {
   sizeBytes: number | null;
   sha256: string | null;
   attempts: number;
+  /** where the archive is now, or null when it was deleted */
+  archiveKey: string | null;
+  archiveStorageClass: string | null;
+  archivedAt: string | null;
+  /** what retention cleanup removed */
+  cleanupNote: string | null;
 }
 
 export interface DeploymentDetailView extends DeploymentView {
@@ -41,6 +47,10 @@ export function toDeploymentView(row: DeploymentRow): DeploymentView {
     sizeBytes: row.archive_size === null ? null : num(row.archive_size),
     sha256: row.archive_sha256 ?? null,
     attempts: num(row.attempts),
+    archiveKey: row.archive_removed_at ? null : (row.archive_key ?? row.s3_key),
+    archiveStorageClass: row.archive_storage_class ?? null,
+    archivedAt: toIso(row.archived_at),
+    cleanupNote: row.cleanup_note ?? null,
   };
 }
 
@@ -52,6 +62,7 @@ export function toDeploymentDetailView(row: DeploymentRow): DeploymentDetailView
 const LIST_COLUMNS = [
   'id', 'function_id', 'version', 'image_tag', 's3_key', 'status', 'is_active', 'error',
   'archive_size', 'archive_sha256', 'attempts', 'deployed_at', 'activated_at', 'created_at',
+  'archive_key', 'archive_storage_class', 'archive_removed_at', 'archived_at', 'cleanup_note',
 ];
 
 export async function listDeployments(

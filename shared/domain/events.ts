@@ -16,6 +16,7 @@ export type FunctionEvent =
   | 'activation_skipped'
   | 'rolled_back'
   | 'restore_requested'
+  | 'rebuild_requested'
   | 'archived'
   | 'archive_deleted'
   | 'image_removed';

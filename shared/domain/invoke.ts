@@ -5,7 +5,9 @@ import { bool, num } from '../db/dialect.ts';
 import { nowIso, toIso } from '../db/time.ts';
 import { AppError, errors } from '../errors.ts';
 import type { Platform } from '../platform.ts';
+import { ArtifactMissingError } from '../runtime/protocol.ts';
 import type { RuntimeDriver } from '../runtime/types.ts';
+import { requestRebuild } from './build-queue.ts';
 import { BUILT_STATUS, type DeploymentRow } from './model.ts';
 
 export interface InvocationResult {
@@ -24,10 +26,19 @@ function tail(text: string, max: number): string {
   return buf.length <= max ? text : `[… ${buf.length - max} bytes dropped …]\n` + buf.subarray(buf.length - max).toString();
 }
 
+function imageRebuilding(dep: DeploymentRow): AppError {
+  return new AppError(
+    'image_rebuilding',
+    `the image of version ${dep.version} is missing and is being rebuilt from its archive; retry shortly`,
+    { version: num(dep.version), deploymentId: dep.id },
+  );
+}
+
 async function resolveTarget(db: Db, functionId: string, version?: number): Promise<DeploymentRow> {
   if (version !== undefined) {
     const dep = await db.knex('function_deployments').where({ function_id: functionId, version }).first();
     if (!dep) throw errors.versionNotFound(version);
+    if (dep.status === 'building' && dep.image_removed_at) throw imageRebuilding(dep);
     if (dep.status !== BUILT_STATUS) throw errors.versionNotBuilt(version, dep.status);
     return dep;
   }
@@ -38,6 +49,7 @@ async function resolveTarget(db: Db, functionId: string, version?: number): Prom
     .where({ 'f.id': functionId })
     .first('d.*');
   if (!dep || !bool(dep.is_active)) throw errors.noActiveDeployment();
+  if (dep.status === 'building') throw imageRebuilding(dep);
   return dep;
 }
 
@@ -48,15 +60,24 @@ export async function invokeFunction(
 ): Promise<InvocationResult> {
   const dep = await resolveTarget(p.db, input.functionId, input.version);
   const requestId = randomUUID();
-  const outcome = await driver.invoke({
-    functionId: input.functionId,
-    deploymentId: dep.id,
-    version: num(dep.version),
-    imageTag: dep.image_tag,
-    requestId,
-    event: input.event,
-    timeoutMs: p.config.runtime.timeoutMs,
-  });
+  let outcome;
+  try {
+    outcome = await driver.invoke({
+      functionId: input.functionId,
+      deploymentId: dep.id,
+      version: num(dep.version),
+      imageTag: dep.image_tag,
+      requestId,
+      event: input.event,
+      timeoutMs: p.config.runtime.timeoutMs,
+    });
+  } catch (err) {
+    if (!(err instanceof ArtifactMissingError)) throw err;
+    // Removed by hand (or lost with a node): rebuild it from its archive; callers retry.
+    p.logger.warn('artifact missing at invocation; rebuilding', { functionId: input.functionId, version: dep.version, err });
+    await requestRebuild(p.db, { functionId: input.functionId, deploymentId: dep.id, version: num(dep.version), why: err.message });
+    throw imageRebuilding(dep);
+  }
   await p.db.knex('function_invocations').insert({
     function_id: input.functionId,
     deployment_id: dep.id,

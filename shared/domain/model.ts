@@ -1,7 +1,17 @@
 // Row shapes and names shared by the API, the runner and the scripts.
 
 /** A deployment's lifecycle. `active` means built and runnable; `is_active` marks the live one. */
-export type DeploymentStatus = 'pending_upload' | 'building' | 'active' | 'failed' | 'archived' | 'deleted';
+export type DeploymentStatus =
+  | 'pending_upload'
+  | 'building'
+  | 'active'
+  | 'failed'
+  /** retention cleanup is removing its image and moving its archive (a short, resumable state) */
+  | 'archiving'
+  /** image removed; archive kept (possibly moved or in a cheaper storage class): restorable */
+  | 'archived'
+  /** image and archive removed: history only */
+  | 'deleted';
 
 export const BUILT_STATUS: DeploymentStatus = 'active';
 
@@ -40,6 +50,12 @@ export interface DeploymentRow {
   queued_at: unknown;
   deployed_at: unknown;
   activated_at: unknown;
+  archive_key: string | null;
+  archive_storage_class: string | null;
+  archive_removed_at: unknown;
+  image_removed_at: unknown;
+  archived_at: unknown;
+  cleanup_note: string | null;
   created_at: unknown;
   updated_at: unknown;
 }

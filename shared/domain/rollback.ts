@@ -1,9 +1,14 @@
-// Rollback: make an earlier built version live again, without a rebuild.
+// Rollback: make an earlier built version live again, without a rebuild — or, for a version whose
+// image retention cleanup removed, restore it: rebuild from its archive and go live when built,
+// unless the user activates something else meanwhile.
 import type { Db } from '../db/knex.ts';
 import { lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
+import { nowIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
 import { activateDeploymentInTransaction } from './activation.ts';
+import { requeueBuild } from './build-queue.ts';
 import { findDeploymentByVersion } from './deployments.ts';
+import { recordEvent } from './events.ts';
 import { BUILT_STATUS } from './model.ts';
 
 export interface RollbackResult {
@@ -11,6 +16,8 @@ export interface RollbackResult {
   deploymentId: string;
   /** false when the version was already live (a no-op) */
   changed: boolean;
+  /** true when the version is being rebuilt from its archive first (answered with 202) */
+  restoring: boolean;
 }
 
 export async function rollbackToVersion(db: Db, functionId: string, version: number): Promise<RollbackResult> {
@@ -19,12 +26,32 @@ export async function rollbackToVersion(db: Db, functionId: string, version: num
     if (!(await lockFunctionRow(db, trx, functionId))) throw errors.functionNotFound();
     const dep = await findDeploymentByVersion(trx, functionId, version);
     if (!dep) throw errors.versionNotFound(version);
+    const base = { version: num(dep.version), deploymentId: dep.id };
+    if (dep.status === 'archived') {
+      // The rollback is the newest intent: the rebuilt version goes live unless a later one wins.
+      const fn = await trx('functions').where({ id: functionId }).first('intent_seq');
+      const intent = num(fn.intent_seq) + 1;
+      await trx('functions').where({ id: functionId }).update({ intent_seq: intent, updated_at: nowIso() });
+      await requeueBuild(db, trx, dep.id, { from: 'archived', intentSeq: intent });
+      await recordEvent(trx, {
+        functionId,
+        deploymentId: dep.id,
+        version: base.version,
+        event: 'restore_requested',
+        message: `rollback to archived version ${version}: rebuilding it from its archive`,
+      });
+      return { ...base, changed: true, restoring: true };
+    }
+    if (dep.status === 'deleted') throw errors.archiveGone(version);
+    if (dep.status === 'archiving') {
+      throw errors.conflict(`version ${version} is being archived right now; retry in a moment`, { version, status: dep.status });
+    }
     if (dep.status !== BUILT_STATUS) throw errors.versionNotBuilt(version, dep.status);
     const result = await activateDeploymentInTransaction(db, trx, {
       functionId,
       deploymentId: dep.id,
       reason: { kind: 'rollback' },
     });
-    return { version: num(dep.version), deploymentId: dep.id, changed: result.activated };
+    return { ...base, changed: result.activated, restoring: false };
   });
 }

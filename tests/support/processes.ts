@@ -50,14 +50,18 @@ export function spawnRunner(id: string, env: Record<string, string>): RunnerProc
   };
 }
 
-/** An HTTP proxy to S3 that never answers GETs whose path contains `holdPath` (until closed). */
-export async function startStallingProxy(target: string, holdPath: string) {
+/**
+ * An HTTP proxy to S3 that never answers the requests `hold` selects (until closed). A string
+ * selects GETs whose path contains it.
+ */
+export async function startStallingProxy(target: string, hold: string | ((req: http.IncomingMessage) => boolean)) {
+  const matches = typeof hold === 'string' ? (req: http.IncomingMessage) => req.method === 'GET' && Boolean(req.url?.includes(hold)) : hold;
   const upstream = new URL(target);
   let held = 0;
   const waiting: (() => void)[] = [];
   const sockets = new Set<import('node:net').Socket>();
   const server = http.createServer((req, res) => {
-    if (req.method === 'GET' && req.url?.includes(holdPath)) {
+    if (matches(req)) {
       held++;
       waiting.splice(0).forEach((w) => w());
       return; // hold: no answer
@@ -88,4 +92,18 @@ export async function startStallingProxy(target: string, holdPath: string) {
         server.close(() => r());
       }),
   };
+}
+
+/** Runs `npm run cleanup` as its own process (the way an operator runs it). */
+export function spawnCleanup(args: string[], env: Record<string, string>) {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/cleanup.ts', ...args], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, exited, stdout: () => stdout, stderr: () => stderr };
 }

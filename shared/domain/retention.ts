@@ -1,0 +1,398 @@
+// Retention cleanup (the seed's "Version Cleanup"): keep the newest KEEP_LAST_N built versions and
+// the live one; older built versions lose their image and have their archive moved to cheaper
+// storage (or deleted); old failed versions lose their archive; uploads that never completed
+// expire. History rows are never deleted: each says what was removed.
+//
+// Safety rules, each with the failure it prevents:
+// - A version is archived in two steps: a transaction marks it `archiving` after re-checking,
+//   under the function's lock, that it is built, not live and not claimed (so a rollback that just
+//   made it live wins); side effects follow; a second transaction records the result. A run killed
+//   in between leaves `archiving` rows, which the next run finishes first.
+// - An archive is copied before the original is deleted, and every side effect is idempotent, so
+//   repeating a step after a crash is harmless and no row ends up pointing at an object that is gone.
+// - One run at a time across all runners (shared/db/lock.ts).
+import type { Knex } from 'knex';
+import type { Db } from '../db/knex.ts';
+import { bool, lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
+import { tryAcquireLock } from '../db/lock.ts';
+import { nowIso } from '../db/time.ts';
+import type { Logger } from '../logger.ts';
+import type { Platform } from '../platform.ts';
+import type { RuntimeDriver } from '../runtime/types.ts';
+import { recordEvent } from './events.ts';
+import { BUILT_STATUS } from './model.ts';
+
+export type ArchiveMode = 'storage-class' | 'prefix' | 'delete';
+
+export interface CleanupOptions {
+  keepLastN: number;
+  archiveMode: ArchiveMode;
+  storageClass: string;
+  /** uploads are expired this long after their URL expired */
+  uploadGraceSeconds: number;
+  invocationLogsKeep: number;
+  dryRun?: boolean;
+  /** only functions with this name (any owner) */
+  functionName?: string;
+  holder?: string;
+}
+
+export type PlannedAction =
+  | { action: 'archive'; functionId: string; name: string; version: number; deploymentId: string; mode: ArchiveMode }
+  | { action: 'resume-archive'; functionId: string; name: string; version: number; deploymentId: string; mode: ArchiveMode }
+  | { action: 'delete-failed-archive'; functionId: string; name: string; version: number; deploymentId: string }
+  | { action: 'expire-upload'; functionId: string; name: string; version: number; deploymentId: string };
+
+export interface CleanupSummary {
+  skipped: boolean;
+  reason?: string;
+  dryRun: boolean;
+  functionsScanned: number;
+  versionsArchived: number;
+  archivesDeleted: number;
+  objectsMoved: number;
+  objectsRemoved: number;
+  imagesRemoved: number;
+  failedArchivesRemoved: number;
+  uploadsExpired: number;
+  invocationLogsPruned: number;
+  bytesFreed: number;
+  errors: number;
+  durationMs: number;
+  plan: PlannedAction[];
+}
+
+/** Where a version's archive goes under ARCHIVE_MODE=prefix. */
+export function archivePrefixKey(s3Key: string): string {
+  return `archive/${s3Key}`;
+}
+
+interface Row {
+  id: string;
+  function_id: string;
+  name: string;
+  version: number;
+  status: string;
+  is_active: unknown;
+  claimed_by: string | null;
+  image_tag: string | null;
+  s3_key: string;
+  archive_key: string | null;
+  archive_size: unknown;
+  archive_removed_at: unknown;
+  last_version: number;
+}
+
+const ROW_COLUMNS = [
+  'd.id', 'd.function_id', 'f.name', 'd.version', 'd.status', 'd.is_active', 'd.claimed_by', 'd.image_tag',
+  'd.s3_key', 'd.archive_key', 'd.archive_size', 'd.archive_removed_at', 'f.last_version',
+];
+
+function emptySummary(dryRun: boolean): CleanupSummary {
+  return {
+    skipped: false, dryRun, functionsScanned: 0, versionsArchived: 0, archivesDeleted: 0, objectsMoved: 0,
+    objectsRemoved: 0, imagesRemoved: 0, failedArchivesRemoved: 0, uploadsExpired: 0, invocationLogsPruned: 0,
+    bytesFreed: 0, errors: 0, durationMs: 0, plan: [],
+  };
+}
+
+/** Decides, for one function's rows, what the policy removes. Pure: the same rows give the same plan. */
+export function planFunction(rows: Row[], keepLastN: number, mode: ArchiveMode): PlannedAction[] {
+  const plan: PlannedAction[] = [];
+  const built = rows.filter((r) => r.status === BUILT_STATUS).sort((a, b) => num(b.version) - num(a.version));
+  const keep = new Set(built.slice(0, keepLastN).map((r) => r.id));
+  for (const r of built) {
+    if (keep.has(r.id) || bool(r.is_active) || r.claimed_by) continue;
+    plan.push({ action: 'archive', functionId: r.function_id, name: r.name, version: num(r.version), deploymentId: r.id, mode });
+  }
+  for (const r of rows) {
+    if (r.status === 'archiving') {
+      plan.push({ action: 'resume-archive', functionId: r.function_id, name: r.name, version: num(r.version), deploymentId: r.id, mode });
+    }
+    // "the N newest versions, counting every version": by number against the highest allocated
+    if (r.status === 'failed' && !r.archive_removed_at && num(r.version) <= num(r.last_version) - keepLastN) {
+      plan.push({ action: 'delete-failed-archive', functionId: r.function_id, name: r.name, version: num(r.version), deploymentId: r.id });
+    }
+  }
+  return plan;
+}
+
+export class Cleanup {
+  private readonly log: Logger;
+
+  constructor(
+    private readonly p: Platform,
+    private readonly driver: RuntimeDriver,
+    private readonly opts: CleanupOptions,
+  ) {
+    this.log = p.logger.child({ job: 'cleanup' });
+  }
+
+  private get db(): Db {
+    return this.p.db;
+  }
+
+  async run(): Promise<CleanupSummary> {
+    const started = Date.now();
+    const summary = emptySummary(Boolean(this.opts.dryRun));
+    const lock = this.opts.dryRun
+      ? { release: async () => {} }
+      : await tryAcquireLock(this.db, 'cleanup', this.opts.holder ?? `cleanup-${process.pid}`);
+    if (!lock) {
+      summary.skipped = true;
+      summary.reason = 'another cleanup is running';
+      this.log.info('cleanup skipped: another run holds the lock');
+      return summary;
+    }
+    try {
+      await this.expireUploads(summary);
+      await this.scanFunctions(summary);
+      if (!this.opts.dryRun) await this.pruneInvocationLogs(summary);
+    } finally {
+      await lock.release();
+    }
+    summary.durationMs = Date.now() - started;
+    const { plan, ...counts } = summary;
+    this.log.info(this.opts.dryRun ? 'cleanup plan (dry run, nothing changed)' : 'cleanup finished', {
+      ...counts,
+      planned: plan.length,
+    });
+    return summary;
+  }
+
+  private functionFilter(q: Knex.QueryBuilder): Knex.QueryBuilder {
+    return this.opts.functionName ? q.where('f.name', this.opts.functionName) : q;
+  }
+
+  private async expireUploads(summary: CleanupSummary): Promise<void> {
+    const cutoff = new Date(Date.now() - this.opts.uploadGraceSeconds * 1000).toISOString();
+    const rows: Row[] = await this.functionFilter(
+      this.db
+        .knex('function_deployments as d')
+        .join('functions as f', 'f.id', 'd.function_id')
+        .where('d.status', 'pending_upload')
+        .andWhere('d.upload_expires_at', '<', cutoff)
+        .select(ROW_COLUMNS),
+    );
+    for (const r of rows) {
+      summary.plan.push({ action: 'expire-upload', functionId: r.function_id, name: r.name, version: num(r.version), deploymentId: r.id });
+      if (this.opts.dryRun) continue;
+      await this.guard(summary, r, async () => {
+        // The URL expired long ago, so nothing can arrive after this delete.
+        await this.p.storage.delete(r.s3_key);
+        await withTransaction(this.db, async (trx) => {
+          const now = nowIso();
+          const moved = await trx('function_deployments')
+            .where({ id: r.id, status: 'pending_upload' })
+            .update({
+              status: 'failed',
+              error: 'upload expired',
+              archive_removed_at: now,
+              cleanup_note: 'upload never completed; expired by cleanup',
+              updated_at: now,
+            });
+          if (moved) {
+            summary.uploadsExpired++;
+            await recordEvent(trx, {
+              functionId: r.function_id,
+              deploymentId: r.id,
+              version: num(r.version),
+              event: 'upload_expired',
+              message: `version ${r.version} expired: its upload never completed`,
+            });
+          }
+        });
+      });
+    }
+  }
+
+  private async scanFunctions(summary: CleanupSummary): Promise<void> {
+    let after: string | null = null;
+    const pageSize = 200;
+    for (;;) {
+      const page = this.db.knex('functions as f').orderBy('f.id').limit(pageSize).select('f.id');
+      if (after !== null) page.where('f.id', '>', after);
+      const fns: { id: string }[] = await this.functionFilter(page);
+      if (fns.length === 0) break;
+      after = fns[fns.length - 1]!.id;
+      const rows: Row[] = await this.db
+        .knex('function_deployments as d')
+        .join('functions as f', 'f.id', 'd.function_id')
+        .whereIn('d.function_id', fns.map((f) => f.id))
+        .whereIn('d.status', [BUILT_STATUS, 'archiving', 'failed'])
+        .select(ROW_COLUMNS);
+      const byFunction = new Map<string, Row[]>();
+      for (const r of rows) {
+        const list = byFunction.get(r.function_id) ?? [];
+        list.push(r);
+        byFunction.set(r.function_id, list);
+      }
+      summary.functionsScanned += fns.length;
+      for (const fn of fns) {
+        const fnRows = byFunction.get(fn.id) ?? [];
+        const plan = planFunction(fnRows, this.opts.keepLastN, this.opts.archiveMode);
+        summary.plan.push(...plan);
+        if (this.opts.dryRun) continue;
+        const rowsById = new Map(fnRows.map((r) => [r.id, r]));
+        for (const action of plan) {
+          const row = rowsById.get(action.deploymentId)!;
+          await this.guard(summary, row, () =>
+            action.action === 'delete-failed-archive' ? this.deleteFailedArchive(summary, row) : this.archiveVersion(summary, row),
+          );
+        }
+      }
+      if (fns.length < pageSize) break;
+    }
+  }
+
+  /** Runs one action; a failure is logged and counted, and the run goes on with the next. */
+  private async guard(summary: CleanupSummary, r: Row, work: () => Promise<void>): Promise<void> {
+    try {
+      await work();
+    } catch (err) {
+      summary.errors++;
+      this.log.error('cleanup action failed; the next run retries it', {
+        functionId: r.function_id,
+        deploymentId: r.id,
+        version: num(r.version),
+        err,
+      });
+    }
+  }
+
+  private async archiveVersion(summary: CleanupSummary, r: Row): Promise<void> {
+    // Step 1: re-check under the function's lock and claim the row for archiving.
+    const claimed = await withTransaction(this.db, async (trx) => {
+      await lockFunctionRow(this.db, trx, r.function_id);
+      const current = await trx('function_deployments').where({ id: r.id }).first();
+      if (!current) return null;
+      if (current.status === 'archiving') return current; // resuming a killed run
+      if (current.status !== BUILT_STATUS || bool(current.is_active) || current.claimed_by) return null;
+      await trx('function_deployments').where({ id: r.id }).update({ status: 'archiving', updated_at: nowIso() });
+      return current;
+    });
+    if (!claimed) return;
+
+    // Step 2: side effects, each idempotent.
+    const notes: string[] = [];
+    await this.driver.removeArtifact({ functionId: r.function_id, version: num(r.version), imageTag: claimed.image_tag });
+    summary.imagesRemoved++;
+    notes.push(claimed.image_tag ? `image ${claimed.image_tag} removed` : 'unpacked artifact removed');
+
+    const current: string = claimed.archive_key ?? claimed.s3_key;
+    const size = num(claimed.archive_size);
+    let archiveKey: string | null = claimed.archive_key ?? null;
+    let storageClass: string | null = claimed.archive_storage_class ?? null;
+    let status: 'archived' | 'deleted' = 'archived';
+    const mode = this.opts.archiveMode;
+    if (mode === 'delete') {
+      await this.p.storage.delete(claimed.s3_key);
+      if (claimed.archive_key) await this.p.storage.delete(claimed.archive_key);
+      summary.objectsRemoved++;
+      summary.bytesFreed += size;
+      status = 'deleted';
+      archiveKey = null;
+      notes.push('archive deleted (ARCHIVE_MODE=delete)');
+    } else if (mode === 'prefix') {
+      const target = archivePrefixKey(claimed.s3_key);
+      if (current !== target) {
+        // Copy first, delete after: a run killed between the two leaves both, never neither.
+        if (await this.p.storage.head(current)) await this.p.storage.copy(current, target);
+        else if (!(await this.p.storage.head(target))) throw new Error(`archive of v${r.version} is missing from ${current}`);
+        await this.p.storage.delete(current);
+        summary.objectsMoved++;
+      }
+      archiveKey = target;
+      notes.push(`archive moved to ${target}`);
+    } else {
+      if (storageClass !== this.opts.storageClass) {
+        await this.p.storage.copy(current, current, { storageClass: this.opts.storageClass });
+        storageClass = this.opts.storageClass;
+        summary.objectsMoved++;
+      }
+      notes.push(`archive kept at ${current} in storage class ${storageClass}`);
+    }
+
+    // Step 3: record what is true now.
+    await withTransaction(this.db, async (trx) => {
+      const now = nowIso();
+      const moved = await trx('function_deployments')
+        .where({ id: r.id, status: 'archiving' })
+        .update({
+          status,
+          archive_key: status === 'deleted' ? null : archiveKey,
+          archive_storage_class: status === 'deleted' ? null : storageClass,
+          archive_removed_at: status === 'deleted' ? now : null,
+          image_removed_at: now,
+          archived_at: now,
+          cleanup_note: notes.join('; '),
+          updated_at: now,
+        });
+      if (!moved) return;
+      if (status === 'deleted') summary.archivesDeleted++;
+      else summary.versionsArchived++;
+      await recordEvent(trx, {
+        functionId: r.function_id,
+        deploymentId: r.id,
+        version: num(r.version),
+        event: status === 'deleted' ? 'archive_deleted' : 'archived',
+        message: `version ${r.version} ${status} by retention cleanup: ${notes.join('; ')}`,
+      });
+    });
+  }
+
+  private async deleteFailedArchive(summary: CleanupSummary, r: Row): Promise<void> {
+    // Delete, then record: killed in between, the next run deletes again (harmless) and records.
+    await this.p.storage.delete(r.s3_key);
+    if (r.archive_key) await this.p.storage.delete(r.archive_key);
+    const now = nowIso();
+    const moved = await this.db
+      .knex('function_deployments')
+      .where({ id: r.id, status: 'failed' })
+      .whereNull('archive_removed_at')
+      .update({ archive_removed_at: now, cleanup_note: 'archive of a failed version deleted by retention cleanup', updated_at: now });
+    if (moved) {
+      summary.failedArchivesRemoved++;
+      summary.objectsRemoved++;
+      summary.bytesFreed += num(r.archive_size);
+    }
+  }
+
+  private async pruneInvocationLogs(summary: CleanupSummary): Promise<void> {
+    const keep = this.opts.invocationLogsKeep;
+    const heavy: { function_id: string }[] = await this.db
+      .knex('function_invocations')
+      .select('function_id')
+      .groupBy('function_id')
+      .havingRaw('count(*) > ?', [keep]);
+    for (const { function_id } of heavy) {
+      const boundary = await this.db
+        .knex('function_invocations')
+        .where({ function_id })
+        .orderBy('id', 'desc')
+        .offset(keep)
+        .first('id');
+      if (!boundary) continue;
+      summary.invocationLogsPruned += await this.db
+        .knex('function_invocations')
+        .where({ function_id })
+        .andWhere('id', '<=', boundary.id)
+        .delete();
+    }
+  }
+}
+
+export function cleanupOptionsFromConfig(p: Platform, overrides: Partial<CleanupOptions> = {}): CleanupOptions {
+  return {
+    keepLastN: p.config.retention.keepLastN,
+    archiveMode: p.config.cleanup.archiveMode,
+    storageClass: p.config.cleanup.archiveStorageClass,
+    uploadGraceSeconds: p.config.cleanup.uploadGraceSeconds,
+    invocationLogsKeep: p.config.cleanup.invocationLogsKeep,
+    ...overrides,
+  };
+}
+
+export function runCleanup(p: Platform, driver: RuntimeDriver, overrides: Partial<CleanupOptions> = {}): Promise<CleanupSummary> {
+  return new Cleanup(p, driver, cleanupOptionsFromConfig(p, overrides)).run();
+}

@@ -1,0 +1,312 @@
+// Retention cleanup and recovery (process driver; the docker variant is retention-docker.test.ts):
+// keep-last-N, the three archive modes, history kept, the live version untouchable, archived
+// versions restorable, crash-safety, one run at a time, dry runs and expired uploads.
+import fs from 'node:fs';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { runCleanup, type CleanupOptions } from '../shared/domain/retention.ts';
+import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { makeNodeFunction } from './support/archives.ts';
+import { deployAndBuild, deployPresigned, waitForBuild } from './support/flows.ts';
+import { runnerEnv, spawnCleanup, startStallingProxy } from './support/processes.ts';
+import { waitFor } from './support/services.ts';
+import type { Client } from './support/http.ts';
+
+// s3rver knows the classic storage classes only (no GLACIER_IR, the production default)
+const t = await startTestPlatform({ KEEP_LAST_N: '3', CLEANUP_CRON: 'off', ARCHIVE_STORAGE_CLASS: 'STANDARD_IA' }, { runner: true });
+if (!t) process.exit(0);
+const tp = t as TestPlatform;
+const db = tp.platform.db.knex;
+const fn = (tag: string) => makeNodeFunction(`export default async () => ({ tag: ${JSON.stringify(tag)} });`);
+const cleanup = (opts: Partial<CleanupOptions> = {}) => runCleanup(tp.platform, tp.driver, opts);
+const artifactDir = (id: string, v: number) => path.join(tp.dataDir, 'artifacts', id, `v${v}`);
+
+/** A function with versions 1..n built in order (v_n live). */
+async function builtVersions(api: Client, name: string, n: number) {
+  let id = '';
+  for (let v = 1; v <= n; v++) {
+    const d = await deployAndBuild(api, name, await fn(`${name}-v${v}`));
+    assert.is(d.built.status, 'active', d.built.error ?? '');
+    id = d.id;
+  }
+  return id;
+}
+
+async function history(api: Client, id: string) {
+  const res = await api.get(`/api/functions/${id}/deployments`);
+  return new Map<number, any>(res.body.deployments.map((d: any) => [d.version, d]));
+}
+
+const keep = suite('keep-last-N');
+
+for (const mode of ['prefix', 'storage-class', 'delete'] as const) {
+  keep(`KEEP_LAST_N=3 with 8 built versions archives v1..v5 (ARCHIVE_MODE=${mode}); rows stay`, async () => {
+    const api = await tp.newUser();
+    const id = await builtVersions(api, `keep-${mode}`, 8);
+    const before = await history(api, id);
+    const summary = await cleanup({ archiveMode: mode, functionName: `keep-${mode}` });
+    assert.is(summary.errors, 0);
+    const after = await history(api, id);
+    assert.is(after.size, 8, 'history keeps every row');
+    for (let v = 1; v <= 8; v++) {
+      const d = after.get(v);
+      const key = before.get(v).s3Key as string;
+      if (v >= 6) {
+        assert.is(d.status, 'active', `v${v} kept`);
+        assert.ok(fs.existsSync(artifactDir(id, v)), `v${v} artifact kept`);
+        assert.ok(await tp.platform.storage.head(key), `v${v} archive kept in place`);
+        continue;
+      }
+      assert.not.ok(fs.existsSync(artifactDir(id, v)), `v${v} artifact removed`);
+      assert.ok(d.cleanupNote, `v${v} says what was removed`);
+      assert.ok(d.archivedAt);
+      if (mode === 'delete') {
+        assert.is(d.status, 'deleted');
+        assert.is(d.archiveKey, null);
+        assert.is(await tp.platform.storage.head(key), null);
+      } else if (mode === 'prefix') {
+        assert.is(d.status, 'archived');
+        assert.is(d.archiveKey, `archive/${key}`);
+        assert.is(await tp.platform.storage.head(key), null, 'original removed');
+        assert.ok(await tp.platform.storage.head(`archive/${key}`), 'moved under archive/');
+      } else {
+        assert.is(d.status, 'archived');
+        assert.is(d.archiveKey, key);
+        assert.is(d.archiveStorageClass, 'STANDARD_IA');
+        assert.is((await tp.platform.storage.head(key))?.storageClass, 'STANDARD_IA');
+      }
+    }
+    assert.is((await api.post(`/api/functions/${id}/invoke`, {})).body.result.tag, `keep-${mode}-v8`);
+    // a second run finds nothing more to do
+    const again = await cleanup({ archiveMode: mode, functionName: `keep-${mode}` });
+    assert.is(again.versionsArchived + again.archivesDeleted + again.errors, 0);
+  });
+}
+
+keep('the live version survives every run, whatever its age', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'old-but-live', 6);
+  assert.is((await api.post(`/api/functions/${id}/rollback`, { version: 2 })).status, 200);
+  for (let run = 0; run < 3; run++) assert.is((await cleanup({ functionName: 'old-but-live' })).errors, 0);
+  const h = await history(api, id);
+  assert.is(h.get(2).status, 'active');
+  assert.is(h.get(2).isActive, true);
+  assert.is(h.get(1).status, 'archived');
+  assert.ok(fs.existsSync(artifactDir(id, 2)));
+  assert.is((await api.post(`/api/functions/${id}/invoke`, {})).body.result.tag, 'old-but-live-v2');
+});
+
+keep('old failed versions lose their archive; newer failures and pending deploys are untouched', async () => {
+  const api = await tp.newUser();
+  const bad = await deployAndBuild(api, 'flaky', Buffer.from('not an archive')); // v1 failed
+  assert.is(bad.built.status, 'failed');
+  await builtVersions(api, 'flaky', 3); // v2..v4
+  const pending = await api.post('/api/functions/deploy', { name: 'flaky' }); // v5 pending_upload
+  const summary = await cleanup({ functionName: 'flaky' });
+  assert.is(summary.failedArchivesRemoved, 1);
+  const h = await history(api, bad.id);
+  assert.is(h.get(1).status, 'failed');
+  assert.is(h.get(1).archiveKey, null);
+  assert.is(await tp.platform.storage.head(bad.built.s3Key), null);
+  assert.is(h.get(5).status, 'pending_upload');
+  assert.is(pending.status, 201);
+});
+
+const restore = suite('bringing a version back');
+
+restore('rollback to an archived version answers 202, rebuilds it, then serves it', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'phoenix', 5);
+  await cleanup({ functionName: 'phoenix' });
+  assert.is((await history(api, id)).get(1).status, 'archived');
+  const res = await api.post(`/api/functions/${id}/rollback`, { version: 1 });
+  assert.is(res.status, 202);
+  assert.is(res.body.status, 'building');
+  assert.is(res.body.version, 1);
+  const built = await waitForBuild(api, id, 1);
+  assert.is(built.status, 'active', built.error ?? '');
+  assert.is(built.isActive, true);
+  const inv = await api.post(`/api/functions/${id}/invoke`, {});
+  assert.is(inv.body.result.tag, 'phoenix-v1');
+  assert.is(inv.body.version, 1);
+});
+
+restore('a restore never overrides a version activated after it was requested', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'second-thoughts', 5);
+  await cleanup({ functionName: 'second-thoughts' });
+  // restore v1 is requested while no runner can build (claimed by a stopped one), then v4 chosen
+  assert.is((await api.post(`/api/functions/${id}/rollback`, { version: 1 })).status, 202);
+  assert.is((await api.post(`/api/functions/${id}/rollback`, { version: 4 })).status, 200);
+  const built = await waitForBuild(api, id, 1);
+  assert.is(built.status, 'active');
+  assert.is(built.isActive, false, 'v1 rebuilt, not live');
+  assert.is((await api.get(`/api/functions/${id}`)).body.activeVersion, 4);
+});
+
+restore('a deleted version is a 409 that says its archive is gone', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'forgotten', 4);
+  await cleanup({ functionName: 'forgotten', archiveMode: 'delete' });
+  const res = await api.post(`/api/functions/${id}/rollback`, { version: 1 });
+  assert.is(res.status, 409);
+  assert.is(res.body.error.code, 'archive_gone');
+  assert.match(res.body.error.message, /archive/);
+});
+
+restore('an artifact removed by hand: the caller gets 503 image_rebuilding, then it serves again', async () => {
+  const api = await tp.newUser();
+  const d = await deployAndBuild(api, 'vanishing', await fn('still-here'));
+  fs.rmSync(artifactDir(d.id, 1), { recursive: true, force: true });
+  const first = await api.post(`/api/functions/${d.id}/invoke`, {});
+  assert.is(first.status, 503);
+  assert.is(first.body.error.code, 'image_rebuilding');
+  const back = await waitFor('the rebuilt version to answer', async () => {
+    const res = await api.post(`/api/functions/${d.id}/invoke`, {});
+    if (res.status !== 200 && res.status !== 503) throw new Error(`unexpected ${res.status}`);
+    return res.status === 200 ? res : undefined;
+  });
+  assert.is(back.body.result.tag, 'still-here');
+  assert.is((await api.get(`/api/functions/${d.id}`)).body.activeVersion, 1);
+});
+
+const safety = suite('safety');
+
+safety('--dry-run prints the plan and changes nothing', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'dry', 5);
+  const rowsBefore = await db('function_deployments').where({ function_id: id }).orderBy('version');
+  const run = spawnCleanup(['--dry-run', '--keep', '2', '--function', 'dry'], runnerEnv(tp));
+  assert.is(await run.exited, 0, run.stderr());
+  assert.match(run.stdout(), /dry run: 3 action\(s\) planned/);
+  assert.match(run.stdout(), /archive\s+dry v1/);
+  const rowsAfter = await db('function_deployments').where({ function_id: id }).orderBy('version');
+  assert.equal(rowsAfter, rowsBefore);
+  for (let v = 1; v <= 5; v++) assert.ok(fs.existsSync(artifactDir(id, v)));
+});
+
+safety('a cleanup killed half-way, then re-run, finishes with no orphans and no dangling rows', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'interrupted', 7);
+  const keys = (await db('function_deployments').where({ function_id: id }).orderBy('version')).map((r) => r.s3_key);
+  // S3 through a proxy that holds the copy of v3's archive: the process is mid-run when killed
+  const proxy = await startStallingProxy(
+    tp.platform.embeddedS3!.endpoint,
+    (req) => req.method === 'PUT' && Boolean(req.url?.includes('/v3/')) && Boolean(req.headers['x-amz-copy-source']),
+  );
+  try {
+    const run = spawnCleanup(['--keep', '2', '--function', 'interrupted'], runnerEnv(tp, { S3_ENDPOINT: proxy.url }));
+    await waitFor('the copy of v3 to be held', () => proxy.held() > 0, { timeoutMs: 30_000 });
+    run.child.kill('SIGKILL');
+    await run.exited;
+  } finally {
+    await proxy.close();
+  }
+  const mid = await db('function_deployments').where({ function_id: id }).orderBy('version');
+  assert.is(mid.find((r) => r.version === 3).status, 'archiving', 'v3 was mid-way');
+  const rerun = spawnCleanup(['--keep', '2', '--function', 'interrupted'], runnerEnv(tp));
+  assert.is(await rerun.exited, 0, rerun.stderr() + rerun.stdout());
+  const h = await history(api, id);
+  for (let v = 1; v <= 5; v++) {
+    assert.is(h.get(v).status, 'archived', `v${v}`);
+    assert.is(await tp.platform.storage.head(keys[v - 1]), null, `v${v} original gone`);
+    assert.ok(await tp.platform.storage.head(`archive/${keys[v - 1]}`), `v${v} archive present`);
+    assert.not.ok(fs.existsSync(artifactDir(id, v)), `v${v} artifact gone`);
+  }
+  for (const v of [6, 7]) {
+    assert.is(h.get(v).status, 'active');
+    assert.ok(fs.existsSync(artifactDir(id, v)));
+  }
+  // every archived row points at an object that exists, and can be brought back
+  assert.is((await api.post(`/api/functions/${id}/rollback`, { version: 3 })).status, 202);
+  assert.is((await waitForBuild(api, id, 3)).status, 'active');
+  assert.is((await api.post(`/api/functions/${id}/invoke`, {})).body.result.tag, 'interrupted-v3');
+});
+
+safety('two cleanups at once: one works, the other stands aside', async () => {
+  const api = await tp.newUser();
+  await builtVersions(api, 'twice', 6);
+  const [a, b] = await Promise.all([
+    cleanup({ functionName: 'twice', holder: 'first' }),
+    cleanup({ functionName: 'twice', holder: 'second' }),
+  ]);
+  assert.is([a, b].filter((s) => s.skipped).length, 1, 'exactly one ran');
+  const ran = a.skipped ? b : a;
+  assert.is(ran.versionsArchived, 3);
+  assert.is(ran.errors, 0);
+});
+
+safety('a rollback racing a cleanup: the live version always keeps its artifact', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'racer', 8);
+  // rollbacks to every candidate version, concurrently with the run that would archive them
+  const [summary, ...rollbacks] = await Promise.all([
+    cleanup({ functionName: 'racer' }),
+    ...[5, 4, 3, 2, 1].map((v) => api.post(`/api/functions/${id}/rollback`, { version: v })),
+  ]);
+  assert.is(summary.errors, 0);
+  for (const r of rollbacks) assert.ok([200, 202, 409].includes(r.status), `rollback answered ${r.status}`);
+  const live = await db('function_deployments').where({ function_id: id }).andWhere('is_active', true);
+  assert.is(live.length, 1);
+  if (live[0].status === 'building') await waitForBuild(api, id, live[0].version);
+  const res = await api.post(`/api/functions/${id}/invoke`, {});
+  assert.is(res.status, 200, JSON.stringify(res.body));
+  assert.is(res.body.version, Number(live[0].version));
+  assert.ok(fs.existsSync(artifactDir(id, Number(live[0].version))));
+});
+
+safety('uploads that never completed expire after the URL lifetime plus the grace period', async () => {
+  const short = await startTestPlatform({ UPLOAD_URL_TTL_SECONDS: '1', UPLOAD_EXPIRY_GRACE_SECONDS: '0', CLEANUP_CRON: 'off' });
+  try {
+    const api = await short!.newUser();
+    const uploaded = await api.post('/api/functions/deploy', { name: 'abandoned' });
+    await fetch(uploaded.body.upload.url, { method: 'PUT', headers: uploaded.body.upload.headers, body: await fn('x') });
+    const never = await api.post('/api/functions/deploy', { name: 'abandoned' });
+    const fresh = await runCleanup(short!.platform, short!.driver, {});
+    assert.is(fresh.uploadsExpired, 0, 'not before the URL expires');
+    const expiresAt = Date.parse(never.body.upload.expiresAt);
+    await waitFor('the upload URLs to expire', () => Date.now() > expiresAt + 50, { timeoutMs: 5000 });
+    const summary = await runCleanup(short!.platform, short!.driver, {});
+    assert.is(summary.uploadsExpired, 2);
+    for (const v of [1, 2]) {
+      const d = (await api.get(`/api/functions/${uploaded.body.id}/deployments/${v}`)).body;
+      assert.is(d.status, 'failed');
+      assert.is(d.error, 'upload expired');
+      assert.is(await short!.platform.storage.head(d.s3Key), null);
+    }
+    const logs = (await api.get(`/api/functions/${uploaded.body.id}/logs`)).body.logs.map((l: any) => l.event);
+    assert.ok(logs.includes('upload_expired'));
+  } finally {
+    await short!.close();
+  }
+});
+
+safety('the runner schedules cleanup with node-cron (CLEANUP_CRON with seconds)', async () => {
+  const scheduled = await startTestPlatform({ KEEP_LAST_N: '1', CLEANUP_CRON: '*/1 * * * * *' }, { runner: true });
+  try {
+    const { CleanupSchedule } = await import('../runner/cleanup-schedule.ts');
+    const schedule = new CleanupSchedule(scheduled!.platform, scheduled!.driver, 'scheduled-test');
+    schedule.start();
+    try {
+      const api = await scheduled!.newUser();
+      const id = await (async () => {
+        let fid = '';
+        for (let v = 1; v <= 2; v++) fid = (await deployAndBuild(api, 'cron', await fn(`v${v}`))).id;
+        return fid;
+      })();
+      await waitFor('the scheduled run to archive v1', async () => (await history(api, id)).get(1)?.status === 'archived', {
+        timeoutMs: 15_000,
+      });
+    } finally {
+      await schedule.stop();
+    }
+  } finally {
+    await scheduled!.close();
+  }
+});
+
+safety.after(() => tp.close());
+keep.run();
+restore.run();
+safety.run();
