@@ -1,0 +1,185 @@
+// The runner, invocation and retention with the docker driver, against the real engine and a real
+// registry (127.0.0.1:5000): one image per version, pushed; locked-down containers per invocation.
+import Docker from 'dockerode';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { runCleanup } from '../shared/domain/retention.ts';
+import { RegistryClient } from '../shared/runtime/registry.ts';
+import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { makeNodeFunction, makeTarGz } from './support/archives.ts';
+import { deployAndBuild, waitForBuild } from './support/flows.ts';
+import { dockerAvailable, requireService, waitFor } from './support/services.ts';
+import type { Client } from './support/http.ts';
+
+const REGISTRY = process.env.TEST_REGISTRY ?? '127.0.0.1:5000';
+const BASE_IMAGE = process.env.FUNCTION_BASE_IMAGE ?? 'containerpub/node-base:20';
+const why = await dockerAvailable();
+if (!requireService('Docker engine', why === null, why ?? '')) process.exit(0);
+const registry = new RegistryClient(REGISTRY);
+if (!requireService(`registry at ${REGISTRY}`, await registry.ping(), 'no answer')) process.exit(0);
+const docker = new Docker();
+const hasBase = await docker.getImage(BASE_IMAGE).inspect().then(() => true, () => false);
+if (!requireService(`base image ${BASE_IMAGE}`, hasBase, 'run scripts/setup-services.sh')) process.exit(0);
+
+const t = await startTestPlatform(
+  {
+    RUNTIME_DRIVER: 'docker',
+    REGISTRY,
+    FUNCTION_BASE_IMAGE: BASE_IMAGE,
+    FUNCTION_TIMEOUT_MS: '4000',
+    KEEP_LAST_N: '3',
+    CLEANUP_CRON: 'off',
+  },
+  { runner: true },
+);
+if (!t) process.exit(0);
+const tp = t as TestPlatform;
+const fn = (tag: string) =>
+  makeNodeFunction(`export default async (event, context) => ({ tag: ${JSON.stringify(tag)}, uid: process.getuid(), version: context.version });`);
+const repoOf = (id: string, v: number) => `function-${id}-v${v}`;
+const imageExists = (tag: string) => docker.getImage(tag).inspect().then(() => true, () => false);
+
+async function builtVersions(api: Client, name: string, n: number) {
+  let id = '';
+  for (let v = 1; v <= n; v++) {
+    const d = await deployAndBuild(api, name, await fn(`${name}-v${v}`), 120_000);
+    assert.is(d.built.status, 'active', `${d.built.error}\n${d.built.buildLogs}`);
+    id = d.id;
+  }
+  return id;
+}
+
+const dockerSuite = suite('docker driver');
+
+dockerSuite('deploy → image built and pushed → invoke runs it as nobody; rollback switches images', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'imaged', 2);
+  const v1 = (await api.get(`/api/functions/${id}/deployments/1`)).body;
+  assert.is(v1.imageTag, `${REGISTRY}/function-${id}-v1:latest`);
+  assert.ok(await imageExists(v1.imageTag));
+  assert.ok((await registry.catalog()).includes(repoOf(id, 1)));
+  assert.equal(await registry.tags(repoOf(id, 1)), ['latest']);
+  assert.equal(await registry.tags(repoOf(id, 2)), ['latest']);
+  assert.match(v1.buildLogs, /Step|COPY|Successfully/i);
+
+  const live = await api.post(`/api/functions/${id}/invoke`, { x: 1 });
+  assert.is(live.status, 200, JSON.stringify(live.body));
+  assert.equal(live.body.result, { tag: 'imaged-v2', uid: 65534, version: 2 });
+  const rb = await api.post(`/api/functions/${id}/rollback`, { version: 1 });
+  assert.is(rb.status, 200);
+  const after = await api.post(`/api/functions/${id}/invoke`, {});
+  assert.is(after.body.result.tag, 'imaged-v1');
+  const canary = await api.post(`/api/functions/${id}/invoke?version=2`, {});
+  assert.is(canary.body.result.tag, 'imaged-v2');
+});
+
+dockerSuite('a failing build keeps v1 live and serving; the engine error is in the logs', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'sturdy', 1);
+  const broken = await makeTarGz([{ name: 'Dockerfile', content: `FROM ${BASE_IMAGE}\nCOPY missing-file /x\n` }]);
+  const bad = await deployAndBuild(api, 'sturdy', broken, 120_000);
+  assert.is(bad.built.status, 'failed');
+  assert.match(bad.built.error + bad.built.buildLogs, /missing-file|no such file|not found/i);
+  assert.is((await api.get(`/api/functions/${id}`)).body.activeVersion, 1);
+  assert.is((await api.post(`/api/functions/${id}/invoke`, {})).body.result.tag, 'sturdy-v1');
+});
+
+dockerSuite('a custom Dockerfile image speaking the protocol', async () => {
+  const api = await tp.newUser();
+  const archive = await makeTarGz([
+    { name: 'Dockerfile', content: `FROM ${BASE_IMAGE}\nCOPY main.js /app/main.js\nCMD ["node", "/app/main.js"]\n` },
+    {
+      name: 'main.js',
+      content:
+        "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const e=JSON.parse(s);console.log(JSON.stringify({custom:true,got:e,v:process.env.CONTAINERPUB_VERSION}))});",
+    },
+  ]);
+  const d = await deployAndBuild(api, 'custom', archive, 120_000);
+  assert.is(d.built.status, 'active', d.built.error ?? '');
+  const res = await api.post(`/api/functions/${d.id}/invoke`, { hi: 'there' });
+  assert.equal(res.body.result, { custom: true, got: { hi: 'there' }, v: '1' });
+});
+
+dockerSuite('over the timeout: 504, and the container is gone', async () => {
+  const api = await tp.newUser();
+  const d = await deployAndBuild(api, 'stuck', await makeNodeFunction('export default () => new Promise(() => setInterval(() => {}, 1000));'), 120_000);
+  const res = await api.post(`/api/functions/${d.id}/invoke`, {});
+  assert.is(res.status, 504);
+  const left = await docker.listContainers({ all: true, filters: { label: [`containerpub.function=${d.id}`] } });
+  assert.is(left.length, 0);
+});
+
+dockerSuite('containers have no network and a read-only root; a chatty function still answers', async () => {
+  const api = await tp.newUser();
+  const d = await deployAndBuild(
+    api,
+    'boxed',
+    await makeNodeFunction(`import os from 'node:os'; import fs from 'node:fs';
+export default async () => {
+  for (let i = 0; i < 20000; i++) console.log('noise ' + i);
+  let writable = true; try { fs.writeFileSync('/app/x', 'x'); } catch { writable = false; }
+  return { ifaces: Object.keys(os.networkInterfaces()), writable };
+};`),
+    120_000,
+  );
+  const res = await api.post(`/api/functions/${d.id}/invoke`, {});
+  assert.is(res.status, 200, JSON.stringify(res.body));
+  assert.equal(res.body.result, { ifaces: ['lo'], writable: false });
+});
+
+dockerSuite('DELETE removes every version image from the engine and the registry', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'erased', 2);
+  const tags = [1, 2].map((v) => `${REGISTRY}/function-${id}-v${v}:latest`);
+  assert.is((await api.del(`/api/functions/${id}`)).status, 204);
+  for (const tag of tags) assert.not.ok(await imageExists(tag));
+  for (const v of [1, 2]) assert.equal(await registry.tags(repoOf(id, v)), []);
+});
+
+const retention = suite('retention with images');
+
+retention('KEEP_LAST_N=3, 8 versions: v1..v5 images leave the engine and the registry; v1 comes back on rollback', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'history', 8);
+  const summary = await runCleanup(tp.platform, tp.driver, { functionName: 'history' });
+  assert.is(summary.errors, 0);
+  assert.is(summary.versionsArchived, 5);
+  for (let v = 1; v <= 8; v++) {
+    const tag = `${REGISTRY}/function-${id}-v${v}:latest`;
+    const kept = v >= 6;
+    assert.is(await imageExists(tag), kept, `v${v} image in the engine`);
+    assert.equal(await registry.tags(repoOf(id, v)), kept ? ['latest'] : [], `v${v} in the registry`);
+  }
+  const rb = await api.post(`/api/functions/${id}/rollback`, { version: 1 });
+  assert.is(rb.status, 202);
+  const built = await waitForBuild(api, id, 1, 120_000);
+  assert.is(built.status, 'active', built.error ?? '');
+  assert.is(built.isActive, true);
+  assert.ok(await imageExists(`${REGISTRY}/function-${id}-v1:latest`));
+  assert.is((await api.post(`/api/functions/${id}/invoke`, {})).body.result.tag, 'history-v1');
+});
+
+retention('an image removed by hand: 503 image_rebuilding, then rebuilt from the archive', async () => {
+  const api = await tp.newUser();
+  const d = await deployAndBuild(api, 'orphaned', await fn('back'), 120_000);
+  const tag = `${REGISTRY}/function-${d.id}-v1:latest`;
+  await docker.getImage(tag).remove({ force: true });
+  await registry.deleteTag(repoOf(d.id, 1), 'latest');
+  const first = await api.post(`/api/functions/${d.id}/invoke`, {});
+  assert.is(first.status, 503);
+  assert.is(first.body.error.code, 'image_rebuilding');
+  const back = await waitFor(
+    'the rebuilt image to answer',
+    async () => {
+      const res = await api.post(`/api/functions/${d.id}/invoke`, {});
+      if (res.status !== 200 && res.status !== 503) throw new Error(`unexpected ${res.status}`);
+      return res.status === 200 ? res : undefined;
+    },
+    { timeoutMs: 120_000, intervalMs: 250 },
+  );
+  assert.is(back.body.result.tag, 'back');
+});
+
+retention.after(() => tp.close());
+dockerSuite.run();
+retention.run();
