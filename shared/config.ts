@@ -49,6 +49,7 @@ const envSchema = z.object({
   REGISTRY: optionalString.refine((v) => v === undefined || /^[a-zA-Z0-9.-]+(:\d+)?(\/[a-z0-9._/-]+)?$/.test(v), {
     message: 'REGISTRY must be host[:port][/path], without a scheme',
   }),
+  REGISTRY_API_URL: url('REGISTRY_API_URL'),
   FUNCTION_BASE_IMAGE: z.string().min(1).default('containerpub/node-base:20'),
   FUNCTION_TIMEOUT_MS: int(30_000, 100),
   FUNCTION_MEMORY_MB: int(256, 16),
@@ -90,6 +91,8 @@ export interface Config {
     driver: 'docker' | 'process' | 'auto';
     /** host[:port] images are pushed to; unset: images stay in the local engine */
     registry?: string;
+    /** the registry's HTTP API as this process reaches it, when not by the REGISTRY name */
+    registryApiUrl?: string;
     baseImage: string;
     timeoutMs: number;
     memoryMb: number;
@@ -155,6 +158,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     runtime: {
       driver: e.RUNTIME_DRIVER,
       registry: e.REGISTRY,
+      registryApiUrl: e.REGISTRY_API_URL,
       baseImage: e.FUNCTION_BASE_IMAGE,
       timeoutMs: e.FUNCTION_TIMEOUT_MS,
       memoryMb: e.FUNCTION_MEMORY_MB,

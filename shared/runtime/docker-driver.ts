@@ -21,6 +21,11 @@ export interface DockerDriverOptions {
   docker?: Docker;
   /** host:port of the registry images are pushed to; unset: no push and no prefix in tags */
   registry?: string;
+  /**
+   * How this process reaches that registry's HTTP API, when not by the name in the tags (in
+   * docker-compose the engine pushes to localhost:5000 while the runner reaches registry:5000).
+   */
+  registryApiUrl?: string;
   /** the image Node functions are built FROM (node on PATH, no shell needed) */
   baseImage: string;
   memoryMb: number;
@@ -378,12 +383,16 @@ export class DockerDriver implements RuntimeDriver {
     this.opts.logger?.info('pulled a function image from the registry', { image: tag, ms: Math.round(performance.now() - started) });
   }
 
+  private registryClient(registryInTag: string): RegistryClient {
+    return new RegistryClient(registryInTag === this.registry && this.opts.registryApiUrl ? this.opts.registryApiUrl : registryInTag);
+  }
+
   async hasArtifact(ref: ArtifactRef): Promise<boolean> {
     const tag = ref.imageTag ?? imageTagFor(this.registry, ref.functionId, ref.version);
     if (await this.inspectImage(tag)) return true;
     const { registry, repository, tag: version } = splitImageTag(tag);
     if (!registry) return false;
-    return (await new RegistryClient(registry).tags(repository)).includes(version);
+    return (await this.registryClient(registry).tags(repository)).includes(version);
   }
 
   async removeArtifact(ref: ArtifactRef): Promise<void> {
@@ -392,7 +401,7 @@ export class DockerDriver implements RuntimeDriver {
     await this.removeLocalImage(tag);
     await this.sweepBuildLeftovers(ref.functionId, ref.version);
     const { registry, repository, tag: version } = splitImageTag(tag);
-    if (registry) await new RegistryClient(registry).deleteTag(repository, version);
+    if (registry) await this.registryClient(registry).deleteTag(repository, version);
   }
 
   /**

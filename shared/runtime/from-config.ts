@@ -11,6 +11,7 @@ export function driverFromConfig(config: Config, logger: Logger): Promise<Runtim
     driver: r.driver,
     docker: {
       registry: r.registry,
+      registryApiUrl: r.registryApiUrl,
       baseImage: r.baseImage,
       memoryMb: r.memoryMb,
       cpus: r.cpus,
