@@ -38,7 +38,7 @@ export class Runner {
   async start(): Promise<void> {
     const cfg = this.p.config.runner;
     const listening =
-      this.p.config.database.client === 'pg' ? await this.listen(this.p.config.database.url) : false;
+      this.p.config.database.client === 'pg' && cfg.notify ? await this.listen(this.p.config.database.url) : false;
     this.logger.info('runner started', {
       driver: this.driver.name,
       concurrency: cfg.concurrency,

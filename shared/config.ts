@@ -45,6 +45,7 @@ const envSchema = z.object({
   RUNNER_POLL_MS: int(1000, 10),
   RUNNER_LEASE_MS: int(30_000, 500),
   RUNNER_MAX_ATTEMPTS: int(3, 1),
+  RUNNER_NOTIFY: z.enum(['on', 'off']).default('on'),
   RUNNER_ID: optionalString,
   REGISTRY: optionalString.refine((v) => v === undefined || /^[a-zA-Z0-9.-]+(:\d+)?(\/[a-z0-9._/-]+)?$/.test(v), {
     message: 'REGISTRY must be host[:port][/path], without a scheme',
@@ -68,6 +69,7 @@ const envSchema = z.object({
   ARCHIVE_STORAGE_CLASS: z.string().regex(/^[A-Z_]+$/, 'must be an S3 storage class such as GLACIER_IR').default('GLACIER_IR'),
   UPLOAD_EXPIRY_GRACE_SECONDS: int(300, 0),
   INVOCATION_LOGS_KEEP: int(1000, 1),
+  CLEANUP_CONCURRENCY: int(4, 1).pipe(z.number().max(64)),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -106,6 +108,7 @@ export interface Config {
     archiveStorageClass: string;
     uploadGraceSeconds: number;
     invocationLogsKeep: number;
+    concurrency: number;
   };
   runner: {
     id?: string;
@@ -113,6 +116,8 @@ export interface Config {
     pollMs: number;
     leaseMs: number;
     maxAttempts: number;
+    /** PostgreSQL only: wake on NOTIFY as well as by polling */
+    notify: boolean;
     buildLogMaxBytes: number;
   };
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
@@ -171,6 +176,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       archiveStorageClass: e.ARCHIVE_STORAGE_CLASS,
       uploadGraceSeconds: e.UPLOAD_EXPIRY_GRACE_SECONDS,
       invocationLogsKeep: e.INVOCATION_LOGS_KEEP,
+      concurrency: e.CLEANUP_CONCURRENCY,
     },
     runner: {
       id: e.RUNNER_ID,
@@ -178,6 +184,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       pollMs: e.RUNNER_POLL_MS,
       leaseMs: e.RUNNER_LEASE_MS,
       maxAttempts: e.RUNNER_MAX_ATTEMPTS,
+      notify: e.RUNNER_NOTIFY === 'on',
       buildLogMaxBytes: e.BUILD_LOG_MAX_BYTES,
     },
     logLevel: e.LOG_LEVEL,

@@ -31,6 +31,8 @@ export interface CleanupOptions {
   /** uploads are expired this long after their URL expired */
   uploadGraceSeconds: number;
   invocationLogsKeep: number;
+  /** functions worked on at once (their S3 and engine calls overlap; each function's steps stay in order) */
+  concurrency: number;
   dryRun?: boolean;
   /** only functions with this name (any owner) */
   functionName?: string;
@@ -115,6 +117,14 @@ export function planFunction(rows: Row[], keepLastN: number, mode: ArchiveMode):
     }
   }
   return plan;
+}
+
+async function forEachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await work(items[next++]!);
+  });
+  await Promise.all(lanes);
 }
 
 export class Cleanup {
@@ -228,11 +238,11 @@ export class Cleanup {
         byFunction.set(r.function_id, list);
       }
       summary.functionsScanned += fns.length;
-      for (const fn of fns) {
+      await forEachLimited(fns, this.opts.concurrency, async (fn) => {
         const fnRows = byFunction.get(fn.id) ?? [];
         const plan = planFunction(fnRows, this.opts.keepLastN, this.opts.archiveMode);
         summary.plan.push(...plan);
-        if (this.opts.dryRun) continue;
+        if (this.opts.dryRun) return;
         const rowsById = new Map(fnRows.map((r) => [r.id, r]));
         for (const action of plan) {
           const row = rowsById.get(action.deploymentId)!;
@@ -240,7 +250,7 @@ export class Cleanup {
             action.action === 'delete-failed-archive' ? this.deleteFailedArchive(summary, row) : this.archiveVersion(summary, row),
           );
         }
-      }
+      });
       if (fns.length < pageSize) break;
     }
   }
@@ -389,6 +399,7 @@ export function cleanupOptionsFromConfig(p: Platform, overrides: Partial<Cleanup
     storageClass: p.config.cleanup.archiveStorageClass,
     uploadGraceSeconds: p.config.cleanup.uploadGraceSeconds,
     invocationLogsKeep: p.config.cleanup.invocationLogsKeep,
+    concurrency: p.config.cleanup.concurrency,
     ...overrides,
   };
 }
