@@ -1,6 +1,7 @@
 // `npm run start:runner`: the build runner alone.
 import { loadConfigOrExit } from '../shared/config.ts';
 import { openPlatform } from '../shared/platform.ts';
+import { onShutdown } from '../shared/shutdown.ts';
 import { driverFromConfig } from '../shared/runtime/from-config.ts';
 import { CleanupSchedule } from './cleanup-schedule.ts';
 import { Runner } from './runner.ts';
@@ -18,16 +19,9 @@ await runner.start();
 const cleanup = new CleanupSchedule(platform, driver, runner.id);
 cleanup.start();
 
-let stopping = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, async () => {
-    if (stopping) process.exit(1);
-    stopping = true;
-    platform.logger.info('shutting down', { signal });
-    await runner.stop();
-    await cleanup.stop();
-    await driver.close();
-    await platform.close();
-    process.exit(0);
-  });
-}
+onShutdown(platform.logger, [
+  () => runner.stop(),
+  () => cleanup.stop(),
+  () => driver.close(),
+  () => platform.close(),
+]);

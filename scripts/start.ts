@@ -3,6 +3,7 @@
 // otherwise.
 import { loadConfigOrExit } from '../shared/config.ts';
 import { openPlatform } from '../shared/platform.ts';
+import { onShutdown } from '../shared/shutdown.ts';
 import { driverFromConfig } from '../shared/runtime/from-config.ts';
 import { createApi, serveApi } from '../api/server.ts';
 import { CleanupSchedule } from '../runner/cleanup-schedule.ts';
@@ -23,17 +24,10 @@ platform.logger.info('ContainerPub is running', {
   s3: platform.embeddedS3 ? `embedded (${platform.embeddedS3.endpoint})` : config.s3.endpoint,
 });
 
-let stopping = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, async () => {
-    if (stopping) process.exit(1);
-    stopping = true;
-    platform.logger.info('shutting down', { signal });
-    await api.close();
-    await runner.stop();
-    await cleanup.stop();
-    await driver.close();
-    await platform.close();
-    process.exit(0);
-  });
-}
+onShutdown(platform.logger, [
+  () => api.close(),
+  () => runner.stop(),
+  () => cleanup.stop(),
+  () => driver.close(),
+  () => platform.close(),
+]);
