@@ -1,0 +1,195 @@
+// One fetch-based client for the ContainerPub API. Every failure becomes a CliError with a message a
+// person can act on: an unreachable API, a refused token, or the API's own error envelope
+// `{error: {code, message}}` (its message is shown as is).
+import { ApiError, CliError } from './errors.ts';
+
+// The wire shapes are the API's own view types: one definition on both sides of the HTTP call.
+export type { FunctionView as FunctionSummary } from '../../shared/domain/functions.ts';
+export type { DeploymentView as Deployment, DeploymentDetailView as DeploymentDetail } from '../../shared/domain/deployments.ts';
+export type { EventView as EventEntry } from '../../shared/domain/events.ts';
+export type { InvocationView as Invocation, InvocationResult as InvokeResult } from '../../shared/domain/invoke.ts';
+import type { FunctionView as FunctionSummary } from '../../shared/domain/functions.ts';
+import type { DeploymentView as Deployment, DeploymentDetailView as DeploymentDetail } from '../../shared/domain/deployments.ts';
+import type { EventView as EventEntry } from '../../shared/domain/events.ts';
+import type { InvocationView as Invocation, InvocationResult as InvokeResult } from '../../shared/domain/invoke.ts';
+
+export interface DeployRequested {
+  id: string;
+  name: string;
+  version: number;
+  deploymentId: string;
+  status: string;
+  isNewFunction: boolean;
+  createdAt: string;
+  upload: { method: string; url: string; headers: Record<string, string>; expiresAt: string };
+}
+
+export interface Session {
+  userId: string;
+  token: string;
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'EPIPE',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_SOCKET',
+]);
+
+/** The OS-level code behind a failed fetch ("fetch failed" hides it in `cause`). */
+export function networkCode(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) return e.code;
+    if (Array.isArray((e as { errors?: unknown[] }).errors)) {
+      // AggregateError from happy-eyeballs connection attempts
+      for (const inner of (e as { errors: unknown[] }).errors) {
+        const code = networkCode(inner);
+        if (code) return code;
+      }
+    }
+  }
+  return undefined;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+export class ApiClient {
+  constructor(
+    readonly baseUrl: string,
+    private readonly token: string | null,
+  ) {}
+
+  async request<T>(
+    method: string,
+    path: string,
+    opts: { json?: unknown; query?: Record<string, string | number | undefined>; auth?: boolean; timeoutMs?: number } = {},
+  ): Promise<T> {
+    const auth = opts.auth ?? true;
+    if (auth && !this.token) throw notLoggedIn();
+    const url = new URL(this.baseUrl + path);
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (auth && this.token) headers.authorization = `Bearer ${this.token}`;
+    let body: string | undefined;
+    if (opts.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(opts.json);
+    }
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(timeoutMs) });
+      text = await res.text();
+    } catch (err) {
+      if ((err as Error).name === 'TimeoutError') {
+        throw new CliError(`the ContainerPub API at ${this.baseUrl} did not answer within ${Math.round(timeoutMs / 1000)} s`);
+      }
+      if (networkCode(err)) throw new CliError(`cannot reach the ContainerPub API at ${this.baseUrl} (is it running?)`);
+      const cause = ((err as Error).cause as Error | undefined)?.message;
+      if (cause === 'bad port') {
+        // fetch refuses the ports browsers block (1, 9, 6000, …) before trying to connect
+        throw new CliError(`cannot use ${this.baseUrl}: its port is one that fetch refuses to connect to; run the API on another port`);
+      }
+      throw new CliError(`cannot reach the ContainerPub API at ${this.baseUrl} (${cause ?? (err as Error).message})`);
+    }
+    let parsed: unknown = null;
+    if (text !== '') {
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        throw new ApiError(
+          `${this.baseUrl} answered ${res.status} with something that is not the ContainerPub API (is the URL right?)`,
+          res.status,
+          'not_json',
+        );
+      }
+    }
+    if (res.ok) return parsed as T;
+    const envelope = (parsed as { error?: { code?: string; message?: string; details?: Record<string, unknown> } } | null)?.error;
+    const code = envelope?.code ?? `http_${res.status}`;
+    const message = envelope?.message ?? `the API answered ${res.status} ${res.statusText}`;
+    if (res.status === 401 && auth) {
+      throw new ApiError(
+        `the API at ${this.baseUrl} refused the token (${message}): run "containerpub login" (or set CONTAINERPUB_TOKEN)`,
+        401,
+        code,
+      );
+    }
+    throw new ApiError(message, res.status, code, envelope?.details);
+  }
+
+  register(email: string, password: string): Promise<Session> {
+    return this.request('POST', '/api/auth/register', { json: { email, password }, auth: false });
+  }
+
+  login(email: string, password: string): Promise<Session> {
+    return this.request('POST', '/api/auth/login', { json: { email, password }, auth: false });
+  }
+
+  async listFunctions(): Promise<FunctionSummary[]> {
+    return (await this.request<{ functions: FunctionSummary[] }>('GET', '/api/functions')).functions;
+  }
+
+  /** null when this user has no function of that name. */
+  async findFunction(name: string): Promise<FunctionSummary | null> {
+    return (await this.listFunctions()).find((f) => f.name === name) ?? null;
+  }
+
+  /** Resolves a name to its function, or fails with a pointer to `ls`. */
+  async functionNamed(name: string): Promise<FunctionSummary> {
+    const fn = await this.findFunction(name);
+    if (!fn) throw new CliError(`no function named "${name}" (see "containerpub ls")`);
+    return fn;
+  }
+
+  getFunction(id: string): Promise<FunctionSummary> {
+    return this.request('GET', `/api/functions/${id}`);
+  }
+
+  requestDeploy(body: { name: string; sizeBytes: number; sha256: string }): Promise<DeployRequested> {
+    return this.request('POST', '/api/functions/deploy', { json: body });
+  }
+
+  completeDeploy(id: string, version: number): Promise<{ deploymentId: string; version: number; status: string }> {
+    return this.request('POST', `/api/functions/${id}/deployments/${version}/complete`);
+  }
+
+  getDeployment(id: string, version: number): Promise<DeploymentDetail> {
+    return this.request('GET', `/api/functions/${id}/deployments/${version}`);
+  }
+
+  listDeployments(id: string, opts: { limit?: number; before?: number } = {}): Promise<{ deployments: Deployment[]; nextBefore: number | null }> {
+    return this.request('GET', `/api/functions/${id}/deployments`, { query: opts });
+  }
+
+  rollback(id: string, version: number): Promise<{ message: string; version: number; deploymentId: string }> {
+    return this.request('POST', `/api/functions/${id}/rollback`, { json: { version } });
+  }
+
+  invoke(id: string, event: unknown, opts: { version?: number; timeoutMs?: number } = {}): Promise<InvokeResult> {
+    return this.request('POST', `/api/functions/${id}/invoke`, {
+      json: event,
+      query: { version: opts.version },
+      timeoutMs: opts.timeoutMs ?? 10 * 60_000,
+    });
+  }
+
+  async listEvents(id: string, opts: { limit?: number; version?: number } = {}): Promise<EventEntry[]> {
+    return (await this.request<{ logs: EventEntry[] }>('GET', `/api/functions/${id}/logs`, { query: opts })).logs;
+  }
+
+  async listInvocations(id: string, opts: { limit?: number; version?: number } = {}): Promise<Invocation[]> {
+    return (await this.request<{ invocations: Invocation[] }>('GET', `/api/functions/${id}/invocations`, { query: opts })).invocations;
+  }
+}
+
+export function notLoggedIn(): CliError {
+  return new CliError('not logged in: run "containerpub login" (or set CONTAINERPUB_TOKEN)');
+}

@@ -1,0 +1,74 @@
+// What every command declares: its options (for node:util parseArgs and for --help), how many
+// positionals it takes, and what it does. main.ts parses, builds the context and dispatches.
+import { ApiClient } from '../api-client.ts';
+import { resolveConnection, type Connection } from '../credentials.ts';
+import { UsageError } from '../errors.ts';
+import type { Output } from '../output.ts';
+
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  short?: string;
+  /** shown in --help as `--name <value>` */
+  value?: string;
+  description: string;
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  /** after "containerpub ": e.g. "deploy <dir> --name <name> [options]" */
+  usage: string;
+  /** a longer explanation for --help */
+  details?: string;
+  options: Record<string, OptionSpec>;
+  positionals: { names: string[]; min: number };
+  run(ctx: CommandContext): Promise<number>;
+}
+
+export type Flags = Record<string, string | boolean | undefined>;
+
+export interface CommandContext {
+  out: Output;
+  flags: Flags;
+  positionals: string[];
+  env: NodeJS.ProcessEnv;
+  /** the API URL and token, resolved from --url, the environment and the saved login */
+  connection(): Connection;
+  /** a client for the resolved URL, carrying the token (requests fail with "not logged in" without one) */
+  api(): ApiClient;
+}
+
+export function createContext(out: Output, flags: Flags, positionals: string[], env: NodeJS.ProcessEnv): CommandContext {
+  let connection: Connection | undefined;
+  const ctx: CommandContext = {
+    out,
+    flags,
+    positionals,
+    env,
+    connection: () => (connection ??= resolveConnection(stringFlag(flags, 'url'), env)),
+    api: () => new ApiClient(ctx.connection().url, ctx.connection().token),
+  };
+  return ctx;
+}
+
+export function stringFlag(flags: Flags, name: string): string | undefined {
+  const v = flags[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function requiredFlag(flags: Flags, name: string, command: string): string {
+  const v = stringFlag(flags, name);
+  if (v === undefined || v === '') throw new UsageError(`${command} needs --${name}`);
+  return v;
+}
+
+/** A flag that must be a positive integer (versions, limits). */
+export function intFlag(flags: Flags, name: string, opts: { max?: number } = {}): number | undefined {
+  const raw = stringFlag(flags, name);
+  if (raw === undefined) return undefined;
+  const version = raw.replace(/^v/i, '');
+  if (!/^[1-9][0-9]{0,8}$/.test(version)) throw new UsageError(`--${name} must be a positive integer, not "${raw}"`);
+  const n = Number(version);
+  if (opts.max !== undefined && n > opts.max) throw new UsageError(`--${name} must be at most ${opts.max}`);
+  return n;
+}

@@ -1,0 +1,59 @@
+// deploy <dir> --name <name>: pack, upload through the presigned URL, follow the build.
+import { FUNCTION_NAME_PATTERN } from '../../../shared/domain/model.ts';
+import { deployPacked, describePacked, reportOutcome } from '../deploy.ts';
+import { UsageError } from '../errors.ts';
+import { formatBytes } from '../format.ts';
+import { DEFAULT_MAX_BYTES, IGNORE_FILE, packDirectory } from '../pack.ts';
+import { intFlag, requiredFlag, type Command, type Flags, type OptionSpec } from './command.ts';
+
+export const deployOptions: Record<string, OptionSpec> = {
+  name: { type: 'string', value: 'name', description: 'function name: 1-63 of a-z, 0-9, "-" (required)' },
+  'max-bytes': {
+    type: 'string',
+    value: 'bytes',
+    description: `refuse to upload an archive larger than this (default ${DEFAULT_MAX_BYTES}, ${formatBytes(DEFAULT_MAX_BYTES)})`,
+  },
+  timeout: { type: 'string', value: 'seconds', description: 'stop following a build after this long (default 600)' },
+};
+
+export function functionNameFlag(flags: Flags, command: string): string {
+  const name = requiredFlag(flags, 'name', command);
+  if (!FUNCTION_NAME_PATTERN.test(name)) {
+    throw new UsageError(`invalid function name "${name}": use 1-63 characters of a-z, 0-9 and "-", starting with a letter or digit`);
+  }
+  return name;
+}
+
+export const deploy: Command = {
+  name: 'deploy',
+  summary: 'pack a directory and deploy it as a new version',
+  usage: 'deploy <dir> --name <name> [options]',
+  details:
+    `Packs <dir> into a .tar.gz (deterministically; ${IGNORE_FILE} in gitignore syntax leaves files out, .git always),\n` +
+    'uploads it through a presigned URL, then follows the build until the version is active or failed.\n' +
+    'Exit code 1 when the build fails (its log tail is printed).',
+  options: {
+    ...deployOptions,
+    'no-wait': { type: 'boolean', description: 'return once the upload is complete, without following the build' },
+  },
+  positionals: { names: ['dir'], min: 1 },
+  async run(ctx) {
+    const [dir] = ctx.positionals;
+    const name = functionNameFlag(ctx.flags, 'deploy');
+    const maxBytes = intFlag(ctx.flags, 'max-bytes') ?? DEFAULT_MAX_BYTES;
+    const timeoutS = intFlag(ctx.flags, 'timeout') ?? 600;
+    const api = ctx.api();
+    // Refused locally (missing, empty, too large) before any request is made.
+    const packed = await packDirectory(dir, { maxBytes });
+    ctx.out.info(describePacked(packed));
+    const outcome = await deployPacked(api, packed, {
+      name,
+      out: ctx.out,
+      wait: ctx.flags['no-wait'] !== true,
+      timeoutMs: timeoutS * 1000,
+    });
+    reportOutcome(ctx.out, outcome);
+    ctx.out.data(outcome);
+    return outcome.status === 'failed' ? 1 : 0;
+  },
+};

@@ -1,0 +1,33 @@
+// ls: the user's functions.
+import { formatAge, table } from '../format.ts';
+import type { Command } from './command.ts';
+
+export const ls: Command = {
+  name: 'ls',
+  summary: 'list your functions',
+  usage: 'ls',
+  options: {},
+  positionals: { names: [], min: 0 },
+  async run(ctx) {
+    const functions = await ctx.api().listFunctions();
+    ctx.out.data({ functions });
+    if (ctx.out.json) return 0;
+    if (functions.length === 0) {
+      ctx.out.info('no functions yet: deploy one with "containerpub deploy <dir> --name <name>"');
+      return 0;
+    }
+    ctx.out.info(
+      table(
+        ['NAME', 'LIVE VERSION', 'LATEST', 'STATUS', 'UPDATED'],
+        functions.map((f) => [
+          f.name,
+          f.activeVersion === null ? '-' : `v${f.activeVersion}`,
+          `v${f.latestVersion}`,
+          f.status,
+          formatAge(f.updatedAt),
+        ]),
+      ),
+    );
+    return 0;
+  },
+};

@@ -1,0 +1,168 @@
+// Deploying a packed directory through the presigned path: ask for a version (declaring size and
+// sha256, so an oversized archive is refused before any upload), PUT the bytes to S3, complete, then
+// follow the deployment until it is built or failed and say whether it is the live version.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ApiClient, DeploymentDetail } from './api-client.ts';
+import { ApiError, CliError } from './errors.ts';
+import { formatBytes, plural, shortSha } from './format.ts';
+import type { Output } from './output.ts';
+import type { Packed } from './pack.ts';
+import { uploadArchive } from './upload.ts';
+
+export const PROGRESS_BAR_OVER_BYTES = 1_000_000;
+export const BUILD_LOG_TAIL_LINES = 30;
+
+export interface DeployOptions {
+  name: string;
+  out: Output;
+  /** follow the build until it is over (default true) */
+  wait?: boolean;
+  pollMs?: number;
+  /** give up following after this long (the build carries on server-side) */
+  timeoutMs?: number;
+  /** called with the version as soon as the API allocated it (watch reports abandoned deploys) */
+  onVersion?: (version: number) => void;
+}
+
+export interface DeployOutcome {
+  name: string;
+  functionId: string;
+  version: number;
+  deploymentId: string;
+  /** 'active' (built), 'failed', or the status it had when we stopped following (--no-wait) */
+  status: string;
+  /** this version is the live one */
+  live: boolean;
+  liveVersion: number | null;
+  isNewFunction: boolean;
+  sha256: string;
+  sizeBytes: number;
+  files: number;
+  error: string | null;
+  buildLogTail: string[];
+}
+
+export function describePacked(packed: Packed): string {
+  const skipped = packed.skipped.length ? `; left out ${plural(packed.skipped.length, 'special file')}` : '';
+  return `packed ${plural(packed.files, 'file')} (${formatBytes(packed.size)}, sha256 ${shortSha(packed.sha256)})${skipped}`;
+}
+
+export async function deployPacked(api: ApiClient, packed: Packed, opts: DeployOptions): Promise<DeployOutcome> {
+  const { name, out } = opts;
+  let requested;
+  try {
+    requested = await api.requestDeploy({ name, sizeBytes: packed.size, sha256: packed.sha256 });
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 413) throw new CliError(`the server refused the archive before upload: ${err.message}`);
+    throw err;
+  }
+  const { id: functionId, version } = requested;
+  opts.onVersion?.(version);
+  const label = `${name} v${version}`;
+  out.info(`${label}: ${requested.isNewFunction ? 'new function; ' : ''}uploading ${formatBytes(packed.size)}`);
+
+  const bar = packed.size > PROGRESS_BAR_OVER_BYTES && out.interactive;
+  let shownPct = -1;
+  await uploadArchive(
+    requested.upload,
+    packed.buffer,
+    bar
+      ? (sent, total) => {
+          const pct = Math.floor((sent / total) * 100);
+          if (pct === shownPct) return; // a redraw per percent, not per 64 KiB chunk
+          shownPct = pct;
+          out.progress(progressBar(sent, total), sent === total);
+        }
+      : undefined,
+  );
+
+  let completed;
+  try {
+    completed = await api.completeDeploy(functionId, version);
+  } catch (err) {
+    if (err instanceof ApiError) throw new CliError(`${label}: the upload was not accepted: ${err.message}`);
+    throw err;
+  }
+  const base: DeployOutcome = {
+    name,
+    functionId,
+    version,
+    deploymentId: requested.deploymentId,
+    status: completed.status,
+    live: false,
+    liveVersion: null,
+    isNewFunction: requested.isNewFunction,
+    sha256: packed.sha256,
+    sizeBytes: packed.size,
+    files: packed.files,
+    error: null,
+    buildLogTail: [],
+  };
+  out.info(`${label}: uploaded; ${completed.status}`);
+  if (opts.wait === false) return base;
+
+  const built = await followBuild(api, functionId, version, { ...opts, label, lastStatus: completed.status });
+  if (built.status === 'failed') {
+    return { ...base, status: 'failed', error: built.error, buildLogTail: tail(built.buildLogs, BUILD_LOG_TAIL_LINES) };
+  }
+  const liveVersion = built.isActive ? version : (await api.getFunction(functionId)).activeVersion;
+  return { ...base, status: built.status, live: built.isActive, liveVersion };
+}
+
+async function followBuild(
+  api: ApiClient,
+  functionId: string,
+  version: number,
+  opts: DeployOptions & { label: string; lastStatus: string },
+): Promise<DeploymentDetail> {
+  const pollMs = opts.pollMs ?? 300;
+  const deadline = Date.now() + (opts.timeoutMs ?? 10 * 60_000);
+  let last = opts.lastStatus;
+  for (;;) {
+    const dep = await api.getDeployment(functionId, version);
+    if (dep.status === 'active' || dep.status === 'failed') return dep;
+    if (dep.status !== last) {
+      opts.out.info(`${opts.label}: ${dep.status}`);
+      last = dep.status;
+    }
+    if (Date.now() > deadline) {
+      throw new CliError(
+        `${opts.label} is still ${dep.status} after ${Math.round((opts.timeoutMs ?? 600_000) / 1000)} s; ` +
+          `see "containerpub history ${opts.name}" later`,
+      );
+    }
+    await sleep(pollMs);
+  }
+}
+
+/** The human summary of a finished deploy: one line, plus the build log tail when it failed. */
+export function reportOutcome(out: Output, o: DeployOutcome): void {
+  const label = `${o.name} v${o.version}`;
+  if (o.status === 'failed') {
+    out.error(`✘ ${label} failed: ${o.error ?? 'build failed'}`);
+    if (o.buildLogTail.length) {
+      out.error(`  build log (last ${o.buildLogTail.length} lines):`);
+      for (const line of o.buildLogTail) out.error(`  │ ${line}`);
+    }
+    return;
+  }
+  if (o.status !== 'active') {
+    out.info(`${label} is ${o.status}; follow it with "containerpub history ${o.name}"`);
+    return;
+  }
+  if (o.live) out.info(`✔ ${label} is live`);
+  else if (o.liveVersion === null) out.info(`✔ ${label} built, but no version is live`);
+  else out.info(`✔ ${label} built, but v${o.liveVersion} is live (a newer deploy or rollback)`);
+}
+
+function tail(text: string | null, lines: number): string[] {
+  if (!text) return [];
+  return text.replace(/\s+$/, '').split('\n').slice(-lines);
+}
+
+function progressBar(sent: number, total: number): string {
+  const width = 30;
+  const filled = Math.round((sent / total) * width);
+  const pct = Math.floor((sent / total) * 100);
+  return `uploading [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(pct).padStart(3)}% ${formatBytes(sent)} / ${formatBytes(total)}`;
+}

@@ -1,0 +1,407 @@
+// The `containerpub` CLI end to end: the real command as a child process against a real running
+// platform (API, S3, in-process runner with the process driver). Deploy and invoke, history,
+// rollback, watch mode, and the errors a newcomer meets first. Packing is also checked directly.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { packDirectory } from '../scripts/cli/pack.ts';
+import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import {
+  cliEnv,
+  closedPort,
+  handlerSource,
+  newHome,
+  repoRoot,
+  runCli,
+  startCli,
+  writeFunctionDir,
+  type CliResult,
+} from './support/cli.ts';
+
+// A small server-side limit so "refused before the upload" is cheap to reach.
+const SERVER_MAX_BYTES = 256 * 1024;
+const t = await startTestPlatform({ MAX_ARCHIVE_BYTES: String(SERVER_MAX_BYTES) }, { runner: true });
+if (!t) process.exit(0);
+const tp = t as TestPlatform;
+
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-cli-'));
+let dirCounter = 0;
+const newDir = (label: string) => path.join(scratch, `${label}-${++dirCounter}`);
+
+/** A user known to the platform, and a CLI environment that carries its token. */
+async function tokenUser() {
+  const api = await tp.newUser();
+  const env = cliEnv(newHome(scratch), { CONTAINERPUB_URL: tp.url, CONTAINERPUB_TOKEN: api.token });
+  return { api, env, cli: (...args: string[]) => runCli(args, env) };
+}
+
+function oneLineError(r: CliResult, pattern: RegExp, code = 1) {
+  const shown = `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+  assert.is(r.code, code, shown);
+  const lines = r.stderr.trimEnd().split('\n');
+  assert.is(lines.length, 1, `one line on stderr: ${shown}`);
+  assert.match(lines[0], pattern, shown);
+}
+
+async function rejectsWith(work: () => Promise<unknown>, pattern: RegExp) {
+  try {
+    await work();
+  } catch (err) {
+    assert.match((err as Error).message, pattern);
+    return;
+  }
+  assert.unreachable(`expected a rejection matching ${pattern}`);
+}
+
+const functionsOf = async (api: Awaited<ReturnType<TestPlatform['newUser']>>) =>
+  (await api.get('/api/functions')).body.functions as { id: string; name: string; latestVersion: number; activeVersion: number | null }[];
+
+// ---------------------------------------------------------------------------------------------
+const packing = suite('pack: deterministic archives');
+
+packing('the same files give the same sha256, whatever their mtimes or creation order', async () => {
+  const a = newDir('pack-a');
+  const b = newDir('pack-b');
+  fs.mkdirSync(path.join(a, 'lib'), { recursive: true });
+  fs.writeFileSync(path.join(a, 'index.mjs'), 'export default async () => 1;\n');
+  fs.writeFileSync(path.join(a, 'lib', 'util.mjs'), 'export const x = 1;\n');
+  // b: the same content, written in the other order, with other timestamps
+  fs.mkdirSync(path.join(b, 'lib'), { recursive: true });
+  fs.writeFileSync(path.join(b, 'lib', 'util.mjs'), 'export const x = 1;\n');
+  fs.writeFileSync(path.join(b, 'index.mjs'), 'export default async () => 1;\n');
+  fs.utimesSync(path.join(b, 'index.mjs'), new Date('2011-01-01'), new Date('2011-01-01'));
+  fs.utimesSync(path.join(b, 'lib'), new Date('2012-01-01'), new Date('2012-01-01'));
+
+  const first = await packDirectory(a);
+  const again = await packDirectory(a);
+  const other = await packDirectory(b);
+  assert.is(again.sha256, first.sha256);
+  assert.is(other.sha256, first.sha256);
+  assert.equal(first.entries, ['index.mjs', 'lib/', 'lib/util.mjs']);
+  // the gzip header carries no timestamp
+  assert.equal([...first.buffer.subarray(4, 8)], [0, 0, 0, 0]);
+
+  fs.writeFileSync(path.join(b, 'index.mjs'), 'export default async () => 2;\n');
+  assert.is.not((await packDirectory(b)).sha256, first.sha256);
+});
+
+packing('.containerpubignore (gitignore syntax) and .git are left out', async () => {
+  const dir = newDir('pack-ignore');
+  fs.mkdirSync(path.join(dir, '.git', 'objects'), { recursive: true });
+  fs.mkdirSync(path.join(dir, 'build'), { recursive: true });
+  fs.mkdirSync(path.join(dir, 'src'), { recursive: true });
+  fs.writeFileSync(path.join(dir, '.git', 'HEAD'), 'ref: refs/heads/main\n');
+  fs.writeFileSync(path.join(dir, '.git', 'objects', 'x'), 'x');
+  fs.writeFileSync(path.join(dir, 'build', 'out.js'), 'x');
+  fs.writeFileSync(path.join(dir, 'debug.log'), 'x');
+  fs.writeFileSync(path.join(dir, 'src', 'keep.log'), 'x');
+  fs.writeFileSync(path.join(dir, 'src', 'a.mjs'), 'x');
+  fs.writeFileSync(path.join(dir, 'index.mjs'), 'x');
+  fs.writeFileSync(path.join(dir, '.containerpubignore'), '# comments are fine\nbuild/\n*.log\n!src/keep.log\n');
+  const packed = await packDirectory(dir);
+  assert.equal(packed.entries, ['index.mjs', 'src/', 'src/a.mjs', 'src/keep.log']);
+  assert.is(packed.files, 3);
+});
+
+packing('an empty directory, or one where everything is ignored, is refused', async () => {
+  const empty = newDir('pack-empty');
+  fs.mkdirSync(path.join(empty, 'only-dirs'), { recursive: true });
+  await rejectsWith(() => packDirectory(empty), /nothing to deploy/);
+  const ignored = newDir('pack-all-ignored');
+  fs.mkdirSync(ignored);
+  fs.writeFileSync(path.join(ignored, 'a.txt'), 'x');
+  fs.writeFileSync(path.join(ignored, '.containerpubignore'), '*\n');
+  await rejectsWith(() => packDirectory(ignored), /nothing to deploy: it is empty once ignored files are left out/);
+});
+
+packing('an archive over the size limit is refused while packing', async () => {
+  const dir = newDir('pack-big');
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'random.bin'), randomBytes(200 * 1024)); // incompressible
+  await rejectsWith(() => packDirectory(dir, { maxBytes: 100 * 1024 }), /packs to more than 100 KiB, the size limit/);
+});
+
+// ---------------------------------------------------------------------------------------------
+const cli = suite('cli: register, deploy, invoke, history, rollback');
+
+const home = newHome(scratch);
+const env = cliEnv(home, { CONTAINERPUB_URL: tp.url });
+const email = `cli-${process.pid}-${Date.now()}@example.com`;
+const helloDir = newDir('hello');
+
+cli('register reads the answers from stdin and saves the token with mode 0600', async () => {
+  const r = await runCli(['register'], env, { input: `${email}\ncorrect horse battery\n` });
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /registered and logged in as/);
+  const file = path.join(home, '.config', 'containerpub', 'credentials.json');
+  assert.is(fs.statSync(file).mode & 0o777, 0o600);
+  assert.is(fs.statSync(path.dirname(file)).mode & 0o777, 0o700);
+  const saved = JSON.parse(fs.readFileSync(file, 'utf8'));
+  assert.is(saved.url, tp.url);
+  assert.type(saved.token, 'string');
+  assert.not.match(r.stdout + r.stderr, saved.token, 'the token is never printed');
+  // login with flags, in another home, gets a working token too
+  const other = cliEnv(newHome(scratch), { CONTAINERPUB_URL: tp.url });
+  const login = await runCli(['login', '--email', email, '--password', 'correct horse battery'], other);
+  assert.is(login.code, 0, login.stderr);
+  const wrong = await runCli(['login', '--email', email, '--password', 'not the password'], other);
+  oneLineError(wrong, /^error: wrong email or password$/);
+});
+
+cli('deploy packs, uploads, follows the build and says the version is live; invoke answers', async () => {
+  writeFunctionDir(helloDir, 'one');
+  const r = await runCli(['deploy', helloDir, '--name', 'hello'], env);
+  assert.is(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /packed 2 files/);
+  assert.match(r.stdout, /hello v1: new function; uploading/);
+  assert.match(r.stdout, /✔ hello v1 is live/);
+
+  const inv = await runCli(['invoke', 'hello', '--data', '{"name":"ada"}'], env);
+  assert.is(inv.code, 0, inv.stderr);
+  assert.equal(JSON.parse(inv.stdout), { tag: 'one', event: { name: 'ada' }, version: 1 });
+
+  const eventFile = path.join(scratch, 'event.json');
+  fs.writeFileSync(eventFile, '{"from":"file"}');
+  const json = await runCli(['invoke', 'hello', '--file', eventFile, '--json'], env);
+  assert.is(json.code, 0, json.stderr);
+  const body = JSON.parse(json.stdout);
+  assert.equal(body.result.event, { from: 'file' });
+  assert.is(body.version, 1);
+  assert.type(body.requestId, 'string');
+});
+
+cli('deploy --json prints one JSON document on stdout and the messages on stderr', async () => {
+  fs.writeFileSync(path.join(helloDir, 'index.mjs'), handlerSource('two'));
+  const r = await runCli(['deploy', helloDir, '--name', 'hello', '--json'], env);
+  assert.is(r.code, 0, r.stderr);
+  const outcome = JSON.parse(r.stdout);
+  assert.is(outcome.version, 2);
+  assert.is(outcome.status, 'active');
+  assert.is(outcome.live, true);
+  assert.is(outcome.sha256, (await packDirectory(helloDir)).sha256);
+  assert.match(r.stderr, /✔ hello v2 is live/);
+});
+
+cli('history is a table, newest first, with the live version marked', async () => {
+  const r = await runCli(['history', 'hello'], env);
+  assert.is(r.code, 0, r.stderr);
+  const lines = r.stdout.trimEnd().split('\n');
+  assert.match(lines[0], /VERSION\s+STATUS\s+LIVE\s+DEPLOYED\s+SIZE\s+SHA256/);
+  assert.match(lines[1], /^\* v2\s+active\s+live\s/);
+  assert.match(lines[2], /^\s+v1\s+active\s+\d/);
+  const ls = await runCli(['ls'], env);
+  assert.match(ls.stdout, /NAME\s+LIVE VERSION\s+LATEST\s+STATUS\s+UPDATED/);
+  assert.match(ls.stdout, /hello\s+v2\s+v2\s/);
+});
+
+cli('rollback --to 1 makes the next invoke answer from v1; history moves the marker', async () => {
+  const r = await runCli(['rollback', 'hello', '--to', '1'], env);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /✔ hello v1 is live \(was v2\)/);
+  const inv = await runCli(['invoke', 'hello'], env);
+  assert.is(JSON.parse(inv.stdout).tag, 'one');
+  assert.match(inv.stderr, /hello v1/);
+  const h = await runCli(['history', 'hello', '--json'], env);
+  const live = JSON.parse(h.stdout).deployments.filter((d: { isActive: boolean }) => d.isActive);
+  assert.equal(live.map((d: { version: number }) => d.version), [1]);
+  // a new deploy after a rollback is live again, and the CLI says which
+  const again = await runCli(['deploy', helloDir, '--name', 'hello'], env);
+  assert.match(again.stdout, /✔ hello v3 is live/);
+  const logs = await runCli(['logs', 'hello'], env);
+  assert.is(logs.code, 0, logs.stderr);
+  assert.match(logs.stdout, /v1\s+rolled_back/);
+  assert.match(logs.stdout, /Recent invocations/);
+});
+
+cli('the bin.js entry point is executable and runs the same CLI', async () => {
+  const bin = path.join(repoRoot, 'scripts/cli/bin.js');
+  assert.ok(fs.statSync(bin).mode & 0o100, 'bin.js is executable');
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(bin, ['--help'], { env: cliEnv(newHome(scratch)), encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /Usage: containerpub <command>/);
+});
+
+// ---------------------------------------------------------------------------------------------
+const failures = suite('cli: the errors a newcomer meets');
+
+failures('no such directory: one line, exit 1', async () => {
+  const { cli: run } = await tokenUser();
+  oneLineError(await run('deploy', path.join(scratch, 'does-not-exist'), '--name', 'x'), /^error: no such directory: .*does-not-exist$/);
+});
+
+failures('API down: one line naming the URL, exit 1', async () => {
+  const url = `http://127.0.0.1:${await closedPort()}`;
+  const r = await runCli(['ls'], cliEnv(newHome(scratch), { CONTAINERPUB_URL: url, CONTAINERPUB_TOKEN: 'x' }));
+  oneLineError(r, new RegExp(`^error: cannot reach the ContainerPub API at ${url} \\(is it running\\?\\)$`));
+});
+
+failures('not logged in (no saved login, no CONTAINERPUB_TOKEN): one line, exit 1', async () => {
+  const r = await runCli(['ls'], cliEnv(newHome(scratch), { CONTAINERPUB_URL: tp.url }));
+  oneLineError(r, /^error: not logged in: run "containerpub login" \(or set CONTAINERPUB_TOKEN\)$/);
+});
+
+failures('wrong name: one line pointing at ls, exit 1', async () => {
+  const { cli: run } = await tokenUser();
+  const commands = [['invoke', 'nosuch'], ['history', 'nosuch'], ['rollback', 'nosuch', '--to', '1'], ['logs', 'nosuch']];
+  for (const r of await Promise.all(commands.map((args) => run(...args)))) {
+    oneLineError(r, /^error: no function named "nosuch" \(see "containerpub ls"\)$/);
+  }
+});
+
+failures('usage errors exit 2 with a pointer to --help', async () => {
+  const { cli: run } = await tokenUser();
+  const cases: [string[], RegExp][] = [
+    [['invoke', 'x', '--data', '{not json'], /^error: --data is not valid JSON.*containerpub invoke --help/],
+    [['deploy', scratch], /^error: deploy needs --name/],
+    [['deploy', scratch, '--name', 'Not_Valid'], /^error: invalid function name "Not_Valid"/],
+    [['rollback', 'x', '--to', 'latest'], /--to must be a positive integer/],
+    [['frobnicate'], /^error: unknown command "frobnicate"/],
+    [['ls', '--bogus'], /^error: unknown option "--bogus"/],
+  ];
+  const results = await Promise.all(cases.map(([args]) => run(...args)));
+  results.forEach((r, i) => oneLineError(r, cases[i][1], 2));
+  const help = await run('deploy', '--help');
+  assert.is(help.code, 0);
+  assert.match(help.stdout, /Usage: containerpub deploy <dir> --name <name>/);
+});
+
+failures('an empty directory is refused before any request: no function is created', async () => {
+  const { api, cli: run } = await tokenUser();
+  const dir = newDir('empty');
+  fs.mkdirSync(dir);
+  oneLineError(await run('deploy', dir, '--name', 'empty'), /^error: .* has nothing to deploy: it is empty$/);
+  assert.equal(await functionsOf(api), []);
+});
+
+failures('an archive over the server limit is refused before the upload: no version is used', async () => {
+  const { api, cli: run } = await tokenUser();
+  const dir = newDir('too-big');
+  writeFunctionDir(dir, 'big');
+  fs.writeFileSync(path.join(dir, 'noise.bin'), randomBytes(SERVER_MAX_BYTES + 1024));
+  oneLineError(await run('deploy', dir, '--name', 'big'), /^error: the server refused the archive before upload: archive is \d+ bytes, over the limit of 262144 bytes$/);
+  assert.equal(await functionsOf(api), []);
+  // the local limit refuses it before even asking
+  oneLineError(await run('deploy', dir, '--name', 'big', '--max-bytes', '100000'), /packs to more than 97.7 KiB, the size limit/);
+});
+
+failures('a failing build exits 1 and prints the error and the tail of the build log', async () => {
+  const { cli: run } = await tokenUser();
+  const dir = newDir('no-handler');
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'README.md'), 'no code here\n');
+  const r = await run('deploy', dir, '--name', 'broken');
+  assert.is(r.code, 1, r.stdout + r.stderr);
+  assert.match(r.stderr, /✘ broken v1 failed: no handler found/);
+  assert.match(r.stderr, /build log \(last \d+ lines\):/);
+  assert.match(r.stderr, /│ \[containerpub\] build failed: no handler found/);
+});
+
+// ---------------------------------------------------------------------------------------------
+const watching = suite('cli: watch');
+
+watching('deploys on start, on a save, not on an identical save, once for a burst; keeps going after a failed build', async () => {
+  const { api, env: userEnv } = await tokenUser();
+  const dir = newDir('watched');
+  writeFunctionDir(dir, 'w1');
+  const index = path.join(dir, 'index.mjs');
+  const w = startCli(['watch', dir, '--name', 'live'], userEnv);
+  try {
+    await w.waitFor(/✔ live v1 is live/);
+    await w.waitFor(/watching for changes \(last deployed v1, sha256 [0-9a-f]{12}\)/);
+    const fnId = (await functionsOf(api))[0].id;
+    const invoke = async () => (await api.post(`/api/functions/${fnId}/invoke`, {})).body.result.tag as string;
+
+    // an edit → v2, live
+    let from = w.output().length;
+    fs.writeFileSync(index, handlerSource('w2'));
+    await w.waitFor(/✔ live v2 is live/, { from });
+    await w.waitFor(/watching for changes \(last deployed v2/, { from });
+    assert.is(await invoke(), 'w2');
+
+    // the same bytes saved again: the watcher says so, and no version is made
+    from = w.output().length;
+    fs.writeFileSync(index, handlerSource('w2'));
+    await w.waitFor(/unchanged \(sha256 [0-9a-f]{12}\), nothing to deploy/, { from });
+    await w.waitFor(/watching for changes/, { from });
+    assert.is((await functionsOf(api))[0].latestVersion, 2);
+
+    // 20 rapid writes: one deploy (two if the debounce fired mid-burst), ending on the last content
+    from = w.output().length;
+    for (let i = 0; i < 20; i++) fs.writeFileSync(index, handlerSource(`burst-${i}`));
+    const finalSha = (await packDirectory(dir)).sha256.slice(0, 12);
+    await w.waitFor(new RegExp(`watching for changes \\(last deployed v\\d+, sha256 ${finalSha}\\)`), { from });
+    const latest = (await functionsOf(api))[0].latestVersion;
+    assert.ok(latest === 3 || latest === 4, `one or two deploys for the burst, got ${latest - 2}\n${w.output().slice(from)}`);
+    assert.is(await invoke(), 'burst-19');
+
+    // a build that fails is reported; the watcher carries on and the next fix deploys
+    from = w.output().length;
+    fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'fn', main: 'missing.mjs', type: 'module' }));
+    await w.waitFor(/✘ live v\d+ failed: package.json "main"/, { from });
+    await w.waitFor(/watching for changes/, { from });
+    assert.is(await invoke(), 'burst-19', 'the live version is untouched by the failed build');
+    from = w.output().length;
+    fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'fn', main: 'index.mjs', type: 'module', fixed: true }));
+    await w.waitFor(/✔ live v\d+ is live/, { from });
+
+    // never two deploys at once: each version was requested only after the previous one's build ended
+    const events = ((await api.get(`/api/functions/${fnId}/logs?limit=1000`)).body.logs as { event: string; version: number }[]).reverse();
+    const at = (event: string, version: number) => events.findIndex((e) => e.event === event && e.version === version);
+    const last = (await functionsOf(api))[0].latestVersion;
+    for (let v = 2; v <= last; v++) {
+      const ended = Math.max(at('build_succeeded', v - 1), at('build_failed', v - 1));
+      assert.ok(ended >= 0 && ended < at('deploy_requested', v), `v${v} was requested after v${v - 1} finished building`);
+    }
+
+    // Ctrl-C with a deploy in flight: exits 0 at once
+    from = w.output().length;
+    fs.writeFileSync(index, handlerSource('interrupted'));
+    await w.waitFor(/change detected → packing/, { from });
+    const stopped = await w.stop('SIGINT', 3000);
+    assert.is(stopped.code, 0, w.output());
+    assert.match(w.output().slice(from), /stopped watching/);
+  } finally {
+    await w.stop('SIGKILL').catch(() => {});
+  }
+});
+
+watching('a restarted watch does not redeploy files that are already the latest version', async () => {
+  const { api, env: userEnv } = await tokenUser();
+  const dir = newDir('rewatch');
+  writeFunctionDir(dir, 'same');
+  const first = await runCli(['deploy', dir, '--name', 'again'], userEnv);
+  assert.is(first.code, 0, first.stderr);
+  const w = startCli(['watch', dir, '--name', 'again'], userEnv);
+  try {
+    await w.waitFor(/unchanged \(sha256 [0-9a-f]{12}\), nothing to deploy/);
+    await w.waitFor(/watching for changes \(last deployed v1/);
+    assert.is((await functionsOf(api))[0].latestVersion, 1);
+    const stopped = await w.stop('SIGTERM', 3000);
+    assert.is(stopped.code, 0);
+  } finally {
+    await w.stop('SIGKILL').catch(() => {});
+  }
+});
+
+watching('watch refuses a missing directory and a missing login at once', async () => {
+  const missing = await runCli(['watch', path.join(scratch, 'nope'), '--name', 'x'], cliEnv(newHome(scratch), { CONTAINERPUB_URL: tp.url, CONTAINERPUB_TOKEN: 'x' }));
+  oneLineError(missing, /^error: no such directory:/);
+  const dir = newDir('nologin');
+  writeFunctionDir(dir, 'x');
+  const noLogin = await runCli(['watch', dir, '--name', 'x'], cliEnv(newHome(scratch), { CONTAINERPUB_URL: tp.url }));
+  oneLineError(noLogin, /^error: not logged in/);
+});
+
+watching.after(async () => {
+  await tp.close();
+  fs.rmSync(scratch, { recursive: true, force: true });
+});
+
+packing.run();
+cli.run();
+failures.run();
+watching.run();
