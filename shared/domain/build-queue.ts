@@ -143,29 +143,35 @@ function statusAfterFailedBuild(dep: { is_active: unknown; archived_at: unknown;
 /** Builds whose last allowed attempt was lost (its lease ran out) are failed with the reason. */
 export async function failExhaustedBuilds(db: Db, maxAttempts: number): Promise<number> {
   const now = nowIso();
-  return withTransaction(db, async (trx) => {
-    const rows = await trx('function_deployments')
-      .where({ status: 'building' })
-      .andWhere('attempts', '>=', maxAttempts)
-      .andWhere((q) => q.whereNull('claimed_by').orWhere('lease_expires_at', '<', now))
-      .select('id', 'function_id', 'version', 'error', 'is_active', 'archived_at', 'image_removed_at');
-    for (const r of rows) {
-      const reason = `build abandoned after ${maxAttempts} attempts${r.error ? `; last error: ${r.error}` : ' (runners stopped responding)'}`;
+  const rows = await db
+    .knex('function_deployments')
+    .where({ status: 'building' })
+    .andWhere('attempts', '>=', maxAttempts)
+    .andWhere((q) => q.whereNull('claimed_by').orWhere('lease_expires_at', '<', now))
+    .select('id', 'function_id', 'version', 'error', 'is_active', 'archived_at', 'image_removed_at');
+  let failed = 0;
+  for (const r of rows) {
+    const reason = `build abandoned after ${maxAttempts} attempts${r.error ? `; last error: ${r.error}` : ' (runners stopped responding)'}`;
+    // Each row in its own transaction that writes first (re-checking the condition), so no
+    // transaction upgrades a read lock on SQLite.
+    await withTransaction(db, async (trx) => {
       const moved = await trx('function_deployments')
         .where({ id: r.id, status: 'building' })
+        .andWhere('attempts', '>=', maxAttempts)
+        .andWhere((q) => q.whereNull('claimed_by').orWhere('lease_expires_at', '<', now))
         .update({ status: statusAfterFailedBuild(r), error: reason, claimed_by: null, lease_expires_at: null, updated_at: now });
-      if (moved) {
-        await recordEvent(trx, {
-          functionId: r.function_id,
-          deploymentId: r.id,
-          version: num(r.version),
-          event: 'build_failed',
-          message: `version ${r.version} failed: ${reason}`,
-        });
-      }
-    }
-    return rows.length;
-  });
+      if (!moved) return;
+      failed++;
+      await recordEvent(trx, {
+        functionId: r.function_id,
+        deploymentId: r.id,
+        version: num(r.version),
+        event: 'build_failed',
+        message: `version ${r.version} failed: ${reason}`,
+      });
+    });
+  }
+  return failed;
 }
 
 /** Extends the lease while the build runs; false means another runner holds it now: stop. */
