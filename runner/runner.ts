@@ -5,7 +5,7 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { BUILD_QUEUED_CHANNEL, claimBuilds, failExhaustedBuilds } from '../shared/domain/build-queue.ts';
+import { BUILD_QUEUED_CHANNEL, claimBuilds, failExhaustedBuilds, onBuildQueuedLocally } from '../shared/domain/build-queue.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Platform } from '../shared/platform.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
@@ -22,6 +22,7 @@ export class Runner {
   private readonly shutdown = new AbortController();
   private pollTimer?: NodeJS.Timeout;
   private listener?: pg.Client;
+  private unsubscribeLocal?: () => void;
   private ticking = false;
   private again = false;
   private stopped = false;
@@ -46,6 +47,7 @@ export class Runner {
       leaseMs: cfg.leaseMs,
       wakeUp: listening ? 'notify+poll' : 'poll',
     });
+    this.unsubscribeLocal = onBuildQueuedLocally(() => this.wake());
     this.pollTimer = setInterval(() => this.wake(), cfg.pollMs);
     this.wake();
   }
@@ -124,6 +126,7 @@ export class Runner {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.pollTimer);
+    this.unsubscribeLocal?.();
     await this.listener?.end().catch(() => {});
     const all = Promise.allSettled([...this.inflight.values()]);
     let timer: NodeJS.Timeout | undefined;

@@ -85,6 +85,20 @@ flow('a v2 build that finishes after the user chose v1 does not take over', asyn
   assert.ok(events.includes('activation_skipped'));
 });
 
+flow('a runner in the same process is woken when a build is queued, not at its next poll', async () => {
+  const idle = await startTestPlatform({ RUNNER_POLL_MS: '600000', RUNNER_NOTIFY: 'off' }, { runner: true });
+  try {
+    const api = await idle!.newUser();
+    // the poll would come in ten minutes; only the in-process wake-up can start these in time
+    for (const v of [1, 2]) {
+      const d = await deployAndBuild(api, 'prompt', await versioned(`v${v}`), 20_000);
+      assert.is(d.built.status, 'active');
+    }
+  } finally {
+    await idle!.close();
+  }
+});
+
 const failures = suite('failures keep the live version serving');
 
 async function expectRefused(archive: Buffer, message: RegExp) {

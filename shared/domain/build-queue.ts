@@ -1,6 +1,7 @@
 // The build queue is the function_deployments table itself: a row in `building` is work for a
 // runner. Entering the queue also wakes PostgreSQL runners at once (LISTEN/NOTIFY); polling stays
 // the fallback, and the only path on SQLite.
+import { EventEmitter } from 'node:events';
 import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
 import { bool, lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
@@ -10,6 +11,22 @@ import { recordEvent } from './events.ts';
 import { BUILT_STATUS } from './model.ts';
 
 export const BUILD_QUEUED_CHANNEL = 'containerpub_build_queued';
+
+// Runners in this same process (`npm start`) are woken directly once the queuing transaction
+// commits: with SQLite there is no NOTIFY, and a deploy would otherwise wait for the next poll.
+const localQueue = new EventEmitter();
+localQueue.setMaxListeners(0);
+
+export function onBuildQueuedLocally(listener: () => void): () => void {
+  localQueue.on('queued', listener);
+  return () => localQueue.off('queued', listener);
+}
+
+async function announceQueued(db: Db, trx: Knex.Transaction): Promise<void> {
+  // Delivered when the transaction commits, so a woken runner always sees the row.
+  if (db.dialect === 'pg') await trx.raw(`NOTIFY ${BUILD_QUEUED_CHANNEL}`);
+  trx.executionPromise.then(() => localQueue.emit('queued'), () => {});
+}
 
 /** pending_upload → building, once; false when another request already moved it. */
 export async function enqueueBuild(
@@ -28,8 +45,7 @@ export async function enqueueBuild(
       queued_at: now,
       updated_at: now,
     });
-  // Delivered when the transaction commits, so a woken runner always sees the row.
-  if (moved > 0 && db.dialect === 'pg') await trx.raw(`NOTIFY ${BUILD_QUEUED_CHANNEL}`);
+  if (moved > 0) await announceQueued(db, trx);
   return moved > 0;
 }
 
@@ -58,7 +74,7 @@ export async function requeueBuild(
       ...(opts.intentSeq === undefined ? {} : { intent_seq: opts.intentSeq }),
       ...(opts.from === 'active' ? { image_removed_at: now } : {}),
     });
-  if (moved > 0 && db.dialect === 'pg') await trx.raw(`NOTIFY ${BUILD_QUEUED_CHANNEL}`);
+  if (moved > 0) await announceQueued(db, trx);
   return moved > 0;
 }
 
