@@ -45,9 +45,10 @@ export class Runner {
       concurrency: cfg.concurrency,
       pollMs: cfg.pollMs,
       leaseMs: cfg.leaseMs,
-      wakeUp: listening ? 'notify+poll' : 'poll',
+      wakeUp: listening ? 'notify+poll' : cfg.notify ? 'in-process+poll' : 'poll',
     });
-    this.unsubscribeLocal = onBuildQueuedLocally(() => this.wake());
+    // RUNNER_NOTIFY=off means polling only: no NOTIFY and no in-process wake-up either.
+    if (cfg.notify) this.unsubscribeLocal = onBuildQueuedLocally(() => this.wake());
     this.pollTimer = setInterval(() => this.wake(), cfg.pollMs);
     this.wake();
   }

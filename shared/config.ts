@@ -116,7 +116,7 @@ export interface Config {
     pollMs: number;
     leaseMs: number;
     maxAttempts: number;
-    /** PostgreSQL only: wake on NOTIFY as well as by polling */
+    /** wake on NOTIFY (PostgreSQL) and on builds queued in this process, as well as by polling */
     notify: boolean;
     buildLogMaxBytes: number;
   };

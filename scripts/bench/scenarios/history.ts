@@ -1,0 +1,76 @@
+// 7. History listing of a function with 10,000 versions: GET /deployments?limit=50 (the newest
+//    page) and a deep page (?before=100), one client. The rows are written straight into the
+//    database (built versions with realistic columns, build logs included).
+//    Floor: the same SELECT (listDeployments' columns, order and limit) run directly with knex.
+import { runLoad } from '../load.ts';
+import { builtFunctionRows, insertInBatches } from '../seed.ts';
+import { summarize, timeSequential } from '../stats.ts';
+import { latencyRow, type ResultRow, type Scenario } from '../types.ts';
+
+const LIMIT = 50;
+
+/** The columns shared/domain/deployments.ts listDeployments reads (never build_logs). */
+const LIST_COLUMNS = [
+  'id', 'function_id', 'version', 'image_tag', 's3_key', 'status', 'is_active', 'error',
+  'archive_size', 'archive_sha256', 'attempts', 'deployed_at', 'activated_at', 'created_at',
+  'archive_key', 'archive_storage_class', 'archive_removed_at', 'archived_at', 'cleanup_note',
+];
+
+export const history: Scenario = {
+  name: 'history',
+  title: 'History listing of a function with 10,000 versions',
+  servers: () => ['api'],
+  async run(ctx, db) {
+    const server = await ctx.server(db, 'api');
+    const user = await server.newUser();
+    const knex = server.platform.db.knex;
+    const versions = ctx.sizes.historyVersions;
+    ctx.log(`history/${db}: seeding ${versions} versions`);
+    const made = builtFunctionRows(user.userId, 'bench-history', versions);
+    await knex('functions').insert(made.fn);
+    await insertInBatches(knex, 'function_deployments', made.deployments, 500);
+    // autovacuum would analyze a table after an insert this size within a minute or so; the bench
+    // measures that steady state rather than racing it
+    if (db === 'postgres') await knex.raw('ANALYZE function_deployments');
+
+    const n = ctx.sizes.historyRequests;
+    const pages = [
+      { variant: `newest page (limit=${LIMIT})`, query: `?limit=${LIMIT}`, before: undefined as number | undefined },
+      { variant: `deep page (limit=${LIMIT}, before=${ctx.sizes.historyDeepBefore})`, query: `?limit=${LIMIT}&before=${ctx.sizes.historyDeepBefore}`, before: ctx.sizes.historyDeepBefore },
+    ];
+    const rows: ResultRow[] = [];
+    for (const page of pages) {
+      const path = `/api/functions/${made.functionId}/deployments${page.query}`;
+      const check = await fetch(server.url + path, { headers: user.headers });
+      const body = (await check.json()) as { deployments: { version: number }[] };
+      const expectedFirst = page.before === undefined ? versions : page.before - 1;
+      if (body.deployments?.length !== LIMIT || body.deployments[0]?.version !== expectedFirst) {
+        throw new Error(`${path} answered ${check.status} with ${body.deployments?.length} rows starting at ${body.deployments?.[0]?.version}`);
+      }
+      ctx.log(`history/${db}: ${n} × GET ${page.variant}`);
+      const load = await runLoad({ url: server.url, serverPid: server.pid, path, headers: user.headers, connections: 1, amount: n, warmup: ctx.sizes.warmup });
+      const select = () => {
+        const q = knex('function_deployments').select(LIST_COLUMNS).where({ function_id: made.functionId });
+        if (page.before !== undefined) q.andWhere('version', '<', page.before);
+        return q.orderBy('version', 'desc').limit(LIMIT);
+      };
+      await timeSequential(ctx.sizes.warmup, select);
+      const floor = await timeSequential(n, select);
+      rows.push(
+        latencyRow({ scenario: 'history', db, variant: page.variant }, load.stat, load.wallMs, {
+          throughput: { value: load.rps, unit: 'req/s' },
+          errors: { non2xx: load.non2xx, transport: load.transportErrors, statuses: load.statuses },
+          floors: [
+            {
+              label: 'the same SELECT with knex',
+              stat: summarize(floor.samples),
+              throughput: { value: n / (floor.wallMs / 1000), unit: 'queries/s' },
+            },
+          ],
+          details: { cpu: load.cpu, versions, bytesPerResponse: JSON.stringify(body).length },
+        }),
+      );
+    }
+    return rows;
+  },
+};

@@ -1,0 +1,83 @@
+// How much each scenario does: the full bench, and the smoke variant CI runs (seconds).
+export interface Sizes {
+  /** RUNNER_POLL_MS of the servers with a runner (the platform's default in the full bench) */
+  runnerPollMs: number;
+  /** the databases the docker driver parts run on (they do not depend on the database) */
+  dockerDbs: ('sqlite' | 'postgres')[];
+  /** requests sent before each HTTP measurement and not recorded (even: rollback alternates) */
+  warmup: number;
+  rollbacks: number;
+  /** concurrent clients for the deploy scenario, and requests per level for /deploy and /complete */
+  deployConnections: number[];
+  deploysPerLevel: number;
+  /** sequential upload → active runs */
+  e2eProcessRuns: number;
+  e2eDockerRuns: number;
+  pickupNotifySamples: number;
+  pickupPollSamples: number;
+  /** invocations per connection level */
+  invokeProcess: number;
+  invokeProcessConnections: number[];
+  invokeDocker: number;
+  cleanupFunctions: number;
+  cleanupVersions: number;
+  cleanupKeep: number;
+  /** the ARCHIVE_MODE=prefix variant, with real objects (functions × cleanupVersions) */
+  cleanupPrefixFunctions: number;
+  /** sample of bare S3 DELETEs for the cleanup floor */
+  s3DeleteSample: number;
+  historyVersions: number;
+  historyRequests: number;
+  /** the deep page: ?before= this version */
+  historyDeepBefore: number;
+}
+
+export const FULL: Sizes = {
+  runnerPollMs: 1000,
+  dockerDbs: ['sqlite', 'postgres'],
+  warmup: 50,
+  rollbacks: 1000,
+  deployConnections: [1, 16, 64],
+  deploysPerLevel: 500,
+  e2eProcessRuns: 10,
+  e2eDockerRuns: 5,
+  pickupNotifySamples: 30,
+  pickupPollSamples: 15,
+  invokeProcess: 200,
+  invokeProcessConnections: [1, 2],
+  invokeDocker: 30,
+  cleanupFunctions: 1000,
+  cleanupVersions: 20,
+  cleanupKeep: 10,
+  cleanupPrefixFunctions: 100,
+  s3DeleteSample: 2000,
+  historyVersions: 10_000,
+  historyRequests: 500,
+  historyDeepBefore: 100,
+};
+
+export const SMOKE: Sizes = {
+  // only to keep the smoke run short: its figures mean nothing
+  runnerPollMs: 200,
+  // a docker build is seconds on vfs: once is enough to know the code path works
+  dockerDbs: ['sqlite'],
+  warmup: 4,
+  rollbacks: 20,
+  deployConnections: [1, 16],
+  deploysPerLevel: 16,
+  e2eProcessRuns: 1,
+  e2eDockerRuns: 1,
+  pickupNotifySamples: 3,
+  pickupPollSamples: 2,
+  invokeProcess: 3,
+  invokeProcessConnections: [1],
+  invokeDocker: 2,
+  cleanupFunctions: 5,
+  cleanupVersions: 5,
+  cleanupKeep: 2,
+  cleanupPrefixFunctions: 5,
+  s3DeleteSample: 20,
+  historyVersions: 200,
+  historyRequests: 20,
+  historyDeepBefore: 100,
+};

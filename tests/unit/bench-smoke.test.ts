@@ -1,0 +1,140 @@
+// The bench's smoke variant (`npm run bench -- --smoke`, seconds) runs every scenario end to end
+// and reports clean numbers; the full bench is never run in CI. Plus the bench's pure parts.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { parseArgs, UsageError } from '../../scripts/bench/cli.ts';
+import type { BenchDocument } from '../../scripts/bench/report.ts';
+import { mergeInto } from '../../scripts/bench/report.ts';
+import { percentile, summarize } from '../../scripts/bench/stats.ts';
+import { SCENARIOS, type ResultRow } from '../../scripts/bench/types.ts';
+import { dockerAvailable, inCI, postgresAvailable } from '../support/services.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const SMOKE_TIMEOUT_MS = 150_000;
+
+test('percentiles are exact nearest-rank over every sample', () => {
+  const samples = Array.from({ length: 100 }, (_, i) => 100 - i); // 100 … 1, unsorted
+  assert.is(percentile([...samples].sort((a, b) => a - b), 0.5), 50);
+  const s = summarize(samples);
+  assert.equal([s.n, s.p50, s.p95, s.p99, s.min, s.max], [100, 50, 95, 99, 1, 100]);
+  assert.is(summarize([7]).p99, 7);
+  assert.is(summarize([1, 2, 3]).p50, 2);
+});
+
+test('the command line: scenarios in the issue order, databases, smoke, out', () => {
+  const all = parseArgs([]);
+  assert.equal(all.scenarios, [...SCENARIOS]);
+  assert.equal(all.dbs, ['sqlite', 'postgres']);
+  assert.is(all.smoke, false);
+  const some = parseArgs(['--scenario', 'history', '--scenario=rollback,deploy', '--db', 'pg', '--smoke', '--out', '/tmp/x.json']);
+  assert.equal(some.scenarios, ['rollback', 'deploy', 'history']);
+  assert.equal(some.dbs, ['postgres']);
+  assert.is(some.smoke, true);
+  assert.is(some.out, '/tmp/x.json');
+  assert.throws(() => parseArgs(['--scenario', 'nope']), (e: unknown) => e instanceof UsageError && /unknown scenario/.test((e as Error).message));
+  assert.throws(() => parseArgs(['--db', 'mysql']), (e: unknown) => e instanceof UsageError);
+  assert.throws(() => parseArgs(['--out']), (e: unknown) => e instanceof UsageError);
+  assert.throws(() => parseArgs(['--fast']), (e: unknown) => e instanceof UsageError);
+});
+
+test('a partial run replaces only the rows it measured', () => {
+  const row = (scenario: ResultRow['scenario'], db: ResultRow['db'], variant: string) =>
+    ({ scenario, db, variant }) as ResultRow;
+  const doc = (rows: ResultRow[], cpuModel = 'cpu'): BenchDocument =>
+    ({
+      schema: 1,
+      smoke: false,
+      machine: { cpuModel, cores: 2 },
+      scenarios: Object.fromEntries(SCENARIOS.map((s) => [s, { rows: rows.filter((r) => r.scenario === s), notes: [] }])),
+      notes: [],
+    }) as unknown as BenchDocument;
+  const old = doc([row('rollback', 'sqlite', 'old'), row('rollback', 'postgres', 'old'), row('history', 'sqlite', 'old')]);
+  const fresh = doc([row('rollback', 'sqlite', 'new')]);
+  fresh.scenarios = { rollback: fresh.scenarios.rollback };
+  const merged = mergeInto(old, fresh, { scenarios: ['rollback'], dbs: ['sqlite'] });
+  assert.equal(merged.scenarios.rollback!.rows.map((r) => `${r.db}:${r.variant}`).sort(), ['postgres:old', 'sqlite:new']);
+  assert.equal(merged.scenarios.history!.rows.map((r) => r.variant), ['old']);
+  // another machine's results are not mixed in
+  assert.equal(Object.keys(mergeInto(doc([], 'other'), fresh, { scenarios: ['rollback'], dbs: ['sqlite'] }).scenarios), ['rollback']);
+});
+
+function runSmoke(out: string): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/bench/main.ts', '--smoke', '--out', out], {
+      cwd: root,
+      env: process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    const timer = setTimeout(() => {
+      output += `\n[test] killed after ${SMOKE_TIMEOUT_MS} ms\n`;
+      child.kill('SIGTERM');
+    }, SMOKE_TIMEOUT_MS);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+const finite = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
+
+test('the smoke bench: every scenario, numeric percentiles and floors, no failed request', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-bench-smoke-'));
+  const out = path.join(dir, 'bench.json');
+  try {
+    const [pgWhy, dockerWhy] = await Promise.all([postgresAvailable(), dockerAvailable()]);
+    const started = Date.now();
+    const { code, output } = await runSmoke(out);
+    assert.is(code, 0, `the smoke bench exited ${code}:\n${output.slice(-6000)}`);
+    const doc = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchDocument;
+    assert.is(doc.smoke, true);
+    assert.ok(doc.machine.cores > 0 && doc.machine.cpuModel && doc.machine.node, 'the machine is described');
+
+    const pg = pgWhy === null || inCI;
+    const docker = dockerWhy === null || inCI;
+    if (!pg) assert.ok(doc.notes.some((n) => /PostgreSQL skipped/.test(n)), 'a missing PostgreSQL is said, not silent');
+    assert.not.ok(doc.notes.some((n) => /server logged/.test(n)), `the servers logged errors: ${doc.notes.join('; ')}`);
+    for (const name of SCENARIOS) {
+      const entry = doc.scenarios[name];
+      assert.ok(entry, `scenario ${name} is in the JSON`);
+      assert.ok(entry.rows.length > 0, `scenario ${name} has results`);
+      assert.not.ok(entry.notes.some((n) => /FAILED/.test(n)), `${name}: ${entry.notes.join('; ')}`);
+      const dbs = new Set(entry.rows.map((r) => r.db));
+      assert.ok(dbs.has('sqlite'), `${name} ran on SQLite`);
+      if (pg) assert.ok(dbs.has('postgres'), `${name} ran on PostgreSQL`);
+      for (const r of entry.rows) {
+        const what = `${name}/${r.db}/${r.variant}`;
+        assert.is(r.errors.non2xx + r.errors.transport, 0, `${what}: ${JSON.stringify(r.errors)}`);
+        assert.ok(r.n > 0 && finite(r.durationMs), `${what}: n and time`);
+        if (name !== 'cleanup') {
+          assert.ok(finite(r.p50) && finite(r.p95) && finite(r.p99), `${what}: p50/p95/p99 are numbers`);
+          assert.ok(r.p50! <= r.p95! && r.p95! <= r.p99!, `${what}: percentiles in order`);
+        }
+        if (!/dry run/.test(r.variant)) {
+          assert.ok(r.floors.length > 0, `${what}: measured against a floor`);
+          for (const f of r.floors) assert.ok(f.stat ? finite(f.stat.p50) && finite(f.stat.p99) : finite(f.ms), `${what}: floor ${f.label}`);
+        }
+      }
+    }
+    for (const name of ['e2e', 'invoke'] as const) {
+      const dockerRows = doc.scenarios[name]!.rows.filter((r) => /docker/.test(r.variant));
+      if (docker) assert.ok(dockerRows.length > 0, `${name} measured the docker driver`);
+      else assert.ok(doc.notes.some((n) => /docker driver parts skipped/.test(n)), 'a missing Docker engine is said, not silent');
+    }
+    assert.ok(doc.scenarios.pickup!.rows.some((r) => /NOTIFY/.test(r.variant)) || !pg, 'pickup measured NOTIFY');
+    assert.ok(/\| scenario \| db/.test(output), 'the table is printed');
+    process.stderr.write(`[bench-smoke] the smoke bench took ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();
