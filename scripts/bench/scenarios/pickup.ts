@@ -1,9 +1,10 @@
 // 4. Runner pickup: from /complete to the build claimed. Measured between two timestamps the
 //    platform itself writes: the deployment's queued_at (set in /complete's transaction, just
 //    before it commits and NOTIFYs) and the build_started event the runner records right after its
-//    claim statement. PostgreSQL: woken by NOTIFY, and by polling alone (RUNNER_NOTIFY=off);
-//    SQLite: polling is the only way. Each /complete comes at a random moment of the poll interval.
-//    Floor (NOTIFY): a bare LISTEN/NOTIFY round trip on the same PostgreSQL.
+//    claim statement. The bench's runner shares the API's process: woken in-process at commit
+//    (and by NOTIFY on PostgreSQL), or by polling alone (RUNNER_NOTIFY=off), as a runner in another
+//    process on SQLite is. Each polled /complete comes at a random moment of the poll interval.
+//    Floors: a bare LISTEN/NOTIFY round trip (PostgreSQL), a bare single-row UPDATE transaction.
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import knexFactory from 'knex';
@@ -38,6 +39,16 @@ async function measure(server: BenchServer, samples: number, jitterMs: number) {
     latencies.push(at(startedEvent.created_at) - at(dep.queued_at));
   }
   return { stat: summarize(latencies), wallMs: performance.now() - started };
+}
+
+/** The claim's own cost, with nothing to wait for: a bare single-row UPDATE transaction. */
+async function claimFloor(server: BenchServer, n: number): Promise<Floor> {
+  const knex = server.platform.db.knex;
+  const row = await knex('function_deployments').first('id');
+  const { samples } = await timeSequential(n, () =>
+    knex.transaction((trx) => trx('function_deployments').where({ id: row.id }).update({ updated_at: new Date().toISOString() })),
+  );
+  return { label: 'bare single-row UPDATE transaction on function_deployments (the claim without the wait)', stat: summarize(samples) };
 }
 
 async function notifyFloor(server: BenchServer, n: number): Promise<Floor> {
@@ -93,7 +104,10 @@ export const pickup: Scenario = {
     const m = await measure(wakeServer, notifyN, 20);
     rows.push(
       latencyRow({ scenario: 'pickup', db, variant: wakeVariant }, m.stat, m.wallMs, {
-        floors: db === 'postgres' ? [await notifyFloor(wakeServer, Math.max(notifyN, 20))] : [],
+        floors:
+          db === 'postgres'
+            ? [await notifyFloor(wakeServer, Math.max(notifyN, 20)), await claimFloor(wakeServer, Math.max(notifyN, 20))]
+            : [await claimFloor(wakeServer, Math.max(notifyN, 20))],
       }),
     );
     await polling(
