@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { runCleanup, type CleanupOptions } from '../shared/domain/retention.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { makeNodeFunction } from './support/archives.ts';
-import { deployAndBuild, deployPresigned, waitForBuild } from './support/flows.ts';
+import { deployAndBuild, waitForBuild } from './support/flows.ts';
 import { runnerEnv, spawnCleanup, startStallingProxy } from './support/processes.ts';
 import { waitFor } from './support/services.ts';
 import type { Client } from './support/http.ts';

@@ -7,7 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { makeNodeFunction, makeTarGz, zeroFileTarGzStream } from './support/archives.ts';
-import { deployAndBuild, deployPresigned, waitForBuild } from './support/flows.ts';
+import { deployAndBuild, waitForBuild } from './support/flows.ts';
 import { gzipSync } from 'node:zlib';
 
 const t = await startTestPlatform({ FUNCTION_TIMEOUT_MS: '3000' }, { runner: true });

@@ -6,9 +6,9 @@ import type { Duplex, Readable } from 'node:stream';
 import { Writable } from 'node:stream';
 import Docker from 'dockerode';
 import { packContext } from '../../shared/runtime/docker-context.ts';
-import { LABEL_FUNCTION, LABEL_REQUEST, LABEL_VERSION, nodeDockerfile } from '../../shared/runtime/docker-driver.ts';
+import { invocationContainerOptions, LABEL_FUNCTION, nodeDockerfile } from '../../shared/runtime/docker-driver.ts';
 import { followDockerStream } from '../../shared/runtime/docker-stream.ts';
-import { BOOTSTRAP_DIR, BOOTSTRAP_FILE, bootstrapFiles, encodeEvent, invocationEnv } from '../../shared/runtime/protocol.ts';
+import { BOOTSTRAP_DIR, bootstrapFiles, encodeEvent } from '../../shared/runtime/protocol.ts';
 import { pingDocker } from '../../shared/runtime/select.ts';
 
 let engine: Docker | undefined;
@@ -82,34 +82,8 @@ function sink(): Writable {
  * root, no network), attached, started, the event written on stdin, waited for, removed.
  */
 export async function runContainerBare(image: string, opts: { memoryMb: number; cpus: number; pidsLimit: number; event: unknown }): Promise<number> {
-  const memory = opts.memoryMb * 1024 * 1024;
   const ids = { functionId: 'bench-floor', version: 1, deploymentId: randomUUID(), requestId: randomUUID() };
-  const container = await docker().createContainer({
-    Image: image,
-    Cmd: ['node', `/app/${BOOTSTRAP_FILE}`],
-    WorkingDir: '/app',
-    Env: Object.entries(invocationEnv(ids)).map(([k, v]) => `${k}=${v}`),
-    User: '65534:65534',
-    Labels: { [LABEL_FUNCTION]: 'bench-floor', [LABEL_VERSION]: '1', [LABEL_REQUEST]: ids.requestId },
-    AttachStdin: true,
-    AttachStdout: true,
-    AttachStderr: true,
-    OpenStdin: true,
-    StdinOnce: true,
-    Tty: false,
-    HostConfig: {
-      NetworkMode: 'none',
-      Memory: memory,
-      MemorySwap: memory,
-      NanoCpus: Math.round(opts.cpus * 1e9),
-      PidsLimit: opts.pidsLimit,
-      ReadonlyRootfs: true,
-      CapDrop: ['ALL'],
-      SecurityOpt: ['no-new-privileges'],
-      Tmpfs: { '/tmp': 'rw,noexec,nosuid,size=64m' },
-      AutoRemove: false,
-    },
-  });
+  const container = await docker().createContainer(invocationContainerOptions(image, { node: true, limits: opts, ids }));
   try {
     const stream = (await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true })) as Duplex;
     docker().modem.demuxStream(stream, sink(), sink());

@@ -3,15 +3,14 @@
 // handle onto the same database and S3 in this process, for seeding and for the domain-level
 // measurements (cleanup) and the floors that talk to the database directly.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import knexFactory from 'knex';
 import { loadConfig } from '../../shared/config.ts';
 import { openPlatform, type Platform } from '../../shared/platform.ts';
 import { createLogger } from '../../shared/logger.ts';
+import { createPgDatabase as createPgDatabaseAt, postgresAvailable } from '../../tests/support/services.ts';
 
 export type DbKind = 'sqlite' | 'postgres';
 
@@ -24,44 +23,11 @@ export const BENCH_PG_URL =
   process.env.TEST_DATABASE_URL ??
   'postgres://containerpub:containerpub@127.0.0.1:5432/containerpub';
 
-export const inCI = process.env.CI === 'true' || process.env.CI === '1';
+export { inCI } from '../../tests/support/services.ts';
 
 /** null when PostgreSQL answers at BENCH_PG_URL, else why not. */
-export async function postgresUnavailable(): Promise<string | null> {
-  const knex = knexFactory({
-    client: 'pg',
-    connection: { connectionString: BENCH_PG_URL, connectionTimeoutMillis: 2000 } as never,
-    pool: { min: 0, max: 1 },
-    // the reason is returned (and printed once by the caller), not logged by knex as well
-    log: { warn() {}, error() {}, debug() {}, deprecate() {} },
-  });
-  try {
-    await knex.raw('select 1');
-    return null;
-  } catch (err) {
-    return (err as Error).message || String(err);
-  } finally {
-    await knex.destroy();
-  }
-}
-
-async function createPgDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `cp_bench_${randomBytes(6).toString('hex')}`;
-  const admin = knexFactory({ client: 'pg', connection: BENCH_PG_URL, pool: { min: 0, max: 1 } });
-  await admin.raw(`CREATE DATABASE ${name}`);
-  const url = new URL(BENCH_PG_URL);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      try {
-        await admin.raw(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      } finally {
-        await admin.destroy();
-      }
-    },
-  };
-}
+export const postgresUnavailable = () => postgresAvailable(BENCH_PG_URL);
+const createPgDatabase = () => createPgDatabaseAt(BENCH_PG_URL, 'cp_bench');
 
 export interface ServerOptions {
   db: DbKind;

@@ -84,6 +84,51 @@ function engineMessage(err: unknown): string {
   return (e?.json?.message ?? e?.message ?? String(err)).trim();
 }
 
+/**
+ * The container of one invocation: no network, memory/CPU/pids limits, read-only root, nobody,
+ * no capabilities, no-new-privileges. One definition, used by the driver and by the bench's floor.
+ */
+export function invocationContainerOptions(
+  image: string,
+  opts: {
+    /** a Node image built by the platform: run the bootstrap (custom images keep their CMD) */
+    node: boolean;
+    limits: { memoryMb: number; cpus: number; pidsLimit: number };
+    ids: Pick<InvokeInput, 'functionId' | 'version' | 'deploymentId' | 'requestId'>;
+  },
+): Docker.ContainerCreateOptions {
+  const memory = opts.limits.memoryMb * 1024 * 1024;
+  return {
+    Image: image,
+    ...(opts.node ? { Cmd: ['node', `${APP_DIR}/${BOOTSTRAP_FILE}`], WorkingDir: APP_DIR } : {}),
+    Env: Object.entries(invocationEnv(opts.ids)).map(([k, v]) => `${k}=${v}`),
+    User: NOBODY,
+    Labels: {
+      [LABEL_FUNCTION]: opts.ids.functionId,
+      [LABEL_VERSION]: String(opts.ids.version),
+      [LABEL_REQUEST]: opts.ids.requestId,
+    },
+    AttachStdin: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    OpenStdin: true,
+    StdinOnce: true,
+    Tty: false,
+    HostConfig: {
+      NetworkMode: 'none',
+      Memory: memory,
+      MemorySwap: memory,
+      NanoCpus: Math.round(opts.limits.cpus * 1e9),
+      PidsLimit: opts.limits.pidsLimit,
+      ReadonlyRootfs: true,
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges'],
+      Tmpfs: { '/tmp': 'rw,noexec,nosuid,size=64m' },
+      AutoRemove: false,
+    },
+  };
+}
+
 export class DockerDriver implements RuntimeDriver {
   readonly name = 'docker' as const;
   readonly docker: Docker;
@@ -287,37 +332,9 @@ export class DockerDriver implements RuntimeDriver {
   }
 
   private async createContainer(tag: string, image: ImageInfo, input: InvokeInput): Promise<Docker.Container> {
-    const env = Object.entries(invocationEnv(input)).map(([k, v]) => `${k}=${v}`);
-    const memory = this.opts.memoryMb * 1024 * 1024;
-    const container = await this.docker.createContainer({
-      Image: tag,
-      ...(image.node ? { Cmd: ['node', `${APP_DIR}/${BOOTSTRAP_FILE}`], WorkingDir: APP_DIR } : {}),
-      Env: env,
-      User: NOBODY,
-      Labels: {
-        [LABEL_FUNCTION]: input.functionId,
-        [LABEL_VERSION]: String(input.version),
-        [LABEL_REQUEST]: input.requestId,
-      },
-      AttachStdin: true,
-      AttachStdout: true,
-      AttachStderr: true,
-      OpenStdin: true,
-      StdinOnce: true,
-      Tty: false,
-      HostConfig: {
-        NetworkMode: 'none',
-        Memory: memory,
-        MemorySwap: memory,
-        NanoCpus: Math.round(this.opts.cpus * 1e9),
-        PidsLimit: this.opts.pidsLimit,
-        ReadonlyRootfs: true,
-        CapDrop: ['ALL'],
-        SecurityOpt: ['no-new-privileges'],
-        Tmpfs: { '/tmp': 'rw,noexec,nosuid,size=64m' },
-        AutoRemove: false,
-      },
-    });
+    const container = await this.docker.createContainer(
+      invocationContainerOptions(tag, { node: image.node, limits: this.opts, ids: input }),
+    );
     const warnings = (container as unknown as { Warnings?: string[] }).Warnings;
     if (!this.warnedCreate && Array.isArray(warnings) && warnings.length > 0) {
       this.warnedCreate = true;

@@ -24,8 +24,14 @@ export function requireService(name: string, available: boolean, why: string): b
   return false;
 }
 
-export async function postgresAvailable(): Promise<string | null> {
-  const knex = knexFactory({ client: 'pg', connection: { connectionString: TEST_PG_URL, connectionTimeoutMillis: 2000 } as never, pool: { min: 0, max: 1 } });
+/** null when PostgreSQL answers at `url`, else why not (also used by the bench). */
+export async function postgresAvailable(url = TEST_PG_URL): Promise<string | null> {
+  const knex = knexFactory({
+    client: 'pg',
+    connection: { connectionString: url, connectionTimeoutMillis: 2000 } as never,
+    pool: { min: 0, max: 1 },
+    log: { warn() {}, error() {}, debug() {}, deprecate() {} },
+  });
   try {
     await knex.raw('select 1');
     return null;
@@ -36,12 +42,15 @@ export async function postgresAvailable(): Promise<string | null> {
   }
 }
 
-/** A brand-new PostgreSQL database for one test file; dropped by the returned function. */
-export async function createPgDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `cp_test_${randomBytes(6).toString('hex')}`;
-  const admin = knexFactory({ client: 'pg', connection: TEST_PG_URL, pool: { min: 0, max: 1 } });
+/** A brand-new PostgreSQL database (one per test file or bench server); dropped by the returned function. */
+export async function createPgDatabase(
+  baseUrl = TEST_PG_URL,
+  prefix = 'cp_test',
+): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `${prefix}_${randomBytes(6).toString('hex')}`;
+  const admin = knexFactory({ client: 'pg', connection: baseUrl, pool: { min: 0, max: 1 } });
   await admin.raw(`CREATE DATABASE ${name}`);
-  const url = new URL(TEST_PG_URL);
+  const url = new URL(baseUrl);
   url.pathname = `/${name}`;
   return {
     url: url.toString(),
