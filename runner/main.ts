@@ -1,10 +1,8 @@
-// `npm run start:runner`: the build runner alone.
+// `npm run start:runner`: the build runner (and its scheduled cleanup) alone.
 import { loadConfigOrExit } from '../shared/config.ts';
 import { openPlatform } from '../shared/platform.ts';
 import { onShutdown } from '../shared/shutdown.ts';
-import { driverFromConfig } from '../shared/runtime/from-config.ts';
-import { CleanupSchedule } from './cleanup-schedule.ts';
-import { Runner } from './runner.ts';
+import { startRunnerService } from './service.ts';
 
 const config = loadConfigOrExit();
 if (!config.s3.endpoint) {
@@ -13,15 +11,5 @@ if (!config.s3.endpoint) {
   process.exit(2);
 }
 const platform = await openPlatform(config);
-const driver = await driverFromConfig(config, platform.logger);
-const runner = new Runner(platform, driver);
-await runner.start();
-const cleanup = new CleanupSchedule(platform, driver, runner.id);
-cleanup.start();
-
-onShutdown(platform.logger, [
-  () => runner.stop(),
-  () => cleanup.stop(),
-  () => driver.close(),
-  () => platform.close(),
-]);
+const service = await startRunnerService(platform);
+onShutdown(platform.logger, [...service.stopSteps, () => platform.close()]);

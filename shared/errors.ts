@@ -14,7 +14,6 @@ export type ErrorCode =
   | 'version_not_built'
   | 'archive_gone'
   | 'upload_missing'
-  | 'upload_expired'
   | 'payload_too_large'
   | 'checksum_mismatch'
   | 'size_mismatch'
@@ -40,7 +39,6 @@ const statusByCode: Record<ErrorCode, number> = {
   version_not_built: 409,
   archive_gone: 409,
   upload_missing: 409,
-  upload_expired: 410,
   payload_too_large: 413,
   checksum_mismatch: 422,
   size_mismatch: 422,
@@ -91,7 +89,6 @@ export const errors = {
     }),
   uploadMissing: (key: string) =>
     new AppError('upload_missing', `no archive has been uploaded to ${key} yet`),
-  uploadExpired: () => new AppError('upload_expired', 'the upload window for this deployment has expired'),
   tooLarge: (limit: number, actual?: number) =>
     new AppError(
       'payload_too_large',

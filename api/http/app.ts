@@ -2,7 +2,7 @@
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { AppError, isAppError } from '../../shared/errors.ts';
+import { isAppError } from '../../shared/errors.ts';
 import type { Platform } from '../../shared/platform.ts';
 
 export interface AppEnv {
@@ -35,4 +35,3 @@ export function createHonoApp(p: Platform): App {
   return app;
 }
 
-export { AppError };

@@ -1,6 +1,6 @@
 // GET /api/functions, GET /api/functions/:id, DELETE /api/functions/:id
 import { deleteFunction, type RemovedFunction } from '../../shared/domain/delete-function.ts';
-import { getFunctionView, getOwnedFunction, listFunctions } from '../../shared/domain/functions.ts';
+import { getFunctionView, listFunctions } from '../../shared/domain/functions.ts';
 import type { Platform } from '../../shared/platform.ts';
 import type { App } from '../http/app.ts';
 import { functionId } from '../http/validation.ts';
@@ -19,7 +19,7 @@ export function register(app: App, p: Platform, opts: FunctionRoutesOptions = {}
   });
   app.delete('/api/functions/:id', async (c) => {
     const id = functionId(c);
-    await getOwnedFunction(p.db, c.get('userId'), id);
+    // deleteFunction checks ownership under the function's lock
     await deleteFunction(p, c.get('userId'), id, { removeRuntimeArtifacts: opts.removeRuntimeArtifacts });
     return c.body(null, 204);
   });

@@ -2,8 +2,6 @@
 import type { Knex } from 'knex';
 import type { Db } from './knex.ts';
 
-export type Trx = Knex | Knex.Transaction;
-
 export function withTransaction<T>(db: Db, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
   return db.knex.transaction(fn);
 }

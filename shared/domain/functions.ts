@@ -43,11 +43,6 @@ export async function getOwnedFunction(db: Db, userId: string, functionId: strin
   return row as FunctionRow;
 }
 
-export async function findFunctionByName(db: Db, userId: string, name: string): Promise<FunctionRow | null> {
-  const row = await db.knex('functions').where({ user_id: userId, name }).first();
-  return (row as FunctionRow | undefined) ?? null;
-}
-
 export async function getFunctionView(db: Db, userId: string, functionId: string): Promise<FunctionView> {
   const row = await summaryQuery(db).where({ 'f.id': functionId, 'f.user_id': userId }).first();
   if (!row) throw errors.functionNotFound();

@@ -8,6 +8,7 @@ import type { Platform } from '../platform.ts';
 import { ArtifactMissingError } from '../runtime/protocol.ts';
 import type { RuntimeDriver } from '../runtime/types.ts';
 import { requestRebuild } from './build-queue.ts';
+import { findDeploymentByVersion } from './deployments.ts';
 import { BUILT_STATUS, type DeploymentRow } from './model.ts';
 
 export interface InvocationResult {
@@ -36,7 +37,7 @@ function imageRebuilding(dep: DeploymentRow): AppError {
 
 async function resolveTarget(db: Db, functionId: string, version?: number): Promise<DeploymentRow> {
   if (version !== undefined) {
-    const dep = await db.knex('function_deployments').where({ function_id: functionId, version }).first();
+    const dep = await findDeploymentByVersion(db.knex, functionId, version);
     if (!dep) throw errors.versionNotFound(version);
     if (dep.status === 'building' && dep.image_removed_at) throw imageRebuilding(dep);
     if (dep.status !== BUILT_STATUS) throw errors.versionNotBuilt(version, dep.status);

@@ -1,0 +1,23 @@
+// The runner side of a process: the runtime driver, the build runner and the scheduled cleanup,
+// started together (by `npm run start:runner` and by the all-in-one `npm start`).
+import type { Platform } from '../shared/platform.ts';
+import { driverFromConfig } from '../shared/runtime/from-config.ts';
+import type { RuntimeDriver } from '../shared/runtime/types.ts';
+import { CleanupSchedule } from './cleanup-schedule.ts';
+import { Runner } from './runner.ts';
+
+export interface RunnerService {
+  driver: RuntimeDriver;
+  runner: Runner;
+  /** in shutdown order: stop claiming (in-flight builds get a deadline), stop the schedule, close the driver */
+  stopSteps: (() => Promise<unknown>)[];
+}
+
+export async function startRunnerService(platform: Platform): Promise<RunnerService> {
+  const d = await driverFromConfig(platform.config, platform.logger);
+  const runner = new Runner(platform, d);
+  await runner.start();
+  const cleanup = new CleanupSchedule(platform, d, runner.id);
+  cleanup.start();
+  return { driver: d, runner, stopSteps: [() => runner.stop(), () => cleanup.stop(), () => d.close()] };
+}
