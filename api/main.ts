@@ -1,5 +1,6 @@
 // `npm run start:api`: the API alone (PostgreSQL + real S3 in production; runners run elsewhere).
 import { loadConfigOrExit } from '../shared/config.ts';
+import { Invoker } from '../shared/domain/invoke.ts';
 import { openPlatform } from '../shared/platform.ts';
 import { onShutdown } from '../shared/shutdown.ts';
 import { driverFromConfig } from '../shared/runtime/from-config.ts';
@@ -7,13 +8,18 @@ import { createApi, serveApi } from './server.ts';
 
 const config = loadConfigOrExit();
 const platform = await openPlatform(config);
-// Invocations run here, on the same driver the runners build for.
+// Invocations run here, on warm instances of the same driver the runners build for.
 const driver = await driverFromConfig(config, platform.logger);
-const api = await serveApi(createApi(platform, { driver }), config.server);
+const invoker = new Invoker(platform, driver);
+await invoker.start();
+const api = await serveApi(createApi(platform, { driver, invoker }), config.server);
 platform.logger.info('API listening', { url: api.url, database: config.database.client, driver: driver.name });
 
+const grace = config.server.shutdownGraceMs;
 onShutdown(platform.logger, [
-  () => api.close(),
+  async () => api.stopAccepting(),
+  () => invoker.close(grace),
+  () => api.close(grace),
   () => driver.close(),
   () => platform.close(),
 ]);

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { bodyLimit } from 'hono/body-limit';
 import { errors } from '../shared/errors.ts';
 import type { Platform } from '../shared/platform.ts';
+import type { Invoker } from '../shared/domain/invoke.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
 import { createHonoApp, type App } from './http/app.ts';
 import { requireUser } from './http/auth.ts';
@@ -12,13 +13,16 @@ import * as deploy from './routes/deploy.ts';
 import * as deployments from './routes/deployments.ts';
 import * as functions from './routes/functions.ts';
 import * as health from './routes/health.ts';
+import * as instances from './routes/instances.ts';
 import * as invoke from './routes/invoke.ts';
 import * as logs from './routes/logs.ts';
 import * as rollback from './routes/rollback.ts';
 
 export interface ApiOptions {
-  /** the runtime driver invocations run on; without one the invoke routes answer 503 */
+  /** the runtime driver: deleting a function removes its artifacts with it */
   driver?: RuntimeDriver;
+  /** invocations and their warm instances; without it the invoke routes answer 503 */
+  invoker?: Invoker;
 }
 
 const JSON_BODY_LIMIT = 1024 * 1024;
@@ -37,10 +41,12 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   app.use('/api/functions', requireUser(p));
   app.use('/api/functions/*', requireUser(p));
   deploy.register(app, p);
-  const driver = opts.driver;
+  const { driver, invoker } = opts;
   functions.register(app, p, {
     removeRuntimeArtifacts: driver
       ? async (removed) => {
+          // instances first: an image still held by a running container would only be untagged
+          await invoker?.manager.dropFunction(removed.functionId);
           for (const d of removed.deployments) {
             await driver.removeArtifact({ functionId: removed.functionId, version: d.version, imageTag: d.image_tag });
           }
@@ -50,8 +56,10 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   deployments.register(app, p);
   rollback.register(app, p);
   logs.register(app, p);
-  if (driver) invoke.register(app, p, driver);
-  else {
+  if (invoker) {
+    invoke.register(app, p, invoker);
+    instances.register(app, invoker);
+  } else {
     app.post('/api/functions/:id/invoke', () => {
       throw errors.unavailable('this API process has no runtime driver configured');
     });
@@ -62,7 +70,10 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
 export interface RunningApi {
   url: string;
   port: number;
-  close(): Promise<void>;
+  /** takes no new connections; requests under way go on */
+  stopAccepting(): void;
+  /** stops accepting, gives requests under way up to `graceMs`, then drops every connection */
+  close(graceMs?: number): Promise<void>;
 }
 
 export function serveApi(app: App, opts: { host: string; port: number }): Promise<RunningApi> {
@@ -71,14 +82,24 @@ export function serveApi(app: App, opts: { host: string; port: number }): Promis
     try {
       server = serve({ fetch: app.fetch, hostname: opts.host, port: opts.port }, (info: AddressInfo) => {
         const host = info.address.includes(':') ? `[${info.address}]` : info.address;
+        let closed: Promise<void> | null = null;
+        const stopAccepting = () => {
+          closed ??= new Promise<void>((res) => server.close(() => res()));
+        };
         resolve({
           url: `http://${host}:${info.port}`,
           port: info.port,
-          close: () =>
-            new Promise<void>((res) => {
-              server.close(() => res());
-              (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
-            }),
+          stopAccepting,
+          async close(graceMs = 0) {
+            stopAccepting();
+            if (graceMs > 0) {
+              let timer: NodeJS.Timeout | undefined;
+              await Promise.race([closed, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+              clearTimeout(timer);
+            }
+            (server as unknown as { closeAllConnections(): void }).closeAllConnections();
+            await closed;
+          },
         });
       });
       server.on('error', reject);

@@ -1,7 +1,7 @@
 // One build, start to finish: stream the archive from S3 through validation onto disk, detect the
 // handler, build with the runtime driver, then mark it built and apply the activation rule. The
 // live version is never touched by anything here except that final, fenced transaction.
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Transform } from 'node:stream';
@@ -17,6 +17,8 @@ import {
 } from '../shared/domain/build-queue.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Platform } from '../shared/platform.ts';
+import { poolSettings } from '../shared/domain/invoke.ts';
+import { StartError, checkReadiness } from '../shared/runtime/readiness.ts';
 import { BuildError, type RuntimeDriver } from '../shared/runtime/types.ts';
 import { BuildLog } from './build-log.ts';
 
@@ -101,6 +103,8 @@ export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<
       signal: abort.signal,
     });
     if (abort.signal.aborted) throw abort.signal.reason;
+    await checkStarts(ctx, build, result.imageTag, buildLog);
+    if (abort.signal.aborted) throw abort.signal.reason;
     buildLog.line(`[containerpub] built in ${((Date.now() - started) / 1000).toFixed(1)} s${result.imageTag ? `: ${result.imageTag}` : ''}`);
 
     const outcome = await finishBuild(p.db, {
@@ -147,5 +151,31 @@ export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<
     clearInterval(renewal);
     ctx.shutdown.removeEventListener('abort', onShutdown);
     await fs.promises.rm(workDir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+/** Ready before live: one instance of the new version must start and answer its readiness check. */
+async function checkStarts(ctx: BuildContext, build: ClaimedBuild, imageTag: string | null, buildLog: BuildLog): Promise<void> {
+  const settings = poolSettings(ctx.p.config);
+  buildLog.line(`[containerpub] readiness check: starting one instance (up to ${settings.startTimeoutMs} ms)`);
+  try {
+    const { readyMs } = await checkReadiness(
+      ctx.driver,
+      {
+        functionId: build.functionId,
+        deploymentId: build.id,
+        version: build.version,
+        imageTag,
+        instanceId: `r-${randomBytes(6).toString('hex')}`,
+        memoryMb: settings.memoryMb,
+      },
+      settings.startTimeoutMs,
+    );
+    buildLog.line(`[containerpub] readiness check passed: ready in ${readyMs} ms`);
+  } catch (err) {
+    if (!(err instanceof StartError)) throw err;
+    const output = err.logs.trim();
+    if (output) for (const line of output.split('\n')) buildLog.line(line);
+    throw new BuildError(`version ${build.version} did not start: ${err.message}`);
   }
 }

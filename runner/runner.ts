@@ -4,8 +4,8 @@
 // builds are taken over when their leases run out.
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { BUILD_QUEUED_CHANNEL, claimBuilds, failExhaustedBuilds, onBuildQueuedLocally } from '../shared/domain/build-queue.ts';
+import { PgListener } from '../shared/db/listener.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Platform } from '../shared/platform.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
@@ -21,7 +21,7 @@ export class Runner {
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly shutdown = new AbortController();
   private pollTimer?: NodeJS.Timeout;
-  private listener?: pg.Client;
+  private listener?: PgListener;
   private unsubscribeLocal?: () => void;
   private ticking = false;
   private again = false;
@@ -98,25 +98,15 @@ export class Runner {
   }
 
   private async listen(url: string): Promise<boolean> {
-    const connect = async () => {
-      const client = new pg.Client({ connectionString: url });
-      client.on('notification', () => this.wake());
-      client.on('error', (err) => {
-        this.logger.warn('LISTEN connection lost; polling until it is back', { err });
-        client.end().catch(() => {});
-        if (!this.stopped) setTimeout(() => connect().catch(() => {}), 1000).unref();
-      });
-      await client.connect();
-      await client.query(`LISTEN ${BUILD_QUEUED_CHANNEL}`);
-      this.listener = client;
-    };
-    try {
-      await connect();
-      return true;
-    } catch (err) {
-      this.logger.warn('could not LISTEN for queued builds; polling only', { err });
-      return false;
-    }
+    this.listener = new PgListener({
+      url,
+      channels: [BUILD_QUEUED_CHANNEL],
+      onNotification: () => this.wake(),
+      // builds queued while it was down were not announced: look now
+      onReset: () => this.wake(),
+      logger: this.logger,
+    });
+    return this.listener.start();
   }
 
   /**
@@ -128,7 +118,7 @@ export class Runner {
     this.stopped = true;
     clearInterval(this.pollTimer);
     this.unsubscribeLocal?.();
-    await this.listener?.end().catch(() => {});
+    await this.listener?.stop();
     const all = Promise.allSettled([...this.inflight.values()]);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), graceMs)));

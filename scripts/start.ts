@@ -1,7 +1,8 @@
 // `npm start`: the whole platform in one process on the embedded defaults: the API, the runner
 // (and its scheduled cleanup), SQLite and an in-process S3-compatible server unless configured
-// otherwise.
+// otherwise. Warm instances of functions live here too.
 import { loadConfigOrExit } from '../shared/config.ts';
+import { Invoker } from '../shared/domain/invoke.ts';
 import { openPlatform } from '../shared/platform.ts';
 import { onShutdown } from '../shared/shutdown.ts';
 import { createApi, serveApi } from '../api/server.ts';
@@ -10,7 +11,9 @@ import { startRunnerService } from '../runner/service.ts';
 const config = loadConfigOrExit();
 const platform = await openPlatform(config);
 const service = await startRunnerService(platform);
-const api = await serveApi(createApi(platform, { driver: service.driver }), config.server);
+const invoker = new Invoker(platform, service.driver);
+await invoker.start();
+const api = await serveApi(createApi(platform, { driver: service.driver, invoker }), config.server);
 platform.logger.info('ContainerPub is running', {
   url: api.url,
   driver: service.driver.name,
@@ -18,4 +21,11 @@ platform.logger.info('ContainerPub is running', {
   s3: platform.embeddedS3 ? `embedded (${platform.embeddedS3.endpoint})` : config.s3.endpoint,
 });
 
-onShutdown(platform.logger, [() => api.close(), ...service.stopSteps, () => platform.close()]);
+const grace = config.server.shutdownGraceMs;
+onShutdown(platform.logger, [
+  async () => api.stopAccepting(),
+  () => invoker.close(grace),
+  () => api.close(grace),
+  ...service.stopSteps,
+  () => platform.close(),
+]);

@@ -56,6 +56,15 @@ const envSchema = z.object({
   FUNCTION_MEMORY_MB: int(256, 16),
   FUNCTION_CPUS: z.coerce.number().positive().max(64).default(1),
   FUNCTION_PIDS_LIMIT: int(128, 8),
+  FUNCTION_START_TIMEOUT_MS: int(10_000, 100),
+  FUNCTION_IDLE_MS: int(300_000, 100),
+  FUNCTION_MAX_INSTANCES: int(4, 1).pipe(z.number().max(1000)),
+  FUNCTION_CONCURRENCY: int(1, 1).pipe(z.number().max(1000)),
+  FUNCTION_QUEUE_MS: int(10_000, 0),
+  FUNCTION_QUEUE_MAX: int(1000, 1),
+  MAX_INSTANCES: int(32, 1),
+  INSTANCE_DIR: optionalString,
+  SHUTDOWN_GRACE_MS: int(10_000, 0),
   BUILD_LOG_MAX_BYTES: int(64 * 1024, 1024),
 
   CLEANUP_CRON: z
@@ -75,7 +84,12 @@ const envSchema = z.object({
 export type Env = z.input<typeof envSchema>;
 
 export interface Config {
-  server: { port: number; host: string };
+  server: {
+    port: number;
+    host: string;
+    /** on SIGTERM, how long in-flight requests may take to finish */
+    shutdownGraceMs: number;
+  };
   dataDir: string;
   database: { client: 'sqlite'; filename: string } | { client: 'pg'; url: string };
   s3: {
@@ -100,6 +114,19 @@ export interface Config {
     memoryMb: number;
     cpus: number;
     pidsLimit: number;
+    /** how long a new instance may take to answer its readiness check */
+    startTimeoutMs: number;
+    /** one directory per running instance, holding its socket (mounted into its container) */
+    instanceDir: string;
+  };
+  /** Platform-wide defaults of every version's pool of warm instances, and the host's cap. */
+  instances: {
+    idleMs: number;
+    maxPerVersion: number;
+    concurrency: number;
+    queueMs: number;
+    queueMax: number;
+    maxTotal: number;
   };
   cleanup: {
     /** node-cron expression, or null when CLEANUP_CRON=off */
@@ -147,7 +174,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
   return {
-    server: { port: e.PORT, host: e.HOST },
+    server: { port: e.PORT, host: e.HOST, shutdownGraceMs: e.SHUTDOWN_GRACE_MS },
     dataDir,
     database,
     s3: {
@@ -169,6 +196,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       memoryMb: e.FUNCTION_MEMORY_MB,
       cpus: e.FUNCTION_CPUS,
       pidsLimit: e.FUNCTION_PIDS_LIMIT,
+      startTimeoutMs: e.FUNCTION_START_TIMEOUT_MS,
+      instanceDir: e.INSTANCE_DIR ? path.resolve(e.INSTANCE_DIR) : path.join(dataDir, 'instances'),
+    },
+    instances: {
+      idleMs: e.FUNCTION_IDLE_MS,
+      maxPerVersion: e.FUNCTION_MAX_INSTANCES,
+      concurrency: e.FUNCTION_CONCURRENCY,
+      queueMs: e.FUNCTION_QUEUE_MS,
+      queueMax: e.FUNCTION_QUEUE_MAX,
+      maxTotal: e.MAX_INSTANCES,
     },
     cleanup: {
       cron: e.CLEANUP_CRON === 'off' ? null : e.CLEANUP_CRON,

@@ -20,7 +20,9 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'no_active_deployment'
   | 'function_error'
+  | 'function_crashed'
   | 'function_timeout'
+  | 'capacity_exceeded'
   | 'image_rebuilding'
   | 'conflict'
   | 'unavailable'
@@ -45,7 +47,9 @@ const statusByCode: Record<ErrorCode, number> = {
   unsupported_media_type: 415,
   no_active_deployment: 409,
   function_error: 502,
+  function_crashed: 502,
   function_timeout: 504,
+  capacity_exceeded: 429,
   image_rebuilding: 503,
   conflict: 409,
   unavailable: 503,
@@ -58,6 +62,8 @@ export class AppError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly details?: Record<string, unknown>,
+    /** when to try again (sent as Retry-After) */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
     this.name = 'AppError';

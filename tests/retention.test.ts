@@ -158,6 +158,10 @@ restore('a deleted version is a 409 that says its archive is gone', async () => 
 restore('an artifact removed by hand: the caller gets 503 image_rebuilding, then it serves again', async () => {
   const api = await tp.newUser();
   const d = await deployAndBuild(api, 'vanishing', await fn('still-here'));
+  // a warm instance that has loaded the function would go on serving it: start from none (once the
+  // pre-warmed one is up, so none is started after this)
+  await waitFor('the pre-warmed instance', () => tp.invoker.manager.list(d.id).some((i) => i.state === 'idle'));
+  await tp.invoker.manager.dropFunction(d.id);
   fs.rmSync(artifactDir(d.id, 1), { recursive: true, force: true });
   const first = await api.post(`/api/functions/${d.id}/invoke`, {});
   assert.is(first.status, 503);

@@ -90,23 +90,59 @@ dockerSuite('a custom Dockerfile image speaking the protocol', async () => {
     { name: 'Dockerfile', content: `FROM ${BASE_IMAGE}\nCOPY main.js /app/main.js\nCMD ["node", "/app/main.js"]\n` },
     {
       name: 'main.js',
-      content:
-        "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const e=JSON.parse(s);console.log(JSON.stringify({custom:true,got:e,v:process.env.CONTAINERPUB_VERSION}))});",
+      content: `const http = require('node:http');
+let n = 0;
+http.createServer((req, res) => {
+  if (req.url === '/ready') return res.end('{"ready":true}');
+  let body = '';
+  req.on('data', (d) => (body += d)).on('end', () => {
+    res.end(JSON.stringify({ ok: true, result: { custom: true, got: JSON.parse(body), v: process.env.CONTAINERPUB_VERSION, n: ++n } }));
+  });
+}).listen(process.env.CONTAINERPUB_SOCKET, () => require('node:fs').chmodSync(process.env.CONTAINERPUB_SOCKET, 0o777));`,
     },
   ]);
   const d = await deployAndBuild(api, 'custom', archive, 120_000);
   assert.is(d.built.status, 'active', d.built.error ?? '');
+  assert.match(d.built.buildLogs, /readiness check passed/);
   const res = await api.post(`/api/functions/${d.id}/invoke`, { hi: 'there' });
-  assert.equal(res.body.result, { custom: true, got: { hi: 'there' }, v: '1' });
+  assert.equal(res.body.result, { custom: true, got: { hi: 'there' }, v: '1', n: 1 });
+  const again = await api.post(`/api/functions/${d.id}/invoke`, { hi: 'again' });
+  assert.is(again.body.result.n, 2, 'the same warm container');
 });
 
-dockerSuite('over the timeout: 504, and the container is gone', async () => {
+dockerSuite('a version whose image cannot start never goes live; the previous one keeps serving', async () => {
   const api = await tp.newUser();
-  const d = await deployAndBuild(api, 'stuck', await makeNodeFunction('export default () => new Promise(() => setInterval(() => {}, 1000));'), 120_000);
-  const res = await api.post(`/api/functions/${d.id}/invoke`, {});
+  const id = await builtVersions(api, 'careful', 1);
+  const archive = await makeTarGz([
+    { name: 'Dockerfile', content: `FROM ${BASE_IMAGE}\nCOPY main.js /app/main.js\nCMD ["node", "/app/main.js"]\n` },
+    { name: 'main.js', content: `console.error('missing configuration'); process.exit(2);` },
+  ]);
+  const bad = await deployAndBuild(api, 'careful', archive, 120_000);
+  assert.is(bad.built.status, 'failed');
+  assert.match(bad.built.error, /did not start: .*exited with code 2: missing configuration/);
+  assert.match(bad.built.buildLogs, /missing configuration/);
+  assert.is((await api.get(`/api/functions/${id}`)).body.activeVersion, 1);
+  assert.is((await api.post(`/api/functions/${id}/invoke`, {})).body.result.tag, 'careful-v1');
+});
+
+dockerSuite('over the timeout: 504, that container is removed, the next call gets a fresh one', async () => {
+  const api = await tp.newUser();
+  const d = await deployAndBuild(
+    api,
+    'stuck',
+    await makeNodeFunction("import os from 'node:os'; export default (e) => e.hang ? new Promise(() => setInterval(() => {}, 1000)) : os.hostname();"),
+    120_000,
+  );
+  const before = await api.post(`/api/functions/${d.id}/invoke`, {});
+  assert.is(before.status, 200);
+  const res = await api.post(`/api/functions/${d.id}/invoke`, { hang: true });
   assert.is(res.status, 504);
-  const left = await docker.listContainers({ all: true, filters: { label: [`containerpub.function=${d.id}`] } });
-  assert.is(left.length, 0);
+  const containerOf = (hostname: string) =>
+    docker.listContainers({ all: true, filters: { label: [`containerpub.function=${d.id}`] } }).then((cs) => cs.filter((c) => c.Id.startsWith(hostname)));
+  await waitFor('the stuck container to be removed', async () => (await containerOf(before.body.result)).length === 0);
+  const after = await api.post(`/api/functions/${d.id}/invoke`, {});
+  assert.is(after.status, 200);
+  assert.is.not(after.body.result, before.body.result);
 });
 
 dockerSuite('containers have no network and a read-only root; a chatty function still answers', async () => {
@@ -163,6 +199,9 @@ retention('an image removed by hand: 503 image_rebuilding, then rebuilt from the
   const api = await tp.newUser();
   const d = await deployAndBuild(api, 'orphaned', await fn('back'), 120_000);
   const tag = `${REGISTRY}/function-${d.id}-v1:latest`;
+  // a warm container would go on serving from the image it holds: start from none
+  await waitFor('the pre-warmed instance', () => tp.invoker.manager.list(d.id).some((i) => i.state === 'idle'));
+  await tp.invoker.manager.dropFunction(d.id);
   await docker.getImage(tag).remove({ force: true });
   await registry.deleteTag(repoOf(d.id, 1), 'latest');
   const first = await api.post(`/api/functions/${d.id}/invoke`, {});

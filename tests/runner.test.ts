@@ -7,7 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { makeNodeFunction, makeTarGz, zeroFileTarGzStream } from './support/archives.ts';
-import { deployAndBuild, waitForBuild } from './support/flows.ts';
+import { deployAndBuild, waitForBuild, waitForInvocation } from './support/flows.ts';
 import { gzipSync } from 'node:zlib';
 
 const t = await startTestPlatform({ FUNCTION_TIMEOUT_MS: '3000' }, { runner: true });
@@ -35,8 +35,10 @@ flow('deploy → build → active → invoke answers from the live version with 
   assert.is(res.headers.get('x-function-version'), '1');
   assert.equal(
     { ...res.body.result.context, requestId: typeof res.body.result.context.requestId },
-    { functionId: d.id, version: 1, deploymentId: d.deploymentId, requestId: 'string' },
+    { functionId: d.id, version: 1, deploymentId: d.deploymentId, instanceId: res.body.result.context.instanceId, requestId: 'string' },
   );
+  assert.is(res.body.result.context.requestId, res.body.requestId);
+  assert.match(res.body.result.context.instanceId, /^i-[0-9a-f]{12}$/);
   const events = (await api.get(`/api/functions/${d.id}/logs`)).body.logs.map((l: any) => l.event);
   assert.equal(events, ['activated', 'build_succeeded', 'build_started', 'upload_completed', 'deploy_requested']);
 });
@@ -158,7 +160,7 @@ invoke('a throwing function is a 502 function_error with its message; the failur
   assert.is(res.status, 502);
   assert.is(res.body.error.code, 'function_error');
   assert.match(res.body.error.message, /kaboom 42/);
-  const inv = (await api.get(`/api/functions/${d.id}/invocations`)).body.invocations[0];
+  const inv = await waitForInvocation(api, d.id, res.body.error.details.requestId);
   assert.is(inv.outcome, 'error');
   assert.match(inv.logs, /about to fail/);
 });
@@ -169,7 +171,7 @@ invoke('over FUNCTION_TIMEOUT_MS: 504 and the process is gone', async () => {
   const res = await api.post(`/api/functions/${d.id}/invoke`, {});
   assert.is(res.status, 504);
   assert.is(res.body.error.code, 'function_timeout');
-  const inv = (await api.get(`/api/functions/${d.id}/invocations`)).body.invocations[0];
+  const inv = await waitForInvocation(api, d.id, res.body.error.details.requestId);
   assert.is(inv.outcome, 'timeout');
 });
 
@@ -183,7 +185,7 @@ invoke('a function that prints a lot still returns its result; its logs are kept
   const res = await api.post(`/api/functions/${d.id}/invoke`, {});
   assert.is(res.status, 200, JSON.stringify(res.body).slice(0, 300));
   assert.equal(res.body.result, { ok: true });
-  const inv = (await api.get(`/api/functions/${d.id}/invocations`)).body.invocations[0];
+  const inv = await waitForInvocation(api, d.id, res.body.requestId);
   assert.is(inv.outcome, 'ok');
   assert.match(inv.logs, /line 49999/);
   assert.ok(inv.logs.length < 20_000);

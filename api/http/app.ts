@@ -21,6 +21,7 @@ export function createHonoApp(p: Platform): App {
     if (isAppError(err)) {
       // The client may still be sending a body we will not read: do not reuse the connection.
       if (err.status === 413) c.header('Connection', 'close');
+      if (err.retryAfterSeconds !== undefined) c.header('Retry-After', String(err.retryAfterSeconds));
       return c.json(errorBody(err.code, err.message, err.details), err.status as ContentfulStatusCode);
     }
     if (err instanceof HTTPException) {

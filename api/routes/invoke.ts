@@ -1,14 +1,14 @@
 // POST /api/functions/:id/invoke[?version=N] — run the live version (or a named built one) with a
-// JSON event. GET /api/functions/:id/invocations — what recent invocations printed.
+// JSON event, on a warm instance. GET /api/functions/:id/invocations — what recent invocations printed.
 import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
 import { errors } from '../../shared/errors.ts';
 import { getOwnedFunction } from '../../shared/domain/functions.ts';
-import { invokeFunction, listInvocations } from '../../shared/domain/invoke.ts';
+import { listInvocations } from '../../shared/domain/invocation-log.ts';
+import type { Invoker } from '../../shared/domain/invoke.ts';
 import type { Platform } from '../../shared/platform.ts';
-import type { RuntimeDriver } from '../../shared/runtime/types.ts';
 import type { App } from '../http/app.ts';
-import { functionId, parseWith, positiveIntString, readJson } from '../http/validation.ts';
+import { functionId, parseWith, positiveIntString } from '../http/validation.ts';
 
 export const MAX_EVENT_BYTES = 6 * 1024 * 1024;
 
@@ -18,7 +18,7 @@ const invocationsQuery = z.object({
   version: positiveIntString.optional(),
 });
 
-export function register(app: App, p: Platform, driver: RuntimeDriver): void {
+export function register(app: App, p: Platform, invoker: Invoker): void {
   app.post(
     '/api/functions/:id/invoke',
     async (c, next) => {
@@ -29,9 +29,18 @@ export function register(app: App, p: Platform, driver: RuntimeDriver): void {
     async (c) => {
       const id = functionId(c);
       const { version } = parseWith(invokeQuery, c.req.query());
-      await getOwnedFunction(p.db, c.get('userId'), id);
-      const event = await readJson(c, { optional: true });
-      const out = await invokeFunction(p, driver, { functionId: id, version, event });
+      const text = await c.req.text();
+      // the event travels to the instance as the text it came in, once known to be JSON
+      let body = '{}';
+      if (text.trim() !== '') {
+        try {
+          JSON.parse(text);
+        } catch {
+          throw errors.invalidJson();
+        }
+        body = text;
+      }
+      const out = await invoker.invoke({ userId: c.get('userId'), functionId: id, version, body });
       c.header('X-Function-Version', String(out.version));
       c.header('X-Request-Id', out.requestId);
       return c.json(out);

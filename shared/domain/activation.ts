@@ -11,6 +11,7 @@ import { bool, lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
 import { nowIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
 import { recordEvent } from './events.ts';
+import { announceFunctionChanged } from './function-changes.ts';
 import { BUILT_STATUS, type DeploymentRow, type FunctionRow } from './model.ts';
 
 export type ActivationReason =
@@ -84,6 +85,7 @@ export async function activateDeploymentInTransaction(
       status: 'active',
       updated_at: now,
     });
+  await announceFunctionChanged(db, trx, fn.id);
   await recordEvent(trx, {
     functionId: fn.id,
     deploymentId: dep.id,

@@ -8,6 +8,7 @@ import { bool, lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
 import { nowIso } from '../db/time.ts';
 import { activateDeploymentInTransaction } from './activation.ts';
 import { recordEvent } from './events.ts';
+import { announceFunctionChanged } from './function-changes.ts';
 import { BUILT_STATUS } from './model.ts';
 
 export const BUILD_QUEUED_CHANNEL = 'containerpub_build_queued';
@@ -74,7 +75,12 @@ export async function requeueBuild(
       ...(opts.intentSeq === undefined ? {} : { intent_seq: opts.intentSeq }),
       ...(opts.from === 'active' ? { image_removed_at: now } : {}),
     });
-  if (moved > 0) await announceQueued(db, trx);
+  if (moved > 0) {
+    await announceQueued(db, trx);
+    // the live version may be the one that left `active`: serving processes must see it
+    const dep = await trx('function_deployments').where({ id: deploymentId }).first('function_id');
+    await announceFunctionChanged(db, trx, dep.function_id);
+  }
   return moved > 0;
 }
 
@@ -234,6 +240,8 @@ export async function finishBuild(
         updated_at: now,
       });
     if (moved === 0) return { fenced: true };
+    // a live version rebuilt (its image had vanished) serves again
+    await announceFunctionChanged(db, trx, input.functionId);
     const dep = await trx('function_deployments').where({ id: input.deploymentId }).first('version');
     await recordEvent(trx, {
       functionId: input.functionId,

@@ -2,6 +2,7 @@
 import type { Platform } from '../platform.ts';
 import { lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
 import { errors } from '../errors.ts';
+import { announceFunctionChanged } from './function-changes.ts';
 import type { DeploymentRow } from './model.ts';
 
 export interface RemovedFunction {
@@ -28,6 +29,7 @@ export async function deleteFunction(
       .select('id', 'version', 's3_key', 'archive_key', 'image_tag')
       .where({ function_id: functionId });
     await trx('functions').where({ id: functionId }).delete();
+    await announceFunctionChanged(p.db, trx, functionId);
     return { functionId, deployments: deployments.map((d) => ({ ...d, version: num(d.version) })) };
   });
   const keys = new Set<string>();

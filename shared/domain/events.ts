@@ -19,7 +19,9 @@ export type FunctionEvent =
   | 'rebuild_requested'
   | 'archived'
   | 'archive_deleted'
-  | 'image_removed';
+  | 'image_removed'
+  /** a version's instances keep dying (pool.ts CRASH_LOOP_COUNT in CRASH_LOOP_WINDOW_MS) */
+  | 'crash_loop';
 
 export interface EventInput {
   functionId: string;

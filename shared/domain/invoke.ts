@@ -1,15 +1,23 @@
-// Invocation: run the live version (or an explicitly named built one) and record what it printed.
+// Invocation in the serving process: find the version to run (the live one from the routing cache,
+// or an explicitly named built one), run it on a warm instance, record what it printed off the
+// request path. Also keeps the serving side in step with the control plane: an activation or a
+// rollback drops the cached route and pre-warms the new live version.
 import { randomUUID } from 'node:crypto';
 import type { Db } from '../db/knex.ts';
-import { bool, num } from '../db/dialect.ts';
-import { nowIso, toIso } from '../db/time.ts';
+import { num } from '../db/dialect.ts';
+import { PgListener } from '../db/listener.ts';
 import { AppError, errors } from '../errors.ts';
 import type { Platform } from '../platform.ts';
+import { CapacityError, InstanceManager, ShuttingDownError, type InstanceInfo, type InstanceTarget, type PoolSettings } from '../runtime/pool.ts';
 import { ArtifactMissingError } from '../runtime/protocol.ts';
 import type { RuntimeDriver } from '../runtime/types.ts';
 import { requestRebuild } from './build-queue.ts';
 import { findDeploymentByVersion } from './deployments.ts';
-import { BUILT_STATUS, type DeploymentRow } from './model.ts';
+import { recordEvent } from './events.ts';
+import { FUNCTION_CHANGED_CHANNEL, onFunctionChangedLocally } from './function-changes.ts';
+import { InvocationRecorder } from './invocation-log.ts';
+import { LiveRoutes } from './live-routes.ts';
+import { BUILT_STATUS } from './model.ts';
 
 export interface InvocationResult {
   result: unknown;
@@ -19,114 +27,158 @@ export interface InvocationResult {
   durationMs: number;
 }
 
-/** Logs kept per invocation; the rest of a chatty function's output is dropped from the front. */
-const STORED_LOG_BYTES = 16 * 1024;
-
-function tail(text: string, max: number): string {
-  const buf = Buffer.from(text);
-  return buf.length <= max ? text : `[… ${buf.length - max} bytes dropped …]\n` + buf.subarray(buf.length - max).toString();
-}
-
-function imageRebuilding(dep: DeploymentRow): AppError {
+function imageRebuilding(version: number, deploymentId: string): AppError {
   return new AppError(
     'image_rebuilding',
-    `the image of version ${dep.version} is missing and is being rebuilt from its archive; retry shortly`,
-    { version: num(dep.version), deploymentId: dep.id },
+    `the image of version ${version} is missing and is being rebuilt from its archive; retry shortly`,
+    { version, deploymentId },
+    5,
   );
 }
 
-async function resolveTarget(db: Db, functionId: string, version?: number): Promise<DeploymentRow> {
-  if (version !== undefined) {
-    const dep = await findDeploymentByVersion(db.knex, functionId, version);
-    if (!dep) throw errors.versionNotFound(version);
-    if (dep.status === 'building' && dep.image_removed_at) throw imageRebuilding(dep);
-    if (dep.status !== BUILT_STATUS) throw errors.versionNotBuilt(version, dep.status);
-    return dep;
-  }
-  // The seed's execution query: the function's active deployment, checked on both sides.
-  const dep = await db
-    .knex('functions as f')
-    .join('function_deployments as d', 'd.id', 'f.active_deployment_id')
-    .where({ 'f.id': functionId })
-    .first('d.*');
-  if (!dep || !bool(dep.is_active)) throw errors.noActiveDeployment();
-  if (dep.status === 'building') throw imageRebuilding(dep);
-  return dep;
+/** The pool settings of a version: the platform's defaults for now (per-version config later). */
+export function poolSettings(config: Platform['config']): PoolSettings {
+  return {
+    maxInstances: config.instances.maxPerVersion,
+    concurrency: config.instances.concurrency,
+    queueMs: config.instances.queueMs,
+    queueMax: config.instances.queueMax,
+    idleMs: config.instances.idleMs,
+    timeoutMs: config.runtime.timeoutMs,
+    startTimeoutMs: config.runtime.startTimeoutMs,
+    memoryMb: config.runtime.memoryMb,
+  };
 }
 
-export async function invokeFunction(
-  p: Platform,
-  driver: RuntimeDriver,
-  input: { functionId: string; version?: number; event: unknown },
-): Promise<InvocationResult> {
-  const dep = await resolveTarget(p.db, input.functionId, input.version);
-  const requestId = randomUUID();
-  let outcome;
-  try {
-    outcome = await driver.invoke({
-      functionId: input.functionId,
-      deploymentId: dep.id,
-      version: num(dep.version),
-      imageTag: dep.image_tag,
-      requestId,
-      event: input.event,
-      timeoutMs: p.config.runtime.timeoutMs,
+export class Invoker {
+  readonly manager: InstanceManager;
+  readonly routes: LiveRoutes;
+  readonly recorder: InvocationRecorder;
+  private feed?: PgListener;
+  private unsubscribe?: () => void;
+
+  constructor(
+    private readonly p: Platform,
+    private readonly driver: RuntimeDriver,
+  ) {
+    this.manager = new InstanceManager(driver.instances, {
+      maxTotal: p.config.instances.maxTotal,
+      settings: () => poolSettings(p.config),
+      logger: p.logger,
+      onCrashLoop: (loop) => {
+        recordEvent(p.db.knex, {
+          functionId: loop.target.functionId,
+          deploymentId: loop.target.deploymentId,
+          version: loop.target.version,
+          event: 'crash_loop',
+          message: `version ${loop.target.version} is crash-looping: ${loop.crashes} instance crashes in ${loop.windowMs / 1000} s; last: ${loop.lastError}`,
+        }).catch((err) => p.logger.warn('could not record a crash loop', { err }));
+      },
     });
-  } catch (err) {
-    if (!(err instanceof ArtifactMissingError)) throw err;
-    // Removed by hand (or lost with a node): rebuild it from its archive; callers retry.
-    p.logger.warn('artifact missing at invocation; rebuilding', { functionId: input.functionId, version: dep.version, err });
-    await requestRebuild(p.db, { functionId: input.functionId, deploymentId: dep.id, version: num(dep.version), why: err.message });
-    throw imageRebuilding(dep);
+    this.routes = new LiveRoutes(p.db, () => this.feed?.healthy ?? false);
+    this.recorder = new InvocationRecorder(p.db, p.logger);
   }
-  await p.db.knex('function_invocations').insert({
-    function_id: input.functionId,
-    deployment_id: dep.id,
-    version: num(dep.version),
-    request_id: requestId,
-    outcome: outcome.ok ? 'ok' : outcome.kind,
-    duration_ms: Math.round(outcome.durationMs),
-    logs: tail(outcome.logs, STORED_LOG_BYTES),
-    error: outcome.ok ? null : outcome.message.slice(0, 4000),
-    created_at: nowIso(),
-  });
-  const details = { version: num(dep.version), deploymentId: dep.id, requestId };
-  if (!outcome.ok && outcome.kind === 'timeout') {
-    throw new AppError('function_timeout', `function did not finish within ${p.config.runtime.timeoutMs} ms`, details);
+
+  /** Removes what a killed predecessor left running, and follows changes to functions. */
+  async start(): Promise<void> {
+    await this.driver.instances.sweepOrphans().catch((err) => this.p.logger.warn('the orphan sweep failed', { err }));
+    this.unsubscribe = onFunctionChangedLocally((id) => this.onChanged(id));
+    const db = this.p.config.database;
+    if (db.client === 'pg') {
+      this.feed = new PgListener({
+        url: db.url,
+        channels: [FUNCTION_CHANGED_CHANNEL],
+        onNotification: (_channel, id) => {
+          if (id) this.onChanged(id);
+        },
+        // changes announced while the feed was down were missed
+        onReset: () => this.routes.clear(),
+        logger: this.p.logger,
+      });
+      await this.feed.start();
+    }
   }
-  if (!outcome.ok) throw new AppError('function_error', outcome.message, details);
-  return { result: outcome.result, ...details, durationMs: Math.round(outcome.durationMs) };
+
+  /** A function changed (possibly elsewhere): drop its route, and warm what is live now. */
+  private onChanged(functionId: string): void {
+    this.routes.invalidate(functionId);
+    void this.routes
+      .get(functionId)
+      .then((route) => {
+        if (!route) return this.manager.dropFunction(functionId);
+        if (route.live?.status === BUILT_STATUS) this.manager.prewarm({ functionId, ...route.live });
+      })
+      .catch((err) => this.p.logger.warn('could not follow a change to a function', { functionId, err }));
+  }
+
+  /** What a version to run is, checked against the caller (another user's function is a 404). */
+  private async resolveTarget(userId: string, functionId: string, version?: number): Promise<InstanceTarget> {
+    const route = await this.routes.get(functionId);
+    if (!route || route.userId !== userId) throw errors.functionNotFound();
+    if (version !== undefined) return resolveVersion(this.p.db, functionId, version);
+    const live = route.live;
+    if (!live) throw errors.noActiveDeployment();
+    if (live.status === 'building') throw imageRebuilding(live.version, live.deploymentId);
+    return { functionId, deploymentId: live.deploymentId, version: live.version, imageTag: live.imageTag };
+  }
+
+  /** `body` is the event as JSON text (already checked to parse). */
+  async invoke(input: { userId: string; functionId: string; version?: number; body: string }): Promise<InvocationResult> {
+    const target = await this.resolveTarget(input.userId, input.functionId, input.version);
+    const requestId = randomUUID();
+    const details = { version: target.version, deploymentId: target.deploymentId, requestId };
+    let outcome;
+    try {
+      outcome = await this.manager.invoke(target, { requestId, body: input.body });
+      // An instance that could not start may have found its files half gone: look before blaming it.
+      if (!outcome.ok && outcome.instanceId === null && !(await this.driver.hasArtifact(target))) {
+        throw new ArtifactMissingError(outcome.message);
+      }
+    } catch (err) {
+      if (err instanceof CapacityError) {
+        throw new AppError('capacity_exceeded', err.message, { version: target.version }, err.retryAfterSeconds);
+      }
+      if (err instanceof ShuttingDownError) throw errors.unavailable(err.message);
+      if (!(err instanceof ArtifactMissingError)) throw err;
+      // Removed by hand (or lost with a node): rebuild it from its archive; callers retry.
+      this.p.logger.warn('artifact missing at invocation; rebuilding', { functionId: input.functionId, version: target.version, err });
+      await requestRebuild(this.p.db, { ...target, why: err.message });
+      throw imageRebuilding(target.version, target.deploymentId);
+    }
+    this.recorder.record({
+      ...target,
+      requestId,
+      outcome: outcome.ok ? 'ok' : outcome.kind,
+      durationMs: outcome.durationMs,
+      logs: outcome.logs,
+      error: outcome.ok ? null : outcome.message,
+    });
+    if (outcome.ok) return { result: outcome.result, ...details, durationMs: outcome.durationMs };
+    if (outcome.kind === 'timeout') throw new AppError('function_timeout', `function did not finish within ${poolSettings(this.p.config).timeoutMs} ms`, details);
+    if (outcome.kind === 'crashed') throw new AppError('function_crashed', outcome.message, details);
+    throw new AppError('function_error', outcome.message, details);
+  }
+
+  async listInstances(userId: string, functionId: string): Promise<InstanceInfo[]> {
+    const route = await this.routes.get(functionId);
+    if (!route || route.userId !== userId) throw errors.functionNotFound();
+    return this.manager.list(functionId);
+  }
+
+  /** Shutdown: in-flight invocations get `graceMs`, then every instance is stopped; records are written. */
+  async close(graceMs: number): Promise<void> {
+    this.unsubscribe?.();
+    await this.feed?.stop();
+    await this.manager.close(graceMs);
+    await this.recorder.close();
+  }
 }
 
-export interface InvocationView {
-  id: number;
-  requestId: string;
-  version: number;
-  deploymentId: string;
-  outcome: string;
-  durationMs: number;
-  logs: string | null;
-  error: string | null;
-  createdAt: string | null;
-}
-
-export async function listInvocations(
-  db: Db,
-  functionId: string,
-  opts: { limit: number; version?: number },
-): Promise<InvocationView[]> {
-  const q = db.knex('function_invocations').where({ function_id: functionId });
-  if (opts.version !== undefined) q.andWhere({ version: opts.version });
-  const rows = await q.orderBy('id', 'desc').limit(opts.limit);
-  return rows.map((r) => ({
-    id: num(r.id),
-    requestId: r.request_id,
-    version: num(r.version),
-    deploymentId: r.deployment_id,
-    outcome: r.outcome,
-    durationMs: num(r.duration_ms),
-    logs: r.logs ?? null,
-    error: r.error ?? null,
-    createdAt: toIso(r.created_at),
-  }));
+/** A named version: it must be built (a version being restored answers 503 meanwhile). */
+async function resolveVersion(db: Db, functionId: string, version: number): Promise<InstanceTarget> {
+  const dep = await findDeploymentByVersion(db.knex, functionId, version);
+  if (!dep) throw errors.versionNotFound(version);
+  if (dep.status === 'building' && dep.image_removed_at) throw imageRebuilding(num(dep.version), dep.id);
+  if (dep.status !== BUILT_STATUS) throw errors.versionNotBuilt(version, dep.status);
+  return { functionId, deploymentId: dep.id, version: num(dep.version), imageTag: dep.image_tag };
 }

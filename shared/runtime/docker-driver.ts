@@ -1,19 +1,18 @@
 // The docker driver: one image per function version (pushed to the registry when one is
-// configured), one short-lived, locked-down container per invocation.
+// configured); its instances are long-lived, locked-down containers (docker-instances.ts).
 import Docker from 'dockerode';
-import { Writable, type Duplex, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { packContext } from './docker-context.ts';
+import { APP_DIR, DockerInstances, LABEL_FUNCTION, LABEL_VERSION } from './docker-instances.ts';
 import { followDockerStream } from './docker-stream.ts';
-import { OutputCollector, parseInvocationOutput } from './output.ts';
-import { ArtifactMissingError, BOOTSTRAP_DIR, BOOTSTRAP_FILE, bootstrapFiles, checkEntry, encodeEvent, invocationEnv, type RuntimeLogger } from './protocol.ts';
+import { ArtifactMissingError, BOOTSTRAP_DIR, bootstrapFiles, checkEntry, type RuntimeLogger } from './protocol.ts';
 import { RegistryClient, splitImageTag } from './registry.ts';
 import {
   BuildError,
   type ArtifactRef,
   type BuildInput,
   type BuildResult,
-  type InvokeInput,
-  type InvokeOutcome,
+  type InstanceBackend,
   type RuntimeDriver,
 } from './types.ts';
 
@@ -28,27 +27,21 @@ export interface DockerDriverOptions {
   registryApiUrl?: string;
   /** the image Node functions are built FROM (node on PATH, no shell needed) */
   baseImage: string;
-  memoryMb: number;
-  /** CPU share of one invocation, e.g. 1 */
+  /** INSTANCE_DIR: socket directories of instances, at the same path for this process and the engine */
+  instanceDir: string;
+  /** CPU share of one instance, e.g. 1 */
   cpus: number;
-  /** processes/threads one invocation may have, e.g. 128 */
+  /** processes/threads one instance may have, e.g. 128 */
   pidsLimit: number;
   logger?: RuntimeLogger;
 }
 
-/** Labels on every image and container the platform makes. */
-export const LABEL_FUNCTION = 'containerpub.function';
-export const LABEL_VERSION = 'containerpub.version';
+export { LABEL_FUNCTION, LABEL_VERSION } from './docker-instances.ts';
 /** Set only on images built from the generated Dockerfile: they run the bootstrap. */
 export const LABEL_RUNTIME = 'containerpub.runtime';
-export const LABEL_REQUEST = 'containerpub.request';
 
 /** Where the generated Dockerfile sits in the context (not `Dockerfile`: never the user's file). */
 const GENERATED_DOCKERFILE = `${BOOTSTRAP_DIR}/Dockerfile`;
-const APP_DIR = '/app';
-const NOBODY = '65534:65534';
-/** After the container exits, how long its output may take to drain from the attach stream. */
-const DRAIN_MS = 2_000;
 
 /** The image of one function version: `[registry/]function-<id>-v<n>:latest`. */
 export function imageTagFor(registry: string | null | undefined, functionId: string, version: number): string {
@@ -84,67 +77,30 @@ function engineMessage(err: unknown): string {
   return (e?.json?.message ?? e?.message ?? String(err)).trim();
 }
 
-/**
- * The container of one invocation: no network, memory/CPU/pids limits, read-only root, nobody,
- * no capabilities, no-new-privileges. One definition, used by the driver and by the bench's floor.
- */
-export function invocationContainerOptions(
-  image: string,
-  opts: {
-    /** a Node image built by the platform: run the bootstrap (custom images keep their CMD) */
-    node: boolean;
-    limits: { memoryMb: number; cpus: number; pidsLimit: number };
-    ids: Pick<InvokeInput, 'functionId' | 'version' | 'deploymentId' | 'requestId'>;
-  },
-): Docker.ContainerCreateOptions {
-  const memory = opts.limits.memoryMb * 1024 * 1024;
-  return {
-    Image: image,
-    ...(opts.node ? { Cmd: ['node', `${APP_DIR}/${BOOTSTRAP_FILE}`], WorkingDir: APP_DIR } : {}),
-    Env: Object.entries(invocationEnv(opts.ids)).map(([k, v]) => `${k}=${v}`),
-    User: NOBODY,
-    Labels: {
-      [LABEL_FUNCTION]: opts.ids.functionId,
-      [LABEL_VERSION]: String(opts.ids.version),
-      [LABEL_REQUEST]: opts.ids.requestId,
-    },
-    AttachStdin: true,
-    AttachStdout: true,
-    AttachStderr: true,
-    OpenStdin: true,
-    StdinOnce: true,
-    Tty: false,
-    HostConfig: {
-      NetworkMode: 'none',
-      Memory: memory,
-      MemorySwap: memory,
-      NanoCpus: Math.round(opts.limits.cpus * 1e9),
-      PidsLimit: opts.limits.pidsLimit,
-      ReadonlyRootfs: true,
-      CapDrop: ['ALL'],
-      SecurityOpt: ['no-new-privileges'],
-      Tmpfs: { '/tmp': 'rw,noexec,nosuid,size=64m' },
-      AutoRemove: false,
-    },
-  };
-}
-
 export class DockerDriver implements RuntimeDriver {
   readonly name = 'docker' as const;
   readonly docker: Docker;
   private readonly registry: string | undefined;
   private readonly images = new Map<string, ImageInfo>();
-  private readonly removals = new Set<Promise<void>>();
-  private warnedCreate = false;
+  readonly instances: InstanceBackend;
 
   constructor(private readonly opts: DockerDriverOptions) {
     this.docker = opts.docker ?? new Docker();
     this.registry = opts.registry?.trim() || undefined;
+    this.instances = new DockerInstances({
+      docker: this.docker,
+      instanceDir: opts.instanceDir,
+      limits: { cpus: opts.cpus, pidsLimit: opts.pidsLimit },
+      imageInfo: (tag) => this.ensureImage(tag),
+      forgetImage: (tag) => this.images.delete(tag),
+      imageTag: (spec) => imageTagFor(this.registry, spec.functionId, spec.version),
+      logger: opts.logger,
+    });
   }
 
   describe(): string {
     return `docker driver (base image ${this.opts.baseImage}, registry ${this.registry ?? 'none: images stay local'}, ` +
-      `${this.opts.memoryMb} MB, ${this.opts.cpus} CPU, ${this.opts.pidsLimit} pids, no network)`;
+      `${this.opts.cpus} CPU, ${this.opts.pidsLimit} pids per instance, no network)`;
   }
 
   async build(input: BuildInput): Promise<BuildResult> {
@@ -251,112 +207,8 @@ export class DockerDriver implements RuntimeDriver {
     log(`pushed ${tag}${scan.digest ? ` (${scan.digest})` : ''} in ${Math.round(performance.now() - started)} ms`);
   }
 
-  async invoke(input: InvokeInput): Promise<InvokeOutcome> {
-    const tag = input.imageTag ?? imageTagFor(this.registry, input.functionId, input.version);
-    const started = performance.now();
-    let image = await this.ensureImage(tag);
-    let container: Docker.Container;
-    try {
-      container = await this.createContainer(tag, image, input);
-    } catch (err) {
-      if (statusOf(err) !== 404) throw err;
-      // the image went away since it was last seen (removed by hand, or by a cleanup)
-      this.images.delete(tag);
-      image = await this.ensureImage(tag);
-      container = await this.createContainer(tag, image, input);
-    }
-
-    const output = new OutputCollector();
-    let timedOut = false;
-    let timer: NodeJS.Timeout | undefined;
-    const stopWaiting = new AbortController();
-    try {
-      const stream = (await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true })) as Duplex;
-      const drained = new Promise<void>((resolve) => {
-        stream.once('end', resolve);
-        stream.once('close', resolve);
-        stream.once('error', () => resolve());
-      });
-      this.docker.modem.demuxStream(stream, sink((c) => output.stdout(c)), sink((c) => output.stderr(c)));
-      // asked for before start(): a container that exits at once would otherwise be missed
-      const exited = container.wait({ condition: 'next-exit', abortSignal: stopWaiting.signal }) as Promise<{ StatusCode: number }>;
-      exited.catch(() => {}); // awaited below; a start failure must not leave it unhandled
-      try {
-        await container.start();
-      } catch (err) {
-        stream.destroy();
-        const status = statusOf(err);
-        if (status === undefined) throw err;
-        // the engine answered: the image's command cannot run (a custom image's CMD, usually)
-        return {
-          ok: false,
-          kind: 'error',
-          message: `the container did not start: ${engineMessage(err)}`,
-          logs: '',
-          durationMs: Math.round(performance.now() - started),
-        };
-      }
-      timer = setTimeout(() => {
-        timedOut = true;
-        container.kill().catch(() => {});
-      }, input.timeoutMs);
-      stream.on('error', () => {}); // EPIPE when the function exits without reading its event
-      stream.end(encodeEvent(input.event));
-
-      const { StatusCode } = await exited;
-      clearTimeout(timer);
-      const durationMs = Math.round(performance.now() - started);
-      await Promise.race([drained, new Promise((r) => setTimeout(r, DRAIN_MS).unref())]);
-      stream.destroy();
-
-      let oomKilled = false;
-      if (StatusCode === 137 && !timedOut) {
-        const state = await container.inspect().then((i) => i.State).catch(() => null);
-        oomKilled = Boolean(state?.OOMKilled);
-      }
-      return parseInvocationOutput(output.finish(), {
-        exitCode: StatusCode,
-        timedOut,
-        timeoutMs: input.timeoutMs,
-        oomKilled,
-        memoryMb: this.opts.memoryMb,
-        durationMs,
-      });
-    } finally {
-      clearTimeout(timer);
-      stopWaiting.abort();
-      // explicit removal, not AutoRemove: it happens whatever the path out of here (timeout, a
-      // broken attach, an exception), and we know when it is done
-      await this.removeContainer(container);
-    }
-  }
-
-  private async createContainer(tag: string, image: ImageInfo, input: InvokeInput): Promise<Docker.Container> {
-    const container = await this.docker.createContainer(
-      invocationContainerOptions(tag, { node: image.node, limits: this.opts, ids: input }),
-    );
-    const warnings = (container as unknown as { Warnings?: string[] }).Warnings;
-    if (!this.warnedCreate && Array.isArray(warnings) && warnings.length > 0) {
-      this.warnedCreate = true;
-      this.opts.logger?.warn('the engine weakened the container limits', { warnings });
-    }
-    return container;
-  }
-
-  private removeContainer(container: Docker.Container): Promise<void> {
-    const removal = container
-      .remove({ force: true })
-      .then(() => {}, (err: unknown) => {
-        if (statusOf(err) === 404) return;
-        this.opts.logger?.warn('could not remove an invocation container', { container: container.id, error: engineMessage(err) });
-      })
-      .finally(() => this.removals.delete(removal));
-    this.removals.add(removal);
-    return removal;
-  }
-
   /** The image's facts, pulling it from the registry when it is not on this engine. */
-  private async ensureImage(tag: string): Promise<ImageInfo> {
+  async ensureImage(tag: string): Promise<ImageInfo> {
     const cached = this.images.get(tag);
     if (cached) return cached;
     let inspect = await this.inspectImage(tag);
@@ -447,24 +299,12 @@ export class DockerDriver implements RuntimeDriver {
 
   private async removeLocalImage(tag: string): Promise<void> {
     try {
-      // force: containers are per invocation, none should hold the image for long
+      // force: an idle instance of a version being removed may still hold its image
       await this.docker.getImage(tag).remove({ force: true });
     } catch (err) {
       if (statusOf(err) !== 404) throw err;
     }
   }
 
-  async close(): Promise<void> {
-    await Promise.all([...this.removals]);
-  }
-}
-
-/** A writable that hands each chunk to `fn` (the collector bounds what it keeps). */
-function sink(fn: (chunk: Buffer) => void): Writable {
-  return new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      fn(chunk);
-      callback();
-    },
-  });
+  async close(): Promise<void> {}
 }

@@ -13,11 +13,11 @@ export function driverFromConfig(config: Config, logger: Logger): Promise<Runtim
       registry: r.registry,
       registryApiUrl: r.registryApiUrl,
       baseImage: r.baseImage,
-      memoryMb: r.memoryMb,
+      instanceDir: r.instanceDir,
       cpus: r.cpus,
       pidsLimit: r.pidsLimit,
       logger,
     },
-    process: { artifactsDir: path.join(config.dataDir, 'artifacts'), memoryMb: r.memoryMb, logger },
+    process: { artifactsDir: path.join(config.dataDir, 'artifacts'), instanceDir: r.instanceDir, logger },
   });
 }

@@ -1,52 +1,51 @@
 // The process driver: a version is an unpacked directory under DATA_DIR/artifacts, and each
-// invocation is a child `node` process of the runner. For development without Docker only.
-import { spawn } from 'node:child_process';
+// instance a child `node` process of the serving process. For development without Docker only.
 import { randomBytes } from 'node:crypto';
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { OutputCollector, parseInvocationOutput } from './output.ts';
-import {
-  ArtifactMissingError,
-  BOOTSTRAP_DIR,
-  BOOTSTRAP_FILE,
-  ENTRY_FILE,
-  bootstrapFiles,
-  checkEntry,
-  encodeEvent,
-  invocationEnv,
-  type RuntimeLogger,
-} from './protocol.ts';
+import { ProcessInstances } from './process-instances.ts';
+import { ArtifactMissingError, BOOTSTRAP_DIR, BOOTSTRAP_FILE, ENTRY_FILE, bootstrapFiles, checkEntry, type RuntimeLogger } from './protocol.ts';
 import {
   BuildError,
   type ArtifactRef,
   type BuildInput,
   type BuildResult,
-  type InvokeInput,
-  type InvokeOutcome,
+  type InstanceBackend,
   type RuntimeDriver,
 } from './types.ts';
 
 export const PROCESS_DRIVER_WARNING =
-  'RUNTIME_DRIVER=process runs functions as plain child processes of the runner: no filesystem, network, ' +
+  'RUNTIME_DRIVER=process runs functions as plain child processes of the platform: no filesystem, network, ' +
   'CPU or process isolation, memory bounded only by the V8 heap limit. Use it for development, never for untrusted code.';
 
 export interface ProcessDriverOptions {
   /** DATA_DIR/artifacts */
   artifactsDir: string;
-  memoryMb: number;
+  /** INSTANCE_DIR: a directory per running instance, for its socket */
+  instanceDir: string;
   logger?: RuntimeLogger;
 }
-
-/** After a kill, how long the pipes may take to close before the invocation is settled anyway. */
-const KILL_GRACE_MS = 2_000;
 
 export class ProcessDriver implements RuntimeDriver {
   readonly name = 'process' as const;
   private readonly artifactsDir: string;
+  readonly instances: InstanceBackend;
 
   constructor(private readonly opts: ProcessDriverOptions) {
     this.artifactsDir = path.resolve(opts.artifactsDir);
     opts.logger?.warn(PROCESS_DRIVER_WARNING, { driver: 'process' });
+    this.instances = new ProcessInstances({
+      instanceDir: path.resolve(opts.instanceDir),
+      logger: opts.logger,
+      artifactDir: (spec) => {
+        const dir = this.artifactDir(spec);
+        if (!fsSync.existsSync(`${dir}/${ENTRY_FILE}`)) {
+          throw new ArtifactMissingError(`the files of ${spec.functionId} v${spec.version} are missing (${dir})`);
+        }
+        return dir;
+      },
+    });
   }
 
   describe(): string {
@@ -96,77 +95,6 @@ export class ProcessDriver implements RuntimeDriver {
     }
     input.log(`process driver: version ${input.version} ready (no image; runs as a child process)`);
     return { imageTag: null };
-  }
-
-  async invoke(input: InvokeInput): Promise<InvokeOutcome> {
-    const dir = this.artifactDir(input);
-    if (!(await this.hasArtifact(input))) {
-      throw new ArtifactMissingError(`the files of ${input.functionId} v${input.version} are missing (${dir})`);
-    }
-    const started = performance.now();
-    const output = new OutputCollector();
-    const child = spawn(process.execPath, [`--max-old-space-size=${this.opts.memoryMb}`, BOOTSTRAP_FILE], {
-      cwd: dir,
-      // only PATH and the context: the runner's own environment (database URL, keys) stays out
-      env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', ...invocationEnv(input) },
-      stdio: ['pipe', 'pipe', 'pipe'],
-      // its own process group, so a timeout kills whatever the function spawned too
-      detached: true,
-    });
-    child.stdout.on('data', (chunk: Buffer) => output.stdout(chunk));
-    child.stderr.on('data', (chunk: Buffer) => output.stderr(chunk));
-    // the function may exit without reading its stdin: EPIPE is not our failure
-    child.stdin.on('error', () => {});
-
-    let timedOut = false;
-    const killGroup = () => {
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
-    };
-
-    const exit = await new Promise<{ code: number | null; signal: string | null; spawnError?: Error }>((resolve) => {
-      let graceTimer: NodeJS.Timeout | undefined;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        killGroup();
-        // a grandchild that escaped the group could hold the pipes open: do not wait on it forever
-        graceTimer = setTimeout(() => {
-          child.stdout.destroy();
-          child.stderr.destroy();
-          resolve({ code: child.exitCode, signal: child.signalCode });
-        }, KILL_GRACE_MS);
-      }, input.timeoutMs);
-      child.once('error', (err) => {
-        clearTimeout(timer);
-        clearTimeout(graceTimer);
-        resolve({ code: null, signal: null, spawnError: err });
-      });
-      child.once('close', (code, signal) => {
-        clearTimeout(timer);
-        clearTimeout(graceTimer);
-        resolve({ code, signal });
-      });
-      child.stdin.end(encodeEvent(input.event));
-    });
-    if (exit.spawnError) throw exit.spawnError;
-    // whatever the function left running in its group goes with it
-    if (!timedOut && child.pid !== undefined) {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // the group is already gone: the usual case
-      }
-    }
-    return parseInvocationOutput(output.finish(), {
-      exitCode: exit.code,
-      signal: exit.signal,
-      timedOut,
-      timeoutMs: input.timeoutMs,
-      durationMs: Math.round(performance.now() - started),
-    });
   }
 
   async hasArtifact(ref: ArtifactRef): Promise<boolean> {

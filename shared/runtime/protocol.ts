@@ -1,14 +1,21 @@
-// The invocation protocol both drivers speak (and custom Dockerfile images must speak):
-//   - the event: ONE JSON document written on the function's stdin, which is then closed;
-//   - the result: the LAST non-empty line of stdout, as JSON, with exit code 0;
-//   - a failure: a non-zero exit; the message is the last non-empty line of stderr;
-//   - the context: the CONTAINERPUB_* environment variables below.
+// The instance protocol both drivers speak, and custom Dockerfile images must speak too:
+//   - the platform starts the instance with the CONTAINERPUB_* environment variables below; the
+//     instance serves HTTP/1.1 on the Unix socket CONTAINERPUB_SOCKET names (a per-instance
+//     directory, mounted into the container: it works with no network at all);
+//   - readiness: `GET /ready` answers 200 once the function is loaded; until then the platform
+//     retries, for up to FUNCTION_START_TIMEOUT_MS;
+//   - an invocation: `POST /invoke` with the JSON event as the body and the request id in
+//     `X-ContainerPub-Request-Id`; the answer is 200 with {"ok": true, "result": <JSON>, "logs": "…"}
+//     or {"ok": false, "error": "<message>", "logs": "…"} (logs are optional);
+//   - the instance serves many invocations, up to the version's concurrency at once, and may keep
+//     state between them; it is stopped (SIGKILL) when idle, and whatever it prints on stdout and
+//     stderr is its log.
 // For Node functions the platform adds its bootstrap (bootstrap/bootstrap.mjs) as
 // <root>/.containerpub/bootstrap.mjs, with <root>/.containerpub/entry.json naming the handler module.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BuildError, type InvokeInput } from './types.ts';
+import { BuildError } from './types.ts';
 
 export const BOOTSTRAP_DIR = '.containerpub';
 export const BOOTSTRAP_FILE = `${BOOTSTRAP_DIR}/bootstrap.mjs`;
@@ -25,20 +32,27 @@ export interface RuntimeLogger {
 /** The built artifact of a version is gone (image removed, directory deleted): rebuild or fail. */
 export class ArtifactMissingError extends Error {}
 
-/** The context of one invocation, as environment variables (the only ones a function receives). */
-export function invocationEnv(input: Pick<InvokeInput, 'functionId' | 'version' | 'deploymentId' | 'requestId'>): Record<string, string> {
+/** Where the instance's socket directory is mounted in a container. */
+export const CONTAINER_SOCKET_DIR = '/run/containerpub';
+/** The socket's name inside the instance's directory. */
+export const SOCKET_NAME = 'fn.sock';
+export const REQUEST_ID_HEADER = 'x-containerpub-request-id';
+
+/** The environment of an instance (the only variables a function receives besides PATH). */
+export function instanceEnv(input: {
+  functionId: string;
+  version: number;
+  deploymentId: string;
+  instanceId: string;
+  socketPath: string;
+}): Record<string, string> {
   return {
     CONTAINERPUB_FUNCTION_ID: input.functionId,
     CONTAINERPUB_VERSION: String(input.version),
     CONTAINERPUB_DEPLOYMENT_ID: input.deploymentId,
-    CONTAINERPUB_REQUEST_ID: input.requestId,
+    CONTAINERPUB_INSTANCE_ID: input.instanceId,
+    CONTAINERPUB_SOCKET: input.socketPath,
   };
-}
-
-/** The event as the bytes written on stdin; `undefined` travels as null. */
-export function encodeEvent(event: unknown): string {
-  const text = JSON.stringify(event ?? null);
-  return text === undefined ? 'null' : text;
 }
 
 /**

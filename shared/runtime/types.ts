@@ -1,5 +1,5 @@
-// The runtime driver: how a validated, unpacked function becomes runnable (build) and how one
-// invocation runs (invoke). Two implementations: docker (dockerode) and process (a child Node
+// The runtime driver: how a validated, unpacked function becomes runnable (build) and how its
+// long-lived instances are started (instances). Two implementations: docker (dockerode) and process (a child Node
 // process, for development without Docker).
 
 /** What the unpacked archive holds, as decided by shared/archive/detect.ts. */
@@ -31,21 +31,48 @@ export interface ArtifactRef {
   imageTag: string | null;
 }
 
-export interface InvokeInput extends ArtifactRef {
+/** What an instance runs: one built version, with its limits. */
+export interface InstanceSpec extends ArtifactRef {
   deploymentId: string;
-  requestId: string;
-  event: unknown;
-  timeoutMs: number;
+  /** unique per instance; names its socket directory, container and log lines */
+  instanceId: string;
+  /** its memory limit (the container's, or Node's heap for the process driver) */
+  memoryMb: number;
 }
 
-export type InvokeOutcome =
-  | { ok: true; result: unknown; logs: string; durationMs: number }
-  | { ok: false; kind: 'error' | 'timeout'; message: string; logs: string; durationMs: number };
+export interface InstanceExit {
+  /** null when it was killed by a signal (or the engine did not say) */
+  code: number | null;
+  signal?: string | null;
+  /** it went over its memory limit (the engine said so, or Node's heap ran out) */
+  oomKilled: boolean;
+}
+
+/** A started instance (a container or a child process), serving the protocol on its socket. */
+export interface RunningInstance {
+  readonly id: string;
+  /** the socket as this process reaches it */
+  readonly socketPath: string;
+  /** settles once the instance is gone, however it went */
+  readonly exited: Promise<InstanceExit>;
+  /** the tail of what it printed on stdout and stderr, bounded */
+  log(): string;
+  /** kills it and frees what it held (container, socket directory); idempotent */
+  kill(): Promise<void>;
+}
+
+/** Starts instances of built versions: one class per driver (containers, child processes). */
+export interface InstanceBackend {
+  /** Starts one instance; resolves once it runs (not yet ready: see instance.ts waitReady). */
+  start(spec: InstanceSpec): Promise<RunningInstance>;
+  /** Removes instances left by platform processes that died without stopping them; how many. */
+  sweepOrphans(): Promise<number>;
+}
 
 export interface RuntimeDriver {
   readonly name: 'docker' | 'process';
   build(input: BuildInput): Promise<BuildResult>;
-  invoke(input: InvokeInput): Promise<InvokeOutcome>;
+  readonly instances: InstanceBackend;
   /** whether the built artifact (image or unpacked directory) is still there */
   hasArtifact(ref: ArtifactRef): Promise<boolean>;
   /** removes the artifact everywhere it lives (engine and registry, or the directory); idempotent */

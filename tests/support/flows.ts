@@ -61,3 +61,16 @@ export async function deployAndBuild(api: Client, name: string, archive: Buffer,
   const built = await waitForBuild(api, d.id, d.version, timeoutMs);
   return { ...d, built };
 }
+
+/** The record of one invocation, once written (records are written in batches, within ~1 s). */
+export async function waitForInvocation(api: Client, functionId: string, requestId: string) {
+  const { waitFor } = await import('./services.ts');
+  return waitFor(
+    `the record of invocation ${requestId}`,
+    async () => {
+      const res = await api.get(`/api/functions/${functionId}/invocations?limit=200`);
+      return (res.body.invocations as any[]).find((i) => i.requestId === requestId);
+    },
+    { timeoutMs: 5_000, intervalMs: 50 },
+  );
+}

@@ -11,6 +11,7 @@ import { client, type Client } from './http.ts';
 import { driverFromConfig } from '../../shared/runtime/from-config.ts';
 import type { RuntimeDriver } from '../../shared/runtime/types.ts';
 import { Runner } from '../../runner/runner.ts';
+import { Invoker } from '../../shared/domain/invoke.ts';
 import { createPgDatabase, postgresAvailable, requireService, testDbKind } from './services.ts';
 
 export interface TestPlatform {
@@ -19,11 +20,13 @@ export interface TestPlatform {
   dataDir: string;
   http: Client;
   driver: RuntimeDriver;
+  /** invocations and warm instances of the API process */
+  invoker: Invoker;
   runner?: Runner;
   /** registers a fresh user and returns a client carrying its token */
   newUser(): Promise<Client & { userId: string; token: string }>;
   /** a second API process-equivalent (own pools and clients) over the same database and S3 */
-  replica(): Promise<{ url: string; platform: Platform; close(): Promise<void> }>;
+  replica(): Promise<{ url: string; platform: Platform; invoker: Invoker; close(): Promise<void> }>;
   close(): Promise<void>;
 }
 
@@ -61,7 +64,9 @@ export async function startTestPlatform(
   });
   const platform = await openPlatform(config, { logger: createLogger(config.logLevel) });
   const driver = await driverFromConfig(config, platform.logger);
-  const api: ApiOptions = { driver };
+  const invoker = new Invoker(platform, driver);
+  await invoker.start();
+  const api: ApiOptions = { driver, invoker };
   const runner = opts.runner ? new Runner(platform, driver) : undefined;
   await runner?.start();
   const served = await serveApi(createApi(platform, api), { host: '127.0.0.1', port: 0 });
@@ -83,13 +88,26 @@ export async function startTestPlatform(
         s3: { ...config.s3, endpoint: platform.embeddedS3?.endpoint ?? config.s3.endpoint, accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
       };
       const rp = await openPlatform(replicaConfig, { logger: createLogger(config.logLevel) });
-      const rs = await serveApi(createApi(rp, api), { host: '127.0.0.1', port: 0 });
-      return { url: rs.url, platform: rp, close: async () => { await rs.close(); await rp.close(); } };
+      const ri = new Invoker(rp, driver);
+      await ri.start();
+      const rs = await serveApi(createApi(rp, { driver, invoker: ri }), { host: '127.0.0.1', port: 0 });
+      return {
+        url: rs.url,
+        platform: rp,
+        invoker: ri,
+        close: async () => {
+          await rs.close();
+          await ri.close(0);
+          await rp.close();
+        },
+      };
     },
     driver,
+    invoker,
     runner,
     async close() {
       await served.close();
+      await invoker.close(0);
       await runner?.stop(5000);
       await driver.close();
       await platform.close();

@@ -1,6 +1,8 @@
-// The docker driver against the real engine and registry: build + push, locked-down invocations
-// (no network, nobody, read-only root), timeouts that leave no container, engine errors inside a
-// build stream, custom Dockerfile images, pulls, removal from engine and registry.
+// The docker driver against the real engine and registry: build + push, locked-down instances
+// (no network, nobody, read-only root and socket directory), warm reuse, timeouts and crashes that
+// leave no container, orphans of a killed platform process, engine errors inside a build stream,
+// custom Dockerfile images, pulls, removal from engine and registry.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,7 +13,9 @@ import * as assert from 'uvu/assert';
 import { DockerDriver, imageTagFor, LABEL_FUNCTION } from '../../shared/runtime/docker-driver.ts';
 import { RegistryClient, splitImageTag } from '../../shared/runtime/registry.ts';
 import { ArtifactMissingError } from '../../shared/runtime/protocol.ts';
-import { BuildError, type ArtifactRef, type BuildInput, type FunctionKind, type InvokeInput } from '../../shared/runtime/types.ts';
+import { InstanceManager, type InstanceTarget, type InvokeOutcome, type PoolSettings } from '../../shared/runtime/pool.ts';
+import { BuildError, type BuildInput, type FunctionKind } from '../../shared/runtime/types.ts';
+import { poolSettings } from '../support/process-fixture.ts';
 import { dockerAvailable, requireService, waitFor } from '../support/services.ts';
 
 const REGISTRY = process.env.TEST_REGISTRY ?? '127.0.0.1:5000';
@@ -26,7 +30,10 @@ const baseUp = await docker.getImage(BASE_IMAGE).inspect().then(() => true, () =
 if (!requireService(`base image ${BASE_IMAGE}`, baseUp, 'not on the engine')) process.exit(0);
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-docker-'));
-const driver = new DockerDriver({ docker, registry: REGISTRY, baseImage: BASE_IMAGE, memoryMb: 128, cpus: 1, pidsLimit: 64 });
+const instanceDir = path.join(root, 'instances');
+const newDriver = (opts: { registry?: string } = { registry: REGISTRY }) =>
+  new DockerDriver({ docker, registry: opts.registry, baseImage: BASE_IMAGE, instanceDir, cpus: 1, pidsLimit: 64 });
+const driver = newDriver();
 /** Every function id this file builds, for the final cleanup. */
 const functionIds = new Set<string>();
 const timings: Record<string, number[]> = {};
@@ -77,8 +84,20 @@ async function build(files: Record<string, string>, fn: FunctionKind = { kind: '
   return { ...input, imageTag: result.imageTag, lines };
 }
 
-function invokeInput(built: ArtifactRef & { deploymentId: string }, event: unknown, timeoutMs = 20_000): InvokeInput {
-  return { ...built, requestId: randomUUID(), event, timeoutMs };
+/** One invocation on a pool of its own (a cold container), torn down after. */
+async function invokeOnce(
+  built: InstanceTarget,
+  event: unknown,
+  over: Partial<PoolSettings> = {},
+  d: DockerDriver = driver,
+): Promise<InvokeOutcome & { requestId: string }> {
+  const manager = new InstanceManager(d.instances, { maxTotal: 4, settings: () => poolSettings({ timeoutMs: 20_000, ...over }) });
+  const requestId = randomUUID();
+  try {
+    return { ...(await manager.invoke(built, { requestId, body: JSON.stringify(event ?? null) })), requestId };
+  } finally {
+    await manager.close(0);
+  }
 }
 
 async function containersOf(functionId: string) {
@@ -95,7 +114,8 @@ async function imagesOf(functionId: string) {
 // One Node function reused by several tests: it reports what its sandbox looks like.
 const probeSource = {
   'package.json': JSON.stringify({ name: 'probe', type: 'module' }),
-  'index.mjs': `import fs from 'node:fs';
+  'index.mjs': `import { spawn } from 'node:child_process';
+import fs from 'node:fs';
     import os from 'node:os';
     export default async (event, context) => {
       if (event?.mode === 'throw') throw new Error('probe failed on purpose');
@@ -113,6 +133,8 @@ const probeSource = {
       try { fs.writeFileSync('/app/x', 'x'); } catch (err) { appWrite = err.code; }
       let tmpWrite = 'written';
       try { fs.writeFileSync('/tmp/x', 'x'); } catch (err) { tmpWrite = err.code; }
+      let socketDirWrite = 'written';
+      try { fs.writeFileSync('/run/containerpub/x', 'x'); } catch (err) { socketDirWrite = err.code; }
       let fetchResult = 'reached';
       try { await fetch('http://1.1.1.1', { signal: AbortSignal.timeout(3000) }); } catch (err) { fetchResult = 'failed: ' + (err.cause?.code ?? err.name); }
       console.log('a log line');
@@ -124,12 +146,29 @@ const probeSource = {
         interfaces: Object.keys(os.networkInterfaces()),
         appWrite,
         tmpWrite,
+        socketDirWrite,
         fetchResult,
         cwd: process.cwd(),
         env: Object.keys(process.env).filter((k) => k.startsWith('CONTAINERPUB_')).sort(),
       };
     };`,
 };
+/** A custom image's server: the documented protocol, by hand (HTTP on the socket, /ready, /invoke). */
+const CUSTOM_SERVER = `const http = require('node:http');
+const server = http.createServer((req, res) => {
+  if (req.url === '/ready') { res.end('{"ready":true}'); return; }
+  let body = '';
+  req.on('data', (d) => (body += d));
+  req.on('end', () => {
+    console.log('custom log');
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ ok: true, logs: 'custom log\\n', result: {
+      custom: true, got: JSON.parse(body), version: process.env.CONTAINERPUB_VERSION, uid: process.getuid(),
+      requestId: req.headers['x-containerpub-request-id'] } }));
+  });
+});
+server.listen(process.env.CONTAINERPUB_SOCKET, () => require('node:fs').chmodSync(process.env.CONTAINERPUB_SOCKET, 0o777));`;
+
 let probe: Awaited<ReturnType<typeof build>> | undefined;
 const getProbe = async () => (probe ??= await build(probeSource));
 
@@ -153,42 +192,75 @@ test('build + push a Node function: the image is on the engine and its tag in th
   assert.ok(await driver.hasArtifact(built));
 });
 
-test('invoke: result, context, and the sandbox (no network, nobody, read-only root)', async () => {
+test('an instance: result, context, and the sandbox (no network, nobody, read-only root and socket dir)', async () => {
   const built = await getProbe();
-  const input = invokeInput(built, { hello: 'docker' });
   const started = performance.now();
-  const out = await driver.invoke(input);
+  const out = await invokeOnce(built, { hello: 'docker' });
   timed('cold invoke (docker)', performance.now() - started);
   assert.ok(out.ok, JSON.stringify(out));
   if (!out.ok) return;
   const r = out.result as Record<string, unknown>;
   assert.equal(r.event, { hello: 'docker' });
-  assert.equal(r.context, { functionId: built.functionId, version: 1, deploymentId: built.deploymentId, requestId: input.requestId });
+  assert.equal(r.context, {
+    functionId: built.functionId,
+    version: 1,
+    deploymentId: built.deploymentId,
+    instanceId: out.instanceId,
+    requestId: out.requestId,
+  });
   assert.is(r.uid, 65534);
   assert.is(r.gid, 65534);
   assert.equal(r.interfaces, ['lo']);
   assert.match(String(r.fetchResult), /^failed/);
   assert.is(r.appWrite, 'EROFS');
   assert.is(r.tmpWrite, 'written');
+  assert.is(r.socketDirWrite, 'EACCES', 'the socket directory is locked once the instance listens');
   assert.is(r.cwd, '/app');
-  assert.equal(r.env, ['CONTAINERPUB_DEPLOYMENT_ID', 'CONTAINERPUB_FUNCTION_ID', 'CONTAINERPUB_REQUEST_ID', 'CONTAINERPUB_VERSION']);
+  assert.equal(r.env, [
+    'CONTAINERPUB_DEPLOYMENT_ID',
+    'CONTAINERPUB_FUNCTION_ID',
+    'CONTAINERPUB_INSTANCE_ID',
+    'CONTAINERPUB_SOCKET',
+    'CONTAINERPUB_VERSION',
+  ]);
   assert.match(out.logs, 'a log line');
-  assert.equal(await containersOf(built.functionId), [], 'the container is removed');
+  assert.equal(await containersOf(built.functionId), [], 'the container is removed with its pool');
 });
 
-test('cold invokes, several in a row (timing)', async () => {
+test('warm: one container serves many invocations; its limits are the sandbox\'s', async () => {
   const built = await getProbe();
-  for (let i = 0; i < 5; i++) {
-    const started = performance.now();
-    const out = await driver.invoke(invokeInput(built, { mode: 'print-nothing', i }));
-    timed('cold invoke (docker)', performance.now() - started);
-    assert.ok(out.ok, JSON.stringify(out));
+  const manager = new InstanceManager(driver.instances, { maxTotal: 4, settings: () => poolSettings({ timeoutMs: 20_000 }) });
+  try {
+    const ids = new Set<string | null>();
+    for (let i = 0; i < 5; i++) {
+      const started = performance.now();
+      const out = await manager.invoke(built, { requestId: randomUUID(), body: JSON.stringify({ mode: 'quick', i }) });
+      timed(i === 0 ? 'cold invoke (docker)' : 'warm invoke (docker)', performance.now() - started);
+      assert.ok(out.ok, JSON.stringify(out));
+      assert.is(out.cold, i === 0);
+      ids.add(out.instanceId);
+    }
+    assert.is(ids.size, 1);
+    const [c] = await containersOf(built.functionId);
+    assert.ok(c, 'one container runs');
+    const info = await docker.getContainer(c!.Id).inspect();
+    assert.is(info.HostConfig.NetworkMode, 'none');
+    assert.is(info.HostConfig.ReadonlyRootfs, true);
+    assert.equal(info.HostConfig.CapDrop, ['ALL']);
+    assert.equal(info.HostConfig.SecurityOpt, ['no-new-privileges']);
+    assert.is(info.HostConfig.Memory, 128 * 1024 * 1024);
+    assert.is(info.HostConfig.PidsLimit, 64);
+    assert.is(info.Config.User, '65534:65534');
+    assert.equal(info.HostConfig.LogConfig, { Type: 'json-file', Config: { 'max-file': '1', 'max-size': '1m' } });
+  } finally {
+    await manager.close(0);
   }
+  assert.equal(await containersOf(built.functionId), [], 'close removes the container');
 });
 
 test('a function printing 2 MB still returns its result; logs bounded', async () => {
   const built = await getProbe();
-  const out = await driver.invoke(invokeInput(built, { mode: 'print' }));
+  const out = await invokeOnce(built, { mode: 'print' });
   assert.ok(out.ok, JSON.stringify(out).slice(0, 500));
   if (!out.ok) return;
   assert.is(out.result, 'printed');
@@ -199,35 +271,72 @@ test('a function printing 2 MB still returns its result; logs bounded', async ()
 
 test('a throwing handler: an error with its message', async () => {
   const built = await getProbe();
-  const out = await driver.invoke(invokeInput(built, { mode: 'throw' }));
-  assert.not.ok(out.ok);
-  if (out.ok) return;
-  assert.is(out.kind, 'error');
-  assert.is(out.message, 'probe failed on purpose');
+  const out = await invokeOnce(built, { mode: 'throw' });
+  assert.ok(!out.ok && out.kind === 'error', JSON.stringify(out));
+  if (!out.ok) assert.is(out.message, 'probe failed on purpose');
 });
 
-test('a hung handler times out after 1 s and leaves no container', async () => {
+test('a hung handler times out after 1 s and its container is removed', async () => {
   const built = await getProbe();
-  const started = performance.now();
-  const out = await driver.invoke(invokeInput(built, { mode: 'hang' }, 1000));
-  assert.not.ok(out.ok);
-  if (out.ok) return;
-  assert.is(out.kind, 'timeout');
-  assert.ok(performance.now() - started < 10_000);
-  assert.equal(await containersOf(built.functionId), []);
+  const manager = new InstanceManager(driver.instances, { maxTotal: 4, settings: () => poolSettings({ timeoutMs: 1000 }) });
+  try {
+    const started = performance.now();
+    const out = await manager.invoke(built, { requestId: randomUUID(), body: '{"mode":"hang"}' });
+    assert.ok(!out.ok && out.kind === 'timeout', JSON.stringify(out));
+    assert.ok(performance.now() - started < 10_000);
+    await waitFor('the stuck container to be removed', async () => (await containersOf(built.functionId)).length === 0, { timeoutMs: 10_000 });
+    const next = await manager.invoke(built, { requestId: randomUUID(), body: '{}' });
+    assert.ok(next.ok, 'a fresh instance answers the next call');
+  } finally {
+    await manager.close(0);
+  }
   const byAncestor = await docker.listContainers({ all: true, filters: JSON.stringify({ ancestor: [built.imageTag!] }) });
   assert.equal(byAncestor, []);
 });
 
-test('a function over its memory limit is reported as such', async () => {
+test('an instance over its memory limit crashes with a message that says so', async () => {
   const built = await getProbe();
-  const small = new DockerDriver({ docker, registry: REGISTRY, baseImage: BASE_IMAGE, memoryMb: 64, cpus: 1, pidsLimit: 64 });
-  const out = await small.invoke(invokeInput(built, { mode: 'oom' }));
-  await small.close();
-  assert.not.ok(out.ok);
-  if (out.ok) return;
-  assert.is(out.kind, 'error');
-  assert.match(out.message, /memory limit of 64 MB/);
+  const out = await invokeOnce(built, { mode: 'oom' }, { memoryMb: 64 });
+  assert.ok(!out.ok && out.kind === 'crashed', JSON.stringify(out).slice(0, 500));
+  if (!out.ok) assert.match(out.message, /ran out of memory \(limit 64 MB\)/);
+});
+
+test('orphans: a SIGKILLed platform process leaves containers that the next start removes', async () => {
+  const built = await getProbe();
+  const script = path.join(root, `orphan-${randomUUID()}.mts`);
+  const repo = path.resolve('.');
+  fs.writeFileSync(
+    script,
+    `import { DockerDriver } from '${repo}/shared/runtime/docker-driver.ts';
+import { InstanceManager } from '${repo}/shared/runtime/pool.ts';
+const driver = new DockerDriver({ registry: ${JSON.stringify(REGISTRY)}, baseImage: ${JSON.stringify(BASE_IMAGE)}, instanceDir: ${JSON.stringify(instanceDir)}, cpus: 1, pidsLimit: 64 });
+const m = new InstanceManager(driver.instances, { maxTotal: 4, settings: () => (${JSON.stringify(poolSettings({ timeoutMs: 20_000 }))}) });
+const out = await m.invoke(${JSON.stringify({ functionId: built.functionId, deploymentId: built.deploymentId, version: 1, imageTag: built.imageTag })}, { requestId: 'r', body: '{}' });
+console.log(JSON.stringify({ ok: out.ok, instanceId: out.instanceId }));
+setInterval(() => {}, 1000);`,
+  );
+  const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
+  let printed = '';
+  child.stdout.on('data', (d) => (printed += d));
+  let exited = false;
+  child.once('exit', () => (exited = true));
+  const answer = await waitFor(
+    'the other process to serve an invocation',
+    () => {
+      if (exited) throw new Error('the other process died');
+      return printed.includes('\n') ? JSON.parse(printed) : undefined;
+    },
+    { timeoutMs: 60_000 },
+  );
+  assert.ok(answer.ok);
+  assert.is((await containersOf(built.functionId)).length, 1);
+  child.kill('SIGKILL');
+  await waitFor('the owner to die', () => exited);
+  assert.is((await containersOf(built.functionId)).length, 1, 'a container outlives a SIGKILLed owner');
+  const swept = await newDriver().instances.sweepOrphans();
+  assert.is(swept, 1);
+  assert.equal(await containersOf(built.functionId), []);
+  assert.not.ok(fs.readdirSync(instanceDir).includes(answer.instanceId), 'its socket directory is gone too');
 });
 
 test('a build whose COPY fails is a BuildError with the engine message, and leaves no image', async () => {
@@ -287,36 +396,28 @@ test('a custom Dockerfile image speaking the protocol with its own CMD', async (
   const built = await build(
     {
       Dockerfile: `FROM ${BASE_IMAGE}\nCOPY main.js /app/main.js\nCMD ["node", "/app/main.js"]\n`,
-      'main.js': `let input = '';
-        process.stdin.on('data', (d) => (input += d));
-        process.stdin.on('end', () => {
-          const event = JSON.parse(input);
-          console.log('custom log on stdout');
-          console.error('custom log on stderr');
-          console.log(JSON.stringify({ custom: true, got: event, version: process.env.CONTAINERPUB_VERSION, uid: process.getuid() }));
-        });`,
+      'main.js': CUSTOM_SERVER,
     },
     { kind: 'dockerfile' },
   );
   const inspect = await docker.getImage(built.imageTag!).inspect();
   assert.is(inspect.Config.Labels[LABEL_FUNCTION], built.functionId);
   assert.is(inspect.Config.Labels['containerpub.runtime'], undefined);
-  const out = await driver.invoke(invokeInput(built, { a: 1 }));
+  const out = await invokeOnce(built, { a: 1 });
   assert.ok(out.ok, JSON.stringify(out));
   if (!out.ok) return;
-  assert.equal(out.result, { custom: true, got: { a: 1 }, version: '1', uid: 65534 });
-  assert.match(out.logs, 'custom log on stdout');
-  assert.match(out.logs, 'custom log on stderr');
+  assert.equal(out.result, { custom: true, got: { a: 1 }, version: '1', uid: 65534, requestId: out.requestId });
+  assert.match(out.logs, 'custom log');
 });
 
 test('an image gone from the engine is pulled back from the registry', async () => {
   const built = await build({ 'index.mjs': `export default async () => 'pulled';` });
-  const fresh = new DockerDriver({ docker, registry: REGISTRY, baseImage: BASE_IMAGE, memoryMb: 128, cpus: 1, pidsLimit: 64 });
+  const fresh = newDriver();
   await docker.getImage(built.imageTag!).remove({ force: true });
   assert.not.ok(await imageExists(built.imageTag!));
   assert.ok(await fresh.hasArtifact(built), 'still in the registry');
   const started = performance.now();
-  const out = await fresh.invoke(invokeInput(built, null));
+  const out = await invokeOnce(built, null, {}, fresh);
   timed('invoke with pull (docker)', performance.now() - started);
   await fresh.close();
   assert.ok(out.ok, JSON.stringify(out));
@@ -338,7 +439,7 @@ test('removeArtifact removes the local image and the registry tag; idempotent', 
 });
 
 test('without a registry: a local tag, no push, removal from the engine only', async () => {
-  const local = new DockerDriver({ docker, baseImage: BASE_IMAGE, memoryMb: 128, cpus: 1, pidsLimit: 64 });
+  const local = newDriver({});
   const functionId = newFunctionId();
   const lines: string[] = [];
   const input: BuildInput = {
@@ -355,13 +456,13 @@ test('without a registry: a local tag, no push, removal from the engine only', a
     assert.is(imageTag, `function-${functionId}-v1:latest`);
     assert.not.ok(lines.some((l) => l.startsWith('pushed')));
     const ref = { functionId, version: 1, imageTag };
-    const out = await local.invoke({ ...ref, deploymentId: input.deploymentId, requestId: randomUUID(), event: 7, timeoutMs: 20_000 });
+    const out = await invokeOnce({ ...ref, deploymentId: input.deploymentId }, 7, {}, local);
     assert.equal(out.ok ? out.result : out, { local: 7 });
     assert.ok(await local.hasArtifact(ref));
     await local.removeArtifact(ref);
     assert.not.ok(await local.hasArtifact(ref));
     assert.equal(await imagesOf(functionId), []);
-    await local.invoke({ ...ref, deploymentId: input.deploymentId, requestId: randomUUID(), event: 7, timeoutMs: 20_000 }).then(
+    await invokeOnce({ ...ref, deploymentId: input.deploymentId }, 7, {}, local).then(
       () => assert.unreachable('the image is gone'),
       (err) => assert.instance(err, ArtifactMissingError),
     );

@@ -1,76 +1,39 @@
-// The process driver end to end (build → invoke → remove) against real child processes, and the
-// invocation-output parsing both drivers share (pure: no engine, no child).
+// The process driver end to end (build → instance → invocations → removal) against real child
+// processes, and the docker progress-stream parsing (pure: no engine).
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { PROCESS_DRIVER_WARNING, ProcessDriver } from '../../shared/runtime/process-driver.ts';
-import { LOG_LIMIT_BYTES, OutputCollector, RESULT_LIMIT_BYTES, parseInvocationOutput } from '../../shared/runtime/output.ts';
+import { PROCESS_DRIVER_WARNING } from '../../shared/runtime/process-driver.ts';
+import { TailBuffer, lastLine } from '../../shared/runtime/output.ts';
 import { scanDockerEvents } from '../../shared/runtime/docker-stream.ts';
 import { ArtifactMissingError } from '../../shared/runtime/protocol.ts';
-import { BuildError, type BuildInput, type FunctionKind, type InvokeInput } from '../../shared/runtime/types.ts';
+import { InstanceManager, type InvokeOutcome, type PoolSettings } from '../../shared/runtime/pool.ts';
+import { BuildError, type BuildInput, type InstanceSpec } from '../../shared/runtime/types.ts';
+import { alive, poolSettings, processFixture } from '../support/process-fixture.ts';
 import { waitFor } from '../support/services.ts';
 
-const root = fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-process-'));
-const artifactsDir = path.join(root, 'artifacts');
 const warnings: string[] = [];
-const driver = new ProcessDriver({
-  artifactsDir,
-  memoryMb: 128,
-  logger: { info() {}, warn: (msg: string) => warnings.push(msg) },
-});
+const fx = processFixture({ info() {}, warn: (msg: string) => warnings.push(msg) });
+const { root, artifactsDir, instanceDir, driver, sourceDir, build } = fx;
+const settings = poolSettings;
 
-test.after(() => {
-  fs.rmSync(root, { recursive: true, force: true });
-});
+test.after(() => fx.cleanup());
 
-/** A source directory holding `files`, as the archive step leaves it. */
-function sourceDir(files: Record<string, string>): string {
-  const dir = fs.mkdtempSync(path.join(root, 'src-'));
-  for (const [name, content] of Object.entries(files)) {
-    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
-    fs.writeFileSync(path.join(dir, name), content);
-  }
-  return dir;
-}
+type Built = { functionId: string; deploymentId: string; version: number };
 
-async function build(files: Record<string, string>, fn: FunctionKind = { kind: 'node', entry: 'index.mjs' }) {
-  const functionId = randomUUID();
-  const lines: string[] = [];
-  const input: BuildInput = {
-    functionId,
-    deploymentId: randomUUID(),
-    version: 1,
-    sourceDir: sourceDir(files),
-    function: fn,
-    log: (line) => lines.push(line),
-    signal: new AbortController().signal,
-  };
-  const result = await driver.build(input);
-  return { ...input, result, lines };
-}
+const spec = (built: Built): InstanceSpec => ({ ...built, imageTag: null, instanceId: `i-${randomUUID().slice(0, 12)}`, memoryMb: 128 });
 
-function invokeInput(built: { functionId: string; deploymentId: string; version: number }, event: unknown, timeoutMs = 10_000): InvokeInput {
-  return {
-    functionId: built.functionId,
-    deploymentId: built.deploymentId,
-    version: built.version,
-    imageTag: null,
-    requestId: randomUUID(),
-    event,
-    timeoutMs,
-  };
-}
-
-/** Alive and not a zombie (a zombie has exited; only its parent has not collected it yet). */
-function alive(pid: number): boolean {
+/** One invocation on a pool of its own, torn down after. */
+async function invokeOnce(built: Built, event: unknown, over: Partial<PoolSettings> = {}): Promise<InvokeOutcome & { requestId: string }> {
+  const manager = new InstanceManager(driver.instances, { maxTotal: 8, settings: () => settings(over) });
+  const requestId = randomUUID();
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
+    const out = await manager.invoke({ ...built, imageTag: null }, { requestId, body: JSON.stringify(event ?? null) });
+    return { ...out, requestId };
+  } finally {
+    await manager.close(0);
   }
 }
 
@@ -95,19 +58,26 @@ test('build then invoke an ESM handler: result and context', async () => {
   assert.ok(await driver.hasArtifact({ ...built, imageTag: null }));
   assert.not.ok(fs.readdirSync(path.join(artifactsDir, built.functionId)).some((n) => n.includes('tmp')), 'no temp dir left');
 
-  const input = invokeInput(built, { hello: 'world', n: [1, 2] });
-  const out = await driver.invoke(input);
+  const out = await invokeOnce(built, { hello: 'world', n: [1, 2] });
   assert.ok(out.ok, JSON.stringify(out));
   if (!out.ok) return;
   assert.equal(out.result, {
     echo: { hello: 'world', n: [1, 2] },
-    context: { functionId: built.functionId, version: 1, deploymentId: built.deploymentId, requestId: input.requestId },
+    context: {
+      functionId: built.functionId,
+      version: 1,
+      deploymentId: built.deploymentId,
+      instanceId: out.instanceId,
+      requestId: out.requestId,
+    },
     cwd: fs.realpathSync(dir),
   });
+  assert.ok(out.cold, 'the first invocation waited for its instance to start');
   assert.type(out.durationMs, 'number');
+  assert.equal(fs.readdirSync(instanceDir), [], 'the instance directory is removed with the instance');
 });
 
-test('prints never corrupt the result, and go to the logs', async () => {
+test('prints never corrupt the result, and are the invocation\'s logs', async () => {
   const built = await build({
     'index.mjs': `export default async () => {
       console.log('{"fake": "result"}');
@@ -117,14 +87,11 @@ test('prints never corrupt the result, and go to the logs', async () => {
       return { real: true };
     };`,
   });
-  const out = await driver.invoke(invokeInput(built, null));
+  const out = await invokeOnce(built, null);
   assert.ok(out.ok, JSON.stringify(out));
   if (!out.ok) return;
   assert.equal(out.result, { real: true });
-  assert.match(out.logs, '{"fake": "result"}');
-  assert.match(out.logs, 'written to stdout');
-  assert.match(out.logs, 'to stderr');
-  assert.match(out.logs, 'no newline at the end');
+  assert.is(out.logs, '{"fake": "result"}\nwritten to stdout\nto stderr\nno newline at the end');
 });
 
 test('a function printing 5 MB still returns its result; logs are bounded', async () => {
@@ -136,13 +103,19 @@ test('a function printing 5 MB still returns its result; logs are bounded', asyn
       return { big: 'x'.repeat(1024 * 1024) };
     };`,
   });
-  const out = await driver.invoke(invokeInput(built, null));
+  const out = await invokeOnce(built, null);
   assert.ok(out.ok, out.ok ? '' : out.message);
   if (!out.ok) return;
   assert.is((out.result as { big: string }).big.length, 1024 * 1024);
-  assert.ok(out.logs.length <= LOG_LIMIT_BYTES + 100, `logs are ${out.logs.length} bytes`);
-  assert.match(out.logs, /^\[\d+ bytes of earlier output dropped\]/);
+  assert.ok(out.logs.length <= 64 * 1024 + 100, `logs are ${out.logs.length} bytes`);
+  assert.match(out.logs, /^\[\d+ characters of earlier output dropped\]/);
   assert.match(out.logs, /the end of the logs\n$/);
+});
+
+test('a result over 8 MiB is refused with a clear message', async () => {
+  const built = await build({ 'index.mjs': `export default async () => 'x'.repeat(9 * 1024 * 1024);` });
+  const out = await invokeOnce(built, null);
+  assert.ok(!out.ok && out.kind === 'error' && /larger than/.test(out.message), JSON.stringify(out).slice(0, 300));
 });
 
 test('a CommonJS handler (module.exports = async fn), and a CJS exports.handler', async () => {
@@ -155,19 +128,19 @@ test('a CommonJS handler (module.exports = async fn), and a CJS exports.handler'
     },
     { kind: 'node', entry: 'index.js' },
   );
-  const out = await driver.invoke(invokeInput(built, { n: 21 }));
+  const out = await invokeOnce(built, { n: 21 });
   assert.ok(out.ok, JSON.stringify(out));
   if (out.ok) assert.equal(out.result, { doubled: 42, version: 1, cjs: 'function' });
 
   const named = await build({ 'handler.cjs': `exports.handler = async () => 'named';` }, { kind: 'node', entry: 'handler.cjs' });
-  const out2 = await driver.invoke(invokeInput(named, null));
+  const out2 = await invokeOnce(named, null);
   assert.ok(out2.ok, JSON.stringify(out2));
   if (out2.ok) assert.is(out2.result, 'named');
 });
 
 test('undefined result is null; the event travels as JSON', async () => {
   const built = await build({ 'index.mjs': `export async function handler(event) { if (event === null) return undefined; return 1; }` });
-  const out = await driver.invoke(invokeInput(built, undefined));
+  const out = await invokeOnce(built, null);
   assert.ok(out.ok, JSON.stringify(out));
   if (out.ok) assert.is(out.result, null);
 });
@@ -179,7 +152,7 @@ test('rebuilding a version replaces the leftover directory', async () => {
     sourceDir: sourceDir({ 'index.mjs': `export default async () => 'second';` }),
   };
   await driver.build(again);
-  const out = await driver.invoke(invokeInput(first, null));
+  const out = await invokeOnce(first, null);
   assert.ok(out.ok);
   if (out.ok) assert.is(out.result, 'second');
   assert.equal(fs.readdirSync(path.join(artifactsDir, first.functionId)), ['v1']);
@@ -187,35 +160,55 @@ test('rebuilding a version replaces the leftover directory', async () => {
 
 // ---------------------------------------------------------------- errors
 
-test('a throwing handler: an error with its message, the stack in the logs', async () => {
-  const built = await build({ 'index.mjs': `export default async () => { console.log('before'); throw new Error('boom: bad input'); };` });
-  const out = await driver.invoke(invokeInput(built, {}));
-  assert.not.ok(out.ok);
-  if (out.ok) return;
-  assert.is(out.kind, 'error');
-  assert.is(out.message, 'boom: bad input');
-  assert.match(out.logs, 'before');
-  assert.match(out.logs, /at .*index\.mjs/);
+test('a throwing handler: an error with its message, the stack in its logs; the instance lives on', async () => {
+  const built = await build({
+    'index.mjs': `let n = 0; export default async () => { n++; console.log('before ' + n); if (n === 1) throw new Error('boom: bad input'); return n; };`,
+  });
+  const manager = new InstanceManager(driver.instances, { maxTotal: 8, settings: () => settings() });
+  try {
+    const target = { ...built, imageTag: null };
+    const out = await manager.invoke(target, { requestId: 'r1', body: '{}' });
+    assert.not.ok(out.ok);
+    if (out.ok) return;
+    assert.is(out.kind, 'error');
+    assert.is(out.message, 'boom: bad input');
+    assert.match(out.logs, 'before 1');
+    assert.match(out.logs, /at .*index\.mjs/);
+    const next = await manager.invoke(target, { requestId: 'r2', body: '{}' });
+    assert.equal(next.ok ? next.result : next, 2, 'same instance, module state kept');
+    assert.is(next.instanceId, out.instanceId);
+  } finally {
+    await manager.close(0);
+  }
 });
 
-test('a module that exports no function, and a result that is not JSON', async () => {
+test('a module that exports no function, or throws at import: the instance does not start', async () => {
   const noFn = await build({ 'index.mjs': `export const value = 1;` });
-  const out = await driver.invoke(invokeInput(noFn, {}));
-  assert.not.ok(out.ok);
-  if (!out.ok) assert.match(out.message, /does not export a handler function/);
+  const out = await invokeOnce(noFn, {});
+  assert.ok(!out.ok && out.kind === 'crashed', JSON.stringify(out));
+  if (!out.ok) assert.match(out.message, /did not start.*does not export a handler function/);
 
-  const bigint = await build({ 'index.mjs': `export default async () => ({ n: 10n });` });
-  const out2 = await driver.invoke(invokeInput(bigint, {}));
-  assert.not.ok(out2.ok);
-  if (!out2.ok) assert.match(out2.message, /not JSON-serializable/);
-
-  const exit = await build({ 'index.mjs': `export default async () => { process.exit(3); };` });
-  const out3 = await driver.invoke(invokeInput(exit, {}));
-  assert.not.ok(out3.ok);
-  if (!out3.ok) assert.is(out3.message, 'exited with code 3');
+  const throws = await build({ 'index.mjs': `console.log('loading'); throw new Error('broken at import');` });
+  const out2 = await invokeOnce(throws, {});
+  assert.ok(!out2.ok && out2.kind === 'crashed');
+  if (!out2.ok) {
+    assert.match(out2.message, /did not start: .*exited with code 1: broken at import/);
+    assert.match(out2.logs, /loading/);
+  }
 });
 
-test('a handler that never resolves times out, and the child (and its own child) are gone', async () => {
+test('a result that is not JSON; process.exit in the handler is a crash', async () => {
+  const bigint = await build({ 'index.mjs': `export default async () => ({ n: 10n });` });
+  const out = await invokeOnce(bigint, {});
+  assert.ok(!out.ok && out.kind === 'error' && /not JSON-serializable/.test(out.message), JSON.stringify(out));
+
+  const exit = await build({ 'index.mjs': `export default async () => { console.error('leaving now'); process.exit(3); };` });
+  const out3 = await invokeOnce(exit, {});
+  assert.ok(!out3.ok && out3.kind === 'crashed', JSON.stringify(out3));
+  if (!out3.ok) assert.is(out3.message, 'the instance exited with code 3: leaving now');
+});
+
+test('a handler that never resolves times out; the instance (and its own child) are gone', async () => {
   const pidFile = path.join(root, `pids-${randomUUID()}.json`);
   const built = await build({
     'index.mjs': `import { spawn } from 'node:child_process';
@@ -226,26 +219,35 @@ test('a handler that never resolves times out, and the child (and its own child)
         return new Promise(() => {});
       };`,
   });
-  const out = await driver.invoke(invokeInput(built, { pidFile }, 500));
+  const out = await invokeOnce(built, { pidFile }, { timeoutMs: 500 });
   assert.not.ok(out.ok);
   if (out.ok) return;
   assert.is(out.kind, 'timeout');
   assert.ok(out.durationMs >= 500 && out.durationMs < 5_000, `took ${out.durationMs} ms`);
   const [pid, grandchild] = JSON.parse(fs.readFileSync(pidFile, 'utf8')) as [number, number];
-  assert.not.ok(alive(pid), 'the function process is gone');
+  await waitFor('the instance process to die', () => !alive(pid), { timeoutMs: 5_000 });
   await waitFor('the grandchild to die', () => !alive(grandchild), { timeoutMs: 5_000 });
+});
+
+test('over its memory: the instance dies, the invocation says why', async () => {
+  const built = await build({
+    'index.mjs': `const keep = []; export default async () => { for (;;) keep.push('x'.repeat(1024 * 1024) + Math.random()); };`,
+  });
+  const out = await invokeOnce(built, {}, { memoryMb: 64, timeoutMs: 20_000 });
+  assert.ok(!out.ok && out.kind === 'crashed', JSON.stringify(out).slice(0, 500));
+  if (!out.ok) assert.match(out.message, /ran out of memory \(limit 64 MB\)/);
 });
 
 test('the platform environment does not reach the function', async () => {
   process.env.CONTAINERPUB_TEST_SECRET = 'do-not-leak';
   const built = await build({ 'index.mjs': `export default async () => Object.keys(process.env).sort();` });
-  const out = await driver.invoke(invokeInput(built, null));
+  const out = await invokeOnce(built, null);
   delete process.env.CONTAINERPUB_TEST_SECRET;
   assert.ok(out.ok);
   if (!out.ok) return;
   const keys = out.result as string[];
   assert.not.ok(keys.includes('CONTAINERPUB_TEST_SECRET'));
-  for (const k of ['CONTAINERPUB_FUNCTION_ID', 'CONTAINERPUB_VERSION', 'CONTAINERPUB_DEPLOYMENT_ID', 'CONTAINERPUB_REQUEST_ID', 'PATH']) {
+  for (const k of ['CONTAINERPUB_FUNCTION_ID', 'CONTAINERPUB_VERSION', 'CONTAINERPUB_DEPLOYMENT_ID', 'CONTAINERPUB_INSTANCE_ID', 'CONTAINERPUB_SOCKET', 'PATH']) {
     assert.ok(keys.includes(k), k);
   }
 });
@@ -295,83 +297,23 @@ test('removeArtifact removes the version (and the emptied function dir); idempot
   assert.not.ok(await driver.hasArtifact(ref));
   assert.not.ok(fs.existsSync(path.join(artifactsDir, built.functionId)));
   await driver.removeArtifact(ref);
-  await driver.invoke(invokeInput(built, null)).then(
+  await driver.instances.start(spec(built)).then(
     () => assert.unreachable('should throw'),
     (err) => assert.instance(err, ArtifactMissingError),
   );
 });
 
-// ---------------------------------------------------------------- shared output parsing (pure)
+// ---------------------------------------------------------------- bounded output (pure)
 
-const exit0 = { exitCode: 0, timedOut: false, timeoutMs: 1000, durationMs: 5 };
-
-test('output: the last non-empty stdout line is the result, earlier lines are logs', () => {
-  const c = new OutputCollector();
-  c.stdout('starting\n{"partial":');
-  c.stdout('1}\n');
-  c.stdout('{"result"');
-  c.stderr('a log line\n');
-  c.stdout(': [1, 2]}\r\n\n  \n');
-  const out = parseInvocationOutput(c.finish(), exit0);
-  assert.equal(out, { ok: true, result: { result: [1, 2] }, logs: 'starting\na log line\n{"partial":1}\n', durationMs: 5 });
-});
-
-test('output: a result without a trailing newline; no result; invalid JSON', () => {
-  const c = new OutputCollector();
-  c.stdout('42');
-  assert.equal(parseInvocationOutput(c.finish(), exit0), { ok: true, result: 42, logs: '', durationMs: 5 });
-
-  const none = parseInvocationOutput(new OutputCollector().finish(), exit0);
-  assert.not.ok(none.ok);
-  if (!none.ok) assert.match(none.message, /without writing a result/);
-
-  const bad = new OutputCollector();
-  bad.stdout('hello world\n');
-  const out = parseInvocationOutput(bad.finish(), exit0);
-  assert.not.ok(out.ok);
-  if (!out.ok) assert.match(out.message, /not valid JSON.*hello world/);
-});
-
-test('output: non-zero exit → the last stderr line, else "exited with code N"; timeout; OOM', () => {
-  const c = new OutputCollector();
-  c.stderr('Error: first\n    at x\nthe real message\n\n');
-  c.stdout('{"ignored": true}\n');
-  const out = parseInvocationOutput(c.finish(), { ...exit0, exitCode: 1 });
-  assert.equal(out.ok ? null : [out.kind, out.message], ['error', 'the real message']);
-  assert.match(out.logs, /the real message\n\n\{"ignored": true\}\n$/, 'the last stdout line is kept in the logs');
-
-  const silent = parseInvocationOutput(new OutputCollector().finish(), { ...exit0, exitCode: 2 });
-  assert.equal(silent.ok ? null : silent.message, 'exited with code 2');
-
-  const timeout = parseInvocationOutput(new OutputCollector().finish(), { ...exit0, exitCode: 137, timedOut: true });
-  assert.equal(timeout.ok ? null : [timeout.kind, timeout.message], ['timeout', 'timed out after 1000 ms']);
-
-  const oom = parseInvocationOutput(new OutputCollector().finish(), { ...exit0, exitCode: 137, oomKilled: true, memoryMb: 64 });
-  assert.ok(!oom.ok && oom.kind === 'error' && /memory limit of 64 MB/.test(oom.message));
-});
-
-test('output: memory stays bounded; an over-long last line is refused, an over-long earlier line is a log', () => {
-  const c = new OutputCollector();
-  const chunk = Buffer.alloc(1024 * 1024, 'y');
-  for (let i = 0; i < 9; i++) c.stdout(chunk); // one 9 MiB line
-  c.stdout('\n');
-  const over = parseInvocationOutput(c.finish(), exit0);
-  assert.ok(!over.ok && /larger than 8 MiB/.test(over.message));
-  assert.ok(over.logs.length <= LOG_LIMIT_BYTES + 64);
-
-  const c2 = new OutputCollector();
-  for (let i = 0; i < 9; i++) c2.stdout(chunk);
-  c2.stdout('\n"fine"\n');
-  const ok = parseInvocationOutput(c2.finish(), exit0);
-  assert.equal(ok.ok ? ok.result : null, 'fine');
-  assert.ok(RESULT_LIMIT_BYTES === 8 * 1024 * 1024);
-
-  const c3 = new OutputCollector();
-  for (let i = 0; i < 200; i++) c3.stderr(`line ${i} ${'é'.repeat(500)}\n`);
-  const logs = c3.finish().logs;
-  assert.ok(Buffer.byteLength(logs) <= LOG_LIMIT_BYTES + 64);
-  assert.not.match(logs, '\uFFFD');
-  assert.match(logs, /line 199 é+\n$/);
+test('output: TailBuffer keeps the last bytes without splitting a character; lastLine', () => {
+  const t = new TailBuffer(1024);
+  for (let i = 0; i < 200; i++) t.write(`line ${i} ${'é'.repeat(50)}\n`);
+  const text = t.toString();
+  assert.ok(Buffer.byteLength(text) <= 1024);
+  assert.not.match(text, '\uFFFD');
+  assert.match(text, /line 199 é+\n$/);
+  assert.is(lastLine('Error: first\n    at x\nthe real message\n\n'), 'the real message');
+  assert.is(lastLine('  \n'), null);
 });
 
 // ---------------------------------------------------------------- docker progress streams (pure)

@@ -1,0 +1,24 @@
+// "Something about this function changed that the serving processes cache": its live version, the
+// status of that version, or the function itself (deleted). Announced inside the transaction that
+// makes the change; delivered when it commits: to this process at once, to other processes through
+// PostgreSQL NOTIFY (their PgListener), so an activation is seen everywhere within milliseconds.
+import { EventEmitter } from 'node:events';
+import type { Knex } from 'knex';
+import type { Db } from '../db/knex.ts';
+
+export const FUNCTION_CHANGED_CHANNEL = 'containerpub_function_changed';
+
+const local = new EventEmitter();
+local.setMaxListeners(0);
+
+export async function announceFunctionChanged(db: Db, trx: Knex.Transaction, functionId: string): Promise<void> {
+  // PostgreSQL folds identical notifications of one transaction into one
+  if (db.dialect === 'pg') await trx.raw('SELECT pg_notify(?, ?)', [FUNCTION_CHANGED_CHANNEL, functionId]);
+  trx.executionPromise.then(() => local.emit('changed', functionId), () => {});
+}
+
+/** Changes committed by this process; returns the unsubscribe function. */
+export function onFunctionChangedLocally(listener: (functionId: string) => void): () => void {
+  local.on('changed', listener);
+  return () => local.off('changed', listener);
+}

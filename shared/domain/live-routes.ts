@@ -1,0 +1,78 @@
+// The routing table of the serving process: for each function, its owner and its live version,
+// cached so that a warm invocation makes no database round trip. An entry is dropped the moment a
+// change to its function is announced (function-changes.ts): in this process at once, from other
+// processes through NOTIFY. Without a working NOTIFY feed (SQLite, or the connection is down),
+// entries live for one second only, so a change made by another process is never seen late by more.
+import type { Db } from '../db/knex.ts';
+import { bool, num } from '../db/dialect.ts';
+import type { DeploymentStatus } from './model.ts';
+
+export interface LiveDeployment {
+  deploymentId: string;
+  version: number;
+  imageTag: string | null;
+  status: DeploymentStatus;
+}
+
+export interface LiveRoute {
+  functionId: string;
+  userId: string;
+  /** null: nothing is live yet */
+  live: LiveDeployment | null;
+}
+
+const TTL_WITH_FEED_MS = 60_000;
+const TTL_WITHOUT_FEED_MS = 1_000;
+const MAX_ENTRIES = 10_000;
+
+export class LiveRoutes {
+  private readonly entries = new Map<string, { route: LiveRoute; at: number }>();
+  /** bumped by every invalidation: a lookup that raced with one is not cached */
+  private epoch = 0;
+
+  constructor(
+    private readonly db: Db,
+    /** whether changes made by other processes reach this one (a healthy NOTIFY feed) */
+    private readonly feedHealthy: () => boolean,
+  ) {}
+
+  /** The function's route, or null when it does not exist. */
+  async get(functionId: string): Promise<LiveRoute | null> {
+    const hit = this.entries.get(functionId);
+    const ttl = this.feedHealthy() ? TTL_WITH_FEED_MS : TTL_WITHOUT_FEED_MS;
+    if (hit && performance.now() - hit.at < ttl) return hit.route;
+    const epoch = this.epoch;
+    const route = await this.load(functionId);
+    if (route && epoch === this.epoch) {
+      this.entries.delete(functionId);
+      this.entries.set(functionId, { route, at: performance.now() });
+      if (this.entries.size > MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
+    }
+    return route;
+  }
+
+  invalidate(functionId: string): void {
+    this.epoch++;
+    this.entries.delete(functionId);
+  }
+
+  clear(): void {
+    this.epoch++;
+    this.entries.clear();
+  }
+
+  /** The seed's execution query: the function and its active deployment, checked on both sides. */
+  private async load(functionId: string): Promise<LiveRoute | null> {
+    const row = await this.db
+      .knex('functions as f')
+      .leftJoin('function_deployments as d', 'd.id', 'f.active_deployment_id')
+      .where({ 'f.id': functionId })
+      .first('f.user_id', 'd.id as deployment_id', 'd.version', 'd.image_tag', 'd.status', 'd.is_active');
+    if (!row) return null;
+    const live =
+      row.deployment_id && bool(row.is_active)
+        ? { deploymentId: row.deployment_id, version: num(row.version), imageTag: row.image_tag ?? null, status: row.status }
+        : null;
+    return { functionId, userId: row.user_id, live };
+  }
+}
