@@ -38,8 +38,9 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
     return bodyLimit({ maxSize: JSON_BODY_LIMIT, onError: () => { throw errors.tooLarge(JSON_BODY_LIMIT); } })(c, next);
   });
   auth.register(app, p);
-  app.use('/api/functions', requireUser(p));
-  app.use('/api/functions/*', requireUser(p));
+  const user = requireUser(p);
+  app.use('/api/functions', user);
+  app.use('/api/functions/*', user);
   deploy.register(app, p);
   const { driver, invoker } = opts;
   functions.register(app, p, {
@@ -60,9 +61,11 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
     invoke.register(app, p, invoker);
     instances.register(app, invoker);
   } else {
-    app.post('/api/functions/:id/invoke', () => {
+    const noDriver = () => {
       throw errors.unavailable('this API process has no runtime driver configured');
-    });
+    };
+    app.post('/api/functions/:id/invoke', noDriver);
+    app.get('/api/functions/:id/instances', noDriver);
   }
   return app;
 }

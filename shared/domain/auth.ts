@@ -75,9 +75,38 @@ export async function loginUser(db: Db, email: string, password: string): Promis
   return { userId: user.id, token: await issueToken(db, user.id) };
 }
 
-/** The user a bearer token belongs to, or null. */
-export async function authenticateToken(db: Db, token: string): Promise<string | null> {
-  if (!token.startsWith('cp_') || token.length > 200) return null;
-  const row = await db.knex('api_tokens').select('user_id').where({ token_hash: hashToken(token) }).first();
+async function userOfTokenHash(db: Db, tokenHash: string): Promise<string | null> {
+  const row = await db.knex('api_tokens').select('user_id').where({ token_hash: tokenHash }).first();
   return row ? (row.user_id as string) : null;
+}
+
+/** How long a token lookup is trusted without asking the database again. */
+export const TOKEN_CACHE_MS = 5_000;
+const TOKEN_CACHE_ENTRIES = 10_000;
+
+/**
+ * Token lookups cached for a few seconds, so a warm invocation makes no database round trip for
+ * its bearer token; a token deleted from the database stops working within TOKEN_CACHE_MS. Keyed
+ * by the token's hash (no secret is kept), bounded, and unknown tokens are never cached (a flood
+ * of random tokens cannot fill it).
+ */
+export class TokenCache {
+  private readonly entries = new Map<string, { userId: string; until: number }>();
+
+  constructor(private readonly db: Db) {}
+
+  async authenticate(token: string): Promise<string | null> {
+    if (!token.startsWith('cp_') || token.length > 200) return null;
+    const key = hashToken(token);
+    const now = performance.now();
+    const hit = this.entries.get(key);
+    if (hit && hit.until > now) return hit.userId;
+    const userId = await userOfTokenHash(this.db, key);
+    this.entries.delete(key);
+    if (userId) {
+      this.entries.set(key, { userId, until: now + TOKEN_CACHE_MS });
+      if (this.entries.size > TOKEN_CACHE_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
+    }
+    return userId;
+  }
 }
