@@ -67,6 +67,8 @@ export function nodeDockerfile(baseImage: string, functionId: string, version: n
 interface ImageInfo {
   /** built from the generated Dockerfile: run the bootstrap */
   node: boolean;
+  /** the image's id (what a container of it keeps using when the tag is removed) */
+  id: string;
 }
 
 const statusOf = (err: unknown): number | undefined => (err as { statusCode?: number } | null)?.statusCode;
@@ -165,8 +167,9 @@ export class DockerDriver implements RuntimeDriver {
       }
       // the engine reports a failed step inside a stream that ends normally
       if (scan.error) throw new BuildError(`the build failed: ${scan.error}`);
+      let imageId: string;
       try {
-        await this.docker.getImage(tag).inspect();
+        imageId = (await this.docker.getImage(tag).inspect()).Id;
       } catch (err) {
         throw new BuildError(`the build reported success but ${tag} is not there: ${engineMessage(err)}`);
       }
@@ -177,7 +180,7 @@ export class DockerDriver implements RuntimeDriver {
         if (signal.aborted) throw aborted();
         await this.push(tag, input.log, signal);
       }
-      this.images.set(tag, { node });
+      this.images.set(tag, { node, id: imageId });
       return { imageTag: tag };
     } catch (err) {
       if (built) await this.removeLocalImage(tag).catch(() => {});
@@ -219,7 +222,7 @@ export class DockerDriver implements RuntimeDriver {
       inspect = await this.inspectImage(tag);
       if (!inspect) throw new ArtifactMissingError(`the image ${tag} is not on this engine after a pull`);
     }
-    const info = { node: inspect.Config?.Labels?.[LABEL_RUNTIME] === 'node' };
+    const info = { node: inspect.Config?.Labels?.[LABEL_RUNTIME] === 'node', id: inspect.Id };
     this.images.set(tag, info);
     return info;
   }

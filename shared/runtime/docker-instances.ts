@@ -96,7 +96,7 @@ export interface DockerInstancesOptions {
   instanceDir: string;
   limits: Omit<ContainerLimits, 'memoryMb'>;
   /** the image's facts (pulled from the registry first when not on the engine) */
-  imageInfo(tag: string): Promise<{ node: boolean }>;
+  imageInfo(tag: string): Promise<{ node: boolean; id: string }>;
   /** the image went away since imageInfo saw it (removed by hand, or by a cleanup) */
   forgetImage(tag: string): void;
   /** the image tag of a version without one recorded */
@@ -114,16 +114,20 @@ export class DockerInstances implements InstanceBackend {
     const tag = spec.imageTag ?? this.opts.imageTag(spec);
     const dir = createInstanceDir(this.opts.instanceDir, spec.instanceId);
     const log = new InstanceLog();
-    const create = async () =>
-      docker.createContainer(
+    let imageId = '';
+    const create = async () => {
+      const image = await this.opts.imageInfo(tag);
+      imageId = image.id;
+      return docker.createContainer(
         instanceContainerOptions(tag, {
-          node: (await this.opts.imageInfo(tag)).node,
+          node: image.node,
           limits: { ...this.opts.limits, memoryMb: spec.memoryMb },
           spec,
           socketDir: dir,
           labels: { [LABEL_OWNER]: encodeOwner(currentOwner) },
         }),
       );
+    };
     let container: Docker.Container;
     try {
       try {
@@ -156,6 +160,7 @@ export class DockerInstances implements InstanceBackend {
             }
           },
         )
+        .then(() => this.removeIfUntagged(imageId))
         .finally(() => removeInstanceDir(this.opts.instanceDir, spec.instanceId)));
 
     try {
@@ -201,6 +206,23 @@ export class DockerInstances implements InstanceBackend {
     } catch (err) {
       await remove();
       throw err;
+    }
+  }
+
+  /**
+   * The version's image was removed (retention, deletion) while this instance still ran on it: the
+   * engine only untagged it then. With its last container gone it can go for good.
+   */
+  private async removeIfUntagged(imageId: string): Promise<void> {
+    if (!imageId) return;
+    try {
+      const image = await this.opts.docker.getImage(imageId).inspect();
+      const tags = (image.RepoTags ?? []).filter((t) => t !== '<none>:<none>');
+      if (tags.length > 0 || !image.Config?.Labels?.[LABEL_FUNCTION]) return;
+      await this.opts.docker.getImage(imageId).remove();
+      this.opts.logger?.info('removed the untagged image of a stopped instance', { image: imageId });
+    } catch {
+      // 404: gone already; 409: another instance still runs on it (its own stop removes it)
     }
   }
 

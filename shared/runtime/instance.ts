@@ -207,25 +207,52 @@ export async function waitReady(instance: RunningInstance, timeoutMs: number, me
   const deadline = Date.now() + timeoutMs;
   let exit: InstanceExit | null = null;
   void instance.exited.then((e) => (exit = e));
-  let wait = 2;
-  let locked = false;
-  for (;;) {
+  const fail = () => {
     if (exit) throw new StartError(`it did not get ready: ${describeExit(exit, instance.log(), memoryMb)}`, instance.log());
-    const left = deadline - Date.now();
-    if (left <= 0) throw new StartError(`it did not get ready within ${timeoutMs} ms`, instance.log());
-    if (!locked && fs.existsSync(instance.socketPath)) {
-      // the socket is there: the directory needs no more writes, and gets none (see lockDir)
-      lockInstanceDir(path.dirname(instance.socketPath));
-      locked = true;
-    }
+    if (Date.now() >= deadline) throw new StartError(`it did not get ready within ${timeoutMs} ms`, instance.log());
+  };
+  // 1. The socket appears once the instance listens: watched (inotify), with a poll as the backstop.
+  await socketAppears(instance, deadline, fail);
+  // the socket is there: the directory needs no more writes, and gets none (see lockInstanceDir)
+  lockInstanceDir(path.dirname(instance.socketPath));
+  // 2. GET /ready: the bootstrap answers once the function's module has loaded; a custom image
+  //    may answer "not yet" for a while, so this one is polled.
+  let wait = 1;
+  for (;;) {
+    fail();
     try {
-      const status = await probe(instance.socketPath, Math.min(left, 2_000));
+      const status = await probe(instance.socketPath, Math.min(deadline - Date.now(), 2_000));
       if (status === 200) return;
     } catch {
-      // not listening yet (ENOENT, ECONNREFUSED): try again shortly
+      // not accepting yet (ECONNREFUSED), or the probe timed out: try again shortly
     }
     await Promise.race([sleep(Math.min(wait, Math.max(1, deadline - Date.now()))), instance.exited]);
-    wait = Math.min(wait * 2, 25);
+    wait = Math.min(wait * 2, 20);
+  }
+}
+
+async function socketAppears(instance: RunningInstance, deadline: number, fail: () => void): Promise<void> {
+  const dir = path.dirname(instance.socketPath);
+  let wake: () => void = () => {};
+  let watcher: fs.FSWatcher | null = null;
+  try {
+    watcher = fs.watch(dir, () => wake());
+    watcher.on('error', () => {});
+  } catch {
+    // no inotify here: the poll below does it alone
+  }
+  try {
+    for (;;) {
+      if (fs.existsSync(instance.socketPath)) return;
+      fail();
+      await Promise.race([
+        new Promise<void>((r) => (wake = r)),
+        sleep(Math.max(1, Math.min(20, deadline - Date.now()))),
+        instance.exited,
+      ]);
+    }
+  } finally {
+    watcher?.close();
   }
 }
 

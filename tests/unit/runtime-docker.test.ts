@@ -438,6 +438,22 @@ test('removeArtifact removes the local image and the registry tag; idempotent', 
   await driver.removeArtifact(built);
 });
 
+test('an image removed while an instance still runs on it goes once that instance stops', async () => {
+  const built = await build({ 'index.mjs': `export default async () => 'still running';` });
+  const manager = new InstanceManager(driver.instances, { maxTotal: 4, settings: () => poolSettings({ timeoutMs: 20_000 }) });
+  try {
+    assert.ok((await manager.invoke(built, { requestId: randomUUID(), body: '{}' })).ok);
+    await driver.removeArtifact(built); // retention or deletion, while the instance is warm
+    assert.not.ok(await imageExists(built.imageTag!), 'the tag is gone');
+    assert.ok((await imagesOf(built.functionId)).length > 0, 'the engine keeps the image for the running container');
+    const again = await manager.invoke(built, { requestId: randomUUID(), body: '{}' });
+    assert.equal(again.ok ? again.result : again, 'still running', 'the warm instance is not disturbed');
+  } finally {
+    await manager.close(0);
+  }
+  assert.equal(await imagesOf(built.functionId), [], 'no untagged image is left behind');
+});
+
 test('without a registry: a local tag, no push, removal from the engine only', async () => {
   const local = newDriver({});
   const functionId = newFunctionId();
