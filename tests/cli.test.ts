@@ -1,14 +1,17 @@
 // The `containerpub` CLI end to end: the real command as a child process against a real running
 // platform (API, S3, in-process runner with the process driver). Deploy and invoke, history,
-// rollback, watch mode, and the errors a newcomer meets first. Packing is also checked directly.
+// rollback, warm instances, watch mode, and the errors a newcomer meets first. Packing is also
+// checked directly.
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import type { WarmInstance } from '../scripts/cli/api-client.ts';
 import { packDirectory } from '../scripts/cli/pack.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { waitFor } from './support/services.ts';
 import {
   cliEnv,
   closedPort,
@@ -216,6 +219,51 @@ cli('rollback --to 1 makes the next invoke answer from v1; history moves the mar
   assert.match(logs.stdout, /Recent invocations/);
 });
 
+cli('instances shows the warm instance an invoke ran on; a new live version is pre-warmed', async () => {
+  const { api, cli: run } = await tokenUser();
+  const dir = newDir('warm');
+  writeFunctionDir(dir, 'warm');
+  const deployed = await run('deploy', dir, '--name', 'warm');
+  assert.is(deployed.code, 0, deployed.stdout + deployed.stderr);
+  const inv = await run('invoke', 'warm');
+  assert.is(inv.code, 0, inv.stderr);
+
+  // Pre-warm may or may not have started v1's instance before the invoke: either way the invoke
+  // ran on the only one (it takes a starting instance rather than start another), and its answer
+  // was sent only once the instance was released.
+  const r = await run('instances', 'warm');
+  assert.is(r.code, 0, r.stderr);
+  const lines = r.stdout.trimEnd().split('\n');
+  assert.is(lines.length, 2, r.stdout);
+  assert.match(lines[0], /^ID\s+VERSION\s+STATE\s+STARTED\s+LAST USED\s+INVOCATIONS$/);
+  assert.match(lines[1], /^i-[0-9a-f]{12}\s+v1\s+idle\s+\d+s ago\s+\d+s ago\s+1$/);
+
+  const json = await run('instances', 'warm', '--json');
+  assert.is(json.code, 0, json.stderr);
+  const { instances } = JSON.parse(json.stdout) as { instances: WarmInstance[] };
+  assert.is(instances.length, 1, json.stdout);
+  assert.is(instances[0].id, lines[1].split(/\s+/)[0]);
+  assert.is(instances[0].version, 1);
+  assert.is(instances[0].state, 'idle');
+  assert.is(instances[0].invocations, 1);
+  assert.ok(Date.parse(instances[0].lastUsedAt ?? '') >= Date.parse(instances[0].startedAt), json.stdout);
+
+  // v2 going live starts an instance of it with nothing run on it yet: "-" for LAST USED
+  fs.writeFileSync(path.join(dir, 'index.mjs'), handlerSource('warm-2'));
+  const again = await run('deploy', dir, '--name', 'warm');
+  assert.match(again.stdout, /✔ warm v2 is live/, again.stdout + again.stderr);
+  const fnId = (await functionsOf(api))[0].id;
+  const prewarmed = await waitFor('a ready pre-warmed v2 instance', async () => {
+    const listed = (await api.get(`/api/functions/${fnId}/instances`)).body.instances as WarmInstance[];
+    return listed.find((i) => i.version === 2 && i.state === 'idle');
+  });
+  assert.is(prewarmed.invocations, 0);
+  assert.is(prewarmed.lastUsedAt, null);
+  const after = await run('instances', 'warm');
+  assert.is(after.code, 0, after.stderr);
+  assert.match(after.stdout, new RegExp(`^${prewarmed.id}\\s+v2\\s+idle\\s+\\d+s ago\\s+-\\s+0$`, 'm'));
+});
+
 cli('the bin.js entry point is executable and runs the same CLI', async () => {
   const bin = path.join(repoRoot, 'scripts/cli/bin.js');
   assert.ok(fs.statSync(bin).mode & 0o100, 'bin.js is executable');
@@ -246,7 +294,7 @@ failures('not logged in (no saved login, no CONTAINERPUB_TOKEN): one line, exit 
 
 failures('wrong name: one line pointing at ls, exit 1', async () => {
   const { cli: run } = await tokenUser();
-  const commands = [['invoke', 'nosuch'], ['history', 'nosuch'], ['rollback', 'nosuch', '--to', '1'], ['logs', 'nosuch']];
+  const commands = [['invoke', 'nosuch'], ['history', 'nosuch'], ['rollback', 'nosuch', '--to', '1'], ['logs', 'nosuch'], ['instances', 'nosuch']];
   for (const r of await Promise.all(commands.map((args) => run(...args)))) {
     oneLineError(r, /^error: no function named "nosuch" \(see "containerpub ls"\)$/);
   }
@@ -261,12 +309,15 @@ failures('usage errors exit 2 with a pointer to --help', async () => {
     [['rollback', 'x', '--to', 'latest'], /--to must be a positive integer/],
     [['frobnicate'], /^error: unknown command "frobnicate"/],
     [['ls', '--bogus'], /^error: unknown option "--bogus"/],
+    [['instances'], /^error: instances needs <name> \(see "containerpub instances --help"\)$/],
   ];
   const results = await Promise.all(cases.map(([args]) => run(...args)));
   results.forEach((r, i) => oneLineError(r, cases[i][1], 2));
   const help = await run('deploy', '--help');
   assert.is(help.code, 0);
   assert.match(help.stdout, /Usage: containerpub deploy <dir> --name <name>/);
+  const general = await run('--help');
+  assert.match(general.stdout, /^  instances\s+show a function's warm instances$/m);
 });
 
 failures('an empty directory is refused before any request: no function is created', async () => {
@@ -298,6 +349,12 @@ failures('a failing build exits 1 and prints the error and the tail of the build
   assert.match(r.stderr, /✘ broken v1 failed: no handler found/);
   assert.match(r.stderr, /build log \(last \d+ lines\):/);
   assert.match(r.stderr, /│ \[containerpub\] build failed: no handler found/);
+  // nothing live, so nothing warm
+  const none = await run('instances', 'broken');
+  assert.is(none.code, 0, none.stderr);
+  assert.is(none.stdout, 'no warm instances of broken (it has no live version yet)\n');
+  const noneJson = await run('instances', 'broken', '--json');
+  assert.equal(JSON.parse(noneJson.stdout), { instances: [] });
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -7,11 +7,17 @@ import { ApiError, CliError } from './errors.ts';
 export type { FunctionView as FunctionSummary } from '../../shared/domain/functions.ts';
 export type { DeploymentView as Deployment, DeploymentDetailView as DeploymentDetail } from '../../shared/domain/deployments.ts';
 export type { EventView as EventEntry } from '../../shared/domain/events.ts';
-export type { InvocationView as Invocation, InvocationResult as InvokeResult } from '../../shared/domain/invoke.ts';
+export type { InvocationView as Invocation } from '../../shared/domain/invocation-log.ts';
+export type { InvocationResult as InvokeResult } from '../../shared/domain/invoke.ts';
 import type { FunctionView as FunctionSummary } from '../../shared/domain/functions.ts';
 import type { DeploymentView as Deployment, DeploymentDetailView as DeploymentDetail } from '../../shared/domain/deployments.ts';
 import type { EventView as EventEntry } from '../../shared/domain/events.ts';
-import type { InvocationView as Invocation, InvocationResult as InvokeResult } from '../../shared/domain/invoke.ts';
+import type { InvocationView as Invocation } from '../../shared/domain/invocation-log.ts';
+import type { InvocationResult as InvokeResult } from '../../shared/domain/invoke.ts';
+import type { InstanceInfo } from '../../shared/runtime/pool.ts';
+
+/** A warm instance as GET /api/functions/:id/instances sends it (the route leaves out the ids it implies). */
+export type WarmInstance = Pick<InstanceInfo, 'id' | 'version' | 'state' | 'startedAt' | 'lastUsedAt' | 'invocations'>;
 
 export interface DeployRequested {
   id: string;
@@ -187,6 +193,11 @@ export class ApiClient {
 
   async listInvocations(id: string, opts: { limit?: number; version?: number } = {}): Promise<Invocation[]> {
     return (await this.request<{ invocations: Invocation[] }>('GET', `/api/functions/${id}/invocations`, { query: opts })).invocations;
+  }
+
+  /** Only the instances of the API process that answered: each process keeps its own. */
+  async listInstances(id: string): Promise<WarmInstance[]> {
+    return (await this.request<{ instances: WarmInstance[] }>('GET', `/api/functions/${id}/instances`)).instances;
   }
 }
 

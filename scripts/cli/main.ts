@@ -6,6 +6,7 @@ import { register, login } from './commands/auth.ts';
 import { createContext, type Command, type Flags, type OptionSpec } from './commands/command.ts';
 import { deploy } from './commands/deploy.ts';
 import { history } from './commands/history.ts';
+import { instances } from './commands/instances.ts';
 import { invoke } from './commands/invoke.ts';
 import { logs } from './commands/logs.ts';
 import { ls } from './commands/ls.ts';
@@ -15,7 +16,7 @@ import { DEFAULT_URL } from './credentials.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, isCliError, UsageError } from './errors.ts';
 import { Output } from './output.ts';
 
-const COMMANDS: Command[] = [register, login, deploy, watchCommand, ls, history, rollback, invoke, logs];
+const COMMANDS: Command[] = [register, login, deploy, watchCommand, ls, history, rollback, invoke, logs, instances];
 
 const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   url: { type: 'string', value: 'url', description: `API URL (default: $CONTAINERPUB_URL, the saved login, or ${DEFAULT_URL})` },
