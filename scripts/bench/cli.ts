@@ -14,7 +14,7 @@ export interface BenchArgs {
 export const USAGE = `usage: npm run bench -- [options]
 
   --scenario NAME   run only this scenario (repeatable, or a comma list):
-                    ${SCENARIOS.join(', ')}
+                    ${SCENARIOS.join(', ')} (invoke: the old name of warm)
   --db LIST         sqlite, postgres or both (default: sqlite,postgres; PostgreSQL is skipped
                     with a note when it does not answer, except under CI=true)
   --smoke           tiny sizes, finishes in well under a minute (what CI runs); writes to a
@@ -26,6 +26,12 @@ environment: BENCH_DATABASE_URL (else TEST_DATABASE_URL) names the PostgreSQL se
 must be allowed to CREATE DATABASE. FUNCTION_BASE_IMAGE as for the platform.`;
 
 export class UsageError extends Error {}
+
+/**
+ * Names that still work: `invoke` measured a cold process or container per call until invocations
+ * moved to warm instances; `warm` replaced it, so the old name runs the new scenario.
+ */
+const ALIASES: Record<string, ScenarioName> = { invoke: 'warm' };
 
 export function parseArgs(argv: string[]): BenchArgs {
   const scenarios: ScenarioName[] = [];
@@ -44,7 +50,8 @@ export function parseArgs(argv: string[]): BenchArgs {
     switch (flag) {
       case '--scenario':
       case '--scenarios':
-        for (const name of list(value(), flag)) {
+        for (const given of list(value(), flag)) {
+          const name = ALIASES[given] ?? given;
           if (!(SCENARIOS as readonly string[]).includes(name)) {
             throw new UsageError(`unknown scenario "${name}"; one of ${SCENARIOS.join(', ')}`);
           }

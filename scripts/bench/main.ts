@@ -16,11 +16,11 @@ import { rollback } from './scenarios/rollback.ts';
 import { deploy } from './scenarios/deploy.ts';
 import { e2e } from './scenarios/e2e.ts';
 import { pickup } from './scenarios/pickup.ts';
-import { invoke } from './scenarios/invoke.ts';
+import { warm } from './scenarios/warm.ts';
 import { cleanup } from './scenarios/cleanup.ts';
 import { history } from './scenarios/history.ts';
 
-const ALL: Record<ScenarioName, Scenario> = { rollback, deploy, e2e, pickup, invoke, cleanup, history };
+const ALL: Record<ScenarioName, Scenario> = { rollback, deploy, e2e, pickup, warm, cleanup, history };
 const DOCS_JSON = path.join(repoRoot, 'docs', 'benchmarks.json');
 
 /** A service the run needs is missing where that is a failure (CI): said in one line, no stack. */
@@ -90,7 +90,7 @@ async function main(args: BenchArgs): Promise<number> {
   }
   if (dbs.length === 0) throw new Error('no database to run on');
 
-  const needsDocker = args.scenarios.some((s) => s === 'e2e' || s === 'invoke');
+  const needsDocker = args.scenarios.some((s) => s === 'e2e' || s === 'warm');
   const baseImage = loadConfig(process.env).runtime.baseImage;
   const dockerWhy = await dockerUnavailable(baseImage);
   if (needsDocker && dockerWhy) {

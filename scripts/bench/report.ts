@@ -96,7 +96,8 @@ export function allRows(doc: BenchDocument): ResultRow[] {
 
 /**
  * A partial run (some scenarios, or one database) written to a file that already holds results of
- * the same machine replaces just the rows it measured; anything else starts the file over.
+ * the same machine replaces just the rows it measured (and drops scenarios the bench no longer has);
+ * anything else starts the file over.
  */
 export function mergeInto(existing: BenchDocument | null, fresh: BenchDocument, ran: { scenarios: ScenarioName[]; dbs: string[] }): BenchDocument {
   const sameMachine =
@@ -106,7 +107,11 @@ export function mergeInto(existing: BenchDocument | null, fresh: BenchDocument, 
     existing.machine?.cpuModel === fresh.machine.cpuModel &&
     existing.machine?.cores === fresh.machine.cores;
   if (!sameMachine) return fresh;
-  const scenarios = { ...existing.scenarios };
+  // only scenarios the bench still has: the rows of a removed one (the per-call `invoke`, before
+  // warm instances) describe a platform that no longer exists
+  const scenarios: BenchDocument['scenarios'] = Object.fromEntries(
+    Object.entries(existing.scenarios).filter(([name]) => (SCENARIOS as readonly string[]).includes(name)),
+  );
   for (const name of ran.scenarios) {
     const now = fresh.scenarios[name];
     if (!now) continue;

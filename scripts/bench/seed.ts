@@ -20,7 +20,8 @@ export function smallFunction(): Promise<Buffer> {
 
 export const INVOKE_EVENT = { name: 'bench' };
 
-async function call(server: BenchServer, user: BenchUser, method: string, path: string, body?: unknown) {
+/** One API request as `user`; the body parsed when it is JSON. */
+export async function call(server: BenchServer, user: BenchUser, method: string, path: string, body?: unknown) {
   const res = await fetch(server.url + path, {
     method,
     headers: user.headers,
@@ -83,6 +84,15 @@ export async function deployAndWait(server: BenchServer, user: BenchUser, name: 
   await complete(server, user, d);
   const built = await waitUntilActive(server, user, d);
   return { ...d, ...built };
+}
+
+/**
+ * Deletes a function through the API: its instances are stopped and its artifacts (images,
+ * unpacked directories) removed, as a user's DELETE does. What a scenario that ran functions leaves.
+ */
+export async function deleteFunction(server: BenchServer, user: BenchUser, functionId: string): Promise<void> {
+  const res = await call(server, user, 'DELETE', `/api/functions/${functionId}`);
+  if (res.status !== 204) throw new Error(`DELETE answered ${res.status}: ${JSON.stringify(res.body)}`);
 }
 
 /**

@@ -3,7 +3,13 @@
 import type { ServerOptions } from './harness.ts';
 import type { Sizes } from './sizes.ts';
 
-export type ServerKey = 'api' | 'runner-process' | 'runner-docker' | 'runner-process-poll';
+export type ServerKey = 'api' | 'runner-process' | 'runner-docker' | 'runner-process-poll' | 'runner-process-cold' | 'runner-docker-cold';
+
+/**
+ * FUNCTION_IDLE_MS of the cold-start servers (the smallest the platform accepts): an instance stops
+ * right after its invocation, so every sample can find its version scaled to zero again quickly.
+ */
+export const COLD_IDLE_MS = 100;
 
 export function serverOptions(key: ServerKey, sizes: Sizes): Omit<ServerOptions, 'db'> {
   const poll = { RUNNER_POLL_MS: String(sizes.runnerPollMs) };
@@ -17,5 +23,10 @@ export function serverOptions(key: ServerKey, sizes: Sizes): Omit<ServerOptions,
       return { runner: true, env: { ...poll, RUNTIME_DRIVER: 'docker' } };
     case 'runner-process-poll':
       return { runner: true, env: { ...poll, RUNTIME_DRIVER: 'process', RUNNER_NOTIFY: 'off' } };
+    // the warm figures use the default idle time (minutes): nothing scales to zero under them
+    case 'runner-process-cold':
+      return { runner: true, env: { ...poll, RUNTIME_DRIVER: 'process', FUNCTION_IDLE_MS: String(COLD_IDLE_MS) } };
+    case 'runner-docker-cold':
+      return { runner: true, env: { ...poll, RUNTIME_DRIVER: 'docker', FUNCTION_IDLE_MS: String(COLD_IDLE_MS) } };
   }
 }

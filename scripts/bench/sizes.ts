@@ -15,10 +15,14 @@ export interface Sizes {
   e2eDockerRuns: number;
   pickupNotifySamples: number;
   pickupPollSamples: number;
-  /** invocations per connection level */
-  invokeProcess: number;
-  invokeProcessConnections: number[];
-  invokeDocker: number;
+  /**
+   * warm invocations (and as many requests to the bare HTTP floor) per level of clients, each
+   * level in chunks alternating with its floor; 16 clients is the throughput level
+   */
+  warmRequests: { connections: number; requests: number }[];
+  /** cold starts of a scaled-to-zero version, each followed by one of its floor */
+  coldStartsProcess: number;
+  coldStartsDocker: number;
   cleanupFunctions: number;
   cleanupVersions: number;
   cleanupKeep: number;
@@ -43,9 +47,12 @@ export const FULL: Sizes = {
   e2eDockerRuns: 5,
   pickupNotifySamples: 30,
   pickupPollSamples: 15,
-  invokeProcess: 200,
-  invokeProcessConnections: [1, 2],
-  invokeDocker: 30,
+  warmRequests: [
+    { connections: 1, requests: 2000 },
+    { connections: 16, requests: 4000 },
+  ],
+  coldStartsProcess: 20,
+  coldStartsDocker: 10,
   cleanupFunctions: 1000,
   cleanupVersions: 20,
   cleanupKeep: 10,
@@ -69,9 +76,12 @@ export const SMOKE: Sizes = {
   e2eDockerRuns: 1,
   pickupNotifySamples: 3,
   pickupPollSamples: 2,
-  invokeProcess: 3,
-  invokeProcessConnections: [1],
-  invokeDocker: 2,
+  warmRequests: [
+    { connections: 1, requests: 10 },
+    { connections: 16, requests: 32 },
+  ],
+  coldStartsProcess: 2,
+  coldStartsDocker: 2,
   cleanupFunctions: 5,
   cleanupVersions: 5,
   cleanupKeep: 2,

@@ -26,7 +26,7 @@ test('percentiles are exact nearest-rank over every sample', () => {
   assert.is(summarize([1, 2, 3]).p50, 2);
 });
 
-test('the command line: scenarios in the issue order, databases, smoke, out', () => {
+test('the command line: scenarios in the issue order, databases, smoke, out, the old invoke name', () => {
   const all = parseArgs([]);
   assert.equal(all.scenarios, [...SCENARIOS]);
   assert.equal(all.dbs, ['sqlite', 'postgres']);
@@ -36,6 +36,8 @@ test('the command line: scenarios in the issue order, databases, smoke, out', ()
   assert.equal(some.dbs, ['postgres']);
   assert.is(some.smoke, true);
   assert.is(some.out, '/tmp/x.json');
+  // `invoke` (one cold start per call) was replaced by `warm`: the old name runs the new scenario
+  assert.equal(parseArgs(['--scenario', 'invoke,history']).scenarios, ['warm', 'history']);
   assert.throws(() => parseArgs(['--scenario', 'nope']), (e: unknown) => e instanceof UsageError && /unknown scenario/.test((e as Error).message));
   assert.throws(() => parseArgs(['--db', 'mysql']), (e: unknown) => e instanceof UsageError);
   assert.throws(() => parseArgs(['--out']), (e: unknown) => e instanceof UsageError);
@@ -59,6 +61,10 @@ test('a partial run replaces only the rows it measured', () => {
   const merged = mergeInto(old, fresh, { scenarios: ['rollback'], dbs: ['sqlite'] });
   assert.equal(merged.scenarios.rollback!.rows.map((r) => `${r.db}:${r.variant}`).sort(), ['postgres:old', 'sqlite:new']);
   assert.equal(merged.scenarios.history!.rows.map((r) => r.variant), ['old']);
+  // rows of a scenario the bench no longer has (the per-call invoke) are not kept
+  const withGone = doc([row('rollback', 'sqlite', 'old')]);
+  (withGone.scenarios as Record<string, unknown>).invoke = { rows: [row('rollback', 'sqlite', 'gone')], notes: [] };
+  assert.not.ok('invoke' in mergeInto(withGone, fresh, { scenarios: ['rollback'], dbs: ['sqlite'] }).scenarios);
   // another machine's results are not mixed in
   assert.equal(Object.keys(mergeInto(doc([], 'other'), fresh, { scenarios: ['rollback'], dbs: ['sqlite'] }).scenarios), ['rollback']);
 });
@@ -124,10 +130,23 @@ test('the smoke bench: every scenario, numeric percentiles and floors, no failed
         }
       }
     }
-    for (const name of ['e2e', 'invoke'] as const) {
+    for (const name of ['e2e', 'warm'] as const) {
       const dockerRows = doc.scenarios[name]!.rows.filter((r) => /docker/.test(r.variant));
       if (docker) assert.ok(dockerRows.length > 0, `${name} measured the docker driver`);
       else assert.ok(doc.notes.some((n) => /docker driver parts skipped/.test(n)), 'a missing Docker engine is said, not silent');
+    }
+    // warm invocations: both levels of clients and a cold start per driver measured, and the
+    // instance accounting adds up (every request served by an instance the API listed)
+    const warmRows = doc.scenarios.warm!.rows;
+    for (const driver of docker ? ['process', 'docker'] : ['process']) {
+      for (const kind of ['warm, 1 client', 'warm, 16 clients', 'cold start']) {
+        assert.ok(warmRows.some((r) => r.variant.startsWith(`${driver} driver, ${kind}`)), `warm measured ${driver}: ${kind}`);
+      }
+    }
+    for (const r of warmRows.filter((r) => /, warm, /.test(r.variant))) {
+      const instances = (r.details as { instances: { accountingComplete: boolean; requests: number; servedByListedInstances: number } }).instances;
+      assert.ok(instances.accountingComplete, `${r.db}/${r.variant}: ${JSON.stringify(instances)}`);
+      assert.ok(r.throughput && r.floors[0]!.throughput, `${r.db}/${r.variant}: throughput beside the floor's`);
     }
     assert.ok(doc.scenarios.pickup!.rows.some((r) => /NOTIFY/.test(r.variant)) || !pg, 'pickup measured NOTIFY');
     assert.ok(/\| scenario \| db/.test(output), 'the table is printed');

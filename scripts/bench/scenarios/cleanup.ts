@@ -59,7 +59,7 @@ function counts(s: CleanupSummary) {
  * the server process, where s3rver answers its S3 calls.
  */
 async function timedCleanup(p: Platform, dryRun: boolean, s3Pid: number) {
-  const driver = new ProcessDriver({ artifactsDir: path.join(p.config.dataDir, 'artifacts'), memoryMb: 256 });
+  const driver = new ProcessDriver({ artifactsDir: path.join(p.config.dataDir, 'artifacts'), instanceDir: p.config.runtime.instanceDir });
   const t0 = performance.now();
   const run = await withCpu(s3Pid, () => runCleanup(p, driver, { dryRun, holder: `bench-${process.pid}` }));
   return { summary: run.value, ms: performance.now() - t0, cpu: { cleanupCores: run.benchCores, s3rverCores: run.serverCores } };

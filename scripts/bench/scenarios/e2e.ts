@@ -14,16 +14,23 @@ import { Readable } from 'node:stream';
 import { extractArchive } from '../../../shared/archive/extract.ts';
 import { loadConfig } from '../../../shared/config.ts';
 import { buildByHand, docker, removeFunctionImages } from '../docker.ts';
-import type { BenchServer, DbKind } from '../harness.ts';
-import { complete, requestAndUpload, smallFunction, waitUntilActive } from '../seed.ts';
+import type { BenchServer, BenchUser, DbKind } from '../harness.ts';
+import { complete, deleteFunction, requestAndUpload, smallFunction, waitUntilActive } from '../seed.ts';
 import { sleep, summarize, timeSequential } from '../stats.ts';
 import { latencyRow, type Floor, type ResultRow, type Scenario } from '../types.ts';
 
+/** The function a run made, and its owner: deleted afterwards. */
+interface Made {
+  functionId?: string;
+  user?: BenchUser;
+}
+
 async function endToEnd(
   server: BenchServer,
-  opts: { runs: number; archive: Buffer; jitterMs: number; made: { functionId?: string }; after?: (run: number) => Promise<void> },
+  opts: { runs: number; archive: Buffer; jitterMs: number; made: Made; after?: (run: number) => Promise<void> },
 ) {
   const user = await server.newUser();
+  opts.made.user = user;
   const name = `bench-e2e-${randomUUID().slice(0, 8)}`;
   const total: number[] = [];
   const phases = { deployAndUpload: [] as number[], complete: [] as number[], untilActive: [] as number[], engineBuild: [] as number[] };
@@ -132,7 +139,7 @@ export const e2e: Scenario = {
     const dockerRuns = ctx.sizes.e2eDockerRuns;
     ctx.log(`e2e/${db}: ${dockerRuns} runs, docker driver, each followed by two docker builds by hand (the floors)`);
     const dockerServer = await ctx.server(db, 'runner-docker');
-    const made: { functionId?: string } = {};
+    const made: Made = {};
     const byHand = await buildFloors(archive);
     try {
       const built = await endToEnd(dockerServer, { runs: dockerRuns, archive, jitterMs, made, after: byHand.after });
@@ -145,7 +152,12 @@ export const e2e: Scenario = {
       );
     } finally {
       await byHand.close();
-      if (made.functionId) await removeFunctionImages([made.functionId]);
+      if (made.functionId) {
+        // every activation pre-warms the new live version: its containers hold the images, which
+        // the engine will not remove (even forced) while they run. DELETE stops them first.
+        if (made.user) await deleteFunction(dockerServer, made.user, made.functionId).catch((err) => ctx.log(`could not delete ${made.functionId}: ${String(err)}`));
+        await removeFunctionImages([made.functionId]);
+      }
     }
     return rows;
   },
