@@ -15,6 +15,8 @@ export interface RunnerService {
 
 export async function startRunnerService(platform: Platform): Promise<RunnerService> {
   const d = await driverFromConfig(platform.config, platform.logger);
+  // readiness checks start instances too: a runner killed during one leaves it behind
+  await d.instances.sweepOrphans().catch((err) => platform.logger.warn('the orphan sweep failed', { err }));
   const runner = new Runner(platform, d);
   await runner.start();
   const cleanup = new CleanupSchedule(platform, d, runner.id);
