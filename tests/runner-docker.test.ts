@@ -9,6 +9,9 @@ import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { makeNodeFunction, makeTarGz } from './support/archives.ts';
 import { deployAndBuild, waitForBuild } from './support/flows.ts';
 import { dockerAvailable, requireService, waitFor } from './support/services.ts';
+import { runnerEnv, spawnApi } from './support/processes.ts';
+import { client } from './support/http.ts';
+import os from 'node:os';
 import type { Client } from './support/http.ts';
 
 const REGISTRY = process.env.TEST_REGISTRY ?? '127.0.0.1:5000';
@@ -143,6 +146,25 @@ dockerSuite('over the timeout: 504, that container is removed, the next call get
   const after = await api.post(`/api/functions/${d.id}/invoke`, {});
   assert.is(after.status, 200);
   assert.is.not(after.body.result, before.body.result);
+});
+
+dockerSuite('SIGTERM of a serving process with running instances leaves no container behind', async () => {
+  const api = await tp.newUser();
+  const d = await deployAndBuild(api, 'stopped', await fn('x'), 120_000);
+  const served = await spawnApi(runnerEnv(tp, { RUNTIME_DRIVER: 'docker', REGISTRY, FUNCTION_BASE_IMAGE: BASE_IMAGE, FUNCTION_MAX_INSTANCES: '2' }));
+  const remote = client(served.url, api.token);
+  const ownedByIt = async () =>
+    (await docker.listContainers({ all: true, filters: { label: [`containerpub.function=${d.id}`] } })).filter((c) =>
+      c.Labels['containerpub.owner']?.startsWith(`${os.hostname()}/${served.child.pid}/`),
+    );
+  try {
+    const both = await Promise.all([1, 2].map(() => remote.post(`/api/functions/${d.id}/invoke`, {})));
+    for (const r of both) assert.is(r.status, 200, JSON.stringify(r.body));
+    assert.ok((await ownedByIt()).length >= 1, 'it runs instances');
+  } finally {
+    assert.is(await served.stop('SIGTERM'), 0, served.output());
+  }
+  assert.equal(await ownedByIt(), [], 'every instance container of the stopped process is gone');
 });
 
 dockerSuite('containers have no network and a read-only root; a chatty function still answers', async () => {

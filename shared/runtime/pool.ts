@@ -149,6 +149,8 @@ export class InstanceManager {
   private inflight = 0;
   private closing = false;
   private readonly idleWaiters = new Set<() => void>();
+  /** starts under way: close() waits for them, or an instance stopped mid-start would outlive it */
+  private readonly starts = new Set<Promise<void>>();
   /** crash times per deployment, kept apart from the pools (which go when they scale to zero) */
   private readonly crashes = new Map<string, { times: number[]; reportedAt: number }>();
 
@@ -265,7 +267,7 @@ export class InstanceManager {
       }
       for (const i of pool.instances) stops.push(this.stop(i, 'the platform is shutting down'));
     }
-    await Promise.all(stops);
+    await Promise.all([...stops, ...this.starts]);
     this.pools.clear();
   }
 
@@ -418,7 +420,7 @@ export class InstanceManager {
     pool.instances.add(instance);
     this.total++;
     const { settings, target } = pool;
-    void (async () => {
+    const start = (async () => {
       let running: RunningInstance | undefined;
       try {
         running = await this.backend.start({ ...target, instanceId: instance.id, memoryMb: settings.memoryMb });
@@ -457,6 +459,8 @@ export class InstanceManager {
         await this.stop(instance, 'it did not start');
       }
     })();
+    this.starts.add(start);
+    void start.finally(() => this.starts.delete(start));
   }
 
   private becameIdle(instance: Instance): void {

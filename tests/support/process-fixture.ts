@@ -9,21 +9,23 @@ import type { PoolSettings } from '../../shared/runtime/pool.ts';
 import type { RuntimeLogger } from '../../shared/runtime/protocol.ts';
 import type { BuildInput, FunctionKind } from '../../shared/runtime/types.ts';
 
+/** A source directory under `root` holding `files`, as the archive step leaves it. */
+export function writeSourceDir(root: string, files: Record<string, string>): string {
+  const dir = fs.mkdtempSync(path.join(root, 'src-'));
+  for (const [name, content] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    fs.writeFileSync(path.join(dir, name), content);
+  }
+  return dir;
+}
+
 export function processFixture(logger?: RuntimeLogger) {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-process-'));
   const artifactsDir = path.join(root, 'artifacts');
   const instanceDir = path.join(root, 'instances');
   const driver = new ProcessDriver({ artifactsDir, instanceDir, logger });
 
-  /** A source directory holding `files`, as the archive step leaves it. */
-  function sourceDir(files: Record<string, string>): string {
-    const dir = fs.mkdtempSync(path.join(root, 'src-'));
-    for (const [name, content] of Object.entries(files)) {
-      fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
-      fs.writeFileSync(path.join(dir, name), content);
-    }
-    return dir;
-  }
+  const sourceDir = (files: Record<string, string>) => writeSourceDir(root, files);
 
   async function build(files: Record<string, string>, fn: FunctionKind = { kind: 'node', entry: 'index.mjs' }) {
     const lines: string[] = [];

@@ -15,7 +15,7 @@ import { RegistryClient, splitImageTag } from '../../shared/runtime/registry.ts'
 import { ArtifactMissingError } from '../../shared/runtime/protocol.ts';
 import { InstanceManager, type InstanceTarget, type InvokeOutcome, type PoolSettings } from '../../shared/runtime/pool.ts';
 import { BuildError, type BuildInput, type FunctionKind } from '../../shared/runtime/types.ts';
-import { poolSettings } from '../support/process-fixture.ts';
+import { poolSettings, writeSourceDir } from '../support/process-fixture.ts';
 import { dockerAvailable, requireService, waitFor } from '../support/services.ts';
 
 const REGISTRY = process.env.TEST_REGISTRY ?? '127.0.0.1:5000';
@@ -51,14 +51,7 @@ test.after(async () => {
   }
 });
 
-function sourceDir(files: Record<string, string>): string {
-  const dir = fs.mkdtempSync(path.join(root, 'src-'));
-  for (const [name, content] of Object.entries(files)) {
-    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
-    fs.writeFileSync(path.join(dir, name), content);
-  }
-  return dir;
-}
+const sourceDir = (files: Record<string, string>) => writeSourceDir(root, files);
 
 /** A fresh function id: test images never collide with anyone else's. */
 const newFunctionId = () => {
