@@ -8,6 +8,8 @@ import type { Invoker } from '../shared/domain/invoke.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
 import { createHonoApp, type App } from './http/app.ts';
 import { requireUser } from './http/auth.ts';
+import { requireOwnedFunction } from './http/tenant.ts';
+import { LiveRoutes } from '../shared/domain/live-routes.ts';
 import * as auth from './routes/auth.ts';
 import * as deploy from './routes/deploy.ts';
 import * as deployments from './routes/deployments.ts';
@@ -41,8 +43,12 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   const user = requireUser(p);
   app.use('/api/functions', user);
   app.use('/api/functions/*', user);
-  deploy.register(app, p);
   const { driver, invoker } = opts;
+  // one routing cache per process: the invoker keeps it in step with activations and deletions
+  const owned = requireOwnedFunction(invoker?.routes ?? new LiveRoutes(p.db, () => false));
+  app.use('/api/functions/:id', owned);
+  app.use('/api/functions/:id/*', owned);
+  deploy.register(app, p);
   functions.register(app, p, {
     removeRuntimeArtifacts: driver
       ? async (removed) => {

@@ -4,6 +4,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { deployPresigned, simulateBuilt } from './support/flows.ts';
+import { createApi } from '../api/server.ts';
 
 const t = await startTestPlatform();
 if (!t) process.exit(0);
@@ -105,6 +106,30 @@ isolation("another user's function is a 404 on every route, exactly like a missi
   const fn = await owner.get(`/api/functions/${d.id}`);
   assert.is(fn.body.activeVersion, 1);
   assert.is(fn.body.latestVersion, 1);
+});
+
+isolation("the route table, walked: every route of a function answers another user's token with 404 and no data", async () => {
+  const owner = await tp.newUser();
+  const other = await tp.newUser();
+  const d = await deployPresigned(owner, 'walked', Buffer.from('x'));
+  await simulateBuilt(tp.platform, d.id, 1);
+  const missing = '00000000-0000-4000-8000-000000000000';
+  // the app as the platform builds it: a route added later is walked here without a line changed
+  const app = createApi(tp.platform, { driver: tp.driver, invoker: tp.invoker });
+  const routes = app.routes.filter((r) => r.method !== 'ALL' && r.path.startsWith('/api/functions/:id'));
+  const walked = new Set(routes.map((r) => `${r.method} ${r.path}`));
+  assert.ok(walked.size >= 10, `only ${walked.size} routes found: ${[...walked].join(', ')}`);
+  const fill = (path: string, id: string) => path.replace(':id', id).replace(/:version\b/g, '1').replace(/:[a-zA-Z]+/g, 'x');
+  for (const key of walked) {
+    const [method, path] = key.split(' ') as [string, string];
+    const json = method === 'GET' || method === 'HEAD' ? undefined : {};
+    const theirs = await other.request(method, fill(path, d.id), { json });
+    const none = await other.request(method, fill(path, missing), { json });
+    assertError(theirs, 404, 'function_not_found');
+    assert.equal(theirs.body, none.body, `${key} answers another user's function exactly like a missing one`);
+    assert.not.ok(JSON.stringify(theirs.body).includes(d.id), `${key} leaks nothing about it`);
+  }
+  assert.is((await owner.get(`/api/functions/${d.id}`)).body.activeVersion, 1, 'nothing changed for the owner');
 });
 
 const input = suite('bad input');

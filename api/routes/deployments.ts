@@ -2,7 +2,6 @@
 // POST /api/functions/:id/deployments/:version/complete
 import { z } from 'zod';
 import { getDeploymentByVersion, listDeployments, toDeploymentDetailView } from '../../shared/domain/deployments.ts';
-import { getOwnedFunction } from '../../shared/domain/functions.ts';
 import { completeUpload } from '../../shared/domain/uploads.ts';
 import type { Platform } from '../../shared/platform.ts';
 import type { App } from '../http/app.ts';
@@ -18,7 +17,6 @@ export function register(app: App, p: Platform): void {
   app.get('/api/functions/:id/deployments', async (c) => {
     const id = functionId(c);
     const query = parseWith(historyQuery, c.req.query());
-    await getOwnedFunction(p.db, c.get('userId'), id);
     const limit = query.limit ?? 50;
     const deployments = await listDeployments(p.db, id, { limit, before: query.before });
     const last = deployments.at(-1);
@@ -31,14 +29,12 @@ export function register(app: App, p: Platform): void {
   app.get('/api/functions/:id/deployments/:version', async (c) => {
     const id = functionId(c);
     const version = versionFrom(c);
-    await getOwnedFunction(p.db, c.get('userId'), id);
     return c.json(toDeploymentDetailView(await getDeploymentByVersion(p.db, id, version)));
   });
 
   app.post('/api/functions/:id/deployments/:version/complete', async (c) => {
     const id = functionId(c);
     const version = versionFrom(c);
-    await getOwnedFunction(p.db, c.get('userId'), id);
     return c.json(await completeUpload(p, id, version), 202);
   });
 }

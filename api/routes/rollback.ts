@@ -1,6 +1,5 @@
 // POST /api/functions/:id/rollback {version}
 import { z } from 'zod';
-import { getOwnedFunction } from '../../shared/domain/functions.ts';
 import { rollbackToVersion } from '../../shared/domain/rollback.ts';
 import type { Platform } from '../../shared/platform.ts';
 import type { App } from '../http/app.ts';
@@ -14,7 +13,6 @@ export function register(app: App, p: Platform): void {
   app.post('/api/functions/:id/rollback', async (c) => {
     const id = functionId(c);
     const { version } = await jsonBody(c, rollbackSchema);
-    await getOwnedFunction(p.db, c.get('userId'), id);
     const result = await rollbackToVersion(p.db, id, version);
     if (result.restoring) {
       return c.json(

@@ -34,3 +34,14 @@ export function isUniqueViolation(err: unknown): boolean {
   const e = err as { code?: string; message?: string };
   return e?.code === '23505' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || /UNIQUE constraint failed/.test(e?.message ?? '');
 }
+
+/**
+ * SQLite only: a number that changes whenever another process commits to the database file
+ * (`PRAGMA data_version`, per connection; this process's own commits do not change it). Lets a
+ * cache notice a separate runner's writes without NOTIFY. null on PostgreSQL.
+ */
+export async function sqliteDataVersion(db: Db): Promise<number | null> {
+  if (db.dialect !== 'sqlite') return null;
+  const rows = await db.knex.raw('PRAGMA data_version');
+  return Number(rows[0]?.data_version);
+}

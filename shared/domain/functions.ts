@@ -36,13 +36,6 @@ function toView(row: FunctionRow & { active_version: number | null }): FunctionV
   };
 }
 
-/** Another user's function is indistinguishable from one that does not exist. */
-export async function getOwnedFunction(db: Db, userId: string, functionId: string): Promise<FunctionRow> {
-  const row = await db.knex('functions').where({ id: functionId, user_id: userId }).first();
-  if (!row) throw errors.functionNotFound();
-  return row as FunctionRow;
-}
-
 export async function getFunctionView(db: Db, userId: string, functionId: string): Promise<FunctionView> {
   const row = await summaryQuery(db).where({ 'f.id': functionId, 'f.user_id': userId }).first();
   if (!row) throw errors.functionNotFound();

@@ -1,10 +1,11 @@
 // The routing table of the serving process: for each function, its owner and its live version,
 // cached so that a warm invocation makes no database round trip. An entry is dropped the moment a
 // change to its function is announced (function-changes.ts): in this process at once, from other
-// processes through NOTIFY. Without a working NOTIFY feed (SQLite, or the connection is down),
-// entries live for one second only, so a change made by another process is never seen late by more.
+// processes through NOTIFY. On SQLite, a commit by another process (a separate runner) is noticed
+// through `PRAGMA data_version` and drops every entry. On PostgreSQL without a working NOTIFY feed
+// (the connection is down), entries live one second only.
 import type { Db } from '../db/knex.ts';
-import { bool, num } from '../db/dialect.ts';
+import { bool, num, sqliteDataVersion } from '../db/dialect.ts';
 import type { DeploymentStatus } from './model.ts';
 
 export interface LiveDeployment {
@@ -29,6 +30,8 @@ export class LiveRoutes {
   private readonly entries = new Map<string, { route: LiveRoute; at: number }>();
   /** bumped by every invalidation: a lookup that raced with one is not cached */
   private epoch = 0;
+  /** SQLite: the data_version the entries were read under */
+  private dataVersion: number | null = null;
 
   constructor(
     private readonly db: Db,
@@ -38,8 +41,15 @@ export class LiveRoutes {
 
   /** The function's route, or null when it does not exist. */
   async get(functionId: string): Promise<LiveRoute | null> {
+    if (this.db.dialect === 'sqlite') {
+      const version = await sqliteDataVersion(this.db);
+      if (version !== this.dataVersion) {
+        this.dataVersion = version;
+        this.clear();
+      }
+    }
     const hit = this.entries.get(functionId);
-    const ttl = this.feedHealthy() ? TTL_WITH_FEED_MS : TTL_WITHOUT_FEED_MS;
+    const ttl = this.feedHealthy() || this.db.dialect === 'sqlite' ? TTL_WITH_FEED_MS : TTL_WITHOUT_FEED_MS;
     if (hit && performance.now() - hit.at < ttl) return hit.route;
     const epoch = this.epoch;
     const route = await this.load(functionId);
