@@ -366,18 +366,21 @@ export class InstanceManager {
     while (pool.waiters.length > coming && pool.instances.size < maxInstances) {
       if (!this.makeRoom(pool)) {
         pool.blocked = true;
-        return;
-      }
-      // The waiters this start will serve wait for it: the start is bounded by its own timeout
-      // (a failed start fails them), so the queue's shorter wait no longer applies to them.
-      for (const w of pool.waiters.slice(coming, coming + concurrency)) {
-        w.cold = true;
-        this.armQueueTimer(pool, w, pool.settings.startTimeoutMs + pool.settings.queueMs);
+        break;
       }
       this.startInstance(pool);
       coming += concurrency;
     }
-    pool.blocked = false;
+    if (pool.instances.size < maxInstances && pool.waiters.length > coming) pool.blocked = true;
+    else pool.blocked = false;
+    // The waiters that instances under way will serve (FIFO) wait for those starts: a start is
+    // bounded by its own timeout (a failed start fails them), so the queue's shorter wait no
+    // longer applies to them. That includes a pre-warm a request found starting.
+    for (const w of pool.waiters.slice(0, coming)) {
+      if (w.cold) continue;
+      w.cold = true;
+      this.armQueueTimer(pool, w, pool.settings.startTimeoutMs + pool.settings.queueMs);
+    }
   }
 
   /** Room for one more instance on this host, stopping the least recently used idle one if need be. */

@@ -212,6 +212,16 @@ test('prewarm starts one instance ahead of the first request', async () => {
   assert.ok(out.ok && !out.cold, 'served warm');
 });
 
+test('a request that finds a pre-warm still starting waits for it, not for the (tiny) queue limit', async () => {
+  const m = manager({ maxInstances: 1, queueMs: 1 });
+  const t = await target(WORKER);
+  m.prewarm(t);
+  const out = await call(m, t);
+  assert.ok(out.ok, JSON.stringify(out));
+  assert.ok(out.cold, 'it waited for the start');
+  assert.is(m.list(t.functionId).length, 1, 'served by the pre-warmed instance');
+});
+
 test('close: in-flight and queued invocations finish within the grace, new ones are refused, no process is left', async () => {
   const m = manager({ maxInstances: 1 });
   const t = await target(WORKER);
