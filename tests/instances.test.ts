@@ -183,6 +183,21 @@ live('rollback inside the idle window is served by the still-warm instance of th
   assert.is(back.body.result.count, 2);
 });
 
+live('rollback to a cold version starts an instance of it at once, before any request', async () => {
+  const api = await tp.newUser();
+  const v1 = await deployAndBuild(api, 'coldback', await worker('v1'));
+  await deployAndBuild(api, 'coldback', await worker('v2'));
+  await waitFor('the pre-warmed v2', () => tp.invoker.manager.list(v1.id).some((i) => i.version === 2 && i.state === 'idle'));
+  await tp.invoker.manager.dropFunction(v1.id); // no instance of any version is left
+  assert.is((await api.post(`/api/functions/${v1.id}/rollback`, { version: 1 })).status, 200);
+  const started = await waitFor('an instance of v1 without any request', async () => {
+    const list = (await api.get(`/api/functions/${v1.id}/instances`)).body.instances as any[];
+    return list.find((i) => i.version === 1 && i.state === 'idle' && i.invocations === 0);
+  });
+  const res = await api.post(`/api/functions/${v1.id}/invoke`, {});
+  assert.is(res.body.result.instanceId, started.id, 'the first request after the rollback is served warm');
+});
+
 live('rollback under load: no request fails; every request sent after the rollback answered is the target version', async () => {
   const api = await tp.newUser();
   const v1 = await deployAndBuild(api, 'busy', await worker('v1'));
