@@ -7,7 +7,7 @@ import type { Platform } from '../shared/platform.ts';
 import type { Invoker } from '../shared/domain/invoke.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
 import { createHonoApp, type App } from './http/app.ts';
-import { requireUser } from './http/auth.ts';
+import { createTokenCache, requireUser } from './http/auth.ts';
 import * as auth from './routes/auth.ts';
 import * as deploy from './routes/deploy.ts';
 import * as deployments from './routes/deployments.ts';
@@ -17,6 +17,7 @@ import * as instances from './routes/instances.ts';
 import * as invoke from './routes/invoke.ts';
 import * as logs from './routes/logs.ts';
 import * as rollback from './routes/rollback.ts';
+import * as tokens from './routes/tokens.ts';
 
 export interface ApiOptions {
   /** the runtime driver: deleting a function removes its artifacts with it */
@@ -38,9 +39,12 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
     return bodyLimit({ maxSize: JSON_BODY_LIMIT, onError: () => { throw errors.tooLarge(JSON_BODY_LIMIT); } })(c, next);
   });
   auth.register(app, p);
-  const user = requireUser(p);
+  const tokenCache = createTokenCache(p);
+  const user = requireUser(p, tokenCache);
   app.use('/api/functions', user);
   app.use('/api/functions/*', user);
+  for (const path of ['/api/auth/tokens', '/api/auth/tokens/*', '/api/auth/logout', '/api/auth/me']) app.use(path, user);
+  tokens.register(app, p, tokenCache);
   deploy.register(app, p);
   const { driver, invoker } = opts;
   functions.register(app, p, {
