@@ -38,7 +38,9 @@ export class RateLimiter {
   /** Seconds until `key` may try again (0: now). */
   waitSeconds(key: string, now = performance.now()): number {
     const level = this.level(key, now);
-    return level >= 1 ? 0 : Math.max(1, Math.ceil((1 - level) / this.perMs / 1000));
+    if (level >= 1) return 0;
+    // less a hair: floating point turns an exact 1 s into 1.0000000002
+    return Math.max(1, Math.ceil((1 - level) / this.perMs / 1000 - 1e-9));
   }
 
   take(key: string, now = performance.now()): void {
