@@ -146,7 +146,7 @@ tokens('lastUsedAt: null until used, set off the request path, then written at m
   const lastUsed = async () => (await api.get('/api/auth/tokens')).body.tokens.find((t: any) => t.id === made.body.id).lastUsedAt;
   assert.is(await lastUsed(), null);
   assert.is((await api.withToken(made.body.token).get('/api/functions')).status, 200);
-  const first = await waitFor('lastUsedAt to be recorded', lastUsed, { timeoutMs: 5_000 });
+  const first: string = await waitFor('lastUsedAt to be recorded', async () => (await lastUsed()) ?? undefined, { timeoutMs: 5_000 });
   near(first, Date.now(), 10_000);
 
   // A cache that asks the database on every lookup still writes last_used_at once a minute only.
