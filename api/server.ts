@@ -7,7 +7,7 @@ import type { Platform } from '../shared/platform.ts';
 import type { Invoker } from '../shared/domain/invoke.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
 import { createHonoApp, type App } from './http/app.ts';
-import { requireUser } from './http/auth.ts';
+import { createTokenCache, requireUser } from './http/auth.ts';
 import { requireOwnedFunction } from './http/tenant.ts';
 import { LiveRoutes } from '../shared/domain/live-routes.ts';
 import * as auth from './routes/auth.ts';
@@ -19,6 +19,7 @@ import * as instances from './routes/instances.ts';
 import * as invoke from './routes/invoke.ts';
 import * as logs from './routes/logs.ts';
 import * as rollback from './routes/rollback.ts';
+import * as tokens from './routes/tokens.ts';
 
 export interface ApiOptions {
   /** the runtime driver: deleting a function removes its artifacts with it */
@@ -40,9 +41,12 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
     return bodyLimit({ maxSize: JSON_BODY_LIMIT, onError: () => { throw errors.tooLarge(JSON_BODY_LIMIT); } })(c, next);
   });
   auth.register(app, p);
-  const user = requireUser(p);
+  const tokenCache = createTokenCache(p);
+  const user = requireUser(p, tokenCache);
   app.use('/api/functions', user);
   app.use('/api/functions/*', user);
+  for (const path of ['/api/auth/tokens', '/api/auth/tokens/*', '/api/auth/logout', '/api/auth/me']) app.use(path, user);
+  tokens.register(app, p, tokenCache);
   const { driver, invoker } = opts;
   // one routing cache per process: the invoker keeps it in step with activations and deletions
   const owned = requireOwnedFunction(invoker?.routes ?? new LiveRoutes(p.db, () => false));

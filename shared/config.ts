@@ -79,6 +79,12 @@ const envSchema = z.object({
   UPLOAD_EXPIRY_GRACE_SECONDS: int(300, 0),
   INVOCATION_LOGS_KEEP: int(1000, 1),
   CLEANUP_CONCURRENCY: int(4, 1).pipe(z.number().max(64)),
+
+  TOKEN_TTL_DAYS: int(30, 1).pipe(z.number().max(3650)),
+  REGISTRATION: z.enum(['open', 'closed']).default('open'),
+  AUTH_RATE_LIMIT_PER_MINUTE: int(10, 0),
+  AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE: int(10, 0),
+  TRUST_PROXY: z.enum(['on', 'off']).default('off'),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -148,6 +154,17 @@ export interface Config {
     buildLogMaxBytes: number;
   };
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  auth: {
+    /** lifetime of the tokens login and register hand out, and the default for named tokens */
+    tokenTtlDays: number;
+    /** closed: POST /api/auth/register is refused; accounts come from `npm run users -- add` */
+    registration: 'open' | 'closed';
+    /** sign-up and login attempts per client address, and per email, per minute (0: no limit) */
+    rateLimitPerAddress: number;
+    rateLimitPerEmail: number;
+    /** take the client address from X-Forwarded-For (its last entry) instead of the socket */
+    trustProxy: boolean;
+  };
 }
 
 export class ConfigError extends Error {}
@@ -225,6 +242,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       buildLogMaxBytes: e.BUILD_LOG_MAX_BYTES,
     },
     logLevel: e.LOG_LEVEL,
+    auth: {
+      tokenTtlDays: e.TOKEN_TTL_DAYS,
+      registration: e.REGISTRATION,
+      rateLimitPerAddress: e.AUTH_RATE_LIMIT_PER_MINUTE,
+      rateLimitPerEmail: e.AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE,
+      trustProxy: e.TRUST_PROXY === 'on',
+    },
   };
 }
 

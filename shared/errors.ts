@@ -26,7 +26,9 @@ export type ErrorCode =
   | 'image_rebuilding'
   | 'conflict'
   | 'unavailable'
-  | 'internal';
+  | 'internal'
+  | 'registration_closed'
+  | 'rate_limited';
 
 const statusByCode: Record<ErrorCode, number> = {
   bad_request: 400,
@@ -54,6 +56,8 @@ const statusByCode: Record<ErrorCode, number> = {
   conflict: 409,
   unavailable: 503,
   internal: 500,
+  registration_closed: 403,
+  rate_limited: 429,
 };
 
 export class AppError extends Error {
@@ -118,6 +122,11 @@ export const errors = {
     new AppError('no_active_deployment', 'function has no live deployment yet'),
   conflict: (message: string, details?: Record<string, unknown>) => new AppError('conflict', message, details),
   unavailable: (message: string) => new AppError('unavailable', message),
+  registrationClosed: () =>
+    new AppError('registration_closed', 'sign-up is closed on this platform: ask an administrator for an account'),
+  // The same words whatever was limited (address or email), so a 429 tells nothing about an account.
+  rateLimited: (retryAfterSeconds: number) =>
+    new AppError('rate_limited', `too many sign-up or login attempts; try again in ${retryAfterSeconds} s`, undefined, retryAfterSeconds),
 };
 
 export function isAppError(err: unknown): err is AppError {

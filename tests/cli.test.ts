@@ -358,6 +358,70 @@ failures('a failing build exits 1 and prints the error and the tail of the build
 });
 
 // ---------------------------------------------------------------------------------------------
+const tokenCmds = suite('cli: tokens and logout');
+
+tokenCmds('tokens create prints only the token on stdout, once; it works; ls lists it without secrets; rm revokes it', async () => {
+  const { api, env: userEnv, cli: run } = await tokenUser();
+  const made = await run('tokens', 'create', '--name', 'ci', '--days', '7');
+  assert.is(made.code, 0, made.stderr);
+  const token = made.stdout.trim();
+  assert.match(token, /^cp_[A-Za-z0-9_-]+$/, 'stdout is the token alone');
+  assert.match(made.stderr, /token "ci" created .*shown only this once/);
+  assert.is((await api.withToken(token).get('/api/functions')).status, 200);
+
+  const ls = await run('tokens', 'ls');
+  assert.is(ls.code, 0, ls.stderr);
+  assert.match(ls.stdout, /ID\s+NAME\s+CREATED\s+LAST USED\s+EXPIRES/);
+  assert.match(ls.stdout, /^\*\s+\S+\s+login\s/m, 'the token in use is marked');
+  assert.match(ls.stdout, /\sci\s+\d+s ago\s+(\d+s ago|never)\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/m);
+  assert.not.ok(ls.stdout.includes(token) || ls.stdout.includes(api.token), 'no secret in the list');
+  const listed = JSON.parse((await run('tokens', 'ls', '--json')).stdout).tokens as { id: string; name: string; expiresAt: string }[];
+  const ci = listed.find((t) => t.name === 'ci')!;
+  assert.ok(Math.abs(Date.parse(ci.expiresAt) - (Date.now() + 7 * 86_400_000)) < 60_000, ci.expiresAt);
+
+  const rm = await run('tokens', 'rm', ci.id);
+  assert.is(rm.code, 0, rm.stderr);
+  assert.match(rm.stdout, new RegExp(`✔ token ${ci.id} revoked`));
+  assert.is((await api.withToken(token).get('/api/functions')).status, 401);
+  oneLineError(await run('tokens', 'rm', ci.id), /^error: token not found$/);
+  oneLineError(await runCli(['tokens', 'create'], userEnv), /^error: tokens create needs --name/, 2);
+  oneLineError(await runCli(['tokens', 'drop'], userEnv), /^error: unknown tokens action "drop"/, 2);
+  oneLineError(await runCli(['tokens', 'create', '--name', 'x', '--days', '0'], userEnv), /^error: --days must be a positive integer/, 2);
+});
+
+tokenCmds('logout revokes the saved token and removes the credentials file; a second logout has nothing to do', async () => {
+  const logoutHome = newHome(scratch);
+  const logoutEnv = cliEnv(logoutHome, { CONTAINERPUB_URL: tp.url });
+  const mail = `logout-${process.pid}-${Date.now()}@example.com`;
+  assert.is((await runCli(['register', '--email', mail, '--password', 'correct horse battery'], logoutEnv)).code, 0);
+  const file = path.join(logoutHome, '.config', 'containerpub', 'credentials.json');
+  const { token } = JSON.parse(fs.readFileSync(file, 'utf8'));
+  assert.is((await tp.http.get('/api/functions', { token })).status, 200);
+
+  const out = await runCli(['logout'], logoutEnv);
+  assert.is(out.code, 0, out.stderr);
+  assert.match(out.stdout, /✔ logged out of .*: the token is revoked/);
+  assert.not.ok(fs.existsSync(file), 'credentials removed');
+  assert.is((await tp.http.get('/api/functions', { token })).status, 401);
+
+  const again = await runCli(['logout'], logoutEnv);
+  assert.is(again.code, 0, again.stderr);
+  assert.match(again.stdout, /not logged in/);
+  oneLineError(await runCli(['tokens', 'ls'], logoutEnv), /^error: not logged in/);
+});
+
+tokenCmds('logout with CONTAINERPUB_TOKEN revokes that token and says the variable is still set', async () => {
+  const { api, cli: run } = await tokenUser();
+  const out = await run('logout');
+  assert.is(out.code, 0, out.stderr);
+  assert.match(out.stderr, /CONTAINERPUB_TOKEN is still set/);
+  assert.is((await api.get('/api/functions')).status, 401);
+  // a token that no longer works: logged out all the same
+  const stale = await run('logout');
+  assert.is(stale.code, 0, stale.stderr);
+  assert.match(stale.stdout, /the token no longer worked/);
+});
+
 const watching = suite('cli: watch');
 
 watching('deploys on start, on a save, not on an identical save, once for a burst; keeps going after a failed build', async () => {
@@ -461,4 +525,5 @@ watching.after(async () => {
 packing.run();
 cli.run();
 failures.run();
+tokenCmds.run();
 watching.run();

@@ -6,7 +6,7 @@ import { isAppError } from '../../shared/errors.ts';
 import type { Platform } from '../../shared/platform.ts';
 
 export interface AppEnv {
-  Variables: { userId: string };
+  Variables: { userId: string; /** the bearer token the request was made with */ tokenId: string };
 }
 
 export type App = Hono<AppEnv>;

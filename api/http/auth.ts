@@ -1,18 +1,25 @@
 import type { MiddlewareHandler } from 'hono';
-import { TokenCache } from '../../shared/domain/auth.ts';
+import { TokenCache } from '../../shared/domain/tokens.ts';
 import { errors } from '../../shared/errors.ts';
 import type { Platform } from '../../shared/platform.ts';
 import type { AppEnv } from './app.ts';
 
-export function requireUser(p: Platform): MiddlewareHandler<AppEnv> {
-  const tokens = new TokenCache(p.db);
+/** The token cache of one API: shared by the middleware and the routes that revoke tokens. */
+export function createTokenCache(p: Platform): TokenCache {
+  return new TokenCache(p.db, {
+    onTouchError: (err) => p.logger.warn('could not record a token as used', { err: (err as Error)?.message ?? String(err) }),
+  });
+}
+
+export function requireUser(p: Platform, tokens: TokenCache = createTokenCache(p)): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const header = c.req.header('authorization') ?? '';
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (!match) throw errors.unauthorized();
-    const userId = await tokens.authenticate(match[1]!);
-    if (!userId) throw errors.unauthorized();
-    c.set('userId', userId);
+    const identity = await tokens.authenticate(match[1]!);
+    if (!identity) throw errors.unauthorized();
+    c.set('userId', identity.userId);
+    c.set('tokenId', identity.tokenId);
     await next();
   };
 }

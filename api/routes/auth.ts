@@ -1,14 +1,13 @@
 // POST /api/auth/register, POST /api/auth/login
 import { z } from 'zod';
-import { loginUser, registerUser } from '../../shared/domain/auth.ts';
+import { loginUser, newAccountSchema, registerUser } from '../../shared/domain/auth.ts';
+import { errors } from '../../shared/errors.ts';
 import type { Platform } from '../../shared/platform.ts';
 import type { App } from '../http/app.ts';
+import { authAttemptLimit } from '../http/rate-limit.ts';
 import { jsonBody } from '../http/validation.ts';
 
-export const registerSchema = z.object({
-  email: z.email('must be an email address').max(320),
-  password: z.string().min(8, 'must be at least 8 characters').max(1024),
-});
+export const registerSchema = newAccountSchema;
 
 export const loginSchema = z.object({
   email: z.string().min(1).max(320),
@@ -16,14 +15,17 @@ export const loginSchema = z.object({
 });
 
 export function register(app: App, p: Platform): void {
+  const limit = authAttemptLimit(p.config.auth);
+  const session = { tokenTtlDays: p.config.auth.tokenTtlDays };
   app.post('/api/auth/register', async (c) => {
+    if (p.config.auth.registration === 'closed') throw errors.registrationClosed();
     const body = await jsonBody(c, registerSchema);
-    const session = await registerUser(p.db, body.email, body.password);
-    return c.json(session, 201);
+    limit(c, body.email);
+    return c.json(await registerUser(p.db, body.email, body.password, session), 201);
   });
   app.post('/api/auth/login', async (c) => {
     const body = await jsonBody(c, loginSchema);
-    const session = await loginUser(p.db, body.email, body.password);
-    return c.json(session, 200);
+    limit(c, body.email);
+    return c.json(await loginUser(p.db, body.email, body.password, session), 200);
   });
 }

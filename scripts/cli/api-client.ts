@@ -9,12 +9,14 @@ export type { DeploymentView as Deployment, DeploymentDetailView as DeploymentDe
 export type { EventView as EventEntry } from '../../shared/domain/events.ts';
 export type { InvocationView as Invocation } from '../../shared/domain/invocation-log.ts';
 export type { InvocationResult as InvokeResult } from '../../shared/domain/invoke.ts';
+export type { TokenView as ApiToken, IssuedToken } from '../../shared/domain/tokens.ts';
 import type { FunctionView as FunctionSummary } from '../../shared/domain/functions.ts';
 import type { DeploymentView as Deployment, DeploymentDetailView as DeploymentDetail } from '../../shared/domain/deployments.ts';
 import type { EventView as EventEntry } from '../../shared/domain/events.ts';
 import type { InvocationView as Invocation } from '../../shared/domain/invocation-log.ts';
 import type { InvocationResult as InvokeResult } from '../../shared/domain/invoke.ts';
 import type { InstanceInfo } from '../../shared/runtime/pool.ts';
+import type { TokenView as ApiToken, IssuedToken } from '../../shared/domain/tokens.ts';
 
 /** A warm instance as GET /api/functions/:id/instances sends it (the route leaves out the ids it implies). */
 export type WarmInstance = Pick<InstanceInfo, 'id' | 'version' | 'state' | 'startedAt' | 'lastUsedAt' | 'invocations'>;
@@ -193,6 +195,23 @@ export class ApiClient {
 
   async listInvocations(id: string, opts: { limit?: number; version?: number } = {}): Promise<Invocation[]> {
     return (await this.request<{ invocations: Invocation[] }>('GET', `/api/functions/${id}/invocations`, { query: opts })).invocations;
+  }
+
+  async listTokens(): Promise<ApiToken[]> {
+    return (await this.request<{ tokens: ApiToken[] }>('GET', '/api/auth/tokens')).tokens;
+  }
+
+  createToken(name: string, expiresInDays?: number): Promise<IssuedToken> {
+    return this.request('POST', '/api/auth/tokens', { json: { name, expiresInDays } });
+  }
+
+  async revokeToken(id: string): Promise<void> {
+    await this.request('DELETE', `/api/auth/tokens/${encodeURIComponent(id)}`);
+  }
+
+  /** Revokes the token this client carries. */
+  async logout(): Promise<void> {
+    await this.request('POST', '/api/auth/logout');
   }
 
   /** Only the instances of the API process that answered: each process keeps its own. */

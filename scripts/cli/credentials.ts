@@ -58,6 +58,17 @@ export function saveCredentials(creds: SavedCredentials, env: NodeJS.ProcessEnv 
   return file;
 }
 
+/** Deletes the saved login; false when there was none. */
+export function removeCredentials(env: NodeJS.ProcessEnv = process.env): boolean {
+  try {
+    fs.unlinkSync(credentialsPath(env));
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw new CliError(`cannot remove ${credentialsPath(env)}: ${(err as Error).message}`);
+  }
+}
+
 export interface Connection {
   url: string;
   token: string | null;

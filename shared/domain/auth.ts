@@ -1,11 +1,19 @@
-// Accounts and API tokens. Passwords are scrypt-hashed with a per-user salt; tokens are random and
-// only their sha256 is stored.
-import { createHash, randomBytes, randomUUID, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
+// Accounts. Passwords are scrypt-hashed with a per-user salt; the tokens a login hands out are in
+// tokens.ts.
+import { randomBytes, randomUUID, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
+import { z } from 'zod';
 import type { Db } from '../db/knex.ts';
 import { isUniqueViolation } from '../db/dialect.ts';
 import { nowIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
+import { issueToken, LOGIN_TOKEN_NAME } from './tokens.ts';
+
+/** What a new account needs, wherever it is made (sign-up, `npm run users -- add`). */
+export const newAccountSchema = z.object({
+  email: z.email('must be an email address').max(320),
+  password: z.string().min(8, 'must be at least 8 characters').max(1024),
+});
 
 const scrypt = promisify(scryptCb) as (pw: string, salt: Buffer, len: number, opts: object) => Promise<Buffer>;
 const SCRYPT = { N: 16384, r: 8, p: 1, keyLen: 32 };
@@ -28,27 +36,18 @@ export async function verifyPassword(password: string, stored: string): Promise<
   return timingSafeEqual(actual, expected);
 }
 
-export function hashToken(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
-}
-
-async function issueToken(db: Db, userId: string): Promise<string> {
-  const token = `cp_${randomBytes(32).toString('base64url')}`;
-  await db.knex('api_tokens').insert({
-    id: randomUUID(),
-    user_id: userId,
-    token_hash: hashToken(token),
-    created_at: nowIso(),
-  });
-  return token;
-}
-
 export interface Session {
   userId: string;
   token: string;
 }
 
-export async function registerUser(db: Db, email: string, password: string): Promise<Session> {
+export interface SessionOptions {
+  /** lifetime of the token handed out (TOKEN_TTL_DAYS) */
+  tokenTtlDays: number;
+}
+
+/** A new account without a session (the operator's `npm run users -- add`). */
+export async function createUser(db: Db, email: string, password: string): Promise<{ userId: string; email: string }> {
   const userId = randomUUID();
   const passwordHash = await hashPassword(password);
   try {
@@ -62,51 +61,31 @@ export async function registerUser(db: Db, email: string, password: string): Pro
     if (isUniqueViolation(err)) throw errors.emailTaken();
     throw err;
   }
-  return { userId, token: await issueToken(db, userId) };
+  return { userId, email: email.toLowerCase() };
 }
 
-export async function loginUser(db: Db, email: string, password: string): Promise<Session> {
+async function openSession(db: Db, userId: string, opts: SessionOptions): Promise<Session> {
+  const issued = await issueToken(db, userId, { name: LOGIN_TOKEN_NAME, ttlDays: opts.tokenTtlDays });
+  return { userId, token: issued.token };
+}
+
+export async function registerUser(db: Db, email: string, password: string, opts: SessionOptions): Promise<Session> {
+  const { userId } = await createUser(db, email, password);
+  return openSession(db, userId, opts);
+}
+
+export async function loginUser(db: Db, email: string, password: string, opts: SessionOptions): Promise<Session> {
   const user = await db.knex('users').where({ email: email.toLowerCase() }).first();
   // Hash even for an unknown email, so response time does not reveal which emails exist.
   const ok = user
     ? await verifyPassword(password, user.password_hash)
     : (await hashPassword(password), false);
   if (!user || !ok) throw errors.invalidCredentials();
-  return { userId: user.id, token: await issueToken(db, user.id) };
+  return openSession(db, user.id, opts);
 }
 
-async function userOfTokenHash(db: Db, tokenHash: string): Promise<string | null> {
-  const row = await db.knex('api_tokens').select('user_id').where({ token_hash: tokenHash }).first();
-  return row ? (row.user_id as string) : null;
-}
-
-/** How long a token lookup is trusted without asking the database again. */
-export const TOKEN_CACHE_MS = 5_000;
-const TOKEN_CACHE_ENTRIES = 10_000;
-
-/**
- * Token lookups cached for a few seconds, so a warm invocation makes no database round trip for
- * its bearer token; a token deleted from the database stops working within TOKEN_CACHE_MS. Keyed
- * by the token's hash (no secret is kept), bounded, and unknown tokens are never cached (a flood
- * of random tokens cannot fill it).
- */
-export class TokenCache {
-  private readonly entries = new Map<string, { userId: string; until: number }>();
-
-  constructor(private readonly db: Db) {}
-
-  async authenticate(token: string): Promise<string | null> {
-    if (!token.startsWith('cp_') || token.length > 200) return null;
-    const key = hashToken(token);
-    const now = performance.now();
-    const hit = this.entries.get(key);
-    if (hit && hit.until > now) return hit.userId;
-    const userId = await userOfTokenHash(this.db, key);
-    this.entries.delete(key);
-    if (userId) {
-      this.entries.set(key, { userId, until: now + TOKEN_CACHE_MS });
-      if (this.entries.size > TOKEN_CACHE_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
-    }
-    return userId;
-  }
+export async function getUser(db: Db, userId: string): Promise<{ userId: string; email: string }> {
+  const user = await db.knex('users').select('id', 'email').where({ id: userId }).first();
+  if (!user) throw errors.notFound('user');
+  return { userId: user.id, email: user.email };
 }

@@ -30,6 +30,11 @@ for (const [name, value] of [
   ['DATABASE_URL', 'mysql://x'],
   ['S3_ENDPOINT', 'not a url'],
   ['S3_BUCKET', 'Bad_Bucket'],
+  ['TOKEN_TTL_DAYS', '0'],
+  ['REGISTRATION', 'invite-only'],
+  ['AUTH_RATE_LIMIT_PER_MINUTE', '-1'],
+  ['AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE', 'lots'],
+  ['TRUST_PROXY', 'yes'],
 ] as const) {
   test(`${name}=${value} is refused with the variable named`, () => {
     try {
@@ -41,6 +46,16 @@ for (const [name, value] of [
     }
   });
 }
+
+test('accounts: 30-day tokens, open sign-up, 10 attempts a minute per address and per email, no proxy trusted', () => {
+  assert.equal(loadConfig({}).auth, {
+    tokenTtlDays: 30,
+    registration: 'open',
+    rateLimitPerAddress: 10,
+    rateLimitPerEmail: 10,
+    trustProxy: false,
+  });
+});
 
 test('S3_ENDPOINT needs credentials', () => {
   assert.throws(() => loadConfig({ S3_ENDPOINT: 'http://127.0.0.1:9000' }), /S3_ACCESS_KEY_ID/);

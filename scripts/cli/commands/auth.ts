@@ -1,5 +1,7 @@
 // register / login: get a token for an email and password and save it (0600) with the API URL.
-import { credentialsPath, saveCredentials } from '../credentials.ts';
+// logout: revoke the token and forget it.
+import { credentialsPath, removeCredentials, saveCredentials } from '../credentials.ts';
+import { ApiError } from '../errors.ts';
 import { ask, askSecret, closePrompts } from '../prompt.ts';
 import { stringFlag, type Command, type CommandContext } from './command.ts';
 
@@ -50,4 +52,37 @@ export const login: Command = {
   options,
   positionals: { names: [], min: 0 },
   run: (ctx) => authenticate(ctx, 'login'),
+};
+
+export const logout: Command = {
+  name: 'logout',
+  summary: 'revoke the token and remove the saved login',
+  usage: 'logout',
+  details:
+    'Revokes the token on the API (API processes stop accepting it within 5 seconds) and deletes the saved\n' +
+    'credentials file. A token from CONTAINERPUB_TOKEN is revoked too; unset the variable yourself.',
+  options: {},
+  positionals: { names: [], min: 0 },
+  async run(ctx) {
+    const { url, token, tokenSource } = ctx.connection();
+    if (!token) {
+      ctx.out.data({ loggedOut: false, url });
+      ctx.out.info('not logged in: nothing to do');
+      return 0;
+    }
+    let revoked = true;
+    try {
+      await ctx.api().logout();
+    } catch (err) {
+      // Already expired or revoked: there is nothing left to revoke, only the local copy to forget.
+      if (!(err instanceof ApiError && err.status === 401)) throw err;
+      revoked = false;
+    }
+    const removed = tokenSource === 'file' ? removeCredentials(ctx.env) : false;
+    ctx.out.data({ loggedOut: true, url, revoked, credentialsRemoved: removed });
+    ctx.out.info(revoked ? `✔ logged out of ${url}: the token is revoked` : `✔ logged out of ${url} (the token no longer worked)`);
+    if (removed) ctx.out.info(`  removed ${credentialsPath(ctx.env)}`);
+    if (tokenSource === 'env') ctx.out.error('note: CONTAINERPUB_TOKEN is still set in your environment; unset it');
+    return 0;
+  },
 };
