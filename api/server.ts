@@ -6,6 +6,7 @@ import { errors } from '../shared/errors.ts';
 import type { Platform } from '../shared/platform.ts';
 import type { Invoker } from '../shared/domain/invoke.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
+import { versionDriver } from '../shared/domain/version-driver.ts';
 import { createHonoApp, type App } from './http/app.ts';
 import { requireUser } from './http/auth.ts';
 import * as auth from './routes/auth.ts';
@@ -49,6 +50,18 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
           // instances first: an image still held by a running container would only be untagged
           await invoker?.manager.dropFunction(removed.functionId);
           for (const d of removed.deployments) {
+            const builtBy = versionDriver(d);
+            if (builtBy !== driver.name) {
+              // the other driver's artifact is out of this process's reach: say so, remove the rest
+              p.logger.error('a deleted version was built by another runtime driver: its artifact was left in place', {
+                functionId: removed.functionId,
+                version: d.version,
+                builtBy,
+                driver: driver.name,
+                imageTag: d.image_tag,
+              });
+              continue;
+            }
             await driver.removeArtifact({ functionId: removed.functionId, version: d.version, imageTag: d.image_tag });
           }
         }

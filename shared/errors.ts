@@ -26,7 +26,9 @@ export type ErrorCode =
   | 'image_rebuilding'
   | 'conflict'
   | 'unavailable'
-  | 'internal';
+  | 'internal'
+  | 'driver_mismatch'
+  | 'quota_exceeded';
 
 const statusByCode: Record<ErrorCode, number> = {
   bad_request: 400,
@@ -54,6 +56,8 @@ const statusByCode: Record<ErrorCode, number> = {
   conflict: 409,
   unavailable: 503,
   internal: 500,
+  driver_mismatch: 503,
+  quota_exceeded: 403,
 };
 
 export class AppError extends Error {
@@ -122,4 +126,27 @@ export const errors = {
 
 export function isAppError(err: unknown): err is AppError {
   return err instanceof AppError;
+}
+
+/**
+ * A per-account quota is used up. A standing limit (functions, archive bytes) is a 403: retrying
+ * will not help until something is deleted. A limit on work under way (builds, instances) is a 429
+ * with Retry-After: it frees itself.
+ */
+export class QuotaError extends AppError {
+  override readonly status: number;
+  constructor(limit: string, max: number, message: string, retryAfterSeconds?: number) {
+    super('quota_exceeded', message, { limit, max }, retryAfterSeconds);
+    this.status = retryAfterSeconds === undefined ? 403 : 429;
+  }
+}
+
+/** A version was built by one runtime driver and this process runs another (see version-driver.ts). */
+export function driverMismatch(version: number, builtBy: string, running: string): AppError {
+  return new AppError(
+    'driver_mismatch',
+    `version ${version} was built by the ${builtBy} driver, but this process runs the ${running} driver; ` +
+      `serve it from a process with RUNTIME_DRIVER=${builtBy}, or redeploy it`,
+    { version, builtBy, running },
+  );
 }
