@@ -79,6 +79,12 @@ const envSchema = z.object({
   UPLOAD_EXPIRY_GRACE_SECONDS: int(300, 0),
   INVOCATION_LOGS_KEEP: int(1000, 1),
   CLEANUP_CONCURRENCY: int(4, 1).pipe(z.number().max(64)),
+
+  // per-account quotas; 0 turns one off
+  MAX_FUNCTIONS_PER_USER: int(100),
+  MAX_BUILDS_PER_USER: int(50),
+  MAX_INSTANCES_PER_USER: int(16),
+  MAX_ARCHIVE_BYTES_PER_USER: int(5 * 1024 * MiB),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -148,6 +154,13 @@ export interface Config {
     buildLogMaxBytes: number;
   };
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** per-account limits (null: no limit) */
+  quotas: {
+    maxFunctions: number | null;
+    maxBuilds: number | null;
+    maxInstances: number | null;
+    maxArchiveBytes: number | null;
+  };
 }
 
 export class ConfigError extends Error {}
@@ -225,6 +238,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       buildLogMaxBytes: e.BUILD_LOG_MAX_BYTES,
     },
     logLevel: e.LOG_LEVEL,
+    quotas: {
+      maxFunctions: e.MAX_FUNCTIONS_PER_USER || null,
+      maxBuilds: e.MAX_BUILDS_PER_USER || null,
+      maxInstances: e.MAX_INSTANCES_PER_USER || null,
+      maxArchiveBytes: e.MAX_ARCHIVE_BYTES_PER_USER || null,
+    },
   };
 }
 

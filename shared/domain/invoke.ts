@@ -19,6 +19,7 @@ import { InvocationRecorder } from './invocation-log.ts';
 import { LiveRoutes } from './live-routes.ts';
 import { BUILT_STATUS } from './model.ts';
 import { versionDriver, type DriverName } from './version-driver.ts';
+import { instanceQuotaError } from './quotas.ts';
 
 export interface InvocationResult {
   result: unknown;
@@ -57,6 +58,8 @@ export class Invoker {
   readonly recorder: InvocationRecorder;
   private feed?: PgListener;
   private unsubscribe?: () => void;
+  /** the owner of each function this process has served: MAX_INSTANCES_PER_USER counts by owner */
+  private readonly owners = new Map<string, string>();
 
   constructor(
     private readonly p: Platform,
@@ -66,6 +69,7 @@ export class Invoker {
       maxTotal: p.config.instances.maxTotal,
       settings: () => poolSettings(p.config),
       logger: p.logger,
+      mayStart: (target) => this.instanceQuota(target.functionId),
       onCrashLoop: (loop) => {
         recordEvent(p.db.knex, {
           functionId: loop.target.functionId,
@@ -106,7 +110,11 @@ export class Invoker {
     void this.routes
       .get(functionId)
       .then((route) => {
-        if (!route) return this.manager.dropFunction(functionId);
+        if (!route) {
+          this.owners.delete(functionId);
+          return this.manager.dropFunction(functionId);
+        }
+        this.owners.set(functionId, route.userId);
         if (route.live?.status !== BUILT_STATUS || route.live.driver !== this.driver.name) return;
         const { deploymentId, version, imageTag } = route.live;
         this.manager.prewarm({ functionId, deploymentId, version, imageTag });
@@ -114,10 +122,20 @@ export class Invoker {
       .catch((err) => this.p.logger.warn('could not follow a change to a function', { functionId, err }));
   }
 
+  /** MAX_INSTANCES_PER_USER: the owner's instances in this process, over all their functions. */
+  private instanceQuota(functionId: string): Error | null {
+    const owner = this.owners.get(functionId);
+    if (owner === undefined || this.p.config.quotas.maxInstances === null) return null;
+    let running = 0;
+    for (const [fid, uid] of this.owners) if (uid === owner) running += this.manager.list(fid).length;
+    return instanceQuotaError(this.p.config.quotas, running);
+  }
+
   /** What a version to run is, checked against the caller (another user's function is a 404). */
   private async resolveTarget(userId: string, functionId: string, version?: number): Promise<InstanceTarget> {
     const route = await this.routes.get(functionId);
     if (!route || route.userId !== userId) throw errors.functionNotFound();
+    this.owners.set(functionId, route.userId);
     if (version !== undefined) return resolveVersion(this.p.db, functionId, version, this.driver.name);
     const live = route.live;
     if (!live) throw errors.noActiveDeployment();
