@@ -1,5 +1,6 @@
 // Builds the API for a platform and serves it.
 import { serve, type ServerType } from '@hono/node-server';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { bodyLimit } from 'hono/body-limit';
 import { errors } from '../shared/errors.ts';
@@ -119,6 +120,18 @@ export function serveApi(app: App, opts: { host: string; port: number }): Promis
         });
       });
       server.on('error', reject);
+      // Expect: 100-continue: Node answers 100 at once unless 'checkContinue' is handled, and a
+      // client then sends a body the API may refuse unread (413 on Content-Length), to find the
+      // connection closed under it. Send the 100 only once the handler starts reading the body.
+      server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+        const read = req._read;
+        req._read = function (this: IncomingMessage, size: number) {
+          req._read = read;
+          if (!res.headersSent) res.writeContinue();
+          return read.call(this, size);
+        };
+        server.emit('request', req, res);
+      });
     } catch (err) {
       reject(err);
     }

@@ -99,12 +99,12 @@ export const errors = {
     }),
   uploadMissing: (key: string) =>
     new AppError('upload_missing', `no archive has been uploaded to ${key} yet`),
-  tooLarge: (limit: number, actual?: number) =>
+  tooLarge: (limit: number, actual?: number, what: 'archive' | 'event' | 'request body' = 'archive') =>
     new AppError(
       'payload_too_large',
       actual === undefined
-        ? `archive exceeds the limit of ${limit} bytes`
-        : `archive is ${actual} bytes, over the limit of ${limit} bytes`,
+        ? `${what} exceeds the limit of ${limit} bytes`
+        : `${what} is ${actual} bytes, over the limit of ${limit} bytes`,
       { limit, ...(actual === undefined ? {} : { actual }) },
     ),
   checksumMismatch: (declared: string, actual: string) =>
