@@ -23,7 +23,7 @@ if (args.help) {
 }
 
 const config = loadConfigOrExit();
-const db = createDb(config.database);
+const db = createDb(config.database, config.databaseTimeouts);
 const where = config.database.client === 'sqlite' ? config.database.filename : 'PostgreSQL (DATABASE_URL)';
 let code = 0;
 try {

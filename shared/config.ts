@@ -85,6 +85,10 @@ const envSchema = z.object({
   MAX_BUILDS_PER_USER: int(50),
   MAX_INSTANCES_PER_USER: int(16),
   MAX_ARCHIVE_BYTES_PER_USER: int(5 * 1024 * MiB),
+
+  // a database that hangs (rather than refusing) must give timely 503s, not hung requests
+  DB_QUERY_TIMEOUT_MS: int(15_000, 100),
+  DB_ACQUIRE_TIMEOUT_MS: int(10_000, 100),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -154,6 +158,8 @@ export interface Config {
     buildLogMaxBytes: number;
   };
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** how long a query may run (PostgreSQL: statement_timeout and the client's wait) and a connection take */
+  databaseTimeouts: { queryMs: number; acquireMs: number };
   /** per-account limits (null: no limit) */
   quotas: {
     maxFunctions: number | null;
@@ -238,6 +244,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       buildLogMaxBytes: e.BUILD_LOG_MAX_BYTES,
     },
     logLevel: e.LOG_LEVEL,
+    databaseTimeouts: { queryMs: e.DB_QUERY_TIMEOUT_MS, acquireMs: e.DB_ACQUIRE_TIMEOUT_MS },
     quotas: {
       maxFunctions: e.MAX_FUNCTIONS_PER_USER || null,
       maxBuilds: e.MAX_BUILDS_PER_USER || null,

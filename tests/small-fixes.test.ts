@@ -72,7 +72,7 @@ s('an event over the limit without a Content-Length (chunked): 413 naming the ev
     duplex: 'half',
   } as RequestInit);
   assert.is(res.status, 413);
-  assert.match((await res.json()).error.message, /^event exceeds the limit/);
+  assert.match(((await res.json()) as any).error.message, /^event exceeds the limit/);
 });
 
 s('a function whose only versions failed is `failed`, and `pending` again while a new one is on its way', async () => {
