@@ -40,7 +40,9 @@ export function createDb(database: Config['database'], timeouts: Config['databas
     client: 'better-sqlite3',
     connection: { filename: database.filename },
     useNullAsDefault: true,
-    acquireConnectionTimeout: timeouts.acquireMs,
+    // no acquireConnectionTimeout: the one connection is shared by every request of the process,
+    // so queueing for it is normal under load, and a local file cannot hang like a server can
+    // (busy_timeout bounds waiting for another process's write lock)
     pool: {
       min: 1,
       max: 1,
