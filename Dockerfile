@@ -3,7 +3,7 @@
 
 # ---- dependencies: better-sqlite3 is compiled here when no prebuilt binary can be downloaded, so
 # the compilers stay in this stage and out of the final image.
-FROM node:20-bookworm-slim AS deps
+FROM node:20.18.1-bookworm-slim AS deps
 WORKDIR /app
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
@@ -13,7 +13,7 @@ RUN npm ci --omit=dev --no-audit --no-fund \
  && npm cache clean --force
 
 # ---- runtime
-FROM node:20-bookworm-slim
+FROM node:20.18.1-bookworm-slim
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=8080 \

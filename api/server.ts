@@ -1,11 +1,13 @@
 // Builds the API for a platform and serves it.
 import { serve, type ServerType } from '@hono/node-server';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { bodyLimit } from 'hono/body-limit';
 import { errors } from '../shared/errors.ts';
 import type { Platform } from '../shared/platform.ts';
 import type { Invoker } from '../shared/domain/invoke.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
+import { versionDriver } from '../shared/domain/version-driver.ts';
 import { createHonoApp, type App } from './http/app.ts';
 import { createTokenCache, requireUser } from './http/auth.ts';
 import { requireOwnedFunction } from './http/tenant.ts';
@@ -59,6 +61,18 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
           // instances first: an image still held by a running container would only be untagged
           await invoker?.manager.dropFunction(removed.functionId);
           for (const d of removed.deployments) {
+            const builtBy = versionDriver(d);
+            if (builtBy !== driver.name) {
+              // the other driver's artifact is out of this process's reach: say so, remove the rest
+              p.logger.error('a deleted version was built by another runtime driver: its artifact was left in place', {
+                functionId: removed.functionId,
+                version: d.version,
+                builtBy,
+                driver: driver.name,
+                imageTag: d.image_tag,
+              });
+              continue;
+            }
             await driver.removeArtifact({ functionId: removed.functionId, version: d.version, imageTag: d.image_tag });
           }
         }
@@ -116,6 +130,18 @@ export function serveApi(app: App, opts: { host: string; port: number }): Promis
         });
       });
       server.on('error', reject);
+      // Expect: 100-continue: Node answers 100 at once unless 'checkContinue' is handled, and a
+      // client then sends a body the API may refuse unread (413 on Content-Length), to find the
+      // connection closed under it. Send the 100 only once the handler starts reading the body.
+      server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+        const read = req._read;
+        req._read = function (this: IncomingMessage, size: number) {
+          req._read = read;
+          if (!res.headersSent) res.writeContinue();
+          return read.call(this, size);
+        };
+        server.emit('request', req, res);
+      });
     } catch (err) {
       reject(err);
     }

@@ -112,6 +112,7 @@ export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<
       functionId: build.functionId,
       runnerId,
       imageTag: result.imageTag,
+      driver: driver.name,
       buildLogs: buildLog.text(),
     });
     if (outcome.fenced) {

@@ -85,6 +85,15 @@ const envSchema = z.object({
   AUTH_RATE_LIMIT_PER_MINUTE: int(10, 0),
   AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE: int(10, 0),
   TRUST_PROXY: z.enum(['on', 'off']).default('off'),
+  // per-account quotas; 0 turns one off
+  MAX_FUNCTIONS_PER_USER: int(100),
+  MAX_BUILDS_PER_USER: int(50),
+  MAX_INSTANCES_PER_USER: int(16),
+  MAX_ARCHIVE_BYTES_PER_USER: int(5 * 1024 * MiB),
+
+  // a database that hangs (rather than refusing) must give timely 503s, not hung requests
+  DB_QUERY_TIMEOUT_MS: int(15_000, 100),
+  DB_ACQUIRE_TIMEOUT_MS: int(10_000, 100),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -164,6 +173,15 @@ export interface Config {
     rateLimitPerEmail: number;
     /** take the client address from X-Forwarded-For (its last entry) instead of the socket */
     trustProxy: boolean;
+  };
+  /** how long a query may run (PostgreSQL: statement_timeout and the client's wait) and a connection take */
+  databaseTimeouts: { queryMs: number; acquireMs: number };
+  /** per-account limits (null: no limit) */
+  quotas: {
+    maxFunctions: number | null;
+    maxBuilds: number | null;
+    maxInstances: number | null;
+    maxArchiveBytes: number | null;
   };
 }
 
@@ -248,6 +266,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       rateLimitPerAddress: e.AUTH_RATE_LIMIT_PER_MINUTE,
       rateLimitPerEmail: e.AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE,
       trustProxy: e.TRUST_PROXY === 'on',
+    },
+    databaseTimeouts: { queryMs: e.DB_QUERY_TIMEOUT_MS, acquireMs: e.DB_ACQUIRE_TIMEOUT_MS },
+    quotas: {
+      maxFunctions: e.MAX_FUNCTIONS_PER_USER || null,
+      maxBuilds: e.MAX_BUILDS_PER_USER || null,
+      maxInstances: e.MAX_INSTANCES_PER_USER || null,
+      maxArchiveBytes: e.MAX_ARCHIVE_BYTES_PER_USER || null,
     },
   };
 }

@@ -28,7 +28,9 @@ export type ErrorCode =
   | 'unavailable'
   | 'internal'
   | 'registration_closed'
-  | 'rate_limited';
+  | 'rate_limited'
+  | 'driver_mismatch'
+  | 'quota_exceeded';
 
 const statusByCode: Record<ErrorCode, number> = {
   bad_request: 400,
@@ -58,6 +60,8 @@ const statusByCode: Record<ErrorCode, number> = {
   internal: 500,
   registration_closed: 403,
   rate_limited: 429,
+  driver_mismatch: 503,
+  quota_exceeded: 403,
 };
 
 export class AppError extends Error {
@@ -99,12 +103,12 @@ export const errors = {
     }),
   uploadMissing: (key: string) =>
     new AppError('upload_missing', `no archive has been uploaded to ${key} yet`),
-  tooLarge: (limit: number, actual?: number) =>
+  tooLarge: (limit: number, actual?: number, what: 'archive' | 'event' | 'request body' = 'archive') =>
     new AppError(
       'payload_too_large',
       actual === undefined
-        ? `archive exceeds the limit of ${limit} bytes`
-        : `archive is ${actual} bytes, over the limit of ${limit} bytes`,
+        ? `${what} exceeds the limit of ${limit} bytes`
+        : `${what} is ${actual} bytes, over the limit of ${limit} bytes`,
       { limit, ...(actual === undefined ? {} : { actual }) },
     ),
   checksumMismatch: (declared: string, actual: string) =>
@@ -131,4 +135,27 @@ export const errors = {
 
 export function isAppError(err: unknown): err is AppError {
   return err instanceof AppError;
+}
+
+/**
+ * A per-account quota is used up. A standing limit (functions, archive bytes) is a 403: retrying
+ * will not help until something is deleted. A limit on work under way (builds, instances) is a 429
+ * with Retry-After: it frees itself.
+ */
+export class QuotaError extends AppError {
+  override readonly status: number;
+  constructor(limit: string, max: number, message: string, retryAfterSeconds?: number) {
+    super('quota_exceeded', message, { limit, max }, retryAfterSeconds);
+    this.status = retryAfterSeconds === undefined ? 403 : 429;
+  }
+}
+
+/** A version was built by one runtime driver and this process runs another (see version-driver.ts). */
+export function driverMismatch(version: number, builtBy: string, running: string): AppError {
+  return new AppError(
+    'driver_mismatch',
+    `version ${version} was built by the ${builtBy} driver, but this process runs the ${running} driver; ` +
+      `serve it from a process with RUNTIME_DRIVER=${builtBy}, or redeploy it`,
+    { version, builtBy, running },
+  );
 }

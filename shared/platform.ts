@@ -40,7 +40,7 @@ export async function openPlatform(config: Config, opts: { logger?: Logger } = {
   let db: Db | undefined;
   try {
     await storage.ensureBucket();
-    db = await openDatabase(config.database);
+    db = await openDatabase(config.database, config.databaseTimeouts);
   } catch (err) {
     storage.destroy();
     await embeddedS3?.close();

@@ -21,10 +21,12 @@ export function register(app: App, p: Platform, invoker: Invoker): void {
   app.post(
     '/api/functions/:id/invoke',
     async (c, next) => {
-      if (Number(c.req.header('content-length') ?? 0) > MAX_EVENT_BYTES) throw errors.tooLarge(MAX_EVENT_BYTES);
+      // before reading anything: a client that sent Expect: 100-continue gets this instead of a 100
+      const declared = Number(c.req.header('content-length') ?? 0);
+      if (declared > MAX_EVENT_BYTES) throw errors.tooLarge(MAX_EVENT_BYTES, declared, 'event');
       return next();
     },
-    bodyLimit({ maxSize: MAX_EVENT_BYTES, onError: () => { throw errors.tooLarge(MAX_EVENT_BYTES); } }),
+    bodyLimit({ maxSize: MAX_EVENT_BYTES, onError: () => { throw errors.tooLarge(MAX_EVENT_BYTES, undefined, 'event'); } }),
     async (c) => {
       const id = functionId(c);
       const { version } = parseWith(invokeQuery, c.req.query());

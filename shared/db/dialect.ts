@@ -7,18 +7,30 @@ export function withTransaction<T>(db: Db, fn: (trx: Knex.Transaction) => Promis
 }
 
 /**
- * Serialize writers of one function for the rest of the transaction; returns false when the
- * function does not exist. PostgreSQL: a row lock. SQLite: a no-op write, which takes the database
+ * Serialize writers of one row's aggregate for the rest of the transaction; false when the row
+ * does not exist. PostgreSQL: FOR NO KEY UPDATE, which excludes other lockers but not the KEY SHARE
+ * lock a foreign-key check takes, so inserting an event (or a function) that references the row
+ * never waits on, or deadlocks with, the lock. SQLite: a no-op write, which takes the database
  * write lock at once: a transaction that read first and wrote later could be refused with
  * SQLITE_BUSY when another process wrote in between, whatever busy_timeout says.
  */
-export async function lockFunctionRow(db: Db, trx: Knex.Transaction, functionId: string): Promise<boolean> {
+async function lockRow(db: Db, trx: Knex.Transaction, table: 'functions' | 'users', id: string): Promise<boolean> {
   if (db.dialect === 'pg') {
-    const rows = await trx('functions').select('id').where({ id: functionId }).forUpdate();
+    const rows = await trx(table).select('id').where({ id }).forNoKeyUpdate();
     return rows.length > 0;
   }
-  const n = await trx('functions').where({ id: functionId }).update({ id: functionId });
+  const n = await trx(table).where({ id }).update({ id });
   return n > 0;
+}
+
+/** Serializes writers of one function (versions, activation, cleanup of it). */
+export function lockFunctionRow(db: Db, trx: Knex.Transaction, functionId: string): Promise<boolean> {
+  return lockRow(db, trx, 'functions', functionId);
+}
+
+/** Serializes what one account allocates (quotas): taken before any function row lock. */
+export function lockUserRow(db: Db, trx: Knex.Transaction, userId: string): Promise<boolean> {
+  return lockRow(db, trx, 'users', userId);
 }
 
 /** Counts and bigints come back as strings from pg. */

@@ -13,11 +13,24 @@ export interface Db {
   close(): Promise<void>;
 }
 
-export function createDb(database: Config['database']): Db {
+const DEFAULT_TIMEOUTS: Config['databaseTimeouts'] = { queryMs: 15_000, acquireMs: 10_000 };
+
+export function createDb(database: Config['database'], timeouts: Config['databaseTimeouts'] = DEFAULT_TIMEOUTS): Db {
   if (database.client === 'pg') {
     const knex = knexFactory({
       client: 'pg',
-      connection: database.url,
+      // statement_timeout: the server cancels a runaway query. query_timeout: the client gives up
+      // on a server that stopped answering at all (a hung host or network), which the server-side
+      // limit cannot catch. connectionTimeoutMillis: a connect that gets no answer.
+      connection: {
+        connectionString: database.url,
+        statement_timeout: timeouts.queryMs,
+        query_timeout: timeouts.queryMs + 1_000,
+        connectionTimeoutMillis: timeouts.acquireMs,
+      },
+      // waiting for a free (or new) connection is bounded too: a pool full of hung queries must not
+      // queue requests forever
+      acquireConnectionTimeout: timeouts.acquireMs,
       pool: { min: 0, max: 10 },
     });
     return { knex, dialect: 'pg', close: () => knex.destroy() };
@@ -27,6 +40,9 @@ export function createDb(database: Config['database']): Db {
     client: 'better-sqlite3',
     connection: { filename: database.filename },
     useNullAsDefault: true,
+    // no acquireConnectionTimeout: the one connection is shared by every request of the process,
+    // so queueing for it is normal under load, and a local file cannot hang like a server can
+    // (busy_timeout bounds waiting for another process's write lock)
     pool: {
       min: 1,
       max: 1,
@@ -52,8 +68,8 @@ export async function migrateLatest(db: Db): Promise<void> {
   await db.knex.migrate.latest({ migrationSource });
 }
 
-export async function openDatabase(database: Config['database']): Promise<Db> {
-  const db = createDb(database);
+export async function openDatabase(database: Config['database'], timeouts?: Config['databaseTimeouts']): Promise<Db> {
+  const db = createDb(database, timeouts);
   await migrateLatest(db);
   return db;
 }

@@ -221,7 +221,15 @@ export type FinishOutcome =
  */
 export async function finishBuild(
   db: Db,
-  input: { deploymentId: string; functionId: string; runnerId: string; imageTag: string | null; buildLogs: string },
+  input: {
+    deploymentId: string;
+    functionId: string;
+    runnerId: string;
+    imageTag: string | null;
+    /** the driver that built it: only that driver can run, clean up or delete it */
+    driver: 'docker' | 'process';
+    buildLogs: string;
+  },
 ): Promise<FinishOutcome> {
   return withTransaction(db, async (trx) => {
     if (!(await lockFunctionRow(db, trx, input.functionId))) return { fenced: true };
@@ -231,6 +239,7 @@ export async function finishBuild(
       .update({
         status: BUILT_STATUS,
         image_tag: input.imageTag,
+        runtime_driver: input.driver,
         build_logs: input.buildLogs,
         error: null,
         claimed_by: null,

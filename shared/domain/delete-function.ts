@@ -7,7 +7,7 @@ import type { DeploymentRow } from './model.ts';
 
 export interface RemovedFunction {
   functionId: string;
-  deployments: Pick<DeploymentRow, 'id' | 'version' | 's3_key' | 'archive_key' | 'image_tag'>[];
+  deployments: Pick<DeploymentRow, 'id' | 'version' | 's3_key' | 'archive_key' | 'image_tag' | 'runtime_driver'>[];
 }
 
 /**
@@ -26,7 +26,7 @@ export async function deleteFunction(
     const owned = exists && (await trx('functions').where({ id: functionId, user_id: userId }).first('id'));
     if (!owned) throw errors.functionNotFound();
     const deployments = await trx('function_deployments')
-      .select('id', 'version', 's3_key', 'archive_key', 'image_tag')
+      .select('id', 'version', 's3_key', 'archive_key', 'image_tag', 'runtime_driver')
       .where({ function_id: functionId });
     await trx('functions').where({ id: functionId }).delete();
     await announceFunctionChanged(p.db, trx, functionId);

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { Db } from '../db/knex.ts';
 import { num } from '../db/dialect.ts';
 import { PgListener } from '../db/listener.ts';
-import { AppError, errors } from '../errors.ts';
+import { AppError, driverMismatch, errors } from '../errors.ts';
 import type { Platform } from '../platform.ts';
 import { CapacityError, InstanceManager, ShuttingDownError, type InstanceInfo, type InstanceTarget, type PoolSettings } from '../runtime/pool.ts';
 import { ArtifactMissingError } from '../runtime/protocol.ts';
@@ -18,6 +18,8 @@ import { FUNCTION_CHANGED_CHANNEL, onFunctionChangedLocally } from './function-c
 import { InvocationRecorder } from './invocation-log.ts';
 import { LiveRoutes } from './live-routes.ts';
 import { BUILT_STATUS } from './model.ts';
+import { versionDriver, type DriverName } from './version-driver.ts';
+import { instanceQuotaError } from './quotas.ts';
 
 export interface InvocationResult {
   result: unknown;
@@ -56,6 +58,8 @@ export class Invoker {
   readonly recorder: InvocationRecorder;
   private feed?: PgListener;
   private unsubscribe?: () => void;
+  /** the owner of each function this process has served: MAX_INSTANCES_PER_USER counts by owner */
+  private readonly owners = new Map<string, string>();
 
   constructor(
     private readonly p: Platform,
@@ -65,6 +69,7 @@ export class Invoker {
       maxTotal: p.config.instances.maxTotal,
       settings: () => poolSettings(p.config),
       logger: p.logger,
+      mayStart: (target) => this.instanceQuota(target.functionId),
       onCrashLoop: (loop) => {
         recordEvent(p.db.knex, {
           functionId: loop.target.functionId,
@@ -105,20 +110,37 @@ export class Invoker {
     void this.routes
       .get(functionId)
       .then((route) => {
-        if (!route) return this.manager.dropFunction(functionId);
-        if (route.live?.status === BUILT_STATUS) this.manager.prewarm({ functionId, ...route.live });
+        if (!route) {
+          this.owners.delete(functionId);
+          return this.manager.dropFunction(functionId);
+        }
+        this.owners.set(functionId, route.userId);
+        if (route.live?.status !== BUILT_STATUS || route.live.driver !== this.driver.name) return;
+        const { deploymentId, version, imageTag } = route.live;
+        this.manager.prewarm({ functionId, deploymentId, version, imageTag });
       })
       .catch((err) => this.p.logger.warn('could not follow a change to a function', { functionId, err }));
+  }
+
+  /** MAX_INSTANCES_PER_USER: the owner's instances in this process, over all their functions. */
+  private instanceQuota(functionId: string): Error | null {
+    const owner = this.owners.get(functionId);
+    if (owner === undefined || this.p.config.quotas.maxInstances === null) return null;
+    let running = 0;
+    for (const [fid, uid] of this.owners) if (uid === owner) running += this.manager.list(fid).length;
+    return instanceQuotaError(this.p.config.quotas, running);
   }
 
   /** What a version to run is, checked against the caller (another user's function is a 404). */
   private async resolveTarget(userId: string, functionId: string, version?: number): Promise<InstanceTarget> {
     const route = await this.routes.get(functionId);
     if (!route || route.userId !== userId) throw errors.functionNotFound();
-    if (version !== undefined) return resolveVersion(this.p.db, functionId, version);
+    this.owners.set(functionId, route.userId);
+    if (version !== undefined) return resolveVersion(this.p.db, functionId, version, this.driver.name);
     const live = route.live;
     if (!live) throw errors.noActiveDeployment();
     if (live.status === 'building') throw imageRebuilding(live.version, live.deploymentId);
+    if (live.driver !== this.driver.name) throw driverMismatch(live.version, live.driver, this.driver.name);
     return { functionId, deploymentId: live.deploymentId, version: live.version, imageTag: live.imageTag };
   }
 
@@ -175,10 +197,12 @@ export class Invoker {
 }
 
 /** A named version: it must be built (a version being restored answers 503 meanwhile). */
-async function resolveVersion(db: Db, functionId: string, version: number): Promise<InstanceTarget> {
+async function resolveVersion(db: Db, functionId: string, version: number, running: DriverName): Promise<InstanceTarget> {
   const dep = await findDeploymentByVersion(db.knex, functionId, version);
   if (!dep) throw errors.versionNotFound(version);
   if (dep.status === 'building' && dep.image_removed_at) throw imageRebuilding(num(dep.version), dep.id);
   if (dep.status !== BUILT_STATUS) throw errors.versionNotBuilt(version, dep.status);
+  const builtBy = versionDriver(dep);
+  if (builtBy !== running) throw driverMismatch(version, builtBy, running);
   return { functionId, deploymentId: dep.id, version: num(dep.version), imageTag: dep.image_tag };
 }

@@ -7,12 +7,15 @@
 import type { Db } from '../db/knex.ts';
 import { bool, num, sqliteDataVersion } from '../db/dialect.ts';
 import type { DeploymentStatus } from './model.ts';
+import { versionDriver, type DriverName } from './version-driver.ts';
 
 export interface LiveDeployment {
   deploymentId: string;
   version: number;
   imageTag: string | null;
   status: DeploymentStatus;
+  /** the runtime driver that built it */
+  driver: DriverName;
 }
 
 export interface LiveRoute {
@@ -81,11 +84,11 @@ export class LiveRoutes {
       .knex('functions as f')
       .leftJoin('function_deployments as d', 'd.id', 'f.active_deployment_id')
       .where({ 'f.id': functionId })
-      .first('f.user_id', 'd.id as deployment_id', 'd.version', 'd.image_tag', 'd.status', 'd.is_active');
+      .first('f.user_id', 'd.id as deployment_id', 'd.version', 'd.image_tag', 'd.status', 'd.is_active', 'd.runtime_driver');
     if (!row) return null;
     const live =
       row.deployment_id && bool(row.is_active)
-        ? { deploymentId: row.deployment_id, version: num(row.version), imageTag: row.image_tag ?? null, status: row.status }
+        ? { deploymentId: row.deployment_id, version: num(row.version), imageTag: row.image_tag ?? null, status: row.status, driver: versionDriver(row) }
         : null;
     return { functionId, userId: row.user_id, live };
   }

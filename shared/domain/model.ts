@@ -56,6 +56,8 @@ export interface DeploymentRow {
   image_removed_at: unknown;
   archived_at: unknown;
   cleanup_note: string | null;
+  /** the runtime driver that built it (NULL: built before this was recorded; see version-driver.ts) */
+  runtime_driver: string | null;
   created_at: unknown;
   updated_at: unknown;
 }

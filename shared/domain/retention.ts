@@ -21,6 +21,7 @@ import type { Platform } from '../platform.ts';
 import type { RuntimeDriver } from '../runtime/types.ts';
 import { recordEvent } from './events.ts';
 import { BUILT_STATUS } from './model.ts';
+import { versionDriver } from './version-driver.ts';
 
 export type ArchiveMode = 'storage-class' | 'prefix' | 'delete';
 
@@ -78,6 +79,7 @@ interface Row {
   is_active: unknown;
   claimed_by: string | null;
   image_tag: string | null;
+  runtime_driver: string | null;
   s3_key: string;
   archive_key: string | null;
   archive_size: unknown;
@@ -86,7 +88,7 @@ interface Row {
 }
 
 const ROW_COLUMNS = [
-  'd.id', 'd.function_id', 'f.name', 'd.version', 'd.status', 'd.is_active', 'd.claimed_by', 'd.image_tag',
+  'd.id', 'd.function_id', 'f.name', 'd.version', 'd.status', 'd.is_active', 'd.claimed_by', 'd.image_tag', 'd.runtime_driver',
   'd.s3_key', 'd.archive_key', 'd.archive_size', 'd.archive_removed_at', 'f.last_version',
 ];
 
@@ -271,6 +273,14 @@ export class Cleanup {
   }
 
   private async archiveVersion(summary: CleanupSummary, r: Row): Promise<void> {
+    // Another driver's artifact is invisible to this one: "removing" it would remove nothing and
+    // record the image as gone. Leave the version untouched; a cleanup with the right driver does it.
+    const builtBy = versionDriver(r);
+    if (builtBy !== this.driver.name) {
+      throw new Error(
+        `version ${r.version} was built by the ${builtBy} driver but this cleanup runs the ${this.driver.name} driver: left as it is (run cleanup with RUNTIME_DRIVER=${builtBy})`,
+      );
+    }
     // Step 1: re-check under the function's lock and claim the row for archiving.
     const claimed = await withTransaction(this.db, async (trx) => {
       await lockFunctionRow(this.db, trx, r.function_id);

@@ -3,13 +3,14 @@
 import type { Platform } from '../platform.ts';
 import { num, withTransaction } from '../db/dialect.ts';
 import { isoAfter, nowIso } from '../db/time.ts';
-import { errors } from '../errors.ts';
+import { QuotaError, errors } from '../errors.ts';
 import type { PresignedUpload } from '../storage/s3-storage.ts';
 import { enqueueBuild } from './build-queue.ts';
 import { getDeploymentByVersion } from './deployments.ts';
 import { recordEvent } from './events.ts';
 import type { DeploymentRow, FunctionRow } from './model.ts';
 import { allocateVersion } from './versions.ts';
+import { checkArchiveBytes, checkBuildSlot, lockAccount } from './quotas.ts';
 
 export interface DeployRequested {
   fn: FunctionRow;
@@ -31,6 +32,7 @@ export async function requestPresignedDeploy(
     declaredSize: input.sizeBytes,
     declaredSha256: input.sha256?.toLowerCase(),
     uploadExpiresAt: isoAfter(ttl * 1000),
+    quotas: p.config.quotas,
   });
   const upload = await p.storage.presignPut(allocated.deployment.s3_key, {
     expiresInSeconds: ttl,
@@ -65,6 +67,32 @@ async function rejectUpload(p: Platform, dep: DeploymentRow, error: string): Pro
 }
 
 /**
+ * Queues the build of a verified archive, within the account's quotas (checked under its lock, so
+ * concurrent completes cannot both take the last build slot or the last bytes). Over the byte quota
+ * the archive is refused for good (403); with every build slot taken it stays pending_upload and the
+ * client may complete again later (429, Retry-After).
+ */
+async function enqueueWithinQuotas(p: Platform, dep: DeploymentRow, archive: { size: number; sha256: string }, message: string): Promise<void> {
+  const quotas = p.config.quotas;
+  try {
+    await withTransaction(p.db, async (trx) => {
+      const fn = await trx('functions').where({ id: dep.function_id }).first('user_id');
+      if (fn) {
+        await lockAccount(p.db, trx, quotas, fn.user_id);
+        await checkArchiveBytes(trx, quotas, fn.user_id, archive.size);
+        await checkBuildSlot(trx, quotas, fn.user_id);
+      }
+      if (await enqueueBuild(p.db, trx, dep.id, archive)) {
+        await recordEvent(trx, { functionId: dep.function_id, deploymentId: dep.id, version: num(dep.version), event: 'upload_completed', message });
+      }
+    });
+  } catch (err) {
+    if (err instanceof QuotaError && err.details?.limit === 'MAX_ARCHIVE_BYTES_PER_USER') await rejectUpload(p, dep, err.message);
+    throw err;
+  }
+}
+
+/**
  * The client says its upload is done. S3 is asked what is really there (s3rver, unlike S3, checks
  * neither signature nor size policy), and only a verified archive enters the build queue.
  * Idempotent: a deployment already past pending_upload just reports its status.
@@ -90,17 +118,7 @@ export async function completeUpload(p: Platform, functionId: string, version: n
     await rejectUpload(p, dep, `size mismatch: uploaded ${size} bytes, declared ${num(dep.declared_size)}`);
     throw errors.sizeMismatch(num(dep.declared_size), size);
   }
-  await withTransaction(p.db, async (trx) => {
-    if (await enqueueBuild(p.db, trx, dep.id, { size, sha256 })) {
-      await recordEvent(trx, {
-        functionId,
-        deploymentId: dep.id,
-        version: num(dep.version),
-        event: 'upload_completed',
-        message: `archive for version ${dep.version} uploaded (${size} bytes, sha256 ${sha256}); queued for build`,
-      });
-    }
-  });
+  await enqueueWithinQuotas(p, dep, { size, sha256 }, `archive for version ${dep.version} uploaded (${size} bytes, sha256 ${sha256}); queued for build`);
   return current(await getDeploymentByVersion(p.db, functionId, version));
 }
 
@@ -118,6 +136,7 @@ export async function deployFromFile(
     status: 'pending_upload',
     declaredSize: input.size,
     declaredSha256: input.sha256,
+    quotas: p.config.quotas,
   });
   const dep = allocated.deployment;
   try {
@@ -126,16 +145,7 @@ export async function deployFromFile(
     await rejectUpload(p, dep, `storing the archive failed: ${(err as Error).message}`);
     throw err;
   }
-  await withTransaction(p.db, async (trx) => {
-    await enqueueBuild(p.db, trx, dep.id, { size: input.size, sha256: input.sha256 });
-    await recordEvent(trx, {
-      functionId: dep.function_id,
-      deploymentId: dep.id,
-      version: num(dep.version),
-      event: 'upload_completed',
-      message: `archive for version ${dep.version} received through the API (${input.size} bytes); queued for build`,
-    });
-  });
+  await enqueueWithinQuotas(p, dep, input, `archive for version ${dep.version} received through the API (${input.size} bytes); queued for build`);
   const deployment = await getDeploymentByVersion(p.db, dep.function_id, num(dep.version));
   return { ...allocated, deployment };
 }

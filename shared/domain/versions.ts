@@ -7,6 +7,7 @@ import type { Db } from '../db/knex.ts';
 import { num, withTransaction } from '../db/dialect.ts';
 import { nowIso } from '../db/time.ts';
 import { recordEvent } from './events.ts';
+import { checkArchiveBytes, checkBuildSlot, checkNewFunction, lockAccount, type Quotas } from './quotas.ts';
 import { archiveKey, type DeploymentRow, type DeploymentStatus, type FunctionRow } from './model.ts';
 
 export interface AllocatedDeployment {
@@ -24,19 +25,32 @@ export interface AllocateInput {
   /** for an archive already in hand (multipart upload) */
   archive?: { size: number; sha256: string };
   uploadExpiresAt?: string;
+  /**
+   * The account's quotas, checked in the allocating transaction (a refusal rolls it back: no
+   * version number is spent): a new function, a build slot, and room for `declaredSize` bytes.
+   */
+  quotas?: Quotas;
 }
 
 export async function allocateVersion(db: Db, input: AllocateInput): Promise<AllocatedDeployment> {
   // A concurrent DELETE of the function can remove the row between our insert and update; the
   // insert then succeeds on the next attempt.
   for (let attempt = 0; attempt < 3; attempt++) {
-    const result = await withTransaction(db, (trx) => allocateInTransaction(trx, input));
+    const result = await withTransaction(db, (trx) => allocateInTransaction(db, trx, input));
     if (result) return result;
   }
   throw new Error(`could not allocate a version for ${input.name}: function kept disappearing`);
 }
 
-async function allocateInTransaction(trx: Knex.Transaction, input: AllocateInput): Promise<AllocatedDeployment | null> {
+async function allocateInTransaction(db: Db, trx: Knex.Transaction, input: AllocateInput): Promise<AllocatedDeployment | null> {
+  if (input.quotas) {
+    // the account's lock first (before the function's): concurrent deploys count one at a time
+    await lockAccount(db, trx, input.quotas, input.userId);
+    const existing = await trx('functions').where({ user_id: input.userId, name: input.name }).first('id');
+    if (!existing) await checkNewFunction(trx, input.quotas, input.userId);
+    await checkBuildSlot(trx, input.quotas, input.userId);
+    await checkArchiveBytes(trx, input.quotas, input.userId, input.declaredSize ?? 0);
+  }
   const now = nowIso();
   const candidateId = randomUUID();
   // ON CONFLICT DO NOTHING: 50 concurrent first deploys create exactly one function.

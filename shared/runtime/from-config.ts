@@ -9,6 +9,7 @@ export function driverFromConfig(config: Config, logger: Logger): Promise<Runtim
   const r = config.runtime;
   return selectDriver({
     driver: r.driver,
+    listenHost: config.server.host,
     docker: {
       registry: r.registry,
       registryApiUrl: r.registryApiUrl,

@@ -86,6 +86,11 @@ export interface InstanceManagerOptions {
   logger?: RuntimeLogger;
   /** told once per window when a version keeps crashing (CRASH_LOOP_COUNT in CRASH_LOOP_WINDOW_MS) */
   onCrashLoop?(loop: CrashLoop): void;
+  /**
+   * Asked before each new instance: an error refuses the start (a quota the caller keeps). The
+   * version's waiters then queue for the instances it has, or, with none, fail with that error.
+   */
+  mayStart?(target: InstanceTarget): Error | null;
 }
 
 export const CRASH_LOOP_COUNT = 5;
@@ -198,7 +203,7 @@ export class InstanceManager {
     if (this.closing) return;
     const pool = this.poolFor(target);
     if (pool.instances.size > 0) return;
-    if (!this.makeRoom(pool)) return;
+    if (this.opts.mayStart?.(target) || !this.makeRoom(pool)) return this.forgetIfEmpty(pool);
     this.startInstance(pool);
   }
 
@@ -364,6 +369,17 @@ export class InstanceManager {
     const { concurrency, maxInstances } = pool.settings;
     let coming = pool.starting * concurrency;
     while (pool.waiters.length > coming && pool.instances.size < maxInstances) {
+      const refused = this.opts.mayStart?.(pool.target);
+      if (refused) {
+        if (pool.instances.size === 0) {
+          for (const w of pool.waiters.splice(0)) {
+            clearTimeout(w.timer);
+            w.reject(refused);
+          }
+          this.forgetIfEmpty(pool);
+        }
+        break;
+      }
       if (!this.makeRoom(pool)) {
         pool.blocked = true;
         break;

@@ -1,6 +1,10 @@
 // Picks the runtime driver at start: docker when asked for (or, with 'auto', when the engine
-// answers), the process driver otherwise.
+// answers), the process driver otherwise. 'auto' falls back to the process driver (no isolation at
+// all) only while the API listens on a loopback address: on a reachable address a Docker engine
+// that happens to be down must not quietly turn the platform into one that runs untrusted code
+// unsandboxed.
 import Docker from 'dockerode';
+import { ConfigError } from '../config.ts';
 import { DockerDriver, type DockerDriverOptions } from './docker-driver.ts';
 import { ProcessDriver, type ProcessDriverOptions } from './process-driver.ts';
 import type { RuntimeDriver } from './types.ts';
@@ -19,8 +23,19 @@ export async function pingDocker(docker: Docker, timeoutMs = PING_TIMEOUT_MS): P
   }
 }
 
+/** Whether `host` (HOST) is reachable from this machine only: 127.0.0.0/8, ::1, localhost. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, '');
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  const v4 = h.startsWith('::ffff:') ? h.slice('::ffff:'.length) : h;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
+
 export async function selectDriver(opts: {
   driver: 'docker' | 'process' | 'auto';
+  /** the API's listen address (HOST): 'auto' may fall back to the process driver only on loopback */
+  listenHost: string;
   docker: DockerDriverOptions;
   process: ProcessDriverOptions;
 }): Promise<RuntimeDriver> {
@@ -46,7 +61,14 @@ export async function selectDriver(opts: {
   if (opts.driver === 'docker') {
     throw new Error(`RUNTIME_DRIVER=docker but the Docker engine did not answer: ${why}`);
   }
-  logger?.warn('the Docker engine did not answer: falling back to the process driver', { reason: why });
+  if (!isLoopbackHost(opts.listenHost)) {
+    throw new ConfigError(
+      `RUNTIME_DRIVER=auto found no Docker engine (${why}) and HOST=${opts.listenHost} is not a loopback address: ` +
+        'refusing to fall back to the process driver, which runs functions without any isolation. ' +
+        'Start the Docker engine, or set RUNTIME_DRIVER=process to opt in explicitly (development only).',
+    );
+  }
+  logger?.warn('the Docker engine did not answer: falling back to the process driver (HOST is loopback)', { reason: why });
   // the ProcessDriver constructor logs PROCESS_DRIVER_WARNING through its logger
   return new ProcessDriver(opts.process);
 }

@@ -1,0 +1,57 @@
+// `npm run migrate` as a real process against a fresh database (SQLite file or PostgreSQL database).
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { migrationSource } from '../migrations/index.ts';
+import { createPgDatabase, postgresAvailable, requireService, testDbKind } from './support/services.ts';
+
+const run = promisify(execFile);
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-migrate-'));
+let env: Record<string, string> = { DATA_DIR: dataDir };
+let drop: (() => Promise<void>) | undefined;
+if (testDbKind() === 'postgres') {
+  const why = await postgresAvailable();
+  if (!requireService('PostgreSQL', why === null, why ?? '')) process.exit(0);
+  const db = await createPgDatabase();
+  env = { ...env, DATABASE_URL: db.url };
+  drop = db.drop;
+}
+const migrate = (...args: string[]) =>
+  run('npm', ['run', '-s', 'migrate', '--', ...args], { env: { ...process.env, ...env }, cwd: path.resolve(import.meta.dirname, '..') });
+const all = await migrationSource.getMigrations([]);
+
+test.after(async () => {
+  await drop?.();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('--status on a fresh database lists every migration as pending', async () => {
+  const { stdout } = await migrate('--status');
+  for (const m of all) assert.match(stdout, `pending  ${m}`);
+  assert.match(stdout, `0 applied, ${all.length} pending`);
+});
+
+test('migrate applies them all, then is a no-op; --status shows them applied', async () => {
+  const first = await migrate();
+  assert.match(first.stdout, `applied ${all[0]}`);
+  const again = await migrate();
+  assert.match(again.stdout, 'already up to date');
+  const { stdout } = await migrate('--status');
+  assert.match(stdout, `${all.length} applied, 0 pending`);
+});
+
+test('a bad option exits 2 with the usage', async () => {
+  try {
+    await migrate('--bogus');
+    assert.unreachable('accepted --bogus');
+  } catch (err: any) {
+    assert.is(err.code, 2);
+    assert.match(err.stderr, 'usage: npm run migrate');
+  }
+});
+
+test.run();

@@ -1,0 +1,134 @@
+// Per-account quotas over HTTP, on the real platform: functions, builds queued or running, archive
+// bytes stored, warm instances. Each refusal is quota_exceeded naming its limit, and a refused
+// deploy spends no version number.
+import { randomBytes } from 'node:crypto';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Runner } from '../runner/runner.ts';
+import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { makeNodeFunction } from './support/archives.ts';
+import { deployAndBuild, sha256 } from './support/flows.ts';
+import type { Client } from './support/http.ts';
+
+const MAX_BYTES = 4096;
+// no runner at first: queued builds stay queued, so the build quota can be reached
+const t = await startTestPlatform({
+  MAX_FUNCTIONS_PER_USER: '2',
+  MAX_BUILDS_PER_USER: '2',
+  MAX_ARCHIVE_BYTES_PER_USER: String(MAX_BYTES),
+  MAX_INSTANCES_PER_USER: '1',
+  FUNCTION_IDLE_MS: '60000',
+});
+if (!t) process.exit(0);
+const tp = t as TestPlatform;
+const db = tp.platform.db.knex;
+const fn = (tag: string) => makeNodeFunction(`export default async () => ({ tag: ${JSON.stringify(tag)} });`);
+
+/** An archive of about `bytes` bytes (random content does not compress). */
+const bulky = (bytes: number) => makeNodeFunction('export default async () => 1;', { 'blob.bin': randomBytes(bytes).toString('base64') });
+
+async function upload(api: Client, name: string, archive: Buffer, declare = true) {
+  const res = await api.post('/api/functions/deploy', { name, ...(declare ? { sizeBytes: archive.length, sha256: sha256(archive) } : {}) });
+  if (res.status !== 201) return { res };
+  const put = await fetch(res.body.upload.url, { method: res.body.upload.method, headers: res.body.upload.headers, body: archive });
+  assert.is(put.status, 200);
+  return { res, complete: () => api.post(`/api/functions/${res.body.id}/deployments/${res.body.version}/complete`) };
+}
+
+const lastVersion = async (userId: string, name: string) =>
+  (await db('functions').where({ user_id: userId, name }).first('last_version'))?.last_version;
+
+function assertQuota(res: { status: number; body: any; headers: Headers }, status: number, limit: string) {
+  assert.is(res.status, status, JSON.stringify(res.body));
+  assert.is(res.body.error.code, 'quota_exceeded');
+  assert.match(res.body.error.message, limit);
+  assert.is(res.body.error.details.limit, limit);
+  if (status === 429) assert.ok(Number(res.headers.get('retry-after')) > 0);
+}
+
+const s = suite('quotas');
+s.after(() => tp.close());
+
+s('MAX_FUNCTIONS_PER_USER: a third function is refused with 403; new versions of existing ones are not', async () => {
+  const api = await tp.newUser();
+  for (const name of ['one', 'two']) assert.is((await api.post('/api/functions/deploy', { name })).status, 201);
+  assertQuota(await api.post('/api/functions/deploy', { name: 'three' }), 403, 'MAX_FUNCTIONS_PER_USER');
+  assert.is(await db('functions').where({ user_id: api.userId, name: 'three' }).first(), undefined);
+  assert.is((await api.post('/api/functions/deploy', { name: 'one' })).status, 201);
+  const other = await tp.newUser();
+  assert.is((await other.post('/api/functions/deploy', { name: 'three' })).status, 201);
+});
+
+s('MAX_FUNCTIONS_PER_USER under concurrency: 6 first deploys of different names create exactly 2', async () => {
+  const api = await tp.newUser();
+  const results = await Promise.all(Array.from({ length: 6 }, (_, i) => api.post('/api/functions/deploy', { name: `race-${i}` })));
+  assert.equal(results.map((r) => r.status).sort(), [201, 201, 403, 403, 403, 403]);
+  const n = await db('functions').where({ user_id: api.userId }).count({ n: '*' }).first();
+  assert.is(Number(n!.n), 2);
+});
+
+s('MAX_BUILDS_PER_USER: a deploy while 2 builds are queued is 429 and spends no version; so is a third complete', async () => {
+  const api = await tp.newUser();
+  const a = await upload(api, 'builds', await fn('v1'));
+  const b = await upload(api, 'builds', await fn('v2'));
+  const c = await upload(api, 'builds', await fn('v3'));
+  assert.is((await a.complete!()).status, 202);
+  assert.is((await b.complete!()).status, 202);
+  // the third was allocated before the slots filled: its complete is refused, and it stays pending
+  assertQuota(await c.complete!(), 429, 'MAX_BUILDS_PER_USER');
+  const row = await db('function_deployments').where({ function_id: c.res.body.id, version: 3 }).first();
+  assert.is(row.status, 'pending_upload');
+  const before = await lastVersion(api.userId, 'builds');
+  assertQuota((await upload(api, 'builds', await fn('v4'))).res, 429, 'MAX_BUILDS_PER_USER');
+  assert.is(await lastVersion(api.userId, 'builds'), before, 'the refused deploy spent no version');
+});
+
+s('MAX_ARCHIVE_BYTES_PER_USER: a declared size over what is left is 403 before any version; an undeclared one at complete', async () => {
+  const api = await tp.newUser();
+  const first = await bulky(2000);
+  assert.ok(first.length > 2000 && first.length < MAX_BYTES, String(first.length));
+  const a = await upload(api, 'bytes', first);
+  assert.is((await a.complete!()).status, 202);
+  const second = await bulky(2000);
+  const before = await lastVersion(api.userId, 'bytes');
+  assertQuota((await upload(api, 'bytes', second)).res, 403, 'MAX_ARCHIVE_BYTES_PER_USER');
+  assert.is(await lastVersion(api.userId, 'bytes'), before, 'the refused deploy spent no version');
+  // not declared: known only once uploaded; the version fails and its archive is deleted
+  const b = await upload(api, 'bytes', second, false);
+  assert.is(b.res.status, 201);
+  assertQuota(await b.complete!(), 403, 'MAX_ARCHIVE_BYTES_PER_USER');
+  const row = await db('function_deployments').where({ function_id: b.res.body.id, version: b.res.body.version }).first();
+  assert.is(row.status, 'failed');
+  assert.is(await tp.platform.storage.head(row.s3_key), null);
+  // multipart: the size is known before allocation
+  const form = new FormData();
+  form.set('name', 'bytes');
+  form.set('archive', new Blob([second]), 'function.tar.gz');
+  const mp = await fetch(`${tp.url}/api/functions/deploy`, { method: 'POST', headers: { authorization: `Bearer ${api.token}` }, body: form });
+  const body = await mp.json();
+  assertQuota({ status: mp.status, body, headers: mp.headers }, 403, 'MAX_ARCHIVE_BYTES_PER_USER');
+});
+
+s('MAX_INSTANCES_PER_USER: with one warm instance, another function of the same user is 429; others are served', async () => {
+  const runner = new Runner(tp.platform, tp.driver);
+  await runner.start();
+  try {
+    const api = await tp.newUser();
+    const a = await deployAndBuild(api, 'inst-a', await fn('a'));
+    const b = await deployAndBuild(api, 'inst-b', await fn('b'));
+    assert.is(a.built.status, 'active');
+    assert.is(b.built.status, 'active');
+    // activation pre-warms each live version; b's pre-warm was refused by the quota
+    assert.is((await api.post(`/api/functions/${a.id}/invoke`, {})).status, 200);
+    assertQuota(await api.post(`/api/functions/${b.id}/invoke`, {}), 429, 'MAX_INSTANCES_PER_USER');
+    assert.is((await api.post(`/api/functions/${a.id}/invoke`, {})).status, 200, 'the warm instance still serves');
+    assert.is((await api.get(`/api/functions/${b.id}/instances`)).body.instances.length, 0);
+    const other = await tp.newUser();
+    const c = await deployAndBuild(other, 'inst-c', await fn('c'));
+    assert.is((await other.post(`/api/functions/${c.id}/invoke`, {})).status, 200);
+  } finally {
+    await runner.stop(5000);
+  }
+});
+
+s.run();
