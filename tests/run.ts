@@ -63,7 +63,8 @@ function runFile(run: Run): Promise<Outcome> {
         const skippedFile = code === 0 && /^SKIP:/m.test(text);
         outcome = { ...run, passed: 0, failed: skippedFile ? 0 : 1, skipped: skippedFile ? 1 : 0, ms: 0, output };
       } else {
-        const failed = total - passed - skipped + (code !== 0 && total === passed + skipped ? 1 : 0);
+        // uvu counts skipped tests apart: Total is what ran, Passed of those
+        const failed = total - passed + (code !== 0 && total === passed ? 1 : 0);
         outcome = { ...run, passed, failed, skipped, ms: 0, output };
       }
       outcome.ms = Date.now() - started;
@@ -114,7 +115,8 @@ async function main() {
   const passed = outcomes.reduce((n, o) => n + o.passed, 0);
   const failed = outcomes.reduce((n, o) => n + o.failed, 0);
   console.log(`\n${outcomes.length} suite runs in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  console.log(`${passed} passed, ${failed} failed`);
+  const skipped = outcomes.reduce((n, o) => n + o.skipped, 0);
+  console.log(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}`);
   process.exit(failed > 0 ? 1 : 0);
 }
 
