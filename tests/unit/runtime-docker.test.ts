@@ -389,7 +389,8 @@ test('a custom Dockerfile image speaking the protocol with its own CMD', async (
   const built = await build(
     {
       Dockerfile: `FROM ${BASE_IMAGE}\nCOPY main.js /app/main.js\nCMD ["node", "/app/main.js"]\n`,
-      'main.js': CUSTOM_SERVER,
+      // a nonce: never a build-cache hit on layers an earlier run (or a parallel suite) is removing
+      'main.js': `${CUSTOM_SERVER}\n// ${randomUUID()}`,
     },
     { kind: 'dockerfile' },
   );
