@@ -88,7 +88,8 @@ export class ProcessDriver implements RuntimeDriver {
       }
       input.log(`process driver: added the bootstrap (entry ${normalizedEntry})`);
       checkAborted();
-      await replaceDir(tmp, dest);
+      const placed = await placeVersionDir(tmp, dest, () => this.hasArtifact({ ...input, imageTag: null }));
+      if (placed === 'kept') input.log(`process driver: ${dest} was already complete (an earlier attempt): kept as it is`);
     } catch (err) {
       await fs.rm(tmp, { recursive: true, force: true });
       throw err;
@@ -129,17 +130,27 @@ async function moveOrCopy(from: string, to: string): Promise<void> {
   }
 }
 
-/** Puts `tmp` at `dest`, replacing a leftover of an earlier attempt. */
-async function replaceDir(tmp: string, dest: string): Promise<void> {
+/**
+ * Puts `tmp` at `dest`. A version's files are immutable (one verified archive), so a complete
+ * directory already there stays, and ours is discarded: a runner that lost its lease and finishes
+ * late, or a retry after a crash, never removes files a live instance runs from. Only an incomplete
+ * leftover (no bootstrap) is replaced.
+ */
+async function placeVersionDir(tmp: string, dest: string, isComplete: () => Promise<boolean>): Promise<'placed' | 'kept'> {
   try {
     await fs.rename(tmp, dest);
-    return;
+    return 'placed';
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+  }
+  if (await isComplete()) {
+    await fs.rm(tmp, { recursive: true, force: true });
+    return 'kept';
   }
   const old = `${tmp}.old`;
   await fs.rename(dest, old);
   await fs.rename(tmp, dest);
   await fs.rm(old, { recursive: true, force: true });
+  return 'placed';
 }

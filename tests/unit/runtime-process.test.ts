@@ -145,16 +145,34 @@ test('undefined result is null; the event travels as JSON', async () => {
   if (out.ok) assert.is(out.result, null);
 });
 
-test('rebuilding a version replaces the leftover directory', async () => {
+test('a second build of a built version (a late runner, a retry) leaves the live files alone', async () => {
+  const first = await build({ 'index.mjs': `import fs from 'node:fs'; export default async () => ({ tag: 'first', cwd: fs.realpathSync('.') });` });
+  const manager = new InstanceManager(driver.instances, { maxTotal: 4, settings: () => settings() });
+  try {
+    const target = { ...first, imageTag: null };
+    const before = await manager.invoke(target, { requestId: 'r1', body: '{}' });
+    assert.ok(before.ok, JSON.stringify(before));
+    const lines: string[] = [];
+    // the same version built again while an instance runs from its directory
+    await driver.build({ ...first, sourceDir: sourceDir({ 'index.mjs': `export default async () => 'second';` }), log: (l) => lines.push(l) });
+    assert.ok(lines.some((l) => /already complete/.test(l)), lines.join('\n'));
+    const after = await manager.invoke(target, { requestId: 'r2', body: '{}' });
+    assert.equal(after.ok ? after.result : after, before.ok ? before.result : null, 'the running instance still has its files');
+    assert.equal(fs.readdirSync(path.join(artifactsDir, first.functionId)), ['v1'], 'no temporary directory left');
+  } finally {
+    await manager.close(0);
+  }
+  const fresh = await invokeOnce(first, null);
+  assert.is(fresh.ok ? (fresh.result as { tag: string }).tag : fresh, 'first', 'the version keeps its first, verified files');
+});
+
+test('an incomplete leftover directory of a version is replaced by the next build', async () => {
   const first = await build({ 'index.mjs': `export default async () => 'first';` });
-  const again: BuildInput = {
-    ...first,
-    sourceDir: sourceDir({ 'index.mjs': `export default async () => 'second';` }),
-  };
-  await driver.build(again);
+  const dir = path.join(artifactsDir, first.functionId, 'v1');
+  fs.rmSync(path.join(dir, '.containerpub'), { recursive: true, force: true }); // half gone
+  await driver.build({ ...first, sourceDir: sourceDir({ 'index.mjs': `export default async () => 'second';` }) });
   const out = await invokeOnce(first, null);
-  assert.ok(out.ok);
-  if (out.ok) assert.is(out.result, 'second');
+  assert.equal(out.ok ? out.result : out, 'second');
   assert.equal(fs.readdirSync(path.join(artifactsDir, first.functionId)), ['v1']);
 });
 
