@@ -1,7 +1,7 @@
 // One build, start to finish: stream the archive from S3 through validation onto disk, detect the
 // handler, build with the runtime driver, then mark it built and apply the activation rule. The
 // live version is never touched by anything here except that final, fenced transaction.
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Transform } from 'node:stream';
@@ -21,6 +21,7 @@ import { poolSettings } from '../shared/domain/invoke.ts';
 import { StartError, checkReadiness } from '../shared/runtime/readiness.ts';
 import { BuildError, type RuntimeDriver } from '../shared/runtime/types.ts';
 import { BuildLog } from './build-log.ts';
+import { newBuildWorkDir } from '../shared/work-dirs.ts';
 
 export interface BuildContext {
   p: Platform;
@@ -52,7 +53,7 @@ export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<
       .catch((err) => log.warn('lease renewal failed', { err }));
   }, renewEvery);
 
-  const workDir = path.join(p.config.dataDir, 'builds', `${build.id}-${randomUUID().slice(0, 8)}`);
+  const workDir = newBuildWorkDir(p.config.dataDir, build.id);
   const started = Date.now();
   try {
     await recordBuildStarted(p.db, build, runnerId);

@@ -2,6 +2,7 @@
 // started together (by `npm run start:runner` and by the all-in-one `npm start`).
 import type { Platform } from '../shared/platform.ts';
 import { driverFromConfig } from '../shared/runtime/from-config.ts';
+import { sweepBuildWorkDirs } from '../shared/work-dirs.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
 import { CleanupSchedule } from './cleanup-schedule.ts';
 import { Runner } from './runner.ts';
@@ -15,8 +16,14 @@ export interface RunnerService {
 
 export async function startRunnerService(platform: Platform): Promise<RunnerService> {
   const d = await driverFromConfig(platform.config, platform.logger);
-  // readiness checks start instances too: a runner killed during one leaves it behind
+  // readiness checks start instances too, and builds unpack into work directories: a runner
+  // killed during either leaves them behind
   await d.instances.sweepOrphans().catch((err) => platform.logger.warn('the orphan sweep failed', { err }));
+  const swept = await sweepBuildWorkDirs(platform.config.dataDir).catch((err) => {
+    platform.logger.warn('the build work directory sweep failed', { err });
+    return 0;
+  });
+  if (swept > 0) platform.logger.info('removed build work directories left by a runner that died', { count: swept });
   const runner = new Runner(platform, d);
   await runner.start();
   const cleanup = new CleanupSchedule(platform, d, runner.id);

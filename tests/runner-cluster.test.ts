@@ -1,6 +1,8 @@
 // Several real runner processes on one database: every queued build is built exactly once, and a
 // runner killed with SIGKILL mid-build has its build finished by another.
+import fs from 'node:fs';
 import { suite } from 'uvu';
+import { buildsDir } from '../shared/work-dirs.ts';
 import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { makeNodeFunction } from './support/archives.ts';
@@ -71,7 +73,11 @@ cluster('a runner killed with SIGKILL mid-build: another runner finishes the bui
     const claimed = await db('function_deployments').where({ id: deploy.body.deploymentId }).first();
     assert.is(claimed.claimed_by, 'victim');
     assert.is(claimed.status, 'building');
+    const victimPid = a.child.pid!;
+    const leftBehind = () => fs.readdirSync(buildsDir(tp.dataDir)).filter((n) => n.includes(`-${victimPid}-`));
+    assert.is(leftBehind().length, 1, 'the victim unpacks into a work directory of its own');
     await a.kill('SIGKILL');
+    assert.is(leftBehind().length, 1, 'a SIGKILL leaves it behind');
 
     const b = spawnRunner('rescuer', runnerEnv(tp, { RUNNER_LEASE_MS: '1500' }));
     runners.push(b);
@@ -80,6 +86,7 @@ cluster('a runner killed with SIGKILL mid-build: another runner finishes the bui
     assert.is(built.isActive, true);
     assert.is(built.attempts, 2);
     assert.match(built.buildLogs, /on rescuer/);
+    assert.equal(leftBehind(), [], "the next runner to start swept the dead runner's work directory");
     const res = await api.post(`/api/functions/${deploy.body.id}/invoke`, {});
     assert.is(res.body.result.tag, 'survivor');
     const starts = (await api.get(`/api/functions/${deploy.body.id}/logs`)).body.logs

@@ -22,6 +22,7 @@ import type { RuntimeDriver } from '../runtime/types.ts';
 import { recordEvent } from './events.ts';
 import { BUILT_STATUS } from './model.ts';
 import { versionDriver } from './version-driver.ts';
+import { sweepBuildWorkDirs } from '../work-dirs.ts';
 
 export type ArchiveMode = 'storage-class' | 'prefix' | 'delete';
 
@@ -59,6 +60,8 @@ export interface CleanupSummary {
   failedArchivesRemoved: number;
   uploadsExpired: number;
   invocationLogsPruned: number;
+  /** build work directories left by runners that died (see shared/work-dirs.ts) */
+  workDirsRemoved: number;
   bytesFreed: number;
   errors: number;
   durationMs: number;
@@ -95,7 +98,7 @@ const ROW_COLUMNS = [
 function emptySummary(dryRun: boolean): CleanupSummary {
   return {
     skipped: false, dryRun, functionsScanned: 0, versionsArchived: 0, archivesDeleted: 0, objectsMoved: 0,
-    objectsRemoved: 0, imagesRemoved: 0, failedArchivesRemoved: 0, uploadsExpired: 0, invocationLogsPruned: 0,
+    objectsRemoved: 0, imagesRemoved: 0, failedArchivesRemoved: 0, uploadsExpired: 0, invocationLogsPruned: 0, workDirsRemoved: 0,
     bytesFreed: 0, errors: 0, durationMs: 0, plan: [],
   };
 }
@@ -159,7 +162,10 @@ export class Cleanup {
     try {
       await this.expireUploads(summary);
       await this.scanFunctions(summary);
-      if (!this.opts.dryRun) await this.pruneInvocationLogs(summary);
+      if (!this.opts.dryRun) {
+        await this.pruneInvocationLogs(summary);
+        summary.workDirsRemoved = await sweepBuildWorkDirs(this.p.config.dataDir);
+      }
     } finally {
       await lock.release();
     }

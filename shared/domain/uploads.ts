@@ -75,8 +75,10 @@ async function rejectUpload(p: Platform, dep: DeploymentRow, error: string): Pro
 async function enqueueWithinQuotas(p: Platform, dep: DeploymentRow, archive: { size: number; sha256: string }, message: string): Promise<void> {
   const quotas = p.config.quotas;
   try {
+    // The owner is read before the transaction (it never changes): on SQLite a transaction must
+    // begin with its write (the account lock), or another process's write makes it fail at once.
+    const fn = await p.db.knex('functions').where({ id: dep.function_id }).first('user_id');
     await withTransaction(p.db, async (trx) => {
-      const fn = await trx('functions').where({ id: dep.function_id }).first('user_id');
       if (fn) {
         await lockAccount(p.db, trx, quotas, fn.user_id);
         await checkArchiveBytes(trx, quotas, fn.user_id, archive.size);

@@ -2,8 +2,8 @@
 // owner's identity, for the orphan sweep), the readiness check, and invocations over the socket.
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
+import { currentOwner, ownerAlive, type ProcessOwner } from '../process-owner.ts';
 import { TailBuffer, lastLine } from './output.ts';
 import { REQUEST_ID_HEADER, SOCKET_NAME } from './protocol.ts';
 import type { InstanceExit, RunningInstance } from './types.ts';
@@ -25,57 +25,9 @@ export class StartError extends Error {
   }
 }
 
-// ------------------------------------------------------------------ owners and directories
+// ------------------------------------------------------------------ directories
 
-/**
- * The platform process that started an instance: host, pid, and the pid's start time, so that a
- * recycled pid is never taken for a live owner (the orphan sweep kills what dead owners left).
- */
-export interface InstanceOwner {
-  host: string;
-  pid: number;
-  start: string;
-}
-
-/** The start time of a process (clock ticks since boot), or null when it does not exist. */
-function processStartTime(pid: number): string | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    if (fs.existsSync('/proc/self/stat')) return null;
-    // no procfs (macOS): fall back to "the pid exists"
-    try {
-      process.kill(pid, 0);
-      return 'unknown';
-    } catch {
-      return null;
-    }
-  }
-}
-
-export const currentOwner: InstanceOwner = {
-  host: os.hostname(),
-  pid: process.pid,
-  start: processStartTime(process.pid) ?? '',
-};
-
-/** Whether the owner still runs; owners on other hosts are not ours to judge, so they live. */
-export function ownerAlive(owner: InstanceOwner): boolean {
-  if (owner.host !== currentOwner.host) return true;
-  if (owner.pid === currentOwner.pid && owner.start === currentOwner.start) return true;
-  const start = processStartTime(owner.pid);
-  return start !== null && (start === owner.start || start === 'unknown');
-}
-
-export function encodeOwner(owner: InstanceOwner): string {
-  return `${owner.host}/${owner.pid}/${owner.start}`;
-}
-
-export function decodeOwner(text: string | undefined): InstanceOwner | null {
-  const m = /^(.*)\/(\d+)\/([^/]*)$/.exec(text ?? '');
-  return m ? { host: m[1]!, pid: Number(m[2]), start: m[3]! } : null;
-}
+export { currentOwner, decodeOwner, encodeOwner, ownerAlive } from '../process-owner.ts';
 
 /** The socket of instance `id` under `baseDir` (checked once at start: see checkSocketDir). */
 export function socketPathFor(baseDir: string, id: string): string {
@@ -150,7 +102,7 @@ export function orphanedInstanceDirs(baseDir: string): { id: string; dir: string
       if (st && Date.now() - st.mtimeMs > 60_000) orphans.push({ id, dir, info: {} });
       continue;
     }
-    const owner = info.owner as InstanceOwner | undefined;
+    const owner = info.owner as ProcessOwner | undefined;
     if (owner && !ownerAlive(owner)) orphans.push({ id, dir, info });
   }
   return orphans;
