@@ -3,6 +3,7 @@ import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { isAppError } from '../../shared/errors.ts';
+import { isDependencyOutage, OUTAGE_RETRY_AFTER_SECONDS } from '../../shared/outage.ts';
 import type { Platform } from '../../shared/platform.ts';
 
 export interface AppEnv {
@@ -28,6 +29,11 @@ export function createHonoApp(p: Platform): App {
       const status = err.status as ContentfulStatusCode;
       const code = status === 413 ? 'payload_too_large' : status >= 500 ? 'internal' : 'bad_request';
       return c.json(errorBody(code, err.message || 'request refused'), status);
+    }
+    if (isDependencyOutage(err)) {
+      p.logger.warn('a dependency is not answering', { method: c.req.method, path: c.req.path, err: (err as Error).message });
+      c.header('Retry-After', String(OUTAGE_RETRY_AFTER_SECONDS));
+      return c.json(errorBody('unavailable', 'a service the platform depends on is not answering; try again shortly'), 503);
     }
     p.logger.error('unhandled error', { method: c.req.method, path: c.req.path, err: (err as Error).stack ?? String(err) });
     return c.json(errorBody('internal', 'internal server error'), 500);
