@@ -4,6 +4,7 @@ import type { Knex } from 'knex';
 import * as init from './20261125000000_init.ts';
 import * as invocations from './20261125000100_invocations.ts';
 import * as retention from './20261125000200_retention.ts';
+import * as uploads from './20261202000200_uploads.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -14,6 +15,7 @@ const migrations: Record<string, Migration> = {
   '20261125000000_init': init,
   '20261125000100_invocations': invocations,
   '20261125000200_retention': retention,
+  '20261202000200_uploads': uploads,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

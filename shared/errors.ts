@@ -26,7 +26,10 @@ export type ErrorCode =
   | 'image_rebuilding'
   | 'conflict'
   | 'unavailable'
-  | 'internal';
+  | 'internal'
+  | 'upload_expired'
+  | 'upload_used'
+  | 'upload_url_invalid';
 
 const statusByCode: Record<ErrorCode, number> = {
   bad_request: 400,
@@ -54,6 +57,9 @@ const statusByCode: Record<ErrorCode, number> = {
   conflict: 409,
   unavailable: 503,
   internal: 500,
+  upload_expired: 410,
+  upload_used: 409,
+  upload_url_invalid: 403,
 };
 
 export class AppError extends Error {
@@ -117,7 +123,13 @@ export const errors = {
   noActiveDeployment: () =>
     new AppError('no_active_deployment', 'function has no live deployment yet'),
   conflict: (message: string, details?: Record<string, unknown>) => new AppError('conflict', message, details),
-  unavailable: (message: string) => new AppError('unavailable', message),
+  unavailable: (message: string, retryAfterSeconds?: number) =>
+    new AppError('unavailable', message, undefined, retryAfterSeconds),
+  uploadExpired: (version: number) =>
+    new AppError('upload_expired', `the upload of version ${version} expired; deploy again for a new URL`, { version }),
+  uploadUsed: () =>
+    new AppError('upload_used', 'this upload URL has already been used (or an upload through it is under way)'),
+  uploadUrlInvalid: () => new AppError('upload_url_invalid', 'the upload URL is not valid (bad or missing signature)'),
 };
 
 export function isAppError(err: unknown): err is AppError {
