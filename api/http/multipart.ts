@@ -3,7 +3,7 @@
 // oversized one is refused at the first byte over the limit.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import busboy from 'busboy';
@@ -64,27 +64,34 @@ export async function receiveMultipartArchive(
     const hash = createHash('sha256');
     let size = 0;
     let head = Buffer.alloc(0);
-    stream.on('data', (chunk: Buffer) => {
-      if (head.length < GZIP_MAGIC.length) {
-        head = Buffer.concat([head, chunk.subarray(0, GZIP_MAGIC.length - head.length)]);
-        if (GZIP_MAGIC.some((b, i) => i < head.length && head[i] !== b)) {
-          notGzip = true;
-          stream.destroy(new Error('archive is not gzip'));
-          return;
+    // Checks the magic number on the way to the file. After a mismatch the rest is read and
+    // dropped rather than the stream destroyed: busboy would stall on a destroyed file stream, and
+    // the client gets a clear 400 once its body is in.
+    const gzipCheck = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        if (notGzip) return done();
+        if (head.length < GZIP_MAGIC.length) {
+          head = Buffer.concat([head, chunk.subarray(0, GZIP_MAGIC.length - head.length)]);
+          if (GZIP_MAGIC.some((b, i) => i < head.length && head[i] !== b)) {
+            notGzip = true;
+            return done();
+          }
         }
-      }
-      hash.update(chunk);
-      size += chunk.length;
+        hash.update(chunk);
+        size += chunk.length;
+        done(null, chunk);
+      },
     });
     stream.on('limit', () => {
       tooLarge = true;
     });
-    fileWrites.push(
-      pipeline(stream, fs.createWriteStream(tmpFile)).then(() => {
-        if (size > 0 && size < GZIP_MAGIC.length) notGzip = true;
-        file = { path: tmpFile, size, sha256: hash.digest('hex') };
-      }),
-    );
+    const written = pipeline(stream, gzipCheck, fs.createWriteStream(tmpFile)).then(() => {
+      if (size > 0 && size < GZIP_MAGIC.length) notGzip = true;
+      file = { path: tmpFile, size, sha256: hash.digest('hex') };
+    });
+    // Awaited below once the whole body is read; until then a refusal must not count as unhandled.
+    written.catch(() => {});
+    fileWrites.push(written);
   });
 
   try {
