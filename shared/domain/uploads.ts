@@ -44,7 +44,8 @@ export async function requestPresignedDeploy(
   const max = p.config.uploads.maxArchiveBytes;
   if (input.sizeBytes > max) throw errors.tooLarge(max, input.sizeBytes);
   await requireStorage(p);
-  const expiresAt = new Date(Date.now() + p.config.uploads.urlTtlSeconds * 1000);
+  // whole seconds: what the URL carries (X-Amz-Expires, or `expires`) and what the row says agree
+  const expiresAt = new Date(Math.floor(Date.now() / 1000 + p.config.uploads.urlTtlSeconds) * 1000);
   const sha256 = input.sha256.toLowerCase();
   const allocated = await allocateVersion(p.db, {
     userId: input.userId,
@@ -252,11 +253,19 @@ export async function storeRelayedUpload(
     .whereNull('upload_claimed_at')
     .update({ upload_claimed_at: nowIso(), updated_at: nowIso() });
   if (!claimed) throw errors.uploadUsed();
+  // A refused or broken body must abort the PUT: a body stream that errors is only unpiped by the
+  // SDK, which would leave the request to S3 open, waiting for the rest.
+  const abort = new AbortController();
+  let refusal: unknown;
   try {
     const verified = new VerifyingStream(size, dep.declared_sha256);
-    // pipeline() would end `verified` early on a client abort; errors must reach the PUT instead.
+    verified.on('error', (err) => {
+      refusal ??= err;
+      abort.abort(err);
+    });
     input.body.on('error', (err) => verified.destroy(err));
-    await p.storage.putStream(dep.s3_key, input.body.pipe(verified), size);
+    await p.storage.putStream(dep.s3_key, input.body.pipe(verified), size, abort.signal);
+    if (refusal) throw refusal;
   } catch (err) {
     // This request holds the claim on a pending row: whatever it left in the store is its own.
     await p.storage.delete(dep.s3_key).catch(() => {});
@@ -264,9 +273,7 @@ export async function storeRelayedUpload(
       .knex('function_deployments')
       .where({ id: dep.id, status: 'pending_upload' })
       .update({ upload_claimed_at: null, updated_at: nowIso() });
-    // The refusal VerifyingStream raised may arrive wrapped by the SDK.
-    const cause = (err as { cause?: unknown })?.cause;
-    throw isAppError(err) ? err : isAppError(cause) ? cause : err;
+    throw isAppError(refusal) ? refusal : err;
   }
   return { deploymentId: dep.id, version: num(dep.version), sizeBytes: size, sha256: dep.declared_sha256 };
 }

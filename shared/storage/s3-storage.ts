@@ -172,10 +172,11 @@ export class S3Storage {
     );
   }
 
-  /** Streams `body` (exactly `size` bytes) into the object; an error in `body` aborts the PUT. */
-  async putStream(key: string, body: Readable, size: number): Promise<void> {
+  /** Streams `body` (exactly `size` bytes) into the object; abort `abortSignal` to give up mid-way. */
+  async putStream(key: string, body: Readable, size: number, abortSignal?: AbortSignal): Promise<void> {
     await this.s3.send(
       new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: size, ContentType: ARCHIVE_CONTENT_TYPE }),
+      { abortSignal },
     );
   }
 

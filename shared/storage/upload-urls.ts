@@ -27,9 +27,10 @@ export interface UploadUrlIssuer {
 export class S3UploadUrls implements UploadUrlIssuer {
   constructor(private readonly storage: S3Storage) {}
 
-  issue(t: UploadTarget): Promise<PresignedUpload> {
-    const expiresInSeconds = Math.max(1, Math.round((t.expiresAt.getTime() - Date.now()) / 1000));
-    return this.storage.presignPut(t.key, { expiresInSeconds, contentLength: t.sizeBytes, sha256: t.sha256 });
+  async issue(t: UploadTarget): Promise<PresignedUpload> {
+    const expiresInSeconds = Math.max(1, Math.floor((t.expiresAt.getTime() - Date.now()) / 1000));
+    const signed = await this.storage.presignPut(t.key, { expiresInSeconds, contentLength: t.sizeBytes, sha256: t.sha256 });
+    return { ...signed, expiresAt: t.expiresAt.toISOString() };
   }
 }
 

@@ -86,7 +86,7 @@ export async function startTestPlatform(
   const http = client(served.url);
   return {
     url: served.url,
-    s3Endpoint: direct?.endpoint ?? platform.embeddedS3!.endpoint,
+    s3Endpoint: direct?.endpoint ?? platform.embeddedS3?.endpoint ?? config.s3.endpoint!,
     platform,
     dataDir,
     http,
