@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { bodyLimit } from 'hono/body-limit';
 import { errors } from '../shared/errors.ts';
+import { API_UPLOAD_PATH } from '../shared/storage/upload-urls.ts';
 import type { Platform } from '../shared/platform.ts';
 import type { Invoker } from '../shared/domain/invoke.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
@@ -22,6 +23,7 @@ import * as invoke from './routes/invoke.ts';
 import * as logs from './routes/logs.ts';
 import * as rollback from './routes/rollback.ts';
 import * as tokens from './routes/tokens.ts';
+import * as uploads from './routes/uploads.ts';
 
 export interface ApiOptions {
   /** the runtime driver: deleting a function removes its artifacts with it */
@@ -39,10 +41,12 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   app.use('/api/*', async (c, next) => {
     if ((c.req.header('content-type') ?? '').toLowerCase().startsWith('multipart/form-data')) return next();
     if (c.req.path.endsWith('/invoke')) return next();
+    if (c.req.path.startsWith(`${API_UPLOAD_PATH}/`)) return next(); // bounded by MAX_ARCHIVE_BYTES there
     if (Number(c.req.header('content-length') ?? 0) > JSON_BODY_LIMIT) throw errors.tooLarge(JSON_BODY_LIMIT);
     return bodyLimit({ maxSize: JSON_BODY_LIMIT, onError: () => { throw errors.tooLarge(JSON_BODY_LIMIT); } })(c, next);
   });
   auth.register(app, p);
+  uploads.register(app, p);
   const tokenCache = createTokenCache(p);
   const user = requireUser(p, tokenCache);
   app.use('/api/functions', user);

@@ -5,6 +5,7 @@ import * as init from './20261125000000_init.ts';
 import * as invocations from './20261125000100_invocations.ts';
 import * as retention from './20261125000200_retention.ts';
 import * as accounts from './20261202000100_accounts.ts';
+import * as uploads from './20261202000200_uploads.ts';
 import * as safety from './20261202000300_safety.ts';
 
 interface Migration {
@@ -17,6 +18,7 @@ const migrations: Record<string, Migration> = {
   '20261125000100_invocations': invocations,
   '20261125000200_retention': retention,
   '20261202000100_accounts': accounts,
+  '20261202000200_uploads': uploads,
   '20261202000300_safety': safety,
 };
 

@@ -94,6 +94,10 @@ const envSchema = z.object({
   // a database that hangs (rather than refusing) must give timely 503s, not hung requests
   DB_QUERY_TIMEOUT_MS: int(15_000, 100),
   DB_ACQUIRE_TIMEOUT_MS: int(10_000, 100),
+  PUBLIC_URL: url('PUBLIC_URL'),
+  UPLOAD_SIGNING_SECRET: optionalString.refine((v) => v === undefined || v.length >= 32, {
+    message: 'UPLOAD_SIGNING_SECRET must be at least 32 characters',
+  }),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -116,7 +120,14 @@ export interface Config {
     accessKeyId?: string;
     secretAccessKey?: string;
   };
-  uploads: { urlTtlSeconds: number; maxArchiveBytes: number };
+  uploads: {
+    urlTtlSeconds: number;
+    maxArchiveBytes: number;
+    /** the API's address as clients reach it (upload URLs with the embedded S3); unset: the request's own */
+    publicUrl?: string;
+    /** HMAC key of API upload URLs; unset: generated once into DATA_DIR */
+    signingSecret?: string;
+  };
   retention: { keepLastN: number };
   runtime: {
     driver: 'docker' | 'process' | 'auto';
@@ -220,7 +231,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       accessKeyId: e.S3_ACCESS_KEY_ID,
       secretAccessKey: e.S3_SECRET_ACCESS_KEY,
     },
-    uploads: { urlTtlSeconds: e.UPLOAD_URL_TTL_SECONDS, maxArchiveBytes: e.MAX_ARCHIVE_BYTES },
+    uploads: {
+      urlTtlSeconds: e.UPLOAD_URL_TTL_SECONDS,
+      maxArchiveBytes: e.MAX_ARCHIVE_BYTES,
+      publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
+      signingSecret: e.UPLOAD_SIGNING_SECRET,
+    },
     retention: { keepLastN: e.KEEP_LAST_N },
     runtime: {
       driver: e.RUNTIME_DRIVER,

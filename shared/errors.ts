@@ -30,7 +30,10 @@ export type ErrorCode =
   | 'registration_closed'
   | 'rate_limited'
   | 'driver_mismatch'
-  | 'quota_exceeded';
+  | 'quota_exceeded'
+  | 'upload_expired'
+  | 'upload_used'
+  | 'upload_url_invalid';
 
 const statusByCode: Record<ErrorCode, number> = {
   bad_request: 400,
@@ -62,6 +65,9 @@ const statusByCode: Record<ErrorCode, number> = {
   rate_limited: 429,
   driver_mismatch: 503,
   quota_exceeded: 403,
+  upload_expired: 410,
+  upload_used: 409,
+  upload_url_invalid: 403,
 };
 
 export class AppError extends Error {
@@ -125,7 +131,13 @@ export const errors = {
   noActiveDeployment: () =>
     new AppError('no_active_deployment', 'function has no live deployment yet'),
   conflict: (message: string, details?: Record<string, unknown>) => new AppError('conflict', message, details),
-  unavailable: (message: string) => new AppError('unavailable', message),
+  unavailable: (message: string, retryAfterSeconds?: number) =>
+    new AppError('unavailable', message, undefined, retryAfterSeconds),
+  uploadExpired: (version: number) =>
+    new AppError('upload_expired', `the upload of version ${version} expired; deploy again for a new URL`, { version }),
+  uploadUsed: () =>
+    new AppError('upload_used', 'this upload URL has already been used (or an upload through it is under way)'),
+  uploadUrlInvalid: () => new AppError('upload_url_invalid', 'the upload URL is not valid (bad or missing signature)'),
   registrationClosed: () =>
     new AppError('registration_closed', 'sign-up is closed on this platform: ask an administrator for an account'),
   // The same words whatever was limited (address or email), so a 429 tells nothing about an account.

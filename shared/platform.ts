@@ -5,6 +5,7 @@ import { openDatabase, type Db } from './db/knex.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { EMBEDDED_S3_CREDENTIALS, startEmbeddedS3, type EmbeddedS3 } from './storage/embedded-s3.ts';
 import { S3Storage } from './storage/s3-storage.ts';
+import { ApiUploadUrls, loadUploadSigningSecret, S3UploadUrls, type UploadUrlIssuer } from './storage/upload-urls.ts';
 
 export interface Platform {
   config: Config;
@@ -13,6 +14,10 @@ export interface Platform {
   logger: Logger;
   /** set when S3_ENDPOINT is unset and the embedded server was started */
   embeddedS3?: EmbeddedS3;
+  /** issues upload URLs: S3 presigned ones, or the API's own while S3 is embedded */
+  uploadUrls: UploadUrlIssuer;
+  /** set while S3 is embedded: the API receives uploads itself (api/routes/uploads.ts) */
+  uploadRelay?: ApiUploadUrls;
   close(): Promise<void>;
 }
 
@@ -24,7 +29,9 @@ export async function openPlatform(config: Config, opts: { logger?: Logger } = {
     embeddedS3 = await startEmbeddedS3({
       directory: path.join(config.dataDir, 's3'),
       bucket: s3.bucket,
-      host: config.server.host === '0.0.0.0' ? '0.0.0.0' : '127.0.0.1',
+      // Loopback only, whatever HOST says: s3rver checks no signatures, so anyone who reached it
+      // could write any object. Clients upload through the API instead (uploadRelay).
+      host: '127.0.0.1',
     });
     s3 = { ...s3, endpoint: embeddedS3.endpoint, ...EMBEDDED_S3_CREDENTIALS };
     logger.info('embedded S3-compatible server started', { endpoint: embeddedS3.endpoint });
@@ -46,12 +53,17 @@ export async function openPlatform(config: Config, opts: { logger?: Logger } = {
     await embeddedS3?.close();
     throw err;
   }
+  const uploadRelay = embeddedS3
+    ? new ApiUploadUrls(loadUploadSigningSecret(config.dataDir, config.uploads.signingSecret), config.uploads.publicUrl)
+    : undefined;
   return {
     config,
     db,
     storage,
     logger,
     embeddedS3,
+    uploadUrls: uploadRelay ?? new S3UploadUrls(storage),
+    uploadRelay,
     async close() {
       await db!.close();
       storage.destroy();

@@ -4,6 +4,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { client } from './support/http.ts';
+import { declaration } from './support/flows.ts';
 
 const t = await startTestPlatform();
 if (!t) process.exit(0);
@@ -14,7 +15,7 @@ const alloc = suite('version allocation');
 alloc('50 concurrent deploys of a brand-new name: one function, versions exactly 1..50', async () => {
   const api = await tp.newUser();
   const replies = await Promise.all(
-    Array.from({ length: 50 }, () => api.post('/api/functions/deploy', { name: 'stampede' })),
+    Array.from({ length: 50 }, () => api.post('/api/functions/deploy', { name: 'stampede', ...declaration() })),
   );
   for (const r of replies) assert.is(r.status, 201, JSON.stringify(r.body));
   const ids = new Set(replies.map((r) => r.body.id));
@@ -34,7 +35,7 @@ alloc('two API replicas on one database: 60 concurrent deploys, no duplicate, no
     const api = await tp.newUser();
     const viaReplica = client(replica.url, api.token);
     const replies = await Promise.all(
-      Array.from({ length: 60 }, (_, i) => (i % 2 ? api : viaReplica).post('/api/functions/deploy', { name: 'replicated' })),
+      Array.from({ length: 60 }, (_, i) => (i % 2 ? api : viaReplica).post('/api/functions/deploy', { name: 'replicated', ...declaration() })),
     );
     for (const r of replies) assert.is(r.status, 201, JSON.stringify(r.body));
     assert.is(new Set(replies.map((r) => r.body.id)).size, 1);
@@ -46,10 +47,10 @@ alloc('two API replicas on one database: 60 concurrent deploys, no duplicate, no
 
 alloc('failed versions keep their numbers: the next deploy never reuses one', async () => {
   const api = await tp.newUser();
-  const first = await api.post('/api/functions/deploy', { name: 'gaps' });
-  await api.post('/api/functions/deploy', { name: 'gaps' });
+  const first = await api.post('/api/functions/deploy', { name: 'gaps', ...declaration() });
+  await api.post('/api/functions/deploy', { name: 'gaps', ...declaration() });
   await tp.platform.db.knex('function_deployments').where({ function_id: first.body.id, version: 2 }).update({ status: 'failed' });
-  const third = await api.post('/api/functions/deploy', { name: 'gaps' });
+  const third = await api.post('/api/functions/deploy', { name: 'gaps', ...declaration() });
   assert.is(third.body.version, 3);
 });
 

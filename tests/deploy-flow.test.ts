@@ -1,16 +1,19 @@
 // The deploy paths end to end over HTTP: presigned upload, multipart upload, completion checks,
 // history, event log and deletion — against a real database and a real S3-compatible server.
+import fs from 'node:fs';
+import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
-import { deployPresigned, sha256, simulateBuilt } from './support/flows.ts';
+import { declaration, deployPresigned, sha256, simulateBuilt } from './support/flows.ts';
 import { waitFor } from './support/services.ts';
 
 const MAX = 64 * 1024;
 const t = await startTestPlatform({ MAX_ARCHIVE_BYTES: String(MAX) });
 if (!t) process.exit(0);
 const tp = t as TestPlatform;
-const archive = (text: string) => Buffer.from(`fake-gzip:${text}`);
+// gzip's magic number and then anything: these tests never build, but a multipart deploy checks it
+const archive = (text: string) => Buffer.concat([Buffer.from([0x1f, 0x8b]), Buffer.from(`fake-gzip:${text}`)]);
 
 const deploy = suite('deploy');
 
@@ -25,7 +28,9 @@ deploy('presigned flow: deploy → PUT → complete puts the exact key in S3 and
   assert.is(res.body.isNewFunction, true);
   assert.match(res.body.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   assert.is(res.body.upload.method, 'PUT');
-  assert.ok(res.body.upload.url.includes(`/functions/${res.body.id}/v1/function.tar.gz`));
+  // with the embedded S3 the upload goes through the API, never to the store's own port
+  assert.ok(res.body.upload.url.startsWith(`${tp.url}/api/uploads/${res.body.deploymentId}?`), res.body.upload.url);
+  assert.is(res.body.upload.headers['Content-Length'], String(body.length));
   const ttl = Date.parse(res.body.upload.expiresAt) - Date.now();
   assert.ok(ttl > 850_000 && ttl <= 900_000, `expiresAt ~900 s ahead, got ${ttl} ms`);
 
@@ -98,9 +103,35 @@ deploy('multipart without an archive or with a bad name: 400', async () => {
   assert.is(b.body.error.code, 'validation_failed');
 });
 
+deploy('multipart whose file is not gzip: 400 at once, no version allocated, no temporary file left', async () => {
+  const api = await tp.newUser();
+  const form = new FormData();
+  form.set('name', 'plain');
+  form.set('archive', new Blob([Buffer.from('PK\u0003\u0004 a zip, not a tar.gz')]), 'function.zip');
+  const res = await api.request('POST', '/api/functions/deploy', { body: form });
+  assert.is(res.status, 400, JSON.stringify(res.body));
+  assert.match(res.body.error.message, /not gzip/);
+  assert.equal((await api.get('/api/functions')).body.functions, []);
+  const tmp = path.join(tp.dataDir, 'upload-tmp');
+  assert.equal(fs.existsSync(tmp) ? fs.readdirSync(tmp) : [], []);
+});
+
+deploy('a JSON deploy must declare sizeBytes and sha256: 400 saying why, no version allocated', async () => {
+  const api = await tp.newUser();
+  const none = await api.post('/api/functions/deploy', { name: 'undeclared' });
+  assert.is(none.status, 400);
+  assert.is(none.body.error.code, 'validation_failed');
+  assert.match(none.body.error.message, /sizeBytes is required: the upload URL is bound to the archive's size/);
+  assert.match(none.body.error.message, /sha256 is required/);
+  const noSha = await api.post('/api/functions/deploy', { name: 'undeclared', sizeBytes: 10 });
+  assert.is(noSha.status, 400);
+  assert.match(noSha.body.error.message, /sha256 is required/);
+  assert.equal((await api.get('/api/functions')).body.functions, []);
+});
+
 deploy('complete with no upload: 409 upload_missing and the deployment stays pending', async () => {
   const api = await tp.newUser();
-  const res = await api.post('/api/functions/deploy', { name: 'lazy' });
+  const res = await api.post('/api/functions/deploy', { name: 'lazy', ...declaration() });
   const complete = await api.post(`/api/functions/${res.body.id}/deployments/1/complete`);
   assert.is(complete.status, 409);
   assert.is(complete.body.error.code, 'upload_missing');
@@ -110,36 +141,45 @@ deploy('complete with no upload: 409 upload_missing and the deployment stays pen
 
 deploy('declared size over the limit is refused at deploy time with 413', async () => {
   const api = await tp.newUser();
-  const res = await api.post('/api/functions/deploy', { name: 'huge', sizeBytes: MAX + 1 });
+  const res = await api.post('/api/functions/deploy', { name: 'huge', ...declaration(), sizeBytes: MAX + 1 });
   assert.is(res.status, 413);
   assert.equal((await api.get('/api/functions')).body.functions, []);
 });
 
-deploy('an uploaded object over the limit: 413 at complete, deployment failed, object deleted', async () => {
-  const api = await tp.newUser();
-  const res = await api.post('/api/functions/deploy', { name: 'sneaky' });
+const direct = suite('S3 presigned uploads (complete verifies what s3rver let through)');
+const dp = (await startTestPlatform({ MAX_ARCHIVE_BYTES: String(MAX) }, { directS3: true }))!;
+const withoutLength = (headers: Record<string, string>) =>
+  Object.fromEntries(Object.entries(headers).filter(([k]) => k.toLowerCase() !== 'content-length'));
+
+direct('an uploaded object over the limit: 413 at complete, deployment failed, object deleted', async () => {
+  const api = await dp.newUser();
+  const res = await api.post('/api/functions/deploy', { name: 'sneaky', ...declaration() });
   const key = `functions/${res.body.id}/v1/function.tar.gz`;
-  // s3rver ignores the signed size, so a client can upload more than it declared
-  const put = await fetch(res.body.upload.url, { method: 'PUT', headers: res.body.upload.headers, body: Buffer.alloc(MAX + 10) });
+  // s3rver ignores the signed size (a real S3 would refuse this PUT), so a client can upload more
+  // than it declared: complete must catch it
+  const put = await fetch(res.body.upload.url, { method: 'PUT', headers: withoutLength(res.body.upload.headers), body: Buffer.alloc(MAX + 10) });
   assert.is(put.status, 200);
   const complete = await api.post(`/api/functions/${res.body.id}/deployments/1/complete`);
   assert.is(complete.status, 413);
-  assert.is(await tp.platform.storage.head(key), null);
+  assert.is(await dp.platform.storage.head(key), null);
   const detail = await api.get(`/api/functions/${res.body.id}/deployments/1`);
   assert.is(detail.body.status, 'failed');
   assert.match(detail.body.error, /over the limit/);
 });
 
-deploy('sha256 differing from the declared one: 422 checksum_mismatch, failed, object deleted', async () => {
-  const api = await tp.newUser();
+direct('sha256 differing from the declared one: 422 checksum_mismatch, failed, object deleted', async () => {
+  const api = await dp.newUser();
   const declared = archive('what I meant');
-  const res = await api.post('/api/functions/deploy', { name: 'tampered', sha256: sha256(declared) });
+  const res = await api.post('/api/functions/deploy', { name: 'tampered', ...declaration(declared) });
   const key = `functions/${res.body.id}/v1/function.tar.gz`;
-  await fetch(res.body.upload.url, { method: 'PUT', headers: res.body.upload.headers, body: archive('what arrived') });
+  // same length, other bytes: s3rver does not check the signed checksum (a real S3 would)
+  const arrived = archive('what arrived');
+  assert.is(arrived.length, declared.length);
+  await fetch(res.body.upload.url, { method: 'PUT', headers: res.body.upload.headers, body: arrived });
   const complete = await api.post(`/api/functions/${res.body.id}/deployments/1/complete`);
   assert.is(complete.status, 422);
   assert.is(complete.body.error.code, 'checksum_mismatch');
-  assert.is(await tp.platform.storage.head(key), null);
+  assert.is(await dp.platform.storage.head(key), null);
   const detail = await api.get(`/api/functions/${res.body.id}/deployments/1`);
   assert.is(detail.body.status, 'failed');
   assert.match(detail.body.error, /checksum mismatch/);
@@ -149,11 +189,11 @@ deploy('sha256 differing from the declared one: 422 checksum_mismatch, failed, o
   assert.is(again.body.status, 'failed');
 });
 
-deploy('an expired upload URL is refused by S3', async () => {
-  const short = await startTestPlatform({ UPLOAD_URL_TTL_SECONDS: '1' });
+direct('an expired upload URL is refused by S3', async () => {
+  const short = await startTestPlatform({ UPLOAD_URL_TTL_SECONDS: '1' }, { directS3: true });
   try {
     const api = await short!.newUser();
-    const res = await api.post('/api/functions/deploy', { name: 'slow' });
+    const res = await api.post('/api/functions/deploy', { name: 'slow', ...declaration(archive('late')) });
     const expiresAt = Date.parse(res.body.upload.expiresAt);
     // wait on the clock condition itself (bounded), then try
     await waitFor('the upload URL to expire', () => Date.now() > expiresAt + 1100, { timeoutMs: 5000 });
@@ -171,7 +211,7 @@ const history = suite('history');
 history('newest first, limit and before paginate without gaps', async () => {
   const api = await tp.newUser();
   let id = '';
-  for (let i = 1; i <= 7; i++) id = (await api.post('/api/functions/deploy', { name: 'paged' })).body.id;
+  for (let i = 1; i <= 7; i++) id = (await api.post('/api/functions/deploy', { name: 'paged', ...declaration() })).body.id;
   const all = await api.get(`/api/functions/${id}/deployments`);
   assert.equal(all.body.deployments.map((d: any) => d.version), [7, 6, 5, 4, 3, 2, 1]);
   const d = all.body.deployments[0];
@@ -229,13 +269,15 @@ del('DELETE removes the rows and the S3 object of every version', async () => {
   assert.is(rows.length, 0);
   assert.is((await api.del(`/api/functions/${v1.id}`)).status, 404);
   // the name can be used again, starting a new function at version 1
-  const again = await api.post('/api/functions/deploy', { name: 'doomed' });
+  const again = await api.post('/api/functions/deploy', { name: 'doomed', ...declaration() });
   assert.is(again.body.version, 1);
   assert.is(again.body.isNewFunction, true);
 });
 
 del.after(() => tp.close());
+direct.after(() => dp.close());
 
 deploy.run();
+direct.run();
 history.run();
 del.run();

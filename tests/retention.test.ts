@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { runCleanup, type CleanupOptions } from '../shared/domain/retention.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { makeNodeFunction } from './support/archives.ts';
-import { deployAndBuild, waitForBuild } from './support/flows.ts';
+import { declaration, deployAndBuild, waitForBuild } from './support/flows.ts';
 import { runnerEnv, spawnCleanup, startStallingProxy } from './support/processes.ts';
 import { waitFor } from './support/services.ts';
 import type { Client } from './support/http.ts';
@@ -102,7 +102,7 @@ keep('old failed versions lose their archive; newer failures and pending deploys
   const bad = await deployAndBuild(api, 'flaky', Buffer.from('not an archive')); // v1 failed
   assert.is(bad.built.status, 'failed');
   await builtVersions(api, 'flaky', 3); // v2..v4
-  const pending = await api.post('/api/functions/deploy', { name: 'flaky' }); // v5 pending_upload
+  const pending = await api.post('/api/functions/deploy', { name: 'flaky', ...declaration() }); // v5 pending_upload
   const summary = await cleanup({ functionName: 'flaky' });
   assert.is(summary.failedArchivesRemoved, 1);
   const h = await history(api, bad.id);
@@ -264,9 +264,11 @@ safety('uploads that never completed expire after the URL lifetime plus the grac
   const short = await startTestPlatform({ UPLOAD_URL_TTL_SECONDS: '1', UPLOAD_EXPIRY_GRACE_SECONDS: '0', CLEANUP_CRON: 'off' });
   try {
     const api = await short!.newUser();
-    const uploaded = await api.post('/api/functions/deploy', { name: 'abandoned' });
-    await fetch(uploaded.body.upload.url, { method: 'PUT', headers: uploaded.body.upload.headers, body: await fn('x') });
-    const never = await api.post('/api/functions/deploy', { name: 'abandoned' });
+    const body = await fn('x');
+    const uploaded = await api.post('/api/functions/deploy', { name: 'abandoned', ...declaration(body) });
+    const put = await fetch(uploaded.body.upload.url, { method: 'PUT', headers: uploaded.body.upload.headers, body });
+    assert.is(put.status, 200);
+    const never = await api.post('/api/functions/deploy', { name: 'abandoned', ...declaration() });
     const fresh = await runCleanup(short!.platform, short!.driver, {});
     assert.is(fresh.uploadsExpired, 0, 'not before the URL expires');
     const expiresAt = Date.parse(never.body.upload.expiresAt);

@@ -4,7 +4,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { activateDeployment } from '../shared/domain/activation.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
-import { deployPresigned, simulateBuilt } from './support/flows.ts';
+import { declaration, deployPresigned, simulateBuilt } from './support/flows.ts';
 
 const t = await startTestPlatform();
 if (!t) process.exit(0);
@@ -63,7 +63,7 @@ rollback('unknown version: 404; unbuilt target: 409 naming its status; nothing c
   const missing = await api.post(`/api/functions/${id}/rollback`, { version: 99 });
   assert.is(missing.status, 404);
   assert.is(missing.body.error.code, 'version_not_found');
-  await api.post('/api/functions/deploy', { name: 'guard' }); // v2 pending_upload
+  await api.post('/api/functions/deploy', { name: 'guard', ...declaration() }); // v2 pending_upload
   const pending = await api.post(`/api/functions/${id}/rollback`, { version: 2 });
   assert.is(pending.status, 409);
   assert.is(pending.body.error.code, 'version_not_built');

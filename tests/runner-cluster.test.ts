@@ -6,7 +6,7 @@ import { buildsDir } from '../shared/work-dirs.ts';
 import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { makeNodeFunction } from './support/archives.ts';
-import { deployPresigned, waitForBuild } from './support/flows.ts';
+import { declaration, deployPresigned, waitForBuild } from './support/flows.ts';
 import { runnerEnv, spawnRunner, startStallingProxy, type RunnerProcess } from './support/processes.ts';
 import { waitFor } from './support/services.ts';
 
@@ -61,7 +61,7 @@ cluster('three runner processes and 30 queued deployments: each built exactly on
 cluster('a runner killed with SIGKILL mid-build: another runner finishes the build', async () => {
   const api = await tp.newUser();
   const archive = await fn('survivor');
-  const deploy = await api.post('/api/functions/deploy', { name: 'survivor' });
+  const deploy = await api.post('/api/functions/deploy', { name: 'survivor', ...declaration(archive) });
   await fetch(deploy.body.upload.url, { method: 'PUT', headers: deploy.body.upload.headers, body: archive });
   const proxy = await startStallingProxy(tp.platform.embeddedS3!.endpoint, `/functions/${deploy.body.id}/v1/`);
   try {
@@ -100,8 +100,9 @@ cluster('a runner killed with SIGKILL mid-build: another runner finishes the bui
 
 cluster('a build whose runners keep dying is failed with the reason after its last attempt', async () => {
   const api = await tp.newUser();
-  const deploy = await api.post('/api/functions/deploy', { name: 'cursed' });
-  await fetch(deploy.body.upload.url, { method: 'PUT', headers: deploy.body.upload.headers, body: await fn('x') });
+  const archive = await fn('x');
+  const deploy = await api.post('/api/functions/deploy', { name: 'cursed', ...declaration(archive) });
+  await fetch(deploy.body.upload.url, { method: 'PUT', headers: deploy.body.upload.headers, body: archive });
   const proxy = await startStallingProxy(tp.platform.embeddedS3!.endpoint, `/functions/${deploy.body.id}/v1/`);
   try {
     const env = { S3_ENDPOINT: proxy.url, RUNNER_LEASE_MS: '1000', RUNNER_MAX_ATTEMPTS: '2' };

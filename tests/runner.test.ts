@@ -7,7 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { makeNodeFunction, makeTarGz, zeroFileTarGzStream } from './support/archives.ts';
-import { deployAndBuild, waitForBuild, waitForInvocation } from './support/flows.ts';
+import { declaration, deployAndBuild, waitForBuild, waitForInvocation } from './support/flows.ts';
 import { gzipSync } from 'node:zlib';
 
 const t = await startTestPlatform({ FUNCTION_TIMEOUT_MS: '3000' }, { runner: true });
@@ -75,7 +75,7 @@ flow('a v2 build that finishes after the user chose v1 does not take over', asyn
   const v1 = await deployAndBuild(api, 'intent', await versioned('v1'));
   // v2 is requested (its intent is now), the user then says "stay on v1", then v2 finishes building
   const archive = await versioned('v2');
-  const deploy = await api.post('/api/functions/deploy', { name: 'intent' });
+  const deploy = await api.post('/api/functions/deploy', { name: 'intent', ...declaration(archive) });
   await fetch(deploy.body.upload.url, { method: 'PUT', headers: deploy.body.upload.headers, body: archive });
   assert.is((await api.post(`/api/functions/${v1.id}/rollback`, { version: 1 })).status, 200);
   assert.is((await api.post(`/api/functions/${v1.id}/deployments/2/complete`)).status, 202);
@@ -194,7 +194,7 @@ invoke('a function that prints a lot still returns its result; its logs are kept
 invoke('?version: unknown 404, not built 409, bad 400; bad event JSON 400; event over 6 MiB 413', async () => {
   const api = await tp.newUser();
   const d = await deployAndBuild(api, 'picky', await versioned('v1'));
-  await api.post('/api/functions/deploy', { name: 'picky' }); // v2 pending_upload
+  await api.post('/api/functions/deploy', { name: 'picky', ...declaration() }); // v2 pending_upload
   assert.is((await api.post(`/api/functions/${d.id}/invoke?version=9`, {})).status, 404);
   const pending = await api.post(`/api/functions/${d.id}/invoke?version=2`, {});
   assert.is(pending.status, 409);

@@ -3,7 +3,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
-import { deployPresigned, simulateBuilt } from './support/flows.ts';
+import { declaration, deployPresigned, simulateBuilt } from './support/flows.ts';
 import { createApi } from '../api/server.ts';
 
 const t = await startTestPlatform();
@@ -99,7 +99,7 @@ isolation("another user's function is a 404 on every route, exactly like a missi
   }
   assert.equal((await other.get('/api/functions')).body.functions, []);
   // the same name is free for the other user: a separate function
-  const mine = await other.post('/api/functions/deploy', { name: 'private' });
+  const mine = await other.post('/api/functions/deploy', { name: 'private', ...declaration() });
   assert.is(mine.body.isNewFunction, true);
   assert.is.not(mine.body.id, d.id);
   // and the owner's function is untouched
@@ -147,13 +147,13 @@ input('malformed JSON, wrong types, bad names, bad UUIDs, non-numeric versions: 
   assertError(await raw('POST', '/api/functions/deploy', 'null'), 400);
   assertError(await raw('POST', '/api/auth/register', '{"email": 5'), 400, 'invalid_json');
   for (const name of ['', 'UPPER', '-leading', 'has_underscore', 'a'.repeat(64), 'spa ce', 'dot.ted', 'ünï', 5, null, ['x']]) {
-    assertError(await api.post('/api/functions/deploy', { name }), 400, 'validation_failed');
+    assertError(await api.post('/api/functions/deploy', { name, ...declaration() }), 400, 'validation_failed');
   }
-  assert.is((await api.post('/api/functions/deploy', { name: 'a'.repeat(63) })).status, 201);
-  assert.is((await api.post('/api/functions/deploy', { name: '9lives' })).status, 201);
-  assertError(await api.post('/api/functions/deploy', { name: 'ok', sizeBytes: 'big' }), 400);
-  assertError(await api.post('/api/functions/deploy', { name: 'ok', sizeBytes: -1 }), 400);
-  assertError(await api.post('/api/functions/deploy', { name: 'ok', sha256: 'abc' }), 400);
+  assert.is((await api.post('/api/functions/deploy', { name: 'a'.repeat(63), ...declaration() })).status, 201);
+  assert.is((await api.post('/api/functions/deploy', { name: '9lives', ...declaration() })).status, 201);
+  assertError(await api.post('/api/functions/deploy', { name: 'ok', ...declaration(), sizeBytes: 'big' }), 400);
+  assertError(await api.post('/api/functions/deploy', { name: 'ok', ...declaration(), sizeBytes: -1 }), 400);
+  assertError(await api.post('/api/functions/deploy', { name: 'ok', ...declaration(), sha256: 'abc' }), 400);
   assertError(await raw('POST', '/api/functions/deploy', 'name=x', 'text/plain'), 415);
 
   for (const bad of ['not-a-uuid', '123', "1' OR '1'='1", '00000000-0000-4000-8000-00000000000g']) {

@@ -3,7 +3,7 @@ import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { isAppError } from '../../shared/errors.ts';
-import { DATABASE_RETRY_AFTER_SECONDS, isDatabaseUnavailable } from '../../shared/db/errors.ts';
+import { isDependencyOutage, OUTAGE_RETRY_AFTER_SECONDS } from '../../shared/outage.ts';
 import type { Platform } from '../../shared/platform.ts';
 
 export interface AppEnv {
@@ -30,10 +30,10 @@ export function createHonoApp(p: Platform): App {
       const code = status === 413 ? 'payload_too_large' : status >= 500 ? 'internal' : 'bad_request';
       return c.json(errorBody(code, err.message || 'request refused'), status);
     }
-    if (isDatabaseUnavailable(err)) {
-      p.logger.warn('database unavailable', { method: c.req.method, path: c.req.path, err: (err as Error).message });
-      c.header('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS));
-      return c.json(errorBody('unavailable', 'the database is not answering; retry shortly'), 503);
+    if (isDependencyOutage(err)) {
+      p.logger.warn('a dependency is not answering', { method: c.req.method, path: c.req.path, err: (err as Error).message });
+      c.header('Retry-After', String(OUTAGE_RETRY_AFTER_SECONDS));
+      return c.json(errorBody('unavailable', 'a service the platform depends on is not answering; try again shortly'), 503);
     }
     p.logger.error('unhandled error', { method: c.req.method, path: c.req.path, err: (err as Error).stack ?? String(err) });
     return c.json(errorBody('internal', 'internal server error'), 500);

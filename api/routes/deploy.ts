@@ -14,13 +14,15 @@ export const functionName = z
   .string()
   .regex(FUNCTION_NAME_PATTERN, 'must be 1-63 characters of a-z, 0-9 and "-", starting with a letter or digit');
 
+// The upload URL is bound to the archive's size and sha256, so both are needed before it exists.
+const NEEDS_DECLARATION = 'is required: the upload URL is bound to the archive\'s size (bytes) and sha256 (hex)';
+
 export const deployJsonSchema = z.object({
   name: functionName,
-  sizeBytes: z.number().int().positive().optional(),
+  sizeBytes: z.number({ error: (i) => (i.input === undefined ? `sizeBytes ${NEEDS_DECLARATION}` : 'must be a number') }).int().positive(),
   sha256: z
-    .string()
-    .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters')
-    .optional(),
+    .string({ error: (i) => (i.input === undefined ? `sha256 ${NEEDS_DECLARATION}` : 'must be a string') })
+    .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters'),
 });
 
 function deployedView(r: DeployRequested) {
@@ -40,7 +42,7 @@ export function register(app: App, p: Platform): void {
     const userId = c.get('userId');
     const type = (c.req.header('content-type') ?? '').toLowerCase();
     if (type.startsWith('multipart/form-data')) {
-      const received = await receiveMultipartArchive(c, p.config.uploads.maxArchiveBytes);
+      const received = await receiveMultipartArchive(c, { maxBytes: p.config.uploads.maxArchiveBytes, dataDir: p.config.dataDir });
       try {
         const { name } = parseWith(z.object({ name: functionName }), received.fields);
         if (!received.file) throw errors.badRequest('multipart deploy needs an "archive" file field');
@@ -55,7 +57,7 @@ export function register(app: App, p: Platform): void {
       throw errors.unsupportedMediaType('send application/json (presigned upload) or multipart/form-data');
     }
     const body = await jsonBody(c, deployJsonSchema);
-    const result = await requestPresignedDeploy(p, { userId, ...body });
+    const result = await requestPresignedDeploy(p, { userId, ...body }, { apiBaseUrl: new URL(c.req.url).origin });
     return c.json({ ...deployedView(result), upload: result.upload }, 201);
   });
 }

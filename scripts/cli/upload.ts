@@ -37,8 +37,13 @@ export async function uploadArchive(
         const status = res.statusCode ?? 0;
         if (status >= 200 && status < 300) return resolve();
         const text = Buffer.concat(chunks).toString('utf8');
-        // S3 answers in XML: <Error><Code>…</Code><Message>…</Message></Error>
-        const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ?? /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? text.slice(0, 200);
+        // S3 answers in XML: <Error><Code>…</Code><Message>…</Message></Error>; the API's own
+        // upload URL (embedded S3) in JSON: {"error": {"code", "message"}}
+        const message =
+          /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ??
+          /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ??
+          jsonErrorMessage(text) ??
+          text.slice(0, 200);
         reject(new CliError(`the upload to storage was refused (${status}${message ? `: ${message.trim()}` : ''})`));
       });
     });
@@ -73,4 +78,13 @@ export async function uploadArchive(
       req.end();
     })();
   });
+}
+
+function jsonErrorMessage(text: string): string | undefined {
+  try {
+    const message = (JSON.parse(text) as { error?: { message?: unknown } }).error?.message;
+    return typeof message === 'string' ? message : undefined;
+  } catch {
+    return undefined;
+  }
 }

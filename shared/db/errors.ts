@@ -16,6 +16,3 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   if (PG_UNAVAILABLE.test(code) || NODE_UNAVAILABLE.has(code) || code === 'SQLITE_BUSY') return true;
   return typeof e.message === 'string' && MESSAGES.test(e.message);
 }
-
-/** Sent as Retry-After with the 503. */
-export const DATABASE_RETRY_AFTER_SECONDS = 5;

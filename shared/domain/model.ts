@@ -47,6 +47,7 @@ export interface DeploymentRow {
   lease_expires_at: unknown;
   attempts: number;
   upload_expires_at: unknown;
+  upload_claimed_at?: unknown;
   queued_at: unknown;
   deployed_at: unknown;
   activated_at: unknown;

@@ -20,9 +20,11 @@ import type { Logger } from '../logger.ts';
 import type { Platform } from '../platform.ts';
 import type { RuntimeDriver } from '../runtime/types.ts';
 import { recordEvent } from './events.ts';
-import { BUILT_STATUS } from './model.ts';
+import { BUILT_STATUS, type DeploymentRow } from './model.ts';
 import { versionDriver } from './version-driver.ts';
 import { sweepBuildWorkDirs } from '../work-dirs.ts';
+import { expireUpload } from './uploads.ts';
+import { sweepUploadTemp } from '../storage/upload-temp.ts';
 
 export type ArchiveMode = 'storage-class' | 'prefix' | 'delete';
 
@@ -62,6 +64,7 @@ export interface CleanupSummary {
   invocationLogsPruned: number;
   /** build work directories left by runners that died (see shared/work-dirs.ts) */
   workDirsRemoved: number;
+  uploadTempFilesRemoved: number;
   bytesFreed: number;
   errors: number;
   durationMs: number;
@@ -99,6 +102,7 @@ function emptySummary(dryRun: boolean): CleanupSummary {
   return {
     skipped: false, dryRun, functionsScanned: 0, versionsArchived: 0, archivesDeleted: 0, objectsMoved: 0,
     objectsRemoved: 0, imagesRemoved: 0, failedArchivesRemoved: 0, uploadsExpired: 0, invocationLogsPruned: 0, workDirsRemoved: 0,
+    uploadTempFilesRemoved: 0,
     bytesFreed: 0, errors: 0, durationMs: 0, plan: [],
   };
 }
@@ -161,10 +165,13 @@ export class Cleanup {
     }
     try {
       await this.expireUploads(summary);
+      if (!this.opts.dryRun) await this.guard(summary, null, () => this.sweepUploadTemp(summary));
       await this.scanFunctions(summary);
       if (!this.opts.dryRun) {
         await this.pruneInvocationLogs(summary);
-        summary.workDirsRemoved = await sweepBuildWorkDirs(this.p.config.dataDir);
+        await this.guard(summary, null, async () => {
+          summary.workDirsRemoved = await sweepBuildWorkDirs(this.p.config.dataDir);
+        });
       }
     } finally {
       await lock.release();
@@ -184,44 +191,34 @@ export class Cleanup {
 
   private async expireUploads(summary: CleanupSummary): Promise<void> {
     const cutoff = new Date(Date.now() - this.opts.uploadGraceSeconds * 1000).toISOString();
-    const rows: Row[] = await this.functionFilter(
+    const rows: (Row & DeploymentRow)[] = await this.functionFilter(
       this.db
         .knex('function_deployments as d')
         .join('functions as f', 'f.id', 'd.function_id')
         .where('d.status', 'pending_upload')
-        .andWhere('d.upload_expires_at', '<', cutoff)
-        .select(ROW_COLUMNS),
+        // NULL: a multipart deploy killed mid-store before every row got an expiry; its age counts.
+        .andWhere((q) =>
+          q.where('d.upload_expires_at', '<', cutoff).orWhere((n) => n.whereNull('d.upload_expires_at').andWhere('d.created_at', '<', cutoff)),
+        )
+        .select([...ROW_COLUMNS, 'd.upload_expires_at', 'd.created_at']),
     );
     for (const r of rows) {
       summary.plan.push({ action: 'expire-upload', functionId: r.function_id, name: r.name, version: num(r.version), deploymentId: r.id });
       if (this.opts.dryRun) continue;
       await this.guard(summary, r, async () => {
-        // The URL expired long ago, so nothing can arrive after this delete.
-        await this.p.storage.delete(r.s3_key);
-        await withTransaction(this.db, async (trx) => {
-          const now = nowIso();
-          const moved = await trx('function_deployments')
-            .where({ id: r.id, status: 'pending_upload' })
-            .update({
-              status: 'failed',
-              error: 'upload expired',
-              archive_removed_at: now,
-              cleanup_note: 'upload never completed; expired by cleanup',
-              updated_at: now,
-            });
-          if (moved) {
-            summary.uploadsExpired++;
-            await recordEvent(trx, {
-              functionId: r.function_id,
-              deploymentId: r.id,
-              version: num(r.version),
-              event: 'upload_expired',
-              message: `version ${r.version} expired: its upload never completed`,
-            });
-          }
-        });
+        // The row moves first and the object goes only if this run moved it: a complete that got
+        // there first has queued a build that needs the object. (The URL expired long ago, so
+        // nothing can arrive after the delete.)
+        if (await expireUpload(this.p, r)) {
+          summary.uploadsExpired++;
+        }
       });
     }
+  }
+
+  /** Temporary files of multipart deploys whose API process died mid-upload. */
+  private async sweepUploadTemp(summary: CleanupSummary): Promise<void> {
+    summary.uploadTempFilesRemoved = await sweepUploadTemp(this.p.config.dataDir);
   }
 
   private async scanFunctions(summary: CleanupSummary): Promise<void> {
@@ -264,15 +261,13 @@ export class Cleanup {
   }
 
   /** Runs one action; a failure is logged and counted, and the run goes on with the next. */
-  private async guard(summary: CleanupSummary, r: Row, work: () => Promise<void>): Promise<void> {
+  private async guard(summary: CleanupSummary, r: Row | null, work: () => Promise<void>): Promise<void> {
     try {
       await work();
     } catch (err) {
       summary.errors++;
       this.log.error('cleanup action failed; the next run retries it', {
-        functionId: r.function_id,
-        deploymentId: r.id,
-        version: num(r.version),
+        ...(r ? { functionId: r.function_id, deploymentId: r.id, version: num(r.version) } : {}),
         err,
       });
     }

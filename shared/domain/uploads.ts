@@ -1,9 +1,13 @@
-// Getting an archive into S3 for a new version: presigned (the client PUTs straight to S3, then
-// calls complete) or through the API (multipart, streamed to a temporary file first).
+// Getting an archive into S3 for a new version: presigned (the client PUTs straight to S3, or to
+// the API's upload URL while S3 is embedded, then calls complete) or through the API (multipart,
+// streamed to a temporary file first).
+import type { Readable } from 'node:stream';
 import type { Platform } from '../platform.ts';
 import { num, withTransaction } from '../db/dialect.ts';
-import { isoAfter, nowIso } from '../db/time.ts';
-import { QuotaError, errors } from '../errors.ts';
+import { isoAfter, nowIso, toIso } from '../db/time.ts';
+import { QuotaError, errors, isAppError } from '../errors.ts';
+import { OUTAGE_RETRY_AFTER_SECONDS } from '../outage.ts';
+import { VerifyingStream } from '../storage/verifying-stream.ts';
 import type { PresignedUpload } from '../storage/s3-storage.ts';
 import { enqueueBuild } from './build-queue.ts';
 import { getDeploymentByVersion } from './deployments.ts';
@@ -18,26 +22,46 @@ export interface DeployRequested {
   isNewFunction: boolean;
 }
 
+/**
+ * Refuses to allocate anything while S3 does not answer: an upload URL handed out then could not be
+ * used, and the version number it took would be a gap for nothing. (Presigning itself never talks
+ * to S3, so without this check an outage would go unnoticed here.)
+ */
+async function requireStorage(p: Platform): Promise<void> {
+  try {
+    await p.storage.checkReachable();
+  } catch (err) {
+    p.logger.warn('object storage unreachable; deploy refused', { err: (err as Error).message });
+    throw errors.unavailable('object storage is not answering; try again shortly', OUTAGE_RETRY_AFTER_SECONDS);
+  }
+}
+
+
 export async function requestPresignedDeploy(
   p: Platform,
-  input: { userId: string; name: string; sizeBytes?: number; sha256?: string },
+  input: { userId: string; name: string; sizeBytes: number; sha256: string },
+  ctx: { apiBaseUrl: string },
 ): Promise<DeployRequested & { upload: PresignedUpload }> {
   const max = p.config.uploads.maxArchiveBytes;
-  if (input.sizeBytes !== undefined && input.sizeBytes > max) throw errors.tooLarge(max, input.sizeBytes);
-  const ttl = p.config.uploads.urlTtlSeconds;
+  if (input.sizeBytes > max) throw errors.tooLarge(max, input.sizeBytes);
+  await requireStorage(p);
+  // whole seconds: what the URL carries (X-Amz-Expires, or `expires`) and what the row says agree
+  const expiresAt = new Date(Math.floor(Date.now() / 1000 + p.config.uploads.urlTtlSeconds) * 1000);
+  const sha256 = input.sha256.toLowerCase();
   const allocated = await allocateVersion(p.db, {
     userId: input.userId,
     name: input.name,
     status: 'pending_upload',
     declaredSize: input.sizeBytes,
-    declaredSha256: input.sha256?.toLowerCase(),
-    uploadExpiresAt: isoAfter(ttl * 1000),
+    declaredSha256: sha256,
+    uploadExpiresAt: expiresAt.toISOString(),
     quotas: p.config.quotas,
   });
-  const upload = await p.storage.presignPut(allocated.deployment.s3_key, {
-    expiresInSeconds: ttl,
-    contentLength: input.sizeBytes,
-  });
+  const dep = allocated.deployment;
+  const upload = await p.uploadUrls.issue(
+    { deploymentId: dep.id, key: dep.s3_key, sizeBytes: input.sizeBytes, sha256, expiresAt },
+    ctx,
+  );
   return { ...allocated, upload };
 }
 
@@ -47,23 +71,75 @@ export interface CompleteResult {
   status: string;
 }
 
-/** Refuses an archive the platform will not build, deleting it and failing the deployment. */
-async function rejectUpload(p: Platform, dep: DeploymentRow, error: string): Promise<void> {
-  await withTransaction(p.db, async (trx) => {
-    const moved = await trx('function_deployments')
+/**
+ * Whether a pending upload is past saving: its URL expired more than `graceSeconds` ago (a PUT
+ * that began before the expiry may still be finishing within the grace). A row with no expiry
+ * (a multipart deploy interrupted before every row had one) counts from its creation.
+ */
+export function isUploadExpired(
+  dep: Pick<DeploymentRow, 'upload_expires_at' | 'created_at'>,
+  graceSeconds: number,
+  now = Date.now(),
+): boolean {
+  const from = toIso(dep.upload_expires_at) ?? toIso(dep.created_at);
+  return from !== null && Date.parse(from) + graceSeconds * 1000 < now;
+}
+
+/**
+ * Moves a pending upload to `failed` and only then, if this call made that move, deletes its
+ * object. Everything that gives up on an upload goes through here: a row that another request has
+ * meanwhile moved on (to `building`, by complete) keeps the archive its build needs.
+ * Killed between the two steps, the object stays behind a failed row, whose archive retention
+ * deletes later (delete-failed-archive).
+ */
+async function failUpload(
+  p: Platform,
+  dep: DeploymentRow,
+  fields: { error: string; event: 'upload_rejected' | 'upload_expired'; message: string; cleanupNote?: string },
+): Promise<boolean> {
+  const moved = await withTransaction(p.db, async (trx) => {
+    const n = await trx('function_deployments')
       .where({ id: dep.id, status: 'pending_upload' })
-      .update({ status: 'failed', error, updated_at: nowIso() });
-    if (moved) {
+      .update({
+        status: 'failed',
+        error: fields.error,
+        updated_at: nowIso(),
+        ...(fields.cleanupNote ? { cleanup_note: fields.cleanupNote } : {}),
+      });
+    if (n) {
       await recordEvent(trx, {
         functionId: dep.function_id,
         deploymentId: dep.id,
         version: num(dep.version),
-        event: 'upload_rejected',
-        message: `upload of version ${dep.version} rejected: ${error}`,
+        event: fields.event,
+        message: fields.message,
       });
     }
+    return n > 0;
   });
+  if (!moved) return false;
   await p.storage.delete(dep.s3_key);
+  await p.db.knex('function_deployments').where({ id: dep.id, status: 'failed' }).update({ archive_removed_at: nowIso() });
+  return true;
+}
+
+/** Refuses an archive the platform will not build: fails the deployment, then deletes the object. */
+export function rejectUpload(p: Platform, dep: DeploymentRow, error: string): Promise<boolean> {
+  return failUpload(p, dep, {
+    error,
+    event: 'upload_rejected',
+    message: `upload of version ${dep.version} rejected: ${error}`,
+  });
+}
+
+/** Gives up on an upload that never completed (retention, or a complete that came too late). */
+export function expireUpload(p: Platform, dep: DeploymentRow): Promise<boolean> {
+  return failUpload(p, dep, {
+    error: 'upload expired',
+    event: 'upload_expired',
+    message: `version ${dep.version} expired: its upload never completed`,
+    cleanupNote: 'upload never completed; expired',
+  });
 }
 
 /**
@@ -103,6 +179,10 @@ export async function completeUpload(p: Platform, functionId: string, version: n
   const dep = await getDeploymentByVersion(p.db, functionId, version);
   const current = (d: DeploymentRow): CompleteResult => ({ deploymentId: d.id, version: num(d.version), status: d.status });
   if (dep.status !== 'pending_upload') return current(dep);
+  if (isUploadExpired(dep, p.config.cleanup.uploadGraceSeconds)) {
+    await expireUpload(p, dep);
+    throw errors.uploadExpired(num(dep.version));
+  }
 
   const info = await p.storage.head(dep.s3_key);
   if (!info) throw errors.uploadMissing(dep.s3_key);
@@ -132,6 +212,7 @@ export async function deployFromFile(
   p: Platform,
   input: { userId: string; name: string; filePath: string; size: number; sha256: string },
 ): Promise<DeployRequested> {
+  await requireStorage(p);
   const allocated = await allocateVersion(p.db, {
     userId: input.userId,
     name: input.name,
@@ -139,6 +220,9 @@ export async function deployFromFile(
     declaredSize: input.size,
     declaredSha256: input.sha256,
     quotas: p.config.quotas,
+    // A process killed while storing below leaves this row pending: the expiry lets retention
+    // fail it and remove whatever reached S3.
+    uploadExpiresAt: isoAfter(p.config.uploads.urlTtlSeconds * 1000),
   });
   const dep = allocated.deployment;
   try {
@@ -150,4 +234,58 @@ export async function deployFromFile(
   await enqueueWithinQuotas(p, dep, input, `archive for version ${dep.version} received through the API (${input.size} bytes); queued for build`);
   const deployment = await getDeploymentByVersion(p.db, dep.function_id, num(dep.version));
   return { ...allocated, deployment };
+}
+
+/**
+ * A PUT through an API upload URL (while S3 is embedded): the signature is the credential. Checks
+ * come before the body is read; the body then streams into the store through VerifyingStream, so
+ * nothing is buffered whole and a wrong body is never stored. Single-use: one PUT at a time claims
+ * the deployment (a fenced update); the claim stays once the archive is stored, and is given back
+ * when the PUT is refused or interrupted, so the client may try again until the URL expires.
+ */
+export async function storeRelayedUpload(
+  p: Platform,
+  input: { deploymentId: string; expires: number; sig: string; contentLength?: number; body: Readable },
+): Promise<{ deploymentId: string; version: number; sizeBytes: number; sha256: string }> {
+  const relay = p.uploadRelay;
+  if (!relay) throw errors.notFound('upload endpoint (uploads go straight to S3 here)');
+  const dep = (await p.db.knex('function_deployments').where({ id: input.deploymentId }).first()) as DeploymentRow | undefined;
+  const size = dep?.declared_size == null ? null : num(dep.declared_size);
+  if (!dep || size === null || !dep.declared_sha256) throw errors.uploadUrlInvalid();
+  if (!relay.verify(dep.id, size, dep.declared_sha256, input.expires, input.sig)) throw errors.uploadUrlInvalid();
+  if (input.expires * 1000 < Date.now()) throw errors.uploadExpired(num(dep.version));
+  if (dep.status !== 'pending_upload') throw errors.uploadUsed();
+  const max = p.config.uploads.maxArchiveBytes;
+  if (input.contentLength !== undefined && input.contentLength > max) throw errors.tooLarge(max, input.contentLength);
+  if (input.contentLength !== undefined && input.contentLength !== size) throw errors.sizeMismatch(size, input.contentLength);
+
+  const claimed = await p.db
+    .knex('function_deployments')
+    .where({ id: dep.id, status: 'pending_upload' })
+    .whereNull('upload_claimed_at')
+    .update({ upload_claimed_at: nowIso(), updated_at: nowIso() });
+  if (!claimed) throw errors.uploadUsed();
+  // A refused or broken body must abort the PUT: a body stream that errors is only unpiped by the
+  // SDK, which would leave the request to S3 open, waiting for the rest.
+  const abort = new AbortController();
+  let refusal: unknown;
+  try {
+    const verified = new VerifyingStream(size, dep.declared_sha256);
+    verified.on('error', (err) => {
+      refusal ??= err;
+      abort.abort(err);
+    });
+    input.body.on('error', (err) => verified.destroy(err));
+    await p.storage.putStream(dep.s3_key, input.body.pipe(verified), size, abort.signal);
+    if (refusal) throw refusal;
+  } catch (err) {
+    // This request holds the claim on a pending row: whatever it left in the store is its own.
+    await p.storage.delete(dep.s3_key).catch(() => {});
+    await p.db
+      .knex('function_deployments')
+      .where({ id: dep.id, status: 'pending_upload' })
+      .update({ upload_claimed_at: null, updated_at: nowIso() });
+    throw isAppError(refusal) ? refusal : err;
+  }
+  return { deploymentId: dep.id, version: num(dep.version), sizeBytes: size, sha256: dep.declared_sha256 };
 }

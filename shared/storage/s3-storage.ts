@@ -65,6 +65,7 @@ export class S3Storage {
   private readonly s3: S3Client;
   /** Signs URLs with the host clients use to reach S3, which may differ from ours. */
   private readonly signer: S3Client;
+  private reachableUntil = 0;
 
   constructor(readonly settings: S3Settings) {
     this.bucket = settings.bucket;
@@ -85,20 +86,50 @@ export class S3Storage {
     await this.s3.send(new HeadBucketCommand({ Bucket: this.bucket }));
   }
 
-  async presignPut(key: string, opts: { expiresInSeconds: number; contentLength?: number }): Promise<PresignedUpload> {
+  /**
+   * A PUT URL bound to one body: content-length and x-amz-checksum-sha256 are signed headers
+   * (kept out of the query string), so S3 or MinIO refuse any other length or content. The
+   * client must send every header in `headers`, with exactly these values.
+   */
+  async presignPut(
+    key: string,
+    opts: { expiresInSeconds: number; contentLength: number; sha256: string },
+  ): Promise<PresignedUpload> {
+    const checksum = Buffer.from(opts.sha256, 'hex').toString('base64');
     const command = new PutObjectCommand({
       Bucket: this.bucket,
       Key: key,
       ContentType: ARCHIVE_CONTENT_TYPE,
-      ...(opts.contentLength === undefined ? {} : { ContentLength: opts.contentLength }),
+      ContentLength: opts.contentLength,
+      ChecksumSHA256: checksum,
     });
-    const url = await getSignedUrl(this.signer, command, { expiresIn: opts.expiresInSeconds });
+    const url = await getSignedUrl(this.signer, command, {
+      expiresIn: opts.expiresInSeconds,
+      // x-amz-* headers are hoisted into the query by default, where S3 does not compare them with
+      // the body; as signed headers they must arrive, and match, with the PUT.
+      unhoistableHeaders: new Set(['x-amz-checksum-sha256']),
+      signableHeaders: new Set(['content-length', 'content-type', 'x-amz-checksum-sha256']),
+    });
     return {
       method: 'PUT',
       url,
-      headers: { 'Content-Type': ARCHIVE_CONTENT_TYPE },
+      headers: {
+        'Content-Type': ARCHIVE_CONTENT_TYPE,
+        'Content-Length': String(opts.contentLength),
+        'x-amz-checksum-sha256': checksum,
+      },
       expiresAt: new Date(Date.now() + opts.expiresInSeconds * 1000).toISOString(),
     };
+  }
+
+  /**
+   * Throws unless the bucket answered within `timeoutMs`. A success is remembered for a second, so
+   * a burst of deploys costs one request; a failure is not, so recovery is seen at once.
+   */
+  async checkReachable(timeoutMs = 2000): Promise<void> {
+    if (Date.now() < this.reachableUntil) return;
+    await this.s3.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: AbortSignal.timeout(timeoutMs) });
+    this.reachableUntil = Date.now() + 1000;
   }
 
   async head(key: string): Promise<ObjectInfo | null> {
@@ -138,6 +169,14 @@ export class S3Storage {
         ContentLength: size,
         ContentType: ARCHIVE_CONTENT_TYPE,
       }),
+    );
+  }
+
+  /** Streams `body` (exactly `size` bytes) into the object; abort `abortSignal` to give up mid-way. */
+  async putStream(key: string, body: Readable, size: number, abortSignal?: AbortSignal): Promise<void> {
+    await this.s3.send(
+      new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: size, ContentType: ARCHIVE_CONTENT_TYPE }),
+      { abortSignal },
     );
   }
 

@@ -8,12 +8,18 @@ import { nowIso } from '../../shared/db/time.ts';
 
 export const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
+/**
+ * The size and sha256 a JSON deploy must declare (its upload URL is bound to them). Without an
+ * archive: a placeholder's, for tests that never upload.
+ */
+export const declaration = (archive: Buffer = Buffer.from('placeholder')) => ({
+  sizeBytes: archive.length,
+  sha256: sha256(archive),
+});
+
 /** POST /deploy (JSON) → PUT to the presigned URL with fetch → POST /complete. */
-export async function deployPresigned(api: Client, name: string, archive: Buffer, opts: { declare?: boolean } = {}) {
-  const deploy = await api.post('/api/functions/deploy', {
-    name,
-    ...(opts.declare === false ? {} : { sizeBytes: archive.length, sha256: sha256(archive) }),
-  });
+export async function deployPresigned(api: Client, name: string, archive: Buffer) {
+  const deploy = await api.post('/api/functions/deploy', { name, ...declaration(archive) });
   assert.is(deploy.status, 201, JSON.stringify(deploy.body));
   const put = await fetch(deploy.body.upload.url, {
     method: deploy.body.upload.method,

@@ -12,10 +12,13 @@ import { driverFromConfig } from '../../shared/runtime/from-config.ts';
 import type { RuntimeDriver } from '../../shared/runtime/types.ts';
 import { Runner } from '../../runner/runner.ts';
 import { Invoker } from '../../shared/domain/invoke.ts';
+import { startEmbeddedS3 } from '../../shared/storage/embedded-s3.ts';
 import { createPgDatabase, postgresAvailable, requireService, testDbKind } from './services.ts';
 
 export interface TestPlatform {
   url: string;
+  /** the S3 server's own address (embedded, or the one of `directS3`) */
+  s3Endpoint: string;
   platform: Platform;
   dataDir: string;
   http: Client;
@@ -31,11 +34,17 @@ export interface TestPlatform {
 }
 
 let userCounter = 0;
+const S3RVER_KEYS = { S3_ACCESS_KEY_ID: 'S3RVER', S3_SECRET_ACCESS_KEY: 'S3RVER' };
 
 /** null when the database this run asks for is not available outside CI (the suite then skips). */
 export interface TestPlatformOptions {
   /** start an in-process runner (and give the API the same driver for invocations) */
   runner?: boolean;
+  /**
+   * S3 as in production: an s3rver started beside the platform and given as S3_ENDPOINT, so upload
+   * URLs are S3 presigned URLs (with the embedded one they point at the API).
+   */
+  directS3?: boolean;
 }
 
 export async function startTestPlatform(
@@ -53,6 +62,9 @@ export async function startTestPlatform(
     dropDb = db.drop;
   }
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-test-'));
+  const direct = opts.directS3
+    ? await startEmbeddedS3({ directory: path.join(dataDir, 'direct-s3'), bucket: env.S3_BUCKET ?? 'containerpub' })
+    : undefined;
   const config = loadConfig({
     DATA_DIR: dataDir,
     PORT: '0',
@@ -63,6 +75,7 @@ export async function startTestPlatform(
     AUTH_RATE_LIMIT_PER_MINUTE: '0',
     AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE: '0',
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+    ...(direct ? { S3_ENDPOINT: direct.endpoint, ...S3RVER_KEYS } : {}),
     ...env,
   });
   const platform = await openPlatform(config, { logger: createLogger(config.logLevel) });
@@ -76,6 +89,7 @@ export async function startTestPlatform(
   const http = client(served.url);
   return {
     url: served.url,
+    s3Endpoint: direct?.endpoint ?? platform.embeddedS3?.endpoint ?? config.s3.endpoint!,
     platform,
     dataDir,
     http,
@@ -114,6 +128,7 @@ export async function startTestPlatform(
       await runner?.stop(5000);
       await driver.close();
       await platform.close();
+      await direct?.close();
       await dropDb?.();
       fs.rmSync(dataDir, { recursive: true, force: true });
     },

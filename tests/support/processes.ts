@@ -151,3 +151,43 @@ export async function spawnApi(env: Record<string, string>): Promise<ApiProcess>
     },
   };
 }
+
+export interface CapturedRequest {
+  method: string;
+  /** path and query, as sent */
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/**
+ * An HTTP proxy to S3 that records every request whole (headers and body) before forwarding it:
+ * what a real S3 would have seen, for checking a signature the way S3 does.
+ */
+export async function startCapturingProxy(target: string) {
+  const upstream = new URL(target);
+  const captured: CapturedRequest[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      captured.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+      const fwd = http.request(
+        { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+        (up) => {
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          up.pipe(res);
+        },
+      );
+      fwd.on('error', () => res.destroy());
+      fwd.end(body);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    captured,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
