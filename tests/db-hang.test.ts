@@ -6,6 +6,7 @@ import net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { declaration } from './support/flows.ts';
 import { createPgDatabase, postgresAvailable, requireService, testDbKind, waitFor } from './support/services.ts';
 
 const s = suite('database hang');
@@ -79,7 +80,7 @@ if (testDbKind() !== 'postgres') {
 
   s('requests while PostgreSQL hangs: 503 unavailable with Retry-After, in time; served again after', async () => {
     const api = await tp.newUser();
-    const created = await api.post('/api/functions/deploy', { name: 'hung' });
+    const created = await api.post('/api/functions/deploy', { name: 'hung', ...declaration() });
     assert.is(created.status, 201);
     proxy.pause();
     // several at once: more than one pooled connection is stuck, and new connects get no answer
@@ -87,7 +88,7 @@ if (testDbKind() !== 'postgres') {
     const replies = await Promise.all([
       api.get('/api/functions'),
       api.get(`/api/functions/${created.body.id}`),
-      api.post('/api/functions/deploy', { name: 'hung' }),
+      api.post('/api/functions/deploy', { name: 'hung', ...declaration() }),
       tp.http.post('/api/auth/register', { email: `hang-${Date.now()}@example.com`, password: 'correct horse battery' }),
     ]);
     const elapsed = Date.now() - started;

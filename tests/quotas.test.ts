@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { Runner } from '../runner/runner.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { makeNodeFunction } from './support/archives.ts';
-import { deployAndBuild, sha256 } from './support/flows.ts';
+import { declaration, deployAndBuild } from './support/flows.ts';
 import type { Client } from './support/http.ts';
 
 const MAX_BYTES = 4096;
@@ -27,8 +27,8 @@ const fn = (tag: string) => makeNodeFunction(`export default async () => ({ tag:
 /** An archive of about `bytes` bytes (random content does not compress). */
 const bulky = (bytes: number) => makeNodeFunction('export default async () => 1;', { 'blob.bin': randomBytes(bytes).toString('base64') });
 
-async function upload(api: Client, name: string, archive: Buffer, declare = true) {
-  const res = await api.post('/api/functions/deploy', { name, ...(declare ? { sizeBytes: archive.length, sha256: sha256(archive) } : {}) });
+async function upload(api: Client, name: string, archive: Buffer) {
+  const res = await api.post('/api/functions/deploy', { name, ...declaration(archive) });
   if (res.status !== 201) return { res };
   const put = await fetch(res.body.upload.url, { method: res.body.upload.method, headers: res.body.upload.headers, body: archive });
   assert.is(put.status, 200);
@@ -51,17 +51,17 @@ s.after(() => tp.close());
 
 s('MAX_FUNCTIONS_PER_USER: a third function is refused with 403; new versions of existing ones are not', async () => {
   const api = await tp.newUser();
-  for (const name of ['one', 'two']) assert.is((await api.post('/api/functions/deploy', { name })).status, 201);
-  assertQuota(await api.post('/api/functions/deploy', { name: 'three' }), 403, 'MAX_FUNCTIONS_PER_USER');
+  for (const name of ['one', 'two']) assert.is((await api.post('/api/functions/deploy', { name, ...declaration() })).status, 201);
+  assertQuota(await api.post('/api/functions/deploy', { name: 'three', ...declaration() }), 403, 'MAX_FUNCTIONS_PER_USER');
   assert.is(await db('functions').where({ user_id: api.userId, name: 'three' }).first(), undefined);
-  assert.is((await api.post('/api/functions/deploy', { name: 'one' })).status, 201);
+  assert.is((await api.post('/api/functions/deploy', { name: 'one', ...declaration() })).status, 201);
   const other = await tp.newUser();
-  assert.is((await other.post('/api/functions/deploy', { name: 'three' })).status, 201);
+  assert.is((await other.post('/api/functions/deploy', { name: 'three', ...declaration() })).status, 201);
 });
 
 s('MAX_FUNCTIONS_PER_USER under concurrency: 6 first deploys of different names create exactly 2', async () => {
   const api = await tp.newUser();
-  const results = await Promise.all(Array.from({ length: 6 }, (_, i) => api.post('/api/functions/deploy', { name: `race-${i}` })));
+  const results = await Promise.all(Array.from({ length: 6 }, (_, i) => api.post('/api/functions/deploy', { name: `race-${i}`, ...declaration() })));
   assert.equal(results.map((r) => r.status).sort(), [201, 201, 403, 403, 403, 403]);
   const n = await db('functions').where({ user_id: api.userId }).count({ n: '*' }).first();
   assert.is(Number(n!.n), 2);
@@ -83,7 +83,7 @@ s('MAX_BUILDS_PER_USER: a deploy while 2 builds are queued is 429 and spends no 
   assert.is(await lastVersion(api.userId, 'builds'), before, 'the refused deploy spent no version');
 });
 
-s('MAX_ARCHIVE_BYTES_PER_USER: a declared size over what is left is 403 before any version; an undeclared one at complete', async () => {
+s('MAX_ARCHIVE_BYTES_PER_USER: a declared size over what is left is 403 before any version; a racing one at complete', async () => {
   const api = await tp.newUser();
   const first = await bulky(2000);
   assert.ok(first.length > 2000 && first.length < MAX_BYTES, String(first.length));
@@ -93,11 +93,16 @@ s('MAX_ARCHIVE_BYTES_PER_USER: a declared size over what is left is 403 before a
   const before = await lastVersion(api.userId, 'bytes');
   assertQuota((await upload(api, 'bytes', second)).res, 403, 'MAX_ARCHIVE_BYTES_PER_USER');
   assert.is(await lastVersion(api.userId, 'bytes'), before, 'the refused deploy spent no version');
-  // not declared: known only once uploaded; the version fails and its archive is deleted
-  const b = await upload(api, 'bytes', second, false);
-  assert.is(b.res.status, 201);
-  assertQuota(await b.complete!(), 403, 'MAX_ARCHIVE_BYTES_PER_USER');
-  const row = await db('function_deployments').where({ function_id: b.res.body.id, version: b.res.body.version }).first();
+  // two uploads that each fit, both allocated before either completed: the bytes are counted
+  // again at complete, so the second one is over; the version fails and its archive is deleted
+  const racer = await tp.newUser();
+  const x = await upload(racer, 'pair-x', await bulky(2000));
+  const y = await upload(racer, 'pair-y', await bulky(2000));
+  assert.is(x.res.status, 201);
+  assert.is(y.res.status, 201);
+  assert.is((await x.complete!()).status, 202);
+  assertQuota(await y.complete!(), 403, 'MAX_ARCHIVE_BYTES_PER_USER');
+  const row = await db('function_deployments').where({ function_id: y.res.body.id, version: y.res.body.version }).first();
   assert.is(row.status, 'failed');
   assert.is(await tp.platform.storage.head(row.s3_key), null);
   // multipart: the size is known before allocation

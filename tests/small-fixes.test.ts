@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { MAX_EVENT_BYTES } from '../api/routes/invoke.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { makeNodeFunction, makeTarGz } from './support/archives.ts';
-import { deployAndBuild, deployPresigned, waitForBuild } from './support/flows.ts';
+import { declaration, deployAndBuild, deployPresigned, waitForBuild } from './support/flows.ts';
 
 const t = await startTestPlatform({}, { runner: true });
 if (!t) process.exit(0);
@@ -84,7 +84,7 @@ s('a function whose only versions failed is `failed`, and `pending` again while 
   assert.is((await api.get(`/api/functions/${d.id}`)).body.status, 'failed');
   const listed = await api.get('/api/functions');
   assert.is(listed.body.functions.find((f: any) => f.id === d.id).status, 'failed');
-  assert.is((await api.post('/api/functions/deploy', { name: 'doomed' })).status, 201);
+  assert.is((await api.post('/api/functions/deploy', { name: 'doomed', ...declaration() })).status, 201);
   assert.is((await api.get(`/api/functions/${d.id}`)).body.status, 'pending');
 });
 
