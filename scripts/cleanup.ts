@@ -1,6 +1,6 @@
 // `npm run cleanup -- [--dry-run] [--keep N] [--function NAME] [--json]`: one retention run now.
-import { parseArgs } from 'node:util';
 import { loadConfigOrExit } from '../shared/config.ts';
+import { parseScriptArgs } from './script-args.ts';
 import { runCleanup, type CleanupSummary } from '../shared/domain/retention.ts';
 import { openPlatform } from '../shared/platform.ts';
 import { driverFromConfig } from '../shared/runtime/from-config.ts';
@@ -11,25 +11,12 @@ const usage = `usage: npm run cleanup -- [--dry-run] [--keep N] [--function NAME
   --function NAME  only functions with this name
   --json           print the summary as JSON`;
 
-let args;
-try {
-  args = parseArgs({
-    options: {
-      'dry-run': { type: 'boolean', default: false },
-      keep: { type: 'string' },
-      function: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  }).values;
-} catch (err) {
-  process.stderr.write(`${(err as Error).message}\n${usage}\n`);
-  process.exit(2);
-}
-if (args.help) {
-  process.stdout.write(usage + '\n');
-  process.exit(0);
-}
+const args = parseScriptArgs(usage, {
+  'dry-run': { type: 'boolean', default: false },
+  keep: { type: 'string' },
+  function: { type: 'string' },
+  json: { type: 'boolean', default: false },
+}).values;
 const keep = args.keep === undefined ? undefined : Number(args.keep);
 if (keep !== undefined && (!Number.isInteger(keep) || keep < 1)) {
   process.stderr.write(`--keep must be a positive integer, not ${args.keep}\n`);

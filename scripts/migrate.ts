@@ -1,8 +1,8 @@
 // `npm run migrate [-- --status]`: brings the configured database (DATABASE_URL, or the SQLite file
 // in DATA_DIR) to the latest schema, or with --status lists what is applied and what is pending.
 // The API and the runners also migrate at start; this runs it alone (before a rolling deploy).
-import { parseArgs } from 'node:util';
 import { loadConfigOrExit } from '../shared/config.ts';
+import { parseScriptArgs } from './script-args.ts';
 import { createDb } from '../shared/db/knex.ts';
 import { migrationSource } from '../migrations/index.ts';
 
@@ -10,17 +10,7 @@ const usage = `usage: npm run migrate -- [--status]
   (no option)  apply every pending migration
   --status     list applied and pending migrations; change nothing`;
 
-let args;
-try {
-  args = parseArgs({ options: { status: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } } }).values;
-} catch (err) {
-  process.stderr.write(`${(err as Error).message}\n${usage}\n`);
-  process.exit(2);
-}
-if (args.help) {
-  process.stdout.write(usage + '\n');
-  process.exit(0);
-}
+const args = parseScriptArgs(usage, { status: { type: 'boolean', default: false } }).values;
 
 const config = loadConfigOrExit();
 const db = createDb(config.database, config.databaseTimeouts);

@@ -2,8 +2,8 @@
 // way accounts are made when REGISTRATION=closed. Without --password-stdin a password is generated
 // and printed once (it is stored only as a hash).
 import { randomBytes } from 'node:crypto';
-import { parseArgs } from 'node:util';
 import { loadConfigOrExit } from '../shared/config.ts';
+import { parseScriptArgs } from './script-args.ts';
 import { openDatabase } from '../shared/db/knex.ts';
 import { createUser, newAccountSchema } from '../shared/domain/auth.ts';
 import { isAppError } from '../shared/errors.ts';
@@ -18,22 +18,7 @@ function fail(message: string, code: number): never {
   process.exit(code);
 }
 
-let parsed;
-try {
-  parsed = parseArgs({
-    options: {
-      'password-stdin': { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    allowPositionals: true,
-  });
-} catch (err) {
-  fail(`${(err as Error).message}\n${usage}`, 2);
-}
-if (parsed.values.help) {
-  process.stdout.write(`${usage}\n`);
-  process.exit(0);
-}
+const parsed = parseScriptArgs(usage, { 'password-stdin': { type: 'boolean', default: false } }, { positionals: true });
 const [action, email, extra] = parsed.positionals;
 if (action !== 'add' || email === undefined || extra !== undefined) fail(usage, 2);
 

@@ -50,6 +50,19 @@ export function spawnRunner(id: string, env: Record<string, string>): RunnerProc
   };
 }
 
+/** The request to `upstream` that answers `res` with what `upstream` answers; write its body. */
+function forward(upstream: URL, req: http.IncomingMessage, res: http.ServerResponse): http.ClientRequest {
+  const fwd = http.request(
+    { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+    (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    },
+  );
+  fwd.on('error', () => res.destroy());
+  return fwd;
+}
+
 /**
  * An HTTP proxy to S3 that never answers the requests `hold` selects (until closed). A string
  * selects GETs whose path contains it.
@@ -66,15 +79,7 @@ export async function startStallingProxy(target: string, hold: string | ((req: h
       waiting.splice(0).forEach((w) => w());
       return; // hold: no answer
     }
-    const fwd = http.request(
-      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
-      (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      },
-    );
-    fwd.on('error', () => res.destroy());
-    req.pipe(fwd);
+    req.pipe(forward(upstream, req, res));
   });
   server.on('connection', (s) => {
     sockets.add(s);
@@ -173,15 +178,7 @@ export async function startCapturingProxy(target: string) {
     req.on('end', () => {
       const body = Buffer.concat(chunks);
       captured.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
-      const fwd = http.request(
-        { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
-        (up) => {
-          res.writeHead(up.statusCode ?? 502, up.headers);
-          up.pipe(res);
-        },
-      );
-      fwd.on('error', () => res.destroy());
-      fwd.end(body);
+      forward(upstream, req, res).end(body);
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
