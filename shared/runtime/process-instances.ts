@@ -36,6 +36,8 @@ export class ProcessInstances implements InstanceBackend {
       env: {
         PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
         ...instanceEnv({ ...spec, socketPath }),
+        // so that an instance whose parent died before it even started still ends itself
+        CONTAINERPUB_PARENT_PID: String(process.pid),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
       // its own process group, so a kill takes whatever the function spawned too

@@ -275,4 +275,23 @@ setInterval(() => {}, 1000);`,
   );
 });
 
+test('an instance whose platform process dies right after spawning it ends itself', async () => {
+  const t = await target(WORKER);
+  const script = path.join(fx.root, `spawn-and-die-${randomUUID()}.mts`);
+  const repo = path.resolve('.');
+  const instanceId = `i-${randomUUID().slice(0, 12)}`;
+  fs.writeFileSync(
+    script,
+    `import { ProcessDriver } from '${repo}/shared/runtime/process-driver.ts';
+const driver = new ProcessDriver({ artifactsDir: ${JSON.stringify(fx.artifactsDir)}, instanceDir: ${JSON.stringify(fx.instanceDir)} });
+await driver.instances.start({ ...${JSON.stringify(t)}, instanceId: ${JSON.stringify(instanceId)}, memoryMb: 128 });
+process.exit(0); // gone before the instance has run a line`,
+  );
+  const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: 'ignore' });
+  await new Promise((r) => child.once('exit', r));
+  const pid = Number(fs.readFileSync(path.join(fx.instanceDir, instanceId, 'pid'), 'utf8'));
+  assert.ok(pid > 0);
+  await waitFor('the orphaned instance to end itself', () => !alive(pid), { timeoutMs: 5_000 });
+});
+
 test.run();

@@ -88,11 +88,14 @@ process.on('unhandledRejection', die);
 process.on('SIGTERM', () => process.exit(0));
 
 // An orphan ends itself: when the platform process that started it dies (the process driver),
-// nobody will send it work or stop it any more.
-const parent = process.ppid;
+// nobody will send it work or stop it any more. The platform names itself: a parent killed right
+// after the spawn would otherwise already be gone (ppid 1) when this line runs.
+const parent = Number(process.env.CONTAINERPUB_PARENT_PID) || process.ppid;
 if (parent > 1) {
+  const orphaned = () => process.ppid !== parent;
+  if (orphaned()) process.exit(1);
   setInterval(() => {
-    if (process.ppid !== parent) process.exit(1);
+    if (orphaned()) process.exit(1);
   }, 1000).unref();
 }
 
