@@ -10,6 +10,11 @@ export type Dialect = 'sqlite' | 'pg';
 export interface Db {
   knex: Knex;
   dialect: Dialect;
+  /**
+   * SQLite only: `PRAGMA data_version` of the process's one connection, read synchronously (no
+   * knex round trip): it changes when another process commits to the file (see dialect.ts).
+   */
+  sqliteDataVersion?: () => number | null;
   close(): Promise<void>;
 }
 
@@ -36,6 +41,10 @@ export function createDb(database: Config['database'], timeouts: Config['databas
     return { knex, dialect: 'pg', close: () => knex.destroy() };
   }
   fs.mkdirSync(path.dirname(database.filename), { recursive: true });
+  // the pool's one connection, kept for the synchronous data_version read (replaced if the pool
+  // ever makes a new one)
+  let dataVersion: { get(): unknown } | null = null;
+  let connection: { open: boolean } | null = null;
   const knex = knexFactory({
     client: 'better-sqlite3',
     connection: { filename: database.filename },
@@ -54,6 +63,8 @@ export function createDb(database: Config['database'], timeouts: Config['databas
           conn.pragma('synchronous = NORMAL');
           conn.pragma('foreign_keys = ON');
           conn.pragma('busy_timeout = 10000');
+          connection = conn;
+          dataVersion = conn.prepare('PRAGMA data_version').pluck();
           done(null, conn);
         } catch (err) {
           done(err as Error, conn);
@@ -61,7 +72,12 @@ export function createDb(database: Config['database'], timeouts: Config['databas
       },
     },
   });
-  return { knex, dialect: 'sqlite', close: () => knex.destroy() };
+  return {
+    knex,
+    dialect: 'sqlite',
+    sqliteDataVersion: () => (connection?.open && dataVersion ? Number(dataVersion.get()) : null),
+    close: () => knex.destroy(),
+  };
 }
 
 export async function migrateLatest(db: Db): Promise<void> {

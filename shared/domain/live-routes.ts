@@ -28,8 +28,6 @@ export interface LiveRoute {
 const TTL_WITH_FEED_MS = 60_000;
 const TTL_WITHOUT_FEED_MS = 1_000;
 const MAX_ENTRIES = 10_000;
-/** SQLite: how often at most another process's commits are looked for (one query per request otherwise). */
-const DATA_VERSION_EVERY_MS = 10;
 
 export class LiveRoutes {
   private readonly entries = new Map<string, { route: LiveRoute; at: number }>();
@@ -37,7 +35,6 @@ export class LiveRoutes {
   private epoch = 0;
   /** SQLite: the data_version the entries were read under */
   private dataVersion: number | null = null;
-  private dataVersionAt = -Infinity;
 
   constructor(
     private readonly db: Db,
@@ -47,8 +44,7 @@ export class LiveRoutes {
 
   /** The function's route, or null when it does not exist. */
   async get(functionId: string): Promise<LiveRoute | null> {
-    if (this.db.dialect === 'sqlite' && performance.now() - this.dataVersionAt >= DATA_VERSION_EVERY_MS) {
-      this.dataVersionAt = performance.now();
+    if (this.db.dialect === 'sqlite') {
       const version = await sqliteDataVersion(this.db);
       if (version !== this.dataVersion) {
         this.dataVersion = version;
