@@ -1,12 +1,12 @@
 // POST /api/functions/:id/invoke[?version=N] — run the live version (or a named built one) with a
 // JSON event, on a warm instance. GET /api/functions/:id/invocations — what recent invocations printed.
-import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
 import { errors } from '../../shared/errors.ts';
 import { listInvocations } from '../../shared/domain/invocation-log.ts';
 import type { Invoker } from '../../shared/domain/invoke.ts';
 import type { Platform } from '../../shared/platform.ts';
 import type { App } from '../http/app.ts';
+import { readBodyText } from '../http/body.ts';
 import { functionId, parseWith, positiveIntString } from '../http/validation.ts';
 
 export const MAX_EVENT_BYTES = 6 * 1024 * 1024;
@@ -26,11 +26,10 @@ export function register(app: App, p: Platform, invoker: Invoker): void {
       if (declared > MAX_EVENT_BYTES) throw errors.tooLarge(MAX_EVENT_BYTES, declared, 'event');
       return next();
     },
-    bodyLimit({ maxSize: MAX_EVENT_BYTES, onError: () => { throw errors.tooLarge(MAX_EVENT_BYTES, undefined, 'event'); } }),
     async (c) => {
       const id = functionId(c);
       const { version } = parseWith(invokeQuery, c.req.query());
-      const text = await c.req.text();
+      const text = await readBodyText(c, MAX_EVENT_BYTES, () => errors.tooLarge(MAX_EVENT_BYTES, undefined, 'event'));
       // the event travels to the instance as the text it came in, once known to be JSON
       let body = '{}';
       if (text.trim() !== '') {
