@@ -7,14 +7,12 @@ import {
   InstanceLog,
   StartError,
   createInstanceDir,
-  currentOwner,
-  decodeOwner,
-  encodeOwner,
+  checkSocketDir,
   orphanedInstanceDirs,
-  ownerAlive,
   removeInstanceDir,
   socketPathFor,
 } from './instance.ts';
+import { currentOwner, decodeOwner, encodeOwner, ownerAlive } from '../process-owner.ts';
 import { BOOTSTRAP_FILE, CONTAINER_SOCKET_DIR, SOCKET_NAME, instanceEnv, type RuntimeLogger } from './protocol.ts';
 import type { InstanceBackend, InstanceExit, InstanceSpec, RunningInstance } from './types.ts';
 
@@ -107,7 +105,9 @@ export interface DockerInstancesOptions {
 export class DockerInstances implements InstanceBackend {
   private warnedCreate = false;
 
-  constructor(private readonly opts: DockerInstancesOptions) {}
+  constructor(private readonly opts: DockerInstancesOptions) {
+    checkSocketDir(opts.instanceDir);
+  }
 
   async start(spec: InstanceSpec): Promise<RunningInstance> {
     const { docker } = this.opts;

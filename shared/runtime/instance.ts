@@ -27,9 +27,7 @@ export class StartError extends Error {
 
 // ------------------------------------------------------------------ directories
 
-export { currentOwner, decodeOwner, encodeOwner, ownerAlive } from '../process-owner.ts';
-
-/** The socket of instance `id` under `baseDir` (checked once at start: see checkSocketDir). */
+/** The socket of instance `id` under `baseDir` (its length checked when a backend starts: checkSocketDir). */
 export function socketPathFor(baseDir: string, id: string): string {
   return path.join(baseDir, id, SOCKET_NAME);
 }

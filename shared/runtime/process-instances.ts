@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import { BOOTSTRAP_FILE, instanceEnv, type RuntimeLogger } from './protocol.ts';
 import {
   InstanceLog,
+  checkSocketDir,
   createInstanceDir,
   orphanedInstanceDirs,
   removeInstanceDir,
@@ -22,7 +23,9 @@ export interface ProcessInstancesOptions {
 }
 
 export class ProcessInstances implements InstanceBackend {
-  constructor(private readonly opts: ProcessInstancesOptions) {}
+  constructor(private readonly opts: ProcessInstancesOptions) {
+    checkSocketDir(opts.instanceDir);
+  }
 
   async start(spec: InstanceSpec): Promise<RunningInstance> {
     const cwd = this.opts.artifactDir(spec);

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { PROCESS_DRIVER_WARNING } from '../../shared/runtime/process-driver.ts';
+import { PROCESS_DRIVER_WARNING, ProcessDriver } from '../../shared/runtime/process-driver.ts';
 import { TailBuffer, lastLine } from '../../shared/runtime/output.ts';
 import { scanDockerEvents } from '../../shared/runtime/docker-stream.ts';
 import { ArtifactMissingError } from '../../shared/runtime/protocol.ts';
@@ -268,6 +268,13 @@ test('the platform environment does not reach the function', async () => {
   for (const k of ['CONTAINERPUB_FUNCTION_ID', 'CONTAINERPUB_VERSION', 'CONTAINERPUB_DEPLOYMENT_ID', 'CONTAINERPUB_INSTANCE_ID', 'CONTAINERPUB_SOCKET', 'PATH']) {
     assert.ok(keys.includes(k), k);
   }
+});
+
+test('an INSTANCE_DIR too long for Unix socket paths is refused at start, naming the variable', () => {
+  assert.throws(
+    () => new ProcessDriver({ artifactsDir, instanceDir: path.join(root, 'x'.repeat(120)) }),
+    /INSTANCE_DIR .* is too long for Unix socket paths/,
+  );
 });
 
 test('a custom Dockerfile is refused by the process driver', async () => {
