@@ -3,7 +3,6 @@
 // live version is never touched by anything here except that final, fenced transaction.
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
 import { Transform } from 'node:stream';
 import { ArchiveError, extractArchive, functionRoot } from '../shared/archive/extract.ts';
 import { detectFunction } from '../shared/archive/detect.ts';

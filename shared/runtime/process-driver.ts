@@ -32,7 +32,7 @@ export class ProcessDriver implements RuntimeDriver {
   private readonly artifactsDir: string;
   readonly instances: InstanceBackend;
 
-  constructor(private readonly opts: ProcessDriverOptions) {
+  constructor(opts: ProcessDriverOptions) {
     this.artifactsDir = path.resolve(opts.artifactsDir);
     opts.logger?.warn(PROCESS_DRIVER_WARNING, { driver: 'process' });
     this.instances = new ProcessInstances({
