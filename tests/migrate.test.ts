@@ -54,4 +54,47 @@ test('a bad option exits 2 with the usage', async () => {
   }
 });
 
+
+test('accounts made before handles get unique handles derived from their emails, in creation order', async () => {
+  const { createDb } = await import('../shared/db/knex.ts');
+  const { loadConfig } = await import('../shared/config.ts');
+  const oldDir = fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-migrate-old-'));
+  let dropOld: (() => Promise<void>) | undefined;
+  let cfg = loadConfig({ DATA_DIR: oldDir });
+  if (testDbKind() === 'postgres') {
+    const pg = await createPgDatabase();
+    dropOld = pg.drop;
+    cfg = loadConfig({ DATA_DIR: oldDir, DATABASE_URL: pg.url });
+  }
+  const db = createDb(cfg.database);
+  try {
+    // the schema as it was before handles
+    const before = all.indexOf('20261202000400_endpoints');
+    for (let i = 0; i < before; i++) await db.knex.migrate.up({ migrationSource });
+    const users = [
+      ['ada@example.com', '2026-01-01T00:00:00.000Z'],
+      ['ada@example.org', '2026-01-02T00:00:00.000Z'],
+      ['Ada@Example.net', '2026-01-03T00:00:00.000Z'],
+      ['++@example.com', '2026-01-04T00:00:00.000Z'],
+    ];
+    for (const [email, at] of users) {
+      await db.knex('users').insert({ id: crypto.randomUUID(), email, password_hash: 'x', created_at: at });
+    }
+    await db.knex.migrate.latest({ migrationSource });
+    const rows = await db.knex('users').select('email', 'handle').orderBy('created_at');
+    assert.equal(rows.map((r) => r.handle), ['ada', 'ada-2', 'ada-3', 'user']);
+    // handles are unique from now on
+    let refused = false;
+    await db
+      .knex('users')
+      .insert({ id: crypto.randomUUID(), email: 'z@z.z', handle: 'ada', password_hash: 'x', created_at: '2026-01-05T00:00:00.000Z' })
+      .catch(() => (refused = true));
+    assert.ok(refused, 'a second "ada" is refused by the database');
+  } finally {
+    await db.knex.destroy();
+    await dropOld?.();
+    fs.rmSync(oldDir, { recursive: true, force: true });
+  }
+});
+
 test.run();
