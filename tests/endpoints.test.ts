@@ -577,4 +577,5 @@ handles('host-based routing: {name}--{handle}.FUNCTIONS_DOMAIN serves the functi
   assert.ok(health.status < 500);
 });
 
+handles.after(() => tp.close());
 handles.run();
