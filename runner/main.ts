@@ -1,6 +1,6 @@
 // `npm run start:runner`: the build runner (and its scheduled cleanup) alone.
 import { loadConfigOrExit } from '../shared/config.ts';
-import { openPlatform } from '../shared/platform.ts';
+import { openPlatformOrExit } from '../shared/platform.ts';
 import { onShutdown } from '../shared/shutdown.ts';
 import { startRunnerService } from './service.ts';
 
@@ -10,6 +10,6 @@ if (!config.s3.endpoint) {
   process.stderr.write('containerpub: start:runner needs S3_ENDPOINT (and its credentials): the API and the runner must share one S3\n');
   process.exit(2);
 }
-const platform = await openPlatform(config);
+const platform = await openPlatformOrExit(config);
 const service = await startRunnerService(platform);
 onShutdown(platform.logger, [...service.stopSteps, () => platform.close()]);

@@ -24,7 +24,7 @@ if (keep !== undefined && (!Number.isInteger(keep) || keep < 1)) {
 }
 
 const config = loadConfigOrExit({ ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' });
-const platform = await openPlatform(config);
+const platform = await openPlatform(config, { secretsKey: 'none' });
 const driver = await driverFromConfig(config, platform.logger);
 let summary: CleanupSummary;
 try {

@@ -3,14 +3,15 @@
 // otherwise. Warm instances of functions live here too.
 import { loadConfigOrExit } from '../shared/config.ts';
 import { Invoker } from '../shared/domain/invoke.ts';
-import { openPlatform } from '../shared/platform.ts';
+import { openPlatformOrExit } from '../shared/platform.ts';
 import { onShutdown } from '../shared/shutdown.ts';
 import { sweepUploadTemp } from '../shared/storage/upload-temp.ts';
 import { createApi, serveApi } from '../api/server.ts';
 import { startRunnerService } from '../runner/service.ts';
 
 const config = loadConfigOrExit();
-const platform = await openPlatform(config);
+// the first run generates DATA_DIR/secrets.key (start:api and start:runner need SECRETS_KEY or that file)
+const platform = await openPlatformOrExit(config, { secretsKey: 'generate' });
 // Temporary files of multipart deploys a killed predecessor left (its uploads died with it).
 const swept = await sweepUploadTemp(config.dataDir);
 if (swept > 0) platform.logger.info('removed temporary upload files left by a stopped process', { files: swept });

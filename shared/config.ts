@@ -3,6 +3,7 @@
 import path from 'node:path';
 import { validate as cronValidate } from 'node-cron';
 import { z } from 'zod';
+import { isSecretsKey } from './secrets.ts';
 
 const cron = { validate: cronValidate };
 
@@ -102,6 +103,11 @@ const envSchema = z.object({
   MAX_REQUEST_BYTES: int(6 * MiB, 0).pipe(z.number().max(64 * MiB)),
   UPLOAD_SIGNING_SECRET: optionalString.refine((v) => v === undefined || v.length >= 32, {
     message: 'UPLOAD_SIGNING_SECRET must be at least 32 characters',
+  }),
+  // the key function secrets are sealed under (shared/secrets.ts); unset: DATA_DIR/secrets.key.
+  // The message never repeats the value.
+  SECRETS_KEY: optionalString.refine((v) => v === undefined || isSecretsKey(v), {
+    message: 'SECRETS_KEY must be 32 bytes: 64 hex characters or base64 (e.g. `openssl rand -base64 32`)',
   }),
 });
 
@@ -205,6 +211,13 @@ export interface Config {
     maxInstances: number | null;
     maxArchiveBytes: number | null;
   };
+  /** the key of function secrets (shared/secrets.ts): SECRETS_KEY, else the key file */
+  secrets: {
+    /** SECRETS_KEY as given (64 hex characters or base64 of 32 bytes); never log it */
+    key?: string;
+    /** DATA_DIR/secrets.key: read when SECRETS_KEY is unset, generated there by `npm start` */
+    keyFile: string;
+  };
 }
 
 export class ConfigError extends Error {}
@@ -302,6 +315,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxInstances: e.MAX_INSTANCES_PER_USER || null,
       maxArchiveBytes: e.MAX_ARCHIVE_BYTES_PER_USER || null,
     },
+    secrets: { key: e.SECRETS_KEY, keyFile: path.join(dataDir, 'secrets.key') },
   };
 }
 

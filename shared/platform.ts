@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Config } from './config.ts';
 import { openDatabase, type Db } from './db/knex.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { loadSecretBox, SecretsKeyError, UnavailableSecretBox, type SecretBox } from './secrets.ts';
 import { EMBEDDED_S3_CREDENTIALS, startEmbeddedS3, type EmbeddedS3 } from './storage/embedded-s3.ts';
 import { S3Storage } from './storage/s3-storage.ts';
 import { ApiUploadUrls, loadUploadSigningSecret, S3UploadUrls, type UploadUrlIssuer } from './storage/upload-urls.ts';
@@ -18,10 +19,24 @@ export interface Platform {
   uploadUrls: UploadUrlIssuer;
   /** set while S3 is embedded: the API receives uploads itself (api/routes/uploads.ts) */
   uploadRelay?: ApiUploadUrls;
+  /** seals and opens function secrets (shared/secrets.ts) */
+  secrets: SecretBox;
   close(): Promise<void>;
 }
 
-export async function openPlatform(config: Config, opts: { logger?: Logger } = {}): Promise<Platform> {
+export interface OpenPlatformOptions {
+  logger?: Logger;
+  /**
+   * How to get the secrets key:
+   * - `require` (default: `start:api`, `start:runner`): SECRETS_KEY or an existing key file, verified
+   *   against the key check; otherwise opening fails with a message naming SECRETS_KEY
+   * - `generate` (`npm start`): as require, and create DATA_DIR/secrets.key on the first run
+   * - `none`: processes that never touch secrets (`npm run cleanup`); any use of the box throws
+   */
+  secretsKey?: 'require' | 'generate' | 'none';
+}
+
+export async function openPlatform(config: Config, opts: OpenPlatformOptions = {}): Promise<Platform> {
   const logger = opts.logger ?? createLogger(config.logLevel);
   let embeddedS3: EmbeddedS3 | undefined;
   let s3 = config.s3;
@@ -45,10 +60,17 @@ export async function openPlatform(config: Config, opts: { logger?: Logger } = {
     secretAccessKey: s3.secretAccessKey!,
   });
   let db: Db | undefined;
+  let secrets: SecretBox;
   try {
     await storage.ensureBucket();
     db = await openDatabase(config.database, config.databaseTimeouts);
+    const mode = opts.secretsKey ?? 'require';
+    secrets =
+      mode === 'none'
+        ? new UnavailableSecretBox('this process was started without the secrets key (it does not serve functions)')
+        : await loadSecretBox(config, db, { generate: mode === 'generate', logger });
   } catch (err) {
+    await db?.close();
     storage.destroy();
     await embeddedS3?.close();
     throw err;
@@ -64,10 +86,24 @@ export async function openPlatform(config: Config, opts: { logger?: Logger } = {
     embeddedS3,
     uploadUrls: uploadRelay ?? new S3UploadUrls(storage),
     uploadRelay,
+    secrets,
     async close() {
       await db!.close();
       storage.destroy();
       await embeddedS3?.close();
     },
   };
+}
+
+/** For entry points: a missing or wrong secrets key stops the process with the message, no stack trace. */
+export async function openPlatformOrExit(config: Config, opts: OpenPlatformOptions = {}): Promise<Platform> {
+  try {
+    return await openPlatform(config, opts);
+  } catch (err) {
+    if (err instanceof SecretsKeyError) {
+      process.stderr.write(`containerpub: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
 }

@@ -160,7 +160,7 @@ export async function startServer(opts: ServerOptions): Promise<BenchServer> {
     CLEANUP_CRON: 'off',
     ...opts.localEnv,
   });
-  const platform = await openPlatform(config, { logger: createLogger(config.logLevel) });
+  const platform = await openPlatform(config, { logger: createLogger(config.logLevel), secretsKey: 'generate' });
   return {
     db: opts.db,
     url: ready.url,
@@ -225,7 +225,7 @@ export async function openScratchPlatform(
     CLEANUP_CRON: 'off',
     ...localEnv,
   });
-  const platform = await openPlatform(config, { logger: createLogger(config.logLevel) });
+  const platform = await openPlatform(config, { logger: createLogger(config.logLevel), secretsKey: 'generate' });
   return {
     platform,
     async close() {

@@ -6,13 +6,14 @@
 // with `npm start` and `npm run start:api`.
 import { loadConfigOrExit } from '../../shared/config.ts';
 import { Invoker } from '../../shared/domain/invoke.ts';
-import { openPlatform } from '../../shared/platform.ts';
+import { openPlatformOrExit } from '../../shared/platform.ts';
 import { driverFromConfig } from '../../shared/runtime/from-config.ts';
 import { createApi, serveApi } from '../../api/server.ts';
 import { Runner } from '../../runner/runner.ts';
 
 const config = loadConfigOrExit();
-const platform = await openPlatform(config);
+// like `npm start`: a fresh DATA_DIR gets its secrets key
+const platform = await openPlatformOrExit(config, { secretsKey: 'generate' });
 const driver = await driverFromConfig(config, platform.logger);
 const runner = process.env.BENCH_RUNNER === 'on' ? new Runner(platform, driver) : undefined;
 await runner?.start();

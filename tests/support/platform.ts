@@ -78,7 +78,7 @@ export async function startTestPlatform(
     ...(direct ? { S3_ENDPOINT: direct.endpoint, ...S3RVER_KEYS } : {}),
     ...env,
   });
-  const platform = await openPlatform(config, { logger: createLogger(config.logLevel) });
+  const platform = await openPlatform(config, { logger: createLogger(config.logLevel), secretsKey: 'generate' });
   const driver = await driverFromConfig(config, platform.logger);
   const invoker = new Invoker(platform, driver);
   await invoker.start();
