@@ -118,9 +118,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       process.stdout.write(`${commandHelp(command)}\n`);
       return EXIT_OK;
     }
-    const { names, min } = command.positionals;
+    const { names, min, variadic } = command.positionals;
     if (parsed.positionals.length < min) throw new UsageError(`${command.name} needs <${names[parsed.positionals.length]}>`);
-    if (parsed.positionals.length > names.length) throw new UsageError(`unexpected argument "${parsed.positionals[names.length]}"`);
+    if (!variadic && parsed.positionals.length > names.length) throw new UsageError(`unexpected argument "${parsed.positionals[names.length]}"`);
     return await command.run(createContext(out, parsed.values, parsed.positionals, env));
   } catch (err) {
     if (isCliError(err)) {

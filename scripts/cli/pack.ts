@@ -2,7 +2,8 @@
 // bytes, so the same sha256 (watch relies on it to skip no-op saves, and the API verifies it).
 // Entries are sorted, every timestamp is fixed, owners are 0:0 with no names, modes are normalized
 // to 0644 / 0755, and the gzip header carries no time and a fixed OS byte. `.git` is always left
-// out; `.containerpubignore` (gitignore syntax, at the root; itself not packed) leaves out more.
+// out; `.containerpubignore` (gitignore syntax, at the root; itself not packed) leaves out more, and
+// `containerpub.json` (the function's settings, sent as its config) is not packed either.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,6 +13,7 @@ import ignore from 'ignore';
 import { pack as tarPack, type Header, type Pack } from 'tar-stream';
 import { CliError } from './errors.ts';
 import { formatBytes } from './format.ts';
+import { PROJECT_FILE } from './project.ts';
 
 export const IGNORE_FILE = '.containerpubignore';
 export const DEFAULT_MAX_BYTES = 50 * 1024 * 1024;
@@ -48,7 +50,8 @@ export function loadIgnoreRules(root: string): IgnoreRules {
   return {
     ignores(rel, isDirectory) {
       if (rel === '' || rel === '.') return false;
-      if (rel === IGNORE_FILE) return true; // client-side configuration, not part of the function
+      // client-side configuration, not part of the function's code
+      if (rel === IGNORE_FILE || rel === PROJECT_FILE) return true;
       if (rel.split('/').includes('.git')) return true;
       return ig.ignores(isDirectory ? `${rel}/` : rel);
     },

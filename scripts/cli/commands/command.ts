@@ -21,7 +21,8 @@ export interface Command {
   /** a longer explanation for --help */
   details?: string;
   options: Record<string, OptionSpec>;
-  positionals: { names: string[]; min: number };
+  /** `variadic`: the last name takes any number of words (KEY=VALUE lists) */
+  positionals: { names: string[]; min: number; variadic?: boolean };
   run(ctx: CommandContext): Promise<number>;
 }
 
