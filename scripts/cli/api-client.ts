@@ -4,12 +4,17 @@
 import { ApiError, CliError } from './errors.ts';
 
 // The wire shapes are the API's own view types: one definition on both sides of the HTTP call.
+export type { FunctionView as FunctionSummary } from '../../shared/domain/functions.ts';
+export type { AccessMode as FunctionAccess } from '../../shared/domain/access.ts';
+export type { FunctionKeyView as FunctionKey, IssuedFunctionKey } from '../../shared/domain/function-keys.ts';
 export type { DeploymentView as Deployment, DeploymentDetailView as DeploymentDetail } from '../../shared/domain/deployments.ts';
 export type { EventView as EventEntry } from '../../shared/domain/events.ts';
 export type { InvocationView as Invocation } from '../../shared/domain/invocation-log.ts';
 export type { InvocationResult as InvokeResult } from '../../shared/domain/invoke.ts';
 export type { TokenView as ApiToken, IssuedToken } from '../../shared/domain/tokens.ts';
-import type { FunctionView } from '../../shared/domain/functions.ts';
+import type { FunctionView as FunctionSummary } from '../../shared/domain/functions.ts';
+import type { AccessMode } from '../../shared/domain/access.ts';
+import type { FunctionKeyView as FunctionKey, IssuedFunctionKey } from '../../shared/domain/function-keys.ts';
 import type { DeploymentView as Deployment, DeploymentDetailView as DeploymentDetail } from '../../shared/domain/deployments.ts';
 import type { EventView as EventEntry } from '../../shared/domain/events.ts';
 import type { InvocationView as Invocation } from '../../shared/domain/invocation-log.ts';
@@ -17,28 +22,11 @@ import type { InvocationResult as InvokeResult } from '../../shared/domain/invok
 import type { InstanceInfo } from '../../shared/runtime/pool.ts';
 import type { TokenView as ApiToken, IssuedToken } from '../../shared/domain/tokens.ts';
 
+// A record rather than a list, so the compiler checks it against the server's AccessMode both ways
+// (without loading the domain module, which brings the database layer with it).
+const ACCESS: Record<AccessMode, true> = { private: true, key: true, public: true };
 /** Who may call a function's endpoint: its owner's token, a function key (or the owner), anyone. */
-export const ACCESS_MODES = ['private', 'key', 'public'] as const;
-export type FunctionAccess = (typeof ACCESS_MODES)[number];
-
-/** A function as the API shows it, with its endpoint: `url`, and `hostUrl` when FUNCTIONS_DOMAIN is set. */
-export type FunctionSummary = FunctionView & { access: FunctionAccess; url: string; hostUrl?: string | null };
-
-/** A function key as listed (never its secret). */
-export interface FunctionKey {
-  id: string;
-  name: string;
-  createdAt: string;
-  lastUsedAt: string | null;
-}
-
-/** A function key as created: the only answer that carries the secret. */
-export interface IssuedFunctionKey {
-  id: string;
-  name: string;
-  key: string;
-  createdAt: string;
-}
+export const ACCESS_MODES = Object.keys(ACCESS) as AccessMode[];
 
 /** A warm instance as GET /api/functions/:id/instances sends it (the route leaves out the ids it implies). */
 export type WarmInstance = Pick<InstanceInfo, 'id' | 'version' | 'state' | 'startedAt' | 'lastUsedAt' | 'invocations'>;
@@ -183,7 +171,7 @@ export class ApiClient {
     return this.request('GET', `/api/functions/${id}`);
   }
 
-  setAccess(id: string, access: FunctionAccess): Promise<FunctionSummary> {
+  setAccess(id: string, access: AccessMode): Promise<FunctionSummary> {
     return this.request('PATCH', `/api/functions/${id}`, { json: { access } });
   }
 
