@@ -26,7 +26,9 @@ import {
 
 // A small server-side limit so "refused before the upload" is cheap to reach.
 const SERVER_MAX_BYTES = 256 * 1024;
-const t = await startTestPlatform({ MAX_ARCHIVE_BYTES: String(SERVER_MAX_BYTES) }, { runner: true });
+// FUNCTIONS_DOMAIN only adds the host form of each URL here (no request is sent to it).
+const FUNCTIONS_DOMAIN = 'fn.example.test';
+const t = await startTestPlatform({ MAX_ARCHIVE_BYTES: String(SERVER_MAX_BYTES), FUNCTIONS_DOMAIN }, { runner: true });
 if (!t) process.exit(0);
 const tp = t as TestPlatform;
 
@@ -59,8 +61,19 @@ async function rejectsWith(work: () => Promise<unknown>, pattern: RegExp) {
   assert.unreachable(`expected a rejection matching ${pattern}`);
 }
 
-const functionsOf = async (api: Awaited<ReturnType<TestPlatform['newUser']>>) =>
-  (await api.get('/api/functions')).body.functions as { id: string; name: string; latestVersion: number; activeVersion: number | null }[];
+type UserApi = Awaited<ReturnType<TestPlatform['newUser']>>;
+interface ListedFunction {
+  id: string;
+  name: string;
+  latestVersion: number;
+  activeVersion: number | null;
+  access: string;
+  url: string;
+  hostUrl?: string | null;
+}
+const functionsOf = async (api: UserApi) => (await api.get('/api/functions')).body.functions as ListedFunction[];
+const functionOf = async (api: UserApi, name: string) => (await functionsOf(api)).find((f) => f.name === name)!;
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 // ---------------------------------------------------------------------------------------------
 const packing = suite('pack: deterministic archives');
@@ -196,8 +209,8 @@ cli('history is a table, newest first, with the live version marked', async () =
   assert.match(lines[1], /^\* v2\s+active\s+live\s/);
   assert.match(lines[2], /^\s+v1\s+active\s+\d/);
   const ls = await runCli(['ls'], env);
-  assert.match(ls.stdout, /NAME\s+LIVE VERSION\s+LATEST\s+STATUS\s+UPDATED/);
-  assert.match(ls.stdout, /hello\s+v2\s+v2\s/);
+  assert.match(ls.stdout, /NAME\s+LIVE VERSION\s+LATEST\s+STATUS\s+ACCESS\s+UPDATED/);
+  assert.match(ls.stdout, /hello\s+v2\s+v2\s+active\s+private\s/);
 });
 
 cli('rollback --to 1 makes the next invoke answer from v1; history moves the marker', async () => {
@@ -294,7 +307,18 @@ failures('not logged in (no saved login, no CONTAINERPUB_TOKEN): one line, exit 
 
 failures('wrong name: one line pointing at ls, exit 1', async () => {
   const { cli: run } = await tokenUser();
-  const commands = [['invoke', 'nosuch'], ['history', 'nosuch'], ['rollback', 'nosuch', '--to', '1'], ['logs', 'nosuch'], ['instances', 'nosuch']];
+  const commands = [
+    ['invoke', 'nosuch'],
+    ['history', 'nosuch'],
+    ['rollback', 'nosuch', '--to', '1'],
+    ['logs', 'nosuch'],
+    ['instances', 'nosuch'],
+    ['url', 'nosuch'],
+    ['access', 'nosuch', 'public'],
+    ['keys', 'ls', 'nosuch'],
+    ['keys', 'create', 'nosuch'],
+    ['keys', 'rm', 'nosuch', 'k-1'],
+  ];
   for (const r of await Promise.all(commands.map((args) => run(...args)))) {
     oneLineError(r, /^error: no function named "nosuch" \(see "containerpub ls"\)$/);
   }
@@ -310,6 +334,16 @@ failures('usage errors exit 2 with a pointer to --help', async () => {
     [['frobnicate'], /^error: unknown command "frobnicate"/],
     [['ls', '--bogus'], /^error: unknown option "--bogus"/],
     [['instances'], /^error: instances needs <name> \(see "containerpub instances --help"\)$/],
+    [['url'], /^error: url needs <name> \(see "containerpub url --help"\)$/],
+    [['url', 'a', 'b'], /^error: unexpected argument "b"/],
+    [['access', 'x'], /^error: access needs <public\|key\|private>/],
+    [['access', 'x', 'open'], /^error: unknown access "open" \(public, key or private\) \(see "containerpub access --help"\)$/],
+    [['keys', 'ls'], /^error: keys needs <name>/],
+    [['keys', 'drop', 'x'], /^error: unknown keys action "drop" \(create, ls or rm\)/],
+    [['keys', 'rm', 'x'], /^error: keys rm needs <keyId>, which "containerpub keys ls x" lists/],
+    [['keys', 'ls', 'x', 'extra'], /^error: unexpected argument "extra"/],
+    [['keys', 'ls', 'x', '--key-name', 'ci'], /^error: --key-name goes with keys create/],
+    [['keys', 'create', 'x', '--key-name', ' '], /^error: --key-name must not be empty/],
   ];
   const results = await Promise.all(cases.map(([args]) => run(...args)));
   results.forEach((r, i) => oneLineError(r, cases[i][1], 2));
@@ -318,6 +352,16 @@ failures('usage errors exit 2 with a pointer to --help', async () => {
   assert.match(help.stdout, /Usage: containerpub deploy <dir> --name <name>/);
   const general = await run('--help');
   assert.match(general.stdout, /^  instances\s+show a function's warm instances$/m);
+  for (const [name, usage] of [
+    ['url', 'url <name>'],
+    ['access', 'access <name> public|key|private'],
+    ['keys', 'keys create <name> [--key-name <n>] | keys ls <name> | keys rm <name> <keyId>'],
+  ]) {
+    assert.match(general.stdout, new RegExp(`^  ${name}\\s+\\S`, 'm'), `${name} is listed in the general help`);
+    const one = await run(name, '--help');
+    assert.is(one.code, 0, one.stderr);
+    assert.ok(one.stdout.startsWith(`Usage: containerpub ${usage}\n`), one.stdout);
+  }
 });
 
 failures('an empty directory is refused before any request: no function is created', async () => {
@@ -420,6 +464,174 @@ tokenCmds('logout with CONTAINERPUB_TOKEN revokes that token and says the variab
   const stale = await run('logout');
   assert.is(stale.code, 0, stale.stderr);
   assert.match(stale.stdout, /the token no longer worked/);
+});
+
+// ---------------------------------------------------------------------------------------------
+const endpoints = suite('cli: url, access and keys');
+
+/** A deployed event function `name` (writeFunctionDir's handler), live at v1. */
+async function deployedFunction(run: (...args: string[]) => Promise<CliResult>, name: string) {
+  const dir = newDir(name);
+  writeFunctionDir(dir, name);
+  const r = await run('deploy', dir, '--name', name);
+  assert.is(r.code, 0, r.stdout + r.stderr);
+  return r;
+}
+
+/** POSTs `event` as JSON to an endpoint URL with real fetch. */
+async function callEndpoint(url: string, event: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(event) });
+  const text = await res.text();
+  let body: any = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    /* not JSON: keep the text */
+  }
+  return { status: res.status, body, headers: res.headers };
+}
+
+endpoints('deploy prints the URL once the version is live; url prints it, and the host form on a second line', async () => {
+  const { api, cli: run } = await tokenUser();
+  const me = (await api.get('/api/auth/me')).body as { handle: string };
+  assert.type(me.handle, 'string');
+  const deployed = await deployedFunction(run, 'ep');
+  const fn = await functionOf(api, 'ep');
+  const expected = `${tp.url}/fn/${me.handle}/ep`;
+  assert.is(fn.url, expected);
+  assert.type(fn.hostUrl, 'string');
+  assert.ok(fn.hostUrl!.startsWith(`http://ep--${me.handle}.${FUNCTIONS_DOMAIN}`), fn.hostUrl!);
+  assert.match(
+    deployed.stdout,
+    new RegExp(`✔ ep v1 is live\\n  ${escapeRe(expected)} \\(access: private\\)\\n  ${escapeRe(fn.hostUrl!)}\\n`),
+    deployed.stdout,
+  );
+
+  const url = await run('url', 'ep');
+  assert.is(url.code, 0, url.stderr);
+  assert.is(url.stdout, `${expected}\n${fn.hostUrl}\n`);
+  assert.is(url.stderr, '');
+  const json = await run('url', 'ep', '--json');
+  assert.is(json.code, 0, json.stderr);
+  assert.equal(JSON.parse(json.stdout), { url: expected, hostUrl: fn.hostUrl });
+
+  // the URL printed is the one that answers (private: with the owner's token)
+  const called = await callEndpoint(expected, { from: 'endpoint' }, { authorization: `Bearer ${api.token}` });
+  assert.is(called.status, 200, JSON.stringify(called.body));
+  assert.equal(called.body, { tag: 'ep', event: { from: 'endpoint' }, version: 1 });
+
+  // --json: the outcome carries the URL and the access
+  const dir = newDir('ep-json');
+  writeFunctionDir(dir, 'ep-2');
+  const j = await run('deploy', dir, '--name', 'ep', '--json');
+  assert.is(j.code, 0, j.stderr);
+  const outcome = JSON.parse(j.stdout);
+  assert.is(outcome.version, 2);
+  assert.is(outcome.url, expected);
+  assert.is(outcome.hostUrl, fn.hostUrl);
+  assert.is(outcome.access, 'private');
+  assert.match(j.stderr, new RegExp(`✔ ep v2 is live\\n  ${escapeRe(expected)} `));
+});
+
+endpoints('access public|key|private changes who the endpoint lets in, as the API shows', async () => {
+  const { api, cli: run } = await tokenUser();
+  await deployedFunction(run, 'gate');
+  const { id, url } = await functionOf(api, 'gate');
+  const anonymous = () => callEndpoint(url, { n: 1 });
+
+  const closed = await anonymous();
+  assert.is(closed.status, 401, 'private by default');
+  assert.is(closed.headers.get('x-containerpub-error'), 'unauthorized');
+
+  const pub = await run('access', 'gate', 'public');
+  assert.is(pub.code, 0, pub.stderr);
+  assert.ok(pub.stdout.startsWith(`✔ gate is public (was private): anyone can call it\n  ${url}\n`), pub.stdout);
+  assert.is((await api.get(`/api/functions/${id}`)).body.access, 'public');
+  const open = await anonymous();
+  assert.is(open.status, 200, JSON.stringify(open.body));
+  assert.equal(open.body.event, { n: 1 });
+  const ls = await run('ls');
+  assert.match(ls.stdout, /^gate\s+v1\s+v1\s+active\s+public\s+\d+s ago$/m, ls.stdout);
+
+  const same = await run('access', 'gate', 'public');
+  assert.match(same.stdout, /^✔ gate is public \(unchanged\)/);
+
+  const key = await run('access', 'gate', 'key', '--json');
+  assert.is(key.code, 0, key.stderr);
+  assert.equal(JSON.parse(key.stdout), { name: 'gate', access: 'key', previousAccess: 'public', url, hostUrl: (await functionOf(api, 'gate')).hostUrl });
+  assert.is((await api.get(`/api/functions/${id}`)).body.access, 'key');
+  const keyed = await anonymous();
+  assert.is(keyed.status, 401);
+  assert.is(keyed.headers.get('x-containerpub-error'), 'unauthorized');
+  assert.is((await callEndpoint(url, {}, { authorization: `Bearer ${api.token}` })).status, 200, "the owner's token works too");
+
+  const priv = await run('access', 'gate', 'private');
+  assert.is(priv.code, 0, priv.stderr);
+  assert.match(priv.stdout, /^✔ gate is private \(was key\): only your own API token is accepted/);
+  assert.is((await api.get(`/api/functions/${id}`)).body.access, 'private');
+  assert.is((await anonymous()).status, 401);
+});
+
+endpoints('keys create prints the key once; it opens the endpoint; ls lists it without the secret; rm revokes it', async () => {
+  const { api, cli: run } = await tokenUser();
+  await deployedFunction(run, 'vault');
+  const { id, url } = await functionOf(api, 'vault');
+  assert.is((await run('access', 'vault', 'key')).code, 0);
+
+  const made = await run('keys', 'create', 'vault', '--key-name', 'ci');
+  assert.is(made.code, 0, made.stderr);
+  const key = made.stdout.trim();
+  assert.match(key, /^fk_\S+$/, 'stdout is the key alone');
+  assert.match(made.stderr, /^✔ key "ci" created for vault \(id \S+\); it is shown only this once and will not be shown again:$/m);
+  assert.not.match(made.stderr, /note:/, 'no note: the function asks for keys');
+
+  const withHeader = await callEndpoint(url, { via: 'header' }, { 'x-function-key': key });
+  assert.is(withHeader.status, 200, JSON.stringify(withHeader.body));
+  assert.equal(withHeader.body.event, { via: 'header' });
+  assert.is((await callEndpoint(url, {}, { authorization: `Bearer ${key}` })).status, 200);
+  const wrong = await callEndpoint(url, {}, { 'x-function-key': `${key.slice(0, -2)}xx` });
+  assert.is(wrong.status, 401);
+
+  const other = (await run('keys', 'create', 'vault')).stdout.trim();
+  assert.match(other, /^fk_\S+$/);
+
+  const ls = await run('keys', 'ls', 'vault');
+  assert.is(ls.code, 0, ls.stderr);
+  const lines = ls.stdout.trimEnd().split('\n');
+  assert.match(lines[0], /^ID\s+NAME\s+CREATED\s+LAST USED$/);
+  assert.is(lines.length, 3, ls.stdout);
+  assert.match(ls.stdout, /^\S+\s+ci\s+\d+s ago\s+(\d+s ago|never)$/m);
+  assert.match(ls.stdout, /^\S+\s+default\s+\d+s ago\s+never$/m);
+  assert.not.ok(ls.stdout.includes(key) || ls.stdout.includes(other), 'no secret in the list');
+  const listed = JSON.parse((await run('keys', 'ls', 'vault', '--json')).stdout).keys as Record<string, unknown>[];
+  assert.equal(listed.map((k) => k.name).sort(), ['ci', 'default']);
+  assert.not.ok(JSON.stringify(listed).includes(key), 'no secret in the JSON list');
+  const ci = listed.find((k) => k.name === 'ci')!;
+  assert.equal(Object.keys(ci).sort(), ['createdAt', 'id', 'lastUsedAt', 'name']);
+
+  const rm = await run('keys', 'rm', 'vault', String(ci.id));
+  assert.is(rm.code, 0, rm.stderr);
+  assert.match(rm.stdout, new RegExp(`^✔ key ${escapeRe(String(ci.id))} of vault revoked`));
+  // refused within 5 s (each API process may cache a key that long)
+  await waitFor('the revoked key to be refused', async () => (await callEndpoint(url, {}, { 'x-function-key': key })).status === 401, {
+    timeoutMs: 10_000,
+    intervalMs: 100,
+  });
+  assert.is((await callEndpoint(url, {}, { 'x-function-key': other })).status, 200, 'the other key still works');
+  oneLineError(await run('keys', 'rm', 'vault', String(ci.id)), /^error: \S/);
+  const after = JSON.parse((await run('keys', 'ls', 'vault', '--json')).stdout).keys as { name: string }[];
+  assert.equal(after.map((k) => k.name), ['default']);
+
+  // keys on a function that does not ask for them: said so on stderr
+  assert.is((await run('access', 'vault', 'private')).code, 0);
+  const noted = await run('keys', 'create', 'vault', '--key-name', 'later', '--json');
+  assert.is(noted.code, 0, noted.stderr);
+  const issued = JSON.parse(noted.stdout);
+  assert.match(issued.key, /^fk_/);
+  assert.is(issued.name, 'later');
+  const plain = await run('keys', 'create', 'vault', '--key-name', 'later-2');
+  assert.match(plain.stderr, /^note: vault is private: only your own token is accepted, not keys; "containerpub access vault key" lets keys in$/m);
+  assert.is((await api.get(`/api/functions/${id}`)).body.access, 'private');
 });
 
 const watching = suite('cli: watch');
@@ -526,4 +738,5 @@ packing.run();
 cli.run();
 failures.run();
 tokenCmds.run();
+endpoints.run();
 watching.run();

@@ -5,18 +5,28 @@ import { ApiError, CliError } from './errors.ts';
 
 // The wire shapes are the API's own view types: one definition on both sides of the HTTP call.
 export type { FunctionView as FunctionSummary } from '../../shared/domain/functions.ts';
+export type { AccessMode as FunctionAccess } from '../../shared/domain/access.ts';
+export type { FunctionKeyView as FunctionKey, IssuedFunctionKey } from '../../shared/domain/function-keys.ts';
 export type { DeploymentView as Deployment, DeploymentDetailView as DeploymentDetail } from '../../shared/domain/deployments.ts';
 export type { EventView as EventEntry } from '../../shared/domain/events.ts';
 export type { InvocationView as Invocation } from '../../shared/domain/invocation-log.ts';
 export type { InvocationResult as InvokeResult } from '../../shared/domain/invoke.ts';
 export type { TokenView as ApiToken, IssuedToken } from '../../shared/domain/tokens.ts';
 import type { FunctionView as FunctionSummary } from '../../shared/domain/functions.ts';
+import type { AccessMode } from '../../shared/domain/access.ts';
+import type { FunctionKeyView as FunctionKey, IssuedFunctionKey } from '../../shared/domain/function-keys.ts';
 import type { DeploymentView as Deployment, DeploymentDetailView as DeploymentDetail } from '../../shared/domain/deployments.ts';
 import type { EventView as EventEntry } from '../../shared/domain/events.ts';
 import type { InvocationView as Invocation } from '../../shared/domain/invocation-log.ts';
 import type { InvocationResult as InvokeResult } from '../../shared/domain/invoke.ts';
 import type { InstanceInfo } from '../../shared/runtime/pool.ts';
 import type { TokenView as ApiToken, IssuedToken } from '../../shared/domain/tokens.ts';
+
+// A record rather than a list, so the compiler checks it against the server's AccessMode both ways
+// (without loading the domain module, which brings the database layer with it).
+const ACCESS: Record<AccessMode, true> = { private: true, key: true, public: true };
+/** Who may call a function's endpoint: its owner's token, a function key (or the owner), anyone. */
+export const ACCESS_MODES = Object.keys(ACCESS) as AccessMode[];
 
 /** A warm instance as GET /api/functions/:id/instances sends it (the route leaves out the ids it implies). */
 export type WarmInstance = Pick<InstanceInfo, 'id' | 'version' | 'state' | 'startedAt' | 'lastUsedAt' | 'invocations'>;
@@ -159,6 +169,22 @@ export class ApiClient {
 
   getFunction(id: string): Promise<FunctionSummary> {
     return this.request('GET', `/api/functions/${id}`);
+  }
+
+  setAccess(id: string, access: AccessMode): Promise<FunctionSummary> {
+    return this.request('PATCH', `/api/functions/${id}`, { json: { access } });
+  }
+
+  async listFunctionKeys(id: string): Promise<FunctionKey[]> {
+    return (await this.request<{ keys: FunctionKey[] }>('GET', `/api/functions/${id}/keys`)).keys;
+  }
+
+  createFunctionKey(id: string, name: string): Promise<IssuedFunctionKey> {
+    return this.request('POST', `/api/functions/${id}/keys`, { json: { name } });
+  }
+
+  async revokeFunctionKey(id: string, keyId: string): Promise<void> {
+    await this.request('DELETE', `/api/functions/${id}/keys/${encodeURIComponent(keyId)}`);
   }
 
   requestDeploy(body: { name: string; sizeBytes: number; sha256: string }): Promise<DeployRequested> {

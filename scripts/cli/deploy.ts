@@ -2,7 +2,8 @@
 // sha256, so an oversized archive is refused before any upload), PUT the bytes to S3, complete, then
 // follow the deployment until it is built or failed and say whether it is the live version.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ApiClient, DeploymentDetail } from './api-client.ts';
+import type { ApiClient, DeploymentDetail, FunctionAccess } from './api-client.ts';
+import { endpointUrls } from './endpoint.ts';
 import { ApiError, CliError } from './errors.ts';
 import { formatBytes, plural, shortSha } from './format.ts';
 import type { Output } from './output.ts';
@@ -34,6 +35,10 @@ export interface DeployOutcome {
   /** this version is the live one */
   live: boolean;
   liveVersion: number | null;
+  /** the function's endpoint, once the deploy was followed to the end (null with --no-wait or a failed build) */
+  url: string | null;
+  hostUrl?: string;
+  access: FunctionAccess | null;
   isNewFunction: boolean;
   sha256: string;
   sizeBytes: number;
@@ -91,6 +96,8 @@ export async function deployPacked(api: ApiClient, packed: Packed, opts: DeployO
     status: completed.status,
     live: false,
     liveVersion: null,
+    url: null,
+    access: null,
     isNewFunction: requested.isNewFunction,
     sha256: packed.sha256,
     sizeBytes: packed.size,
@@ -105,8 +112,10 @@ export async function deployPacked(api: ApiClient, packed: Packed, opts: DeployO
   if (built.status === 'failed') {
     return { ...base, status: 'failed', error: built.error, buildLogTail: tail(built.buildLogs, BUILD_LOG_TAIL_LINES) };
   }
-  const liveVersion = built.isActive ? version : (await api.getFunction(functionId)).activeVersion;
-  return { ...base, status: built.status, live: built.isActive, liveVersion };
+  // One read for both: the live version when this one is not it, and the endpoint to print.
+  const fn = await api.getFunction(functionId);
+  const liveVersion = built.isActive ? version : fn.activeVersion;
+  return { ...base, status: built.status, live: built.isActive, liveVersion, ...endpointUrls(fn), access: fn.access };
 }
 
 async function followBuild(
@@ -150,8 +159,11 @@ export function reportOutcome(out: Output, o: DeployOutcome): void {
     out.info(`${label} is ${o.status}; follow it with "containerpub history ${o.name}"`);
     return;
   }
-  if (o.live) out.info(`✔ ${label} is live`);
-  else if (o.liveVersion === null) out.info(`✔ ${label} built, but no version is live`);
+  if (o.live) {
+    out.info(`✔ ${label} is live`);
+    if (o.url) out.info(`  ${o.url}${o.access ? ` (access: ${o.access})` : ''}`);
+    if (o.hostUrl) out.info(`  ${o.hostUrl}`);
+  } else if (o.liveVersion === null) out.info(`✔ ${label} built, but no version is live`);
   else out.info(`✔ ${label} built, but v${o.liveVersion} is live (a newer deploy or rollback)`);
 }
 

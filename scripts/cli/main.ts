@@ -2,22 +2,41 @@
 // errors into one line on stderr and an exit code (0 ok, 1 failure, 2 usage error).
 // Runs as `npm run cli -- <command>`, or as `containerpub` through bin.js after `npm link`.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { access } from './commands/access.ts';
 import { register, login, logout } from './commands/auth.ts';
 import { createContext, type Command, type Flags, type OptionSpec } from './commands/command.ts';
 import { deploy } from './commands/deploy.ts';
 import { history } from './commands/history.ts';
 import { instances } from './commands/instances.ts';
 import { invoke } from './commands/invoke.ts';
+import { keys } from './commands/keys.ts';
 import { logs } from './commands/logs.ts';
 import { ls } from './commands/ls.ts';
 import { rollback } from './commands/rollback.ts';
 import { tokens } from './commands/tokens.ts';
+import { url } from './commands/url.ts';
 import { watchCommand } from './commands/watch.ts';
 import { DEFAULT_URL } from './credentials.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, isCliError, UsageError } from './errors.ts';
 import { Output } from './output.ts';
 
-const COMMANDS: Command[] = [register, login, deploy, watchCommand, ls, history, rollback, invoke, logs, instances, tokens, logout];
+const COMMANDS: Command[] = [
+  register,
+  login,
+  deploy,
+  watchCommand,
+  ls,
+  history,
+  rollback,
+  invoke,
+  url,
+  access,
+  keys,
+  logs,
+  instances,
+  tokens,
+  logout,
+];
 
 const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   url: { type: 'string', value: 'url', description: `API URL (default: $CONTAINERPUB_URL, the saved login, or ${DEFAULT_URL})` },

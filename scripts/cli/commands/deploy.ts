@@ -30,7 +30,8 @@ export const deploy: Command = {
   usage: 'deploy <dir> --name <name> [options]',
   details:
     `Packs <dir> into a .tar.gz (deterministically; ${IGNORE_FILE} in gitignore syntax leaves files out, .git always),\n` +
-    'uploads it through a presigned URL, then follows the build until the version is active or failed.\n' +
+    'uploads it through a presigned URL, then follows the build until the version is active or failed;\n' +
+    'once it is live, prints the URL it answers on (who may call it: see "containerpub access").\n' +
     'Exit code 1 when the build fails (its log tail is printed).',
   options: {
     ...deployOptions,

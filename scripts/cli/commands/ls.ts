@@ -6,6 +6,7 @@ export const ls: Command = {
   name: 'ls',
   summary: 'list your functions',
   usage: 'ls',
+  details: 'ACCESS is who may call the endpoint (see "containerpub access"); "containerpub url <name>" prints its URL.',
   options: {},
   positionals: { names: [], min: 0 },
   async run(ctx) {
@@ -18,12 +19,13 @@ export const ls: Command = {
     }
     ctx.out.info(
       table(
-        ['NAME', 'LIVE VERSION', 'LATEST', 'STATUS', 'UPDATED'],
+        ['NAME', 'LIVE VERSION', 'LATEST', 'STATUS', 'ACCESS', 'UPDATED'],
         functions.map((f) => [
           f.name,
           f.activeVersion === null ? '-' : `v${f.activeVersion}`,
           `v${f.latestVersion}`,
           f.status,
+          f.access ?? '-',
           formatAge(f.updatedAt),
         ]),
       ),
