@@ -5,6 +5,7 @@ import { openDatabase, type Db } from './db/knex.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { EMBEDDED_S3_CREDENTIALS, startEmbeddedS3, type EmbeddedS3 } from './storage/embedded-s3.ts';
 import { S3Storage } from './storage/s3-storage.ts';
+import type { SecretSealer } from './domain/release-config.ts';
 import { ApiUploadUrls, loadUploadSigningSecret, S3UploadUrls, type UploadUrlIssuer } from './storage/upload-urls.ts';
 
 export interface Platform {
@@ -18,6 +19,8 @@ export interface Platform {
   uploadUrls: UploadUrlIssuer;
   /** set while S3 is embedded: the API receives uploads itself (api/routes/uploads.ts) */
   uploadRelay?: ApiUploadUrls;
+  /** seals and opens function secrets (SECRETS_KEY); unset: secrets cannot be stored or used */
+  secrets?: SecretSealer;
   close(): Promise<void>;
 }
 
