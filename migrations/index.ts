@@ -8,6 +8,7 @@ import * as accounts from './20261202000100_accounts.ts';
 import * as uploads from './20261202000200_uploads.ts';
 import * as safety from './20261202000300_safety.ts';
 import * as endpoints from './20261202000400_endpoints.ts';
+import * as config from './20261202000500_config.ts';
 import * as platformSettings from './20261202000600_platform_settings.ts';
 
 interface Migration {
@@ -23,6 +24,7 @@ const migrations: Record<string, Migration> = {
   '20261202000200_uploads': uploads,
   '20261202000300_safety': safety,
   '20261202000400_endpoints': endpoints,
+  '20261202000500_config': config,
   '20261202000600_platform_settings': platformSettings,
 };
 

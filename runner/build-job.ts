@@ -18,7 +18,11 @@ import type { Logger } from '../shared/logger.ts';
 import type { Platform } from '../shared/platform.ts';
 import { poolSettings } from '../shared/domain/invoke.ts';
 import { StartError, checkReadiness } from '../shared/runtime/readiness.ts';
-import { BuildError, type RuntimeDriver } from '../shared/runtime/types.ts';
+import { BuildError, type BuildResult, type RuntimeDriver } from '../shared/runtime/types.ts';
+import { ArtifactMissingError } from '../shared/runtime/protocol.ts';
+import { num } from '../shared/db/dialect.ts';
+import { BUILT_STATUS, type DeploymentRow } from '../shared/domain/model.ts';
+import { versionDriver } from '../shared/domain/version-driver.ts';
 import { BuildLog } from './build-log.ts';
 import { newBuildWorkDir } from '../shared/work-dirs.ts';
 
@@ -59,49 +63,7 @@ export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<
     buildLog.line(`[containerpub] build of version ${build.version} (attempt ${build.attempts}) on ${runnerId}`);
     log.info('build started', { attempt: build.attempts });
 
-    await fs.promises.mkdir(workDir, { recursive: true });
-    buildLog.line(`[containerpub] validating and unpacking ${build.s3Key}`);
-    const download = await p.storage.getStream(build.s3Key);
-    // The presigned URL stays valid after complete: check the bytes are still the verified ones.
-    const hash = createHash('sha256');
-    const hashing = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        hash.update(chunk);
-        done(null, chunk);
-      },
-    });
-    download.on('error', (err) => hashing.destroy(err));
-    let unpacked: { entries: number; bytes: number };
-    try {
-      // extractArchive consumes its source to the end, so the hash covers every byte
-      unpacked = await extractArchive(download.pipe(hashing), workDir);
-    } finally {
-      download.destroy();
-    }
-    const actual = hash.digest('hex');
-    if (build.archiveSha256 && actual !== build.archiveSha256) {
-      throw new ArchiveError(`archive changed after its upload was completed (sha256 ${actual}, expected ${build.archiveSha256})`);
-    }
-    buildLog.line(`[containerpub] archive ok: ${unpacked.entries} entries, ${unpacked.bytes} bytes unpacked`);
-    if (abort.signal.aborted) throw abort.signal.reason;
-
-    const root = await functionRoot(workDir);
-    const kind = await detectFunction(root);
-    buildLog.line(
-      kind.kind === 'node'
-        ? `[containerpub] Node.js function, handler ${kind.entry}`
-        : '[containerpub] custom image from the archive\'s Dockerfile',
-    );
-
-    const result = await driver.build({
-      functionId: build.functionId,
-      deploymentId: build.id,
-      version: build.version,
-      sourceDir: root,
-      function: kind,
-      log: (line) => buildLog.line(line),
-      signal: abort.signal,
-    });
+    const result = (build.reuseFrom ? await reuseCode(ctx, build, buildLog) : null) ?? (await buildFromArchive(ctx, build, workDir, buildLog, abort.signal));
     if (abort.signal.aborted) throw abort.signal.reason;
     await checkStarts(ctx, build, result.imageTag, buildLog);
     if (abort.signal.aborted) throw abort.signal.reason;
@@ -156,8 +118,85 @@ export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<
 }
 
 /** Ready before live: one instance of the new version must start and answer its readiness check. */
+
+/** Unpacks the version's archive (validated while it streams) and builds it with the driver. */
+async function buildFromArchive(ctx: BuildContext, build: ClaimedBuild, workDir: string, buildLog: BuildLog, signal: AbortSignal): Promise<BuildResult> {
+  const { p, driver } = ctx;
+  await fs.promises.mkdir(workDir, { recursive: true });
+  buildLog.line(`[containerpub] validating and unpacking ${build.s3Key}`);
+  const download = await p.storage.getStream(build.s3Key);
+  // The presigned URL stays valid after complete: check the bytes are still the verified ones.
+  const hash = createHash('sha256');
+  const hashing = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      hash.update(chunk);
+      done(null, chunk);
+    },
+  });
+  download.on('error', (err) => hashing.destroy(err));
+  let unpacked: { entries: number; bytes: number };
+  try {
+    // extractArchive consumes its source to the end, so the hash covers every byte
+    unpacked = await extractArchive(download.pipe(hashing), workDir);
+  } finally {
+    download.destroy();
+  }
+  const actual = hash.digest('hex');
+  if (build.archiveSha256 && actual !== build.archiveSha256) {
+    throw new ArchiveError(`archive changed after its upload was completed (sha256 ${actual}, expected ${build.archiveSha256})`);
+  }
+  buildLog.line(`[containerpub] archive ok: ${unpacked.entries} entries, ${unpacked.bytes} bytes unpacked`);
+  if (signal.aborted) throw signal.reason;
+
+  const root = await functionRoot(workDir);
+  const kind = await detectFunction(root);
+  buildLog.line(
+    kind.kind === 'node'
+      ? `[containerpub] Node.js function, handler ${kind.entry}`
+      : '[containerpub] custom image from the archive\'s Dockerfile',
+  );
+
+  const result = await driver.build({
+    functionId: build.functionId,
+    deploymentId: build.id,
+    version: build.version,
+    sourceDir: root,
+    function: kind,
+    log: (line) => buildLog.line(line),
+    signal: signal,
+  });
+  if (signal.aborted) throw signal.reason;
+  return result;
+}
+
+/**
+ * A configuration change: the new version runs the code of an earlier one. Its archive is copied
+ * (each version owns its archive) and the driver makes the earlier artifact its own (a new image
+ * tag, or a copy of the unpacked directory): nothing is built. Null when that code's artifact is
+ * gone or was built by another driver: the caller then builds from the copied archive.
+ */
+async function reuseCode(ctx: BuildContext, build: ClaimedBuild, buildLog: BuildLog): Promise<BuildResult | null> {
+  const { p, driver } = ctx;
+  const base = (await p.db.knex('function_deployments').where({ id: build.reuseFrom! }).first()) as DeploymentRow | undefined;
+  if (!base) throw new BuildError('the version whose code this configuration change reuses was deleted');
+  const baseVersion = num(base.version);
+  buildLog.line(`[containerpub] configuration change: reusing the code of version ${baseVersion}, no build`);
+  await p.storage.copy(base.archive_key ?? base.s3_key, build.s3Key);
+  if (versionDriver(base) !== driver.name || base.status !== BUILT_STATUS) {
+    buildLog.line(`[containerpub] version ${baseVersion} is not runnable here (${base.status}, ${versionDriver(base)} driver): building its archive`);
+    return null;
+  }
+  try {
+    return await driver.cloneArtifact({ functionId: build.functionId, version: baseVersion, imageTag: base.image_tag }, { functionId: build.functionId, version: build.version }, (line) => buildLog.line(line));
+  } catch (err) {
+    if (!(err instanceof ArtifactMissingError)) throw err;
+    buildLog.line(`[containerpub] version ${baseVersion}'s artifact is gone (${err.message}): building its archive`);
+    return null;
+  }
+}
+
 async function checkStarts(ctx: BuildContext, build: ClaimedBuild, imageTag: string | null, buildLog: BuildLog): Promise<void> {
-  const settings = poolSettings(ctx.p.config);
+  const settings = poolSettings(ctx.p, { functionId: build.functionId, config: build.config });
   buildLog.line(`[containerpub] readiness check: starting one instance (up to ${settings.startTimeoutMs} ms)`);
   try {
     const { readyMs } = await checkReadiness(
@@ -169,6 +208,8 @@ async function checkStarts(ctx: BuildContext, build: ClaimedBuild, imageTag: str
         imageTag,
         instanceId: `r-${randomBytes(6).toString('hex')}`,
         memoryMb: settings.memoryMb,
+        env: settings.env,
+        network: settings.network,
       },
       settings.startTimeoutMs,
     );

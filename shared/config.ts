@@ -57,6 +57,9 @@ const envSchema = z.object({
   FUNCTION_MEMORY_MB: int(256, 16),
   FUNCTION_CPUS: z.coerce.number().positive().max(64).default(1),
   FUNCTION_PIDS_LIMIT: int(128, 8),
+  // network: "outbound" instances join this Docker network; "none" ones have loopback only
+  FUNCTION_NETWORK: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/, 'FUNCTION_NETWORK must be a Docker network name').default('containerpub-functions'),
+  FUNCTION_DEFAULT_NETWORK: z.enum(['none', 'outbound']).default('none'),
   FUNCTION_START_TIMEOUT_MS: int(10_000, 100),
   FUNCTION_IDLE_MS: int(300_000, 100),
   FUNCTION_MAX_INSTANCES: int(4, 1).pipe(z.number().max(1000)),
@@ -151,6 +154,10 @@ export interface Config {
     memoryMb: number;
     cpus: number;
     pidsLimit: number;
+    /** the Docker network of instances whose configuration says network "outbound" */
+    network: string;
+    /** the network mode of versions that do not set one */
+    defaultNetwork: 'none' | 'outbound';
     /** how long a new instance may take to answer its readiness check */
     startTimeoutMs: number;
     /** one directory per running instance, holding its socket (mounted into its container) */
@@ -271,6 +278,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       memoryMb: e.FUNCTION_MEMORY_MB,
       cpus: e.FUNCTION_CPUS,
       pidsLimit: e.FUNCTION_PIDS_LIMIT,
+      network: e.FUNCTION_NETWORK,
+      defaultNetwork: e.FUNCTION_DEFAULT_NETWORK,
       startTimeoutMs: e.FUNCTION_START_TIMEOUT_MS,
       instanceDir: e.INSTANCE_DIR ? path.resolve(e.INSTANCE_DIR) : path.join(dataDir, 'instances'),
     },

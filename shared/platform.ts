@@ -19,7 +19,10 @@ export interface Platform {
   uploadUrls: UploadUrlIssuer;
   /** set while S3 is embedded: the API receives uploads itself (api/routes/uploads.ts) */
   uploadRelay?: ApiUploadUrls;
-  /** seals and opens function secrets (shared/secrets.ts) */
+  /**
+   * seals and opens function secrets (shared/secrets.ts, a SecretSealer). Always set: a process that
+   * serves or builds functions does not start without its key (see OpenPlatformOptions.secretsKey).
+   */
   secrets: SecretBox;
   close(): Promise<void>;
 }

@@ -12,6 +12,7 @@ import path from 'node:path';
 import type { Config } from './config.ts';
 import type { Db } from './db/knex.ts';
 import type { Logger } from './logger.ts';
+import type { SecretSealer } from './domain/release-config.ts';
 
 const ALGORITHM = 'aes-256-gcm';
 const KEY_BYTES = 32;
@@ -58,7 +59,7 @@ export class SecretDecryptError extends Error {
   override name = 'SecretDecryptError';
 }
 
-export class SecretBox {
+export class SecretBox implements SecretSealer {
   readonly #key: Buffer;
 
   constructor(key: Buffer) {

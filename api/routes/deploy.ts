@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { num } from '../../shared/db/dialect.ts';
 import { toIso } from '../../shared/db/time.ts';
 import { FUNCTION_NAME_PATTERN } from '../../shared/domain/model.ts';
+import { configPatchSchema, deployMetadataSchema } from '../../shared/domain/release-config.ts';
 import { deployFromFile, requestPresignedDeploy, type DeployRequested } from '../../shared/domain/uploads.ts';
 import { errors } from '../../shared/errors.ts';
 import type { Platform } from '../../shared/platform.ts';
@@ -18,11 +19,33 @@ export const functionName = z
 const NEEDS_DECLARATION = 'is required: the upload URL is bound to the archive\'s size (bytes) and sha256 (hex)';
 
 export const deployJsonSchema = z.object({
+  /** a change to the configuration the new version inherits from the latest one */
+  config: configPatchSchema.optional(),
+  metadata: deployMetadataSchema.optional(),
   name: functionName,
   sizeBytes: z.number({ error: (i) => (i.input === undefined ? `sizeBytes ${NEEDS_DECLARATION}` : 'must be a number') }).int().positive(),
   sha256: z
     .string({ error: (i) => (i.input === undefined ? `sha256 ${NEEDS_DECLARATION}` : 'must be a string') })
     .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters'),
+});
+
+/** Multipart fields are text: `config` and `metadata` come as JSON in them. */
+const jsonField = <S extends z.ZodType>(schema: S) =>
+  z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be JSON' });
+        return z.NEVER;
+      }
+    })
+    .pipe(schema);
+const multipartFields = z.object({
+  name: functionName,
+  config: jsonField(configPatchSchema).optional(),
+  metadata: jsonField(deployMetadataSchema).optional(),
 });
 
 function deployedView(r: DeployRequested) {
@@ -44,10 +67,10 @@ export function register(app: App, p: Platform): void {
     if (type.startsWith('multipart/form-data')) {
       const received = await receiveMultipartArchive(c, { maxBytes: p.config.uploads.maxArchiveBytes, dataDir: p.config.dataDir });
       try {
-        const { name } = parseWith(z.object({ name: functionName }), received.fields);
+        const { name, config, metadata } = parseWith(multipartFields, received.fields);
         if (!received.file) throw errors.badRequest('multipart deploy needs an "archive" file field');
         if (received.file.size === 0) throw errors.badRequest('archive is empty');
-        const result = await deployFromFile(p, { userId, name, ...received.file, filePath: received.file.path });
+        const result = await deployFromFile(p, { userId, name, config, metadata, ...received.file, filePath: received.file.path });
         return c.json(deployedView(result), 201);
       } finally {
         await received.cleanup();

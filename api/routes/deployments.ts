@@ -18,7 +18,7 @@ export function register(app: App, p: Platform): void {
     const id = functionId(c);
     const query = parseWith(historyQuery, c.req.query());
     const limit = query.limit ?? 50;
-    const deployments = await listDeployments(p.db, id, { limit, before: query.before });
+    const deployments = await listDeployments(p.db, id, { limit, before: query.before }, p.config);
     const last = deployments.at(-1);
     return c.json({
       deployments,
@@ -29,7 +29,7 @@ export function register(app: App, p: Platform): void {
   app.get('/api/functions/:id/deployments/:version', async (c) => {
     const id = functionId(c);
     const version = versionFrom(c);
-    return c.json(toDeploymentDetailView(await getDeploymentByVersion(p.db, id, version)));
+    return c.json(toDeploymentDetailView(await getDeploymentByVersion(p.db, id, version), p.config));
   });
 
   app.post('/api/functions/:id/deployments/:version/complete', async (c) => {

@@ -1,8 +1,11 @@
-// GET /api/functions, GET /api/functions/:id, PATCH /api/functions/:id {access}, DELETE /api/functions/:id
+// GET /api/functions, GET /api/functions/:id, PATCH /api/functions/:id {access}, DELETE /api/functions/:id,
+// GET /api/functions/:id/config, PATCH /api/functions/:id/config {patch} (a new version, no rebuild)
 import type { Context } from 'hono';
 import { z } from 'zod';
 import { accessSchema, setAccess } from '../../shared/domain/access.ts';
 import type { UrlBase } from '../../shared/domain/endpoint-address.ts';
+import { currentConfig, requestConfigChange } from '../../shared/domain/config-change.ts';
+import { configPatchSchema } from '../../shared/domain/release-config.ts';
 import { deleteFunction, type RemovedFunction } from '../../shared/domain/delete-function.ts';
 import { getFunctionView, listFunctions } from '../../shared/domain/functions.ts';
 import type { Platform } from '../../shared/platform.ts';
@@ -33,6 +36,12 @@ export function register(app: App, p: Platform, opts: FunctionRoutesOptions = {}
     const body = await jsonBody(c, patchFunctionSchema);
     await setAccess(p.db, c.get('userId'), id, body.access);
     return c.json(await getFunctionView(p.db, c.get('userId'), id, urlBase(c, p)));
+  });
+  app.get('/api/functions/:id/config', async (c) => c.json(await currentConfig(p.db, p.config, functionId(c))));
+  app.patch('/api/functions/:id/config', async (c) => {
+    const id = functionId(c);
+    const patch = await jsonBody(c, configPatchSchema);
+    return c.json(await requestConfigChange(p, c.get('userId'), id, patch), 202);
   });
   app.delete('/api/functions/:id', async (c) => {
     const id = functionId(c);

@@ -10,6 +10,7 @@ import { activateDeploymentInTransaction } from './activation.ts';
 import { recordEvent } from './events.ts';
 import { announceFunctionChanged } from './function-changes.ts';
 import { BUILT_STATUS } from './model.ts';
+import { parseStoredConfig, type StoredConfig } from './release-config.ts';
 
 export const BUILD_QUEUED_CHANNEL = 'containerpub_build_queued';
 
@@ -23,7 +24,7 @@ export function onBuildQueuedLocally(listener: () => void): () => void {
   return () => localQueue.off('queued', listener);
 }
 
-async function announceQueued(db: Db, trx: Knex.Transaction): Promise<void> {
+export async function announceQueued(db: Db, trx: Knex.Transaction): Promise<void> {
   // Delivered when the transaction commits, so a woken runner always sees the row.
   if (db.dialect === 'pg') await trx.raw(`NOTIFY ${BUILD_QUEUED_CHANNEL}`);
   trx.executionPromise.then(() => localQueue.emit('queued'), () => {});
@@ -108,6 +109,10 @@ export interface ClaimedBuild {
   s3Key: string;
   attempts: number;
   archiveSha256: string | null;
+  /** the configuration it runs with, as stored */
+  config: StoredConfig;
+  /** a configuration change never built yet: the version whose code it reuses (no build) */
+  reuseFrom: string | null;
 }
 
 /**
@@ -138,7 +143,8 @@ export async function claimBuilds(
            AND attempts < ?
          ORDER BY queued_at, id
          LIMIT ? ${lock})
-      RETURNING id, function_id, version, COALESCE(archive_key, s3_key) AS source_key, attempts, archive_sha256`,
+      RETURNING id, function_id, version, COALESCE(archive_key, s3_key) AS source_key, attempts, archive_sha256, config,
+                base_deployment_id, deployed_at`,
     [input.runnerId, lease, now, now, input.maxAttempts, input.limit],
   );
   const rows: any[] = db.dialect === 'pg' ? result.rows : result;
@@ -149,6 +155,9 @@ export async function claimBuilds(
     s3Key: r.source_key,
     attempts: num(r.attempts),
     archiveSha256: r.archive_sha256 ?? null,
+    config: parseStoredConfig(r.config),
+    // once built, a configuration change owns its artifact and archive: a rebuild uses its archive
+    reuseFrom: r.base_deployment_id && !r.deployed_at ? r.base_deployment_id : null,
   }));
 }
 

@@ -1,4 +1,6 @@
 // Deployment history queries and the deployment view.
+import type { Config } from '../config.ts';
+import { configView, parseMetadata, parseStoredConfig, type ConfigView, type DeployMetadata } from './release-config.ts';
 import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
 import { bool, num } from '../db/dialect.ts';
@@ -7,6 +9,11 @@ import { errors } from '../errors.ts';
 import type { DeploymentRow } from './model.ts';
 
 export interface DeploymentView {
+  /** deploy: new code; config: a configuration change running an earlier version's code */
+  source: 'deploy' | 'config';
+  /** the configuration it runs with (secrets by name only) */
+  config: ConfigView;
+  metadata: DeployMetadata | null;
   id: string;
   version: number;
   imageTag: string | null;
@@ -32,7 +39,7 @@ export interface DeploymentDetailView extends DeploymentView {
   buildLogs: string | null;
 }
 
-export function toDeploymentView(row: DeploymentRow): DeploymentView {
+export function toDeploymentView(row: DeploymentRow, platform: Config): DeploymentView {
   return {
     id: row.id,
     version: num(row.version),
@@ -51,11 +58,14 @@ export function toDeploymentView(row: DeploymentRow): DeploymentView {
     archiveStorageClass: row.archive_storage_class ?? null,
     archivedAt: toIso(row.archived_at),
     cleanupNote: row.cleanup_note ?? null,
+    source: row.source === 'config' ? 'config' : 'deploy',
+    config: configView(parseStoredConfig(row.config), platform),
+    metadata: parseMetadata(row.metadata),
   };
 }
 
-export function toDeploymentDetailView(row: DeploymentRow): DeploymentDetailView {
-  return { ...toDeploymentView(row), buildLogs: row.build_logs ?? null };
+export function toDeploymentDetailView(row: DeploymentRow, platform: Config): DeploymentDetailView {
+  return { ...toDeploymentView(row, platform), buildLogs: row.build_logs ?? null };
 }
 
 // The history list never reads build_logs: they can be large and the list can be long.
@@ -63,17 +73,19 @@ const LIST_COLUMNS = [
   'id', 'function_id', 'version', 'image_tag', 's3_key', 'status', 'is_active', 'error',
   'archive_size', 'archive_sha256', 'attempts', 'deployed_at', 'activated_at', 'created_at',
   'archive_key', 'archive_storage_class', 'archive_removed_at', 'archived_at', 'cleanup_note',
+  'source', 'config', 'metadata',
 ];
 
 export async function listDeployments(
   db: Db,
   functionId: string,
   opts: { limit: number; before?: number },
+  platform: Config,
 ): Promise<DeploymentView[]> {
   const q = db.knex('function_deployments').select(LIST_COLUMNS).where({ function_id: functionId });
   if (opts.before !== undefined) q.andWhere('version', '<', opts.before);
   const rows = await q.orderBy('version', 'desc').limit(opts.limit);
-  return rows.map((r) => toDeploymentView(r as DeploymentRow));
+  return rows.map((r) => toDeploymentView(r as DeploymentRow, platform));
 }
 
 export async function findDeploymentByVersion(

@@ -29,6 +29,7 @@ import { LiveRoutes, type LiveRoute } from './live-routes.ts';
 import { BUILT_STATUS } from './model.ts';
 import { versionDriver, type DriverName } from './version-driver.ts';
 import { instanceQuotaError } from './quotas.ts';
+import { effectiveSettings, instanceVariables, parseStoredConfig } from './release-config.ts';
 
 export interface InvocationResult {
   result: unknown;
@@ -47,17 +48,26 @@ function imageRebuilding(version: number, deploymentId: string): AppError {
   );
 }
 
-/** The pool settings of a version: the platform's defaults for now (per-version config later). */
-export function poolSettings(config: Platform['config']): PoolSettings {
+/**
+ * The pool settings of a version: what its configuration sets, the platform's defaults for the
+ * rest, and its environment with its secrets opened (they exist in the clear only there).
+ */
+export function poolSettings(p: Pick<Platform, 'config' | 'secrets'>, target: Pick<InstanceTarget, 'functionId' | 'config'> = { functionId: '' }): PoolSettings {
+  const { config } = p;
+  const stored = target.config ?? {};
+  const s = effectiveSettings(stored, config);
   return {
-    maxInstances: config.instances.maxPerVersion,
-    concurrency: config.instances.concurrency,
+    maxInstances: s.maxInstances,
+    concurrency: s.concurrency,
     queueMs: config.instances.queueMs,
     queueMax: config.instances.queueMax,
     idleMs: config.instances.idleMs,
-    timeoutMs: config.runtime.timeoutMs,
+    timeoutMs: s.timeoutMs,
     startTimeoutMs: config.runtime.startTimeoutMs,
-    memoryMb: config.runtime.memoryMb,
+    memoryMb: s.memoryMb,
+    env: instanceVariables(stored, target.functionId, p.secrets),
+    network: s.network,
+    minInstances: s.minInstances,
   };
 }
 
@@ -76,7 +86,7 @@ export class Invoker {
   ) {
     this.manager = new InstanceManager(driver.instances, {
       maxTotal: p.config.instances.maxTotal,
-      settings: () => poolSettings(p.config),
+      settings: (target) => poolSettings(p, target),
       logger: p.logger,
       mayStart: (target) => this.instanceQuota(target.functionId),
       onCrashLoop: (loop) => {
@@ -97,6 +107,7 @@ export class Invoker {
   async start(): Promise<void> {
     await this.driver.instances.sweepOrphans().catch((err) => this.p.logger.warn('the orphan sweep failed', { err }));
     this.unsubscribe = onFunctionChangedLocally((id) => this.onChanged(id));
+    await this.warmKeptVersions().catch((err) => this.p.logger.warn('could not start the instances live versions keep warm', { err }));
     const db = this.p.config.database;
     if (db.client === 'pg') {
       this.feed = new PgListener({
@@ -113,6 +124,18 @@ export class Invoker {
     }
   }
 
+  /** Live versions whose configuration keeps instances warm (minInstances) get them at start. */
+  private async warmKeptVersions(): Promise<void> {
+    const rows = await this.p.db
+      .knex('function_deployments')
+      .where({ is_active: true, status: BUILT_STATUS })
+      .where('config', 'like', '%minInstances%')
+      .select('function_id', 'config');
+    for (const row of rows) {
+      if (effectiveSettings(parseStoredConfig(row.config), this.p.config).minInstances > 0) this.onChanged(row.function_id);
+    }
+  }
+
   /** A function changed (possibly elsewhere): drop its route, and warm what is live now. */
   private onChanged(functionId: string): void {
     this.routes.invalidate(functionId);
@@ -125,8 +148,8 @@ export class Invoker {
         }
         this.owners.set(functionId, route.userId);
         if (route.live?.status !== BUILT_STATUS || route.live.driver !== this.driver.name) return;
-        const { deploymentId, version, imageTag } = route.live;
-        this.manager.prewarm({ functionId, deploymentId, version, imageTag });
+        const { deploymentId, version, imageTag, config } = route.live;
+        this.manager.keepWarm({ functionId, deploymentId, version, imageTag, config }, effectiveSettings(config, this.p.config).minInstances);
       })
       .catch((err) => this.p.logger.warn('could not follow a change to a function', { functionId, err }));
   }
@@ -156,7 +179,7 @@ export class Invoker {
     if (!live) throw errors.noActiveDeployment();
     if (live.status === 'building') throw imageRebuilding(live.version, live.deploymentId);
     if (live.driver !== this.driver.name) throw driverMismatch(live.version, live.driver, this.driver.name);
-    return { functionId, deploymentId: live.deploymentId, version: live.version, imageTag: live.imageTag };
+    return { functionId, deploymentId: live.deploymentId, version: live.version, imageTag: live.imageTag, config: live.config };
   }
 
   /**
@@ -192,7 +215,9 @@ export class Invoker {
   /** The error a failed exchange is, as the platform reports it. */
   failure(target: InstanceTarget, requestId: string, outcome: { kind: 'error' | 'timeout' | 'crashed'; message: string }): AppError {
     const details = { version: target.version, deploymentId: target.deploymentId, requestId };
-    if (outcome.kind === 'timeout') return new AppError('function_timeout', `function did not finish within ${poolSettings(this.p.config).timeoutMs} ms`, details);
+    if (outcome.kind === 'timeout') {
+      return new AppError('function_timeout', `function did not finish within ${effectiveSettings(target.config ?? {}, this.p.config).timeoutMs} ms`, details);
+    }
     if (outcome.kind === 'crashed') return new AppError('function_crashed', outcome.message, details);
     return new AppError('function_error', outcome.message, details);
   }
@@ -240,5 +265,5 @@ async function resolveVersion(db: Db, functionId: string, version: number, runni
   if (dep.status !== BUILT_STATUS) throw errors.versionNotBuilt(version, dep.status);
   const builtBy = versionDriver(dep);
   if (builtBy !== running) throw driverMismatch(version, builtBy, running);
-  return { functionId, deploymentId: dep.id, version: num(dep.version), imageTag: dep.image_tag };
+  return { functionId, deploymentId: dep.id, version: num(dep.version), imageTag: dep.image_tag, config: parseStoredConfig(dep.config) };
 }

@@ -8,6 +8,7 @@ import type { Db } from '../db/knex.ts';
 import { bool, num, sqliteDataVersion } from '../db/dialect.ts';
 import { accessOf, type AccessMode } from './access.ts';
 import type { DeploymentStatus } from './model.ts';
+import { parseStoredConfig, type StoredConfig } from './release-config.ts';
 import { versionDriver, type DriverName } from './version-driver.ts';
 
 export interface LiveDeployment {
@@ -17,6 +18,8 @@ export interface LiveDeployment {
   status: DeploymentStatus;
   /** the runtime driver that built it */
   driver: DriverName;
+  /** the configuration it runs with, as stored */
+  config: StoredConfig;
 }
 
 export interface LiveRoute {
@@ -111,11 +114,11 @@ export class LiveRoutes {
       .knex('functions as f')
       .leftJoin('function_deployments as d', 'd.id', 'f.active_deployment_id')
       .where({ 'f.id': functionId })
-      .first('f.user_id', 'f.access', 'd.id as deployment_id', 'd.version', 'd.image_tag', 'd.status', 'd.is_active', 'd.runtime_driver');
+      .first('f.user_id', 'f.access', 'd.config', 'd.id as deployment_id', 'd.version', 'd.image_tag', 'd.status', 'd.is_active', 'd.runtime_driver');
     if (!row) return null;
     const live =
       row.deployment_id && bool(row.is_active)
-        ? { deploymentId: row.deployment_id, version: num(row.version), imageTag: row.image_tag ?? null, status: row.status, driver: versionDriver(row) }
+        ? { deploymentId: row.deployment_id, version: num(row.version), imageTag: row.image_tag ?? null, status: row.status, driver: versionDriver(row), config: parseStoredConfig(row.config) }
         : null;
     return { functionId, userId: row.user_id, access: accessOf(row.access), live };
   }

@@ -59,6 +59,14 @@ export interface DeploymentRow {
   cleanup_note: string | null;
   /** the runtime driver that built it (NULL: built before this was recorded; see version-driver.ts) */
   runtime_driver: string | null;
+  /** the configuration it runs with (JSON; shared/domain/release-config.ts) */
+  config: string;
+  /** deploy | config */
+  source: string;
+  /** JSON {message?, gitSha?, author?} */
+  metadata: string | null;
+  /** a configuration change: the version whose code it reuses */
+  base_deployment_id: string | null;
   created_at: unknown;
   updated_at: unknown;
 }

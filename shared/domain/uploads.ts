@@ -14,7 +14,18 @@ import { getDeploymentByVersion } from './deployments.ts';
 import { recordEvent } from './events.ts';
 import type { DeploymentRow, FunctionRow } from './model.ts';
 import { allocateVersion } from './versions.ts';
+import type { ConfigPatch, DeployMetadata } from './release-config.ts';
 import { checkArchiveBytes, checkBuildSlot, lockAccount } from './quotas.ts';
+
+/** What a deploy may carry besides its code: a configuration patch, and metadata for history. */
+export interface ReleaseInput {
+  config?: ConfigPatch;
+  metadata?: DeployMetadata;
+}
+
+export function releaseOptions(p: Platform, input: ReleaseInput) {
+  return { config: { patch: input.config, sealer: p.secrets, platform: p.config }, metadata: input.metadata };
+}
 
 export interface DeployRequested {
   fn: FunctionRow;
@@ -39,7 +50,7 @@ async function requireStorage(p: Platform): Promise<void> {
 
 export async function requestPresignedDeploy(
   p: Platform,
-  input: { userId: string; name: string; sizeBytes: number; sha256: string },
+  input: { userId: string; name: string; sizeBytes: number; sha256: string } & ReleaseInput,
   ctx: { apiBaseUrl: string },
 ): Promise<DeployRequested & { upload: PresignedUpload }> {
   const max = p.config.uploads.maxArchiveBytes;
@@ -56,6 +67,7 @@ export async function requestPresignedDeploy(
     declaredSha256: sha256,
     uploadExpiresAt: expiresAt.toISOString(),
     quotas: p.config.quotas,
+    ...releaseOptions(p, input),
   });
   const dep = allocated.deployment;
   const upload = await p.uploadUrls.issue(
@@ -210,7 +222,7 @@ export async function completeUpload(p: Platform, functionId: string, version: n
  */
 export async function deployFromFile(
   p: Platform,
-  input: { userId: string; name: string; filePath: string; size: number; sha256: string },
+  input: { userId: string; name: string; filePath: string; size: number; sha256: string } & ReleaseInput,
 ): Promise<DeployRequested> {
   await requireStorage(p);
   const allocated = await allocateVersion(p.db, {
@@ -223,6 +235,7 @@ export async function deployFromFile(
     // A process killed while storing below leaves this row pending: the expiry lets retention
     // fail it and remove whatever reached S3.
     uploadExpiresAt: isoAfter(p.config.uploads.urlTtlSeconds * 1000),
+    ...releaseOptions(p, input),
   });
   const dep = allocated.deployment;
   try {

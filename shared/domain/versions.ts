@@ -6,9 +6,13 @@ import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
 import { num, withTransaction } from '../db/dialect.ts';
 import { nowIso } from '../db/time.ts';
+import { errors } from '../errors.ts';
 import { recordEvent } from './events.ts';
+import { announceQueued } from './build-queue.ts';
 import { checkArchiveBytes, checkBuildSlot, checkNewFunction, lockAccount, type Quotas } from './quotas.ts';
 import { archiveKey, type DeploymentRow, type DeploymentStatus, type FunctionRow } from './model.ts';
+import type { Config } from '../config.ts';
+import { applyConfigPatch, checkConfig, parseStoredConfig, type ConfigPatch, type DeployMetadata, type SecretSealer } from './release-config.ts';
 
 export interface AllocatedDeployment {
   fn: FunctionRow;
@@ -30,6 +34,17 @@ export interface AllocateInput {
    * version number is spent): a new function, a build slot, and room for `declaredSize` bytes.
    */
   quotas?: Quotas;
+  /**
+   * The version's configuration: the latest version's, with `patch` applied (checked before the
+   * version is made: a bad one spends no number).
+   */
+  config?: { patch?: ConfigPatch; sealer?: SecretSealer; platform: Config };
+  metadata?: DeployMetadata;
+  /**
+   * A configuration change rather than a deploy: the new version reuses the code (artifact and
+   * archive) of the function's live version. Fails with no_active_deployment when none is live.
+   */
+  fromLive?: boolean;
 }
 
 export async function allocateVersion(db: Db, input: AllocateInput): Promise<AllocatedDeployment> {
@@ -79,6 +94,16 @@ async function allocateInTransaction(db: Db, trx: Knex.Transaction, input: Alloc
   if (updated === 0) return null;
   const fn = (await trx('functions').where({ user_id: input.userId, name: input.name }).first()) as FunctionRow;
   const version = num(fn.last_version);
+  // the configuration: the latest version's (whatever its status: it is the owner's latest word)
+  const latest = await trx('function_deployments').where({ function_id: fn.id }).orderBy('version', 'desc').first('config');
+  let stored = parseStoredConfig(latest?.config);
+  if (input.config?.patch) stored = applyConfigPatch(stored, input.config.patch, { functionId: fn.id, sealer: input.config.sealer });
+  if (input.config) checkConfig(stored, input.config.platform);
+  let base: DeploymentRow | undefined;
+  if (input.fromLive) {
+    base = fn.active_deployment_id ? await trx('function_deployments').where({ id: fn.active_deployment_id, is_active: true }).first() : undefined;
+    if (!base) throw errors.noActiveDeployment();
+  }
   const deployment = {
     id: randomUUID(),
     function_id: fn.id,
@@ -87,10 +112,14 @@ async function allocateInTransaction(db: Db, trx: Knex.Transaction, input: Alloc
     s3_key: archiveKey(fn.id, version),
     status: input.status,
     is_active: false,
-    declared_size: input.declaredSize ?? null,
-    declared_sha256: input.declaredSha256 ?? null,
-    archive_size: input.archive?.size ?? null,
-    archive_sha256: input.archive?.sha256 ?? null,
+    declared_size: input.declaredSize ?? base?.archive_size ?? null,
+    declared_sha256: input.declaredSha256 ?? base?.archive_sha256 ?? null,
+    archive_size: input.archive?.size ?? base?.archive_size ?? null,
+    archive_sha256: input.archive?.sha256 ?? base?.archive_sha256 ?? null,
+    config: JSON.stringify(stored),
+    source: base ? 'config' : 'deploy',
+    metadata: input.metadata && Object.keys(input.metadata).length > 0 ? JSON.stringify(input.metadata) : null,
+    base_deployment_id: base?.id ?? null,
     intent_seq: num(fn.intent_seq),
     attempts: 0,
     upload_expires_at: input.uploadExpiresAt ?? null,
@@ -99,12 +128,13 @@ async function allocateInTransaction(db: Db, trx: Knex.Transaction, input: Alloc
     updated_at: now,
   };
   await trx('function_deployments').insert(deployment);
+  if (input.status === 'building') await announceQueued(db, trx);
   await recordEvent(trx, {
     functionId: fn.id,
     deploymentId: deployment.id,
     version,
     event: 'deploy_requested',
-    message: `deploy of version ${version} requested`,
+    message: base ? `configuration change requested: version ${version} runs version ${num(base.version)}'s code` : `deploy of version ${version} requested`,
   });
   const row = (await trx('function_deployments').where({ id: deployment.id }).first()) as DeploymentRow;
   return { fn, deployment: row, isNewFunction: fn.id === candidateId };

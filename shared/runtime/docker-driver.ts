@@ -33,6 +33,8 @@ export interface DockerDriverOptions {
   cpus: number;
   /** processes/threads one instance may have, e.g. 128 */
   pidsLimit: number;
+  /** the Docker network of instances with network "outbound" (FUNCTION_NETWORK); made if missing */
+  network?: string;
   logger?: RuntimeLogger;
 }
 
@@ -93,6 +95,7 @@ export class DockerDriver implements RuntimeDriver {
       docker: this.docker,
       instanceDir: opts.instanceDir,
       limits: { cpus: opts.cpus, pidsLimit: opts.pidsLimit },
+      network: opts.network ?? 'containerpub-functions',
       imageInfo: (tag) => this.ensureImage(tag),
       forgetImage: (tag) => this.images.delete(tag),
       imageTag: (spec) => imageTagFor(this.registry, spec.functionId, spec.version),
@@ -189,6 +192,23 @@ export class DockerDriver implements RuntimeDriver {
       if (signal.aborted) throw aborted();
       throw err;
     }
+  }
+
+  async cloneArtifact(from: ArtifactRef, to: { functionId: string; version: number }, log: (line: string) => void): Promise<BuildResult> {
+    const source = from.imageTag ?? imageTagFor(this.registry, from.functionId, from.version);
+    const tag = imageTagFor(this.registry, to.functionId, to.version);
+    const info = await this.ensureImage(source); // pulled when another host built it
+    const { registry, repository, tag: version } = splitImageTag(tag);
+    try {
+      await this.docker.getImage(source).tag({ repo: registry ? `${registry}/${repository}` : repository, tag: version });
+    } catch (err) {
+      throw new BuildError(`tagging ${source} as ${tag} failed: ${engineMessage(err)}`);
+    }
+    log(`tagged ${source} as ${tag} (the same image: no build)`);
+    // its own repository in the registry: removing one version's image never touches the other's
+    if (this.registry) await this.push(tag, log, new AbortController().signal);
+    this.images.set(tag, info);
+    return { imageTag: tag };
   }
 
   private async push(tag: string, log: (line: string) => void, signal: AbortSignal): Promise<void> {

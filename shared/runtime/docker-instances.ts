@@ -44,7 +44,9 @@ export function instanceContainerOptions(
     /** a Node image built by the platform: run the bootstrap (custom images keep their CMD) */
     node: boolean;
     limits: ContainerLimits;
-    spec: Pick<InstanceSpec, 'functionId' | 'version' | 'deploymentId' | 'instanceId'>;
+    spec: Pick<InstanceSpec, 'functionId' | 'version' | 'deploymentId' | 'instanceId' | 'env' | 'network'>;
+    /** the Docker network "outbound" instances join */
+    network?: string;
     socketDir: string | null;
     labels?: Record<string, string>;
   },
@@ -54,7 +56,8 @@ export function instanceContainerOptions(
   return {
     Image: image,
     ...(opts.node ? { Cmd: ['node', `${APP_DIR}/${BOOTSTRAP_FILE}`], WorkingDir: APP_DIR } : {}),
-    Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+    // the version's variables first: the platform's CONTAINERPUB_* always win
+    Env: Object.entries({ ...(opts.spec.env ?? {}), ...env }).map(([k, v]) => `${k}=${v}`),
     User: NOBODY,
     Labels: {
       [LABEL_FUNCTION]: opts.spec.functionId,
@@ -68,7 +71,7 @@ export function instanceContainerOptions(
     OpenStdin: false,
     Tty: false,
     HostConfig: {
-      NetworkMode: 'none',
+      NetworkMode: opts.spec.network === 'outbound' && opts.network ? opts.network : 'none',
       Memory: memory,
       MemorySwap: memory,
       NanoCpus: Math.round(opts.limits.cpus * 1e9),
@@ -93,6 +96,8 @@ export interface DockerInstancesOptions {
   /** INSTANCE_DIR, as both this process and the engine see it */
   instanceDir: string;
   limits: Omit<ContainerLimits, 'memoryMb'>;
+  /** FUNCTION_NETWORK: the network of "outbound" instances (created when missing) */
+  network: string;
   /** the image's facts (pulled from the registry first when not on the engine) */
   imageInfo(tag: string): Promise<{ node: boolean; id: string }>;
   /** the image went away since imageInfo saw it (removed by hand, or by a cleanup) */
@@ -109,8 +114,31 @@ export class DockerInstances implements InstanceBackend {
     checkSocketDir(opts.instanceDir);
   }
 
+  private network: Promise<void> | null = null;
+
+  /** The "outbound" network, made on first use when the operator has not made it. */
+  private ensureNetwork(): Promise<void> {
+    const { docker, network } = this.opts;
+    this.network ??= docker
+      .getNetwork(network)
+      .inspect()
+      .then(
+        () => undefined,
+        async (err) => {
+          if (statusOf(err) !== 404) throw err;
+          await docker.createNetwork({ Name: network, Driver: 'bridge', Labels: { 'containerpub.network': 'functions' } }).catch((e) => {
+            if (statusOf(e) !== 409) throw e; // made meanwhile by another process
+          });
+          this.opts.logger?.info('created the Docker network for outbound functions', { network });
+        },
+      );
+    this.network.catch(() => (this.network = null));
+    return this.network;
+  }
+
   async start(spec: InstanceSpec): Promise<RunningInstance> {
     const { docker } = this.opts;
+    if (spec.network === 'outbound') await this.ensureNetwork();
     const tag = spec.imageTag ?? this.opts.imageTag(spec);
     const dir = createInstanceDir(this.opts.instanceDir, spec.instanceId);
     const log = new InstanceLog();
@@ -123,6 +151,7 @@ export class DockerInstances implements InstanceBackend {
           node: image.node,
           limits: { ...this.opts.limits, memoryMb: spec.memoryMb },
           spec,
+          network: this.opts.network,
           socketDir: dir,
           labels: { [LABEL_OWNER]: encodeOwner(currentOwner) },
         }),

@@ -17,6 +17,7 @@ export function driverFromConfig(config: Config, logger: Logger): Promise<Runtim
       instanceDir: r.instanceDir,
       cpus: r.cpus,
       pidsLimit: r.pidsLimit,
+      network: r.network,
       logger,
     },
     process: { artifactsDir: path.join(config.dataDir, 'artifacts'), instanceDir: r.instanceDir, logger },

@@ -15,6 +15,7 @@ import { ArtifactMissingError, type RuntimeLogger } from './protocol.ts';
 import { ChannelError, InstanceChannel, StartError, describeExit, waitReady } from './instance.ts';
 export { ChannelError, type InstanceChannel } from './instance.ts';
 import type { ArtifactRef, InstanceBackend, InstanceExit, RunningInstance } from './types.ts';
+import type { StoredConfig } from '../domain/release-config.ts';
 
 /** The pool settings of one version: platform defaults now, per-version configuration later. */
 export interface PoolSettings {
@@ -26,11 +27,18 @@ export interface PoolSettings {
   timeoutMs: number;
   startTimeoutMs: number;
   memoryMb: number;
+  /** the version's environment (secrets opened) */
+  env?: Record<string, string>;
+  network?: 'none' | 'outbound';
+  /** instances kept warm while the version is live (see keepWarm) */
+  minInstances?: number;
 }
 
 /** A built version to run. */
 export interface InstanceTarget extends ArtifactRef {
   deploymentId: string;
+  /** the configuration it runs with, as stored (shared/domain/release-config.ts) */
+  config?: StoredConfig;
 }
 
 export type InvokeOutcome = {
@@ -149,6 +157,8 @@ class VersionPool {
   readonly waiters: Waiter[] = [];
   /** waiting for the host-wide cap to make room */
   blocked = false;
+  /** instances kept warm however idle (minInstances of the live version; see keepWarm) */
+  floor = 0;
 
   constructor(
     readonly target: InstanceTarget,
@@ -238,6 +248,33 @@ export class InstanceManager {
     this.startInstance(pool);
   }
 
+  /**
+   * Keeps `count` instances of `target` warm (its minInstances while it is live): they never stop
+   * for being idle, and one that dies or is evicted is replaced. The function's other versions lose
+   * their floor and scale to zero as usual. With a count of 0, one instance is still pre-warmed.
+   */
+  keepWarm(target: InstanceTarget, count: number): void {
+    if (this.closing) return;
+    for (const pool of this.pools.values()) {
+      if (pool.target.functionId !== target.functionId || pool.target.deploymentId === target.deploymentId || pool.floor === 0) continue;
+      pool.floor = 0;
+      for (const i of pool.instances) if (i.state === 'ready' && i.inflight === 0 && !i.idleTimer) this.becameIdle(i);
+      this.forgetIfEmpty(pool);
+    }
+    if (count <= 0) return this.prewarm(target);
+    const pool = this.poolFor(target);
+    pool.floor = count;
+    this.replenish(pool);
+  }
+
+  /** Starts instances until the pool has its floor (as far as quotas and the host's cap allow). */
+  private replenish(pool: VersionPool): void {
+    while (!this.closing && pool.instances.size < pool.floor && this.pools.get(pool.target.deploymentId) === pool) {
+      if (this.opts.mayStart?.(pool.target) || !this.makeRoom(pool)) return;
+      this.startInstance(pool);
+    }
+  }
+
   /** The instances of one function in this process. */
   list(functionId: string): InstanceInfo[] {
     const out: InstanceInfo[] = [];
@@ -320,7 +357,7 @@ export class InstanceManager {
 
   /** A pool with no instance and nobody waiting is forgotten (its settings are read again). */
   private forgetIfEmpty(pool: VersionPool): void {
-    if (pool.instances.size === 0 && pool.waiters.length === 0 && this.pools.get(pool.target.deploymentId) === pool) {
+    if (pool.instances.size === 0 && pool.waiters.length === 0 && pool.floor === 0 && this.pools.get(pool.target.deploymentId) === pool) {
       this.pools.delete(pool.target.deploymentId);
     }
   }
@@ -473,7 +510,16 @@ export class InstanceManager {
     const start = (async () => {
       let running: RunningInstance | undefined;
       try {
-        running = await this.backend.start({ ...target, instanceId: instance.id, memoryMb: settings.memoryMb });
+        running = await this.backend.start({
+          functionId: target.functionId,
+          deploymentId: target.deploymentId,
+          version: target.version,
+          imageTag: target.imageTag,
+          instanceId: instance.id,
+          memoryMb: settings.memoryMb,
+          env: settings.env,
+          network: settings.network,
+        });
         instance.running = running;
         void running.exited.then((exit) => this.onExit(instance, exit));
         if (instance.state === 'stopping') {
@@ -524,10 +570,22 @@ export class InstanceManager {
       }
     }
     clearTimeout(instance.idleTimer);
+    instance.idleTimer = undefined;
+    // within the version's floor it stays, idle or not (keepWarm re-arms this when the floor drops)
+    if (this.readyCount(pool) <= pool.floor) return;
     instance.idleTimer = setTimeout(() => {
-      if (instance.state === 'ready' && instance.inflight === 0) void this.stop(instance, 'idle');
+      instance.idleTimer = undefined;
+      if (instance.state !== 'ready' || instance.inflight > 0) return;
+      if (this.readyCount(pool) <= pool.floor) return;
+      void this.stop(instance, 'idle');
     }, pool.settings.idleMs);
     instance.idleTimer.unref();
+  }
+
+  private readyCount(pool: VersionPool): number {
+    let n = 0;
+    for (const i of pool.instances) if (i.state === 'ready') n++;
+    return n;
   }
 
   private release(instance: Instance): void {
@@ -564,6 +622,11 @@ export class InstanceManager {
       // a slot freed on this host, and this pool may need a replacement for its waiters
       if (pool.waiters.length > 0) this.scale(pool);
       this.unblock();
+    }
+    if (pool.floor > pool.instances.size && !this.closing) {
+      // a kept-warm instance went (it crashed, or was evicted): replace it, a moment later so that
+      // a version that crashes at once does not spin
+      setTimeout(() => this.replenish(pool), 1_000).unref();
     }
     this.forgetIfEmpty(pool);
   }

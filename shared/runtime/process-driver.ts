@@ -98,6 +98,22 @@ export class ProcessDriver implements RuntimeDriver {
     return { imageTag: null };
   }
 
+  async cloneArtifact(from: ArtifactRef, to: { functionId: string; version: number }, log: (line: string) => void): Promise<BuildResult> {
+    if (!(await this.hasArtifact(from))) throw new ArtifactMissingError(`version ${from.version}'s unpacked function is gone`);
+    const source = this.artifactDir(from);
+    const dest = this.artifactDir(to);
+    const tmp = path.join(path.dirname(dest), `.v${to.version}.tmp-${randomBytes(4).toString('hex')}`);
+    try {
+      await fs.cp(source, tmp, { recursive: true, verbatimSymlinks: true });
+      await placeVersionDir(tmp, dest, () => this.hasArtifact({ ...to, imageTag: null }));
+    } catch (err) {
+      await fs.rm(tmp, { recursive: true, force: true });
+      throw err;
+    }
+    log(`process driver: copied version ${from.version}'s unpacked function to ${dest} (no build)`);
+    return { imageTag: null };
+  }
+
   async hasArtifact(ref: ArtifactRef): Promise<boolean> {
     const dir = this.artifactDir(ref);
     const [bootstrap, entry] = await Promise.all([

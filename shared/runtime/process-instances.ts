@@ -38,6 +38,7 @@ export class ProcessInstances implements InstanceBackend {
       // stays out
       env: {
         PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+        ...(spec.env ?? {}),
         ...instanceEnv({ ...spec, socketPath }),
         // so that an instance whose parent died before it even started still ends itself
         CONTAINERPUB_PARENT_PID: String(process.pid),

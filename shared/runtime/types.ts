@@ -38,6 +38,13 @@ export interface InstanceSpec extends ArtifactRef {
   instanceId: string;
   /** its memory limit (the container's, or Node's heap for the process driver) */
   memoryMb: number;
+  /** the version's own environment variables (secrets opened); CONTAINERPUB_* are the platform's */
+  env?: Record<string, string>;
+  /**
+   * none: loopback only (containers); outbound: the FUNCTION_NETWORK Docker network. The process
+   * driver cannot isolate a child process: its instances always have the host's network.
+   */
+  network?: 'none' | 'outbound';
 }
 
 export interface InstanceExit {
@@ -73,6 +80,12 @@ export interface RuntimeDriver {
   readonly name: 'docker' | 'process';
   build(input: BuildInput): Promise<BuildResult>;
   readonly instances: InstanceBackend;
+  /**
+   * A configuration change: makes version `to` runnable from the artifact of an earlier built
+   * version (a new tag of the same image, or a copy of the unpacked directory) without building.
+   * Each version still owns its artifact, so cleanup can remove one without touching the other.
+   */
+  cloneArtifact(from: ArtifactRef, to: { functionId: string; version: number }, log: (line: string) => void): Promise<BuildResult>;
   /** whether the built artifact (image or unpacked directory) is still there */
   hasArtifact(ref: ArtifactRef): Promise<boolean>;
   /** removes the artifact everywhere it lives (engine and registry, or the directory); idempotent */
