@@ -14,6 +14,7 @@ import { createTokenCache, requireUser } from './http/auth.ts';
 import { requireOwnedFunction } from './http/tenant.ts';
 import { LiveRoutes } from '../shared/domain/live-routes.ts';
 import * as auth from './routes/auth.ts';
+import * as compare from './routes/compare.ts';
 import * as deploy from './routes/deploy.ts';
 import * as deployments from './routes/deployments.ts';
 import * as endpoint from './routes/endpoint.ts';
@@ -95,6 +96,7 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   });
   keys.register(app, p, keyCache);
   deployments.register(app, p);
+  compare.register(app, p);
   rollback.register(app, p);
   logs.register(app, p);
   if (invoker) {
