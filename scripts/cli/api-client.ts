@@ -20,6 +20,10 @@ import type { EventView as EventEntry } from '../../shared/domain/events.ts';
 import type { InvocationView as Invocation } from '../../shared/domain/invocation-log.ts';
 import type { InvocationResult as InvokeResult } from '../../shared/domain/invoke.ts';
 import type { InstanceInfo } from '../../shared/runtime/pool.ts';
+import type { ConfigPatch, ConfigView, DeployMetadata } from '../../shared/domain/release-config.ts';
+import type { ConfigChangeRequested } from '../../shared/domain/config-change.ts';
+import type { VersionComparison } from '../../shared/domain/compare.ts';
+export type { ConfigPatch, ConfigView, DeployMetadata, ConfigChangeRequested, VersionComparison };
 import type { TokenView as ApiToken, IssuedToken } from '../../shared/domain/tokens.ts';
 
 // A record rather than a list, so the compiler checks it against the server's AccessMode both ways
@@ -187,7 +191,13 @@ export class ApiClient {
     await this.request('DELETE', `/api/functions/${id}/keys/${encodeURIComponent(keyId)}`);
   }
 
-  requestDeploy(body: { name: string; sizeBytes: number; sha256: string }): Promise<DeployRequested> {
+  requestDeploy(body: {
+    name: string;
+    sizeBytes: number;
+    sha256: string;
+    config?: ConfigPatch;
+    metadata?: DeployMetadata;
+  }): Promise<DeployRequested> {
     return this.request('POST', '/api/functions/deploy', { json: body });
   }
 
@@ -201,6 +211,20 @@ export class ApiClient {
 
   listDeployments(id: string, opts: { limit?: number; before?: number } = {}): Promise<{ deployments: Deployment[]; nextBefore: number | null }> {
     return this.request('GET', `/api/functions/${id}/deployments`, { query: opts });
+  }
+
+  /** The live version's configuration (secrets by name only). */
+  getConfig(id: string): Promise<ConfigView & { version: number | null }> {
+    return this.request('GET', `/api/functions/${id}/config`);
+  }
+
+  /** A new version with the live version's code and this change to its configuration. */
+  changeConfig(id: string, patch: ConfigPatch): Promise<ConfigChangeRequested> {
+    return this.request('PATCH', `/api/functions/${id}/config`, { json: patch });
+  }
+
+  compareVersions(id: string, a: number, b: number): Promise<VersionComparison> {
+    return this.request('GET', `/api/functions/${id}/deployments/${a}/compare/${b}`);
   }
 
   rollback(id: string, version: number): Promise<{ message: string; version: number; deploymentId: string }> {

@@ -2,7 +2,7 @@
 // sha256, so an oversized archive is refused before any upload), PUT the bytes to S3, complete, then
 // follow the deployment until it is built or failed and say whether it is the live version.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ApiClient, DeploymentDetail, FunctionAccess } from './api-client.ts';
+import type { ApiClient, ConfigPatch, DeployMetadata, DeploymentDetail, FunctionAccess } from './api-client.ts';
 import { endpointUrls } from './endpoint.ts';
 import { ApiError, CliError } from './errors.ts';
 import { formatBytes, plural, shortSha } from './format.ts';
@@ -21,6 +21,10 @@ export interface DeployOptions {
   pollMs?: number;
   /** give up following after this long (the build carries on server-side) */
   timeoutMs?: number;
+  /** a change to the configuration the new version inherits (containerpub.json) */
+  config?: ConfigPatch;
+  /** message, gitSha and author of the last commit, when the directory is a git repository */
+  metadata?: DeployMetadata;
   /** called with the version as soon as the API allocated it (watch reports abandoned deploys) */
   onVersion?: (version: number) => void;
 }
@@ -56,7 +60,13 @@ export async function deployPacked(api: ApiClient, packed: Packed, opts: DeployO
   const { name, out } = opts;
   let requested;
   try {
-    requested = await api.requestDeploy({ name, sizeBytes: packed.size, sha256: packed.sha256 });
+    requested = await api.requestDeploy({
+      name,
+      sizeBytes: packed.size,
+      sha256: packed.sha256,
+      ...(opts.config ? { config: opts.config } : {}),
+      ...(opts.metadata ? { metadata: opts.metadata } : {}),
+    });
   } catch (err) {
     if (err instanceof ApiError && err.status === 413) throw new CliError(`the server refused the archive before upload: ${err.message}`);
     throw err;
@@ -118,7 +128,8 @@ export async function deployPacked(api: ApiClient, packed: Packed, opts: DeployO
   return { ...base, status: built.status, live: built.isActive, liveVersion, ...endpointUrls(fn), access: fn.access };
 }
 
-async function followBuild(
+/** Polls a version until it is built (active) or failed; past the timeout, a CliError. */
+export async function followBuild(
   api: ApiClient,
   functionId: string,
   version: number,

@@ -5,6 +5,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { access } from './commands/access.ts';
 import { register, login, logout } from './commands/auth.ts';
 import { createContext, type Command, type Flags, type OptionSpec } from './commands/command.ts';
+import { config, diff, env, secrets } from './commands/config.ts';
 import { deploy } from './commands/deploy.ts';
 import { history } from './commands/history.ts';
 import { instances } from './commands/instances.ts';
@@ -28,6 +29,10 @@ const COMMANDS: Command[] = [
   ls,
   history,
   rollback,
+  diff,
+  env,
+  secrets,
+  config,
   invoke,
   url,
   access,

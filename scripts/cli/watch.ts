@@ -3,15 +3,37 @@
 // deploy is running only sets `dirty`, so the latest state is deployed next and never two at
 // once. A save that packs to the sha256 already deployed deploys nothing. Errors (API, build,
 // packing) are printed and the watcher keeps watching.
+// containerpub.json is read on every cycle: its settings go with each deploy as its config, and a
+// save that changes only them (same code) is a configuration change of the live version: a new
+// version without a rebuild, when the code last deployed is the live code.
 import fs from 'node:fs';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
-import type { ApiClient } from './api-client.ts';
-import { deployPacked, describePacked, reportOutcome } from './deploy.ts';
+import type { ApiClient, ConfigView } from './api-client.ts';
+import { deployPacked, describePacked, followBuild, reportOutcome } from './deploy.ts';
 import { isCliError } from './errors.ts';
 import { shortSha } from './format.ts';
 import type { Output } from './output.ts';
 import { IGNORE_FILE, loadIgnoreRules, packDirectory, requireDirectory, type IgnoreRules } from './pack.ts';
+import { PROJECT_FILE, readProject, type ProjectConfig } from './project.ts';
+
+/** Whether a version's configuration already has every setting the project file gives. */
+export function configSatisfies(view: ConfigView | undefined, wanted: ProjectConfig | undefined): boolean {
+  if (!wanted) return true;
+  if (!view) return false;
+  for (const [key, value] of Object.entries(wanted)) {
+    if (key === 'env') {
+      for (const [k, v] of Object.entries(value as Record<string, string>)) if (view.env[k] !== v) return false;
+    } else if (view[key as keyof ConfigView] !== value) {
+      return false;
+    }
+  }
+  return true;
+}
+
+const configKey = (c: ProjectConfig | undefined) => JSON.stringify(c ?? null, (_k, v) =>
+  v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v,
+);
 
 export const DEBOUNCE_MS = 300;
 
@@ -34,6 +56,10 @@ export class DirectoryWatcher {
   private worker: Promise<void> | null = null;
   private lastSha: string | null = null;
   private lastVersion: number | null = null;
+  /** the project settings the last version was given (or already had), as configKey */
+  private lastConfig: string | null = null;
+  /** the last version deployed is the live one: a settings-only change may reuse its code */
+  private lastLive = false;
   /** the version being deployed right now, once the API allocated it */
   private inFlight: { version: number | null } | null = null;
   private closed = false;
@@ -58,6 +84,10 @@ export class DirectoryWatcher {
       if (latest?.sha256 && latest.status !== 'pending_upload') {
         this.lastSha = latest.sha256;
         this.lastVersion = latest.version;
+        this.lastLive = latest.isActive;
+        // what containerpub.json says now, if the latest version runs with it already
+        const project = this.readProjectOrNull();
+        if (project && configSatisfies(latest.config, project.config)) this.lastConfig = configKey(project.config);
       }
     }
     const watcher = watch(this.root, {
@@ -93,6 +123,7 @@ export class DirectoryWatcher {
     const rel = path.relative(this.root, p).split(path.sep).join('/');
     if (rel === '' || rel === '..' || rel.startsWith('../')) return false;
     if (rel === IGNORE_FILE) return false; // not packed, but its edits change what is
+    if (rel === PROJECT_FILE) return false; // not packed, but its settings go with the deploy
     let isDirectory = stats?.isDirectory();
     if (isDirectory === undefined) {
       try {
@@ -145,9 +176,15 @@ export class DirectoryWatcher {
     out.info(reason === 'initial' ? 'checking the directory → packing' : 'change detected → packing');
     try {
       const packed = await packDirectory(this.root, { maxBytes: this.opts.maxBytes });
-      if (packed.sha256 === this.lastSha) {
+      const project = readProject(this.root);
+      const settings = configKey(project.config);
+      if (packed.sha256 === this.lastSha && (settings === this.lastConfig || !project.config)) {
         out.info(`unchanged (sha256 ${shortSha(packed.sha256)}), nothing to deploy`);
         out.event({ event: 'unchanged', name, sha256: packed.sha256 });
+        return;
+      }
+      if (packed.sha256 === this.lastSha && this.lastLive && project.config) {
+        await this.changeSettings(project.config, settings);
         return;
       }
       out.info(describePacked(packed));
@@ -155,6 +192,7 @@ export class DirectoryWatcher {
       const outcome = await deployPacked(this.api, packed, {
         name,
         out,
+        config: project.config,
         timeoutMs: this.opts.buildTimeoutMs,
         onVersion: (version) => {
           if (this.inFlight) this.inFlight.version = version;
@@ -163,6 +201,8 @@ export class DirectoryWatcher {
       // A failed build counts as deployed: the same bytes would fail the same way again.
       this.lastSha = packed.sha256;
       this.lastVersion = outcome.version;
+      this.lastConfig = settings;
+      this.lastLive = outcome.live;
       reportOutcome(out, outcome);
       out.event({ event: 'deployed', ...outcome });
     } catch (err) {
@@ -173,5 +213,36 @@ export class DirectoryWatcher {
     } finally {
       this.inFlight = null;
     }
+  }
+
+  private readProjectOrNull() {
+    try {
+      return readProject(this.root);
+    } catch {
+      return null; // reported by the first cycle
+    }
+  }
+
+  /** Same code, new settings: a configuration change of the live version (no upload, no rebuild). */
+  private async changeSettings(config: ProjectConfig, settings: string): Promise<void> {
+    const { out, name } = this.opts;
+    const fn = await this.api.functionNamed(name);
+    const requested = await this.api.changeConfig(fn.id, config);
+    this.inFlight = { version: requested.version };
+    const label = `${name} v${requested.version}`;
+    out.info(`${label}: ${PROJECT_FILE} changed: configuration change (the live code, no rebuild)`);
+    const done = await followBuild(this.api, fn.id, requested.version, {
+      name,
+      out,
+      timeoutMs: this.opts.buildTimeoutMs,
+      label,
+      lastStatus: requested.status,
+    });
+    this.lastVersion = requested.version;
+    this.lastConfig = settings;
+    this.lastLive = done.isActive;
+    if (done.status === 'failed') out.error(`✘ ${label} failed: ${done.error ?? 'its instance did not get ready'}`);
+    else out.info(done.isActive ? `✔ ${label} is live` : `✔ ${label} is ready, but another version is live`);
+    out.event({ event: 'configured', name, version: requested.version, status: done.status, live: done.isActive, error: done.error });
   }
 }

@@ -45,6 +45,8 @@ export interface TestPlatformOptions {
    * URLs are S3 presigned URLs (with the embedded one they point at the API).
    */
   directS3?: boolean;
+  /** every log line of the platform (its level from LOG_LEVEL / TEST_LOG_LEVEL): to check what logs say */
+  logSink?: (line: string) => void;
 }
 
 export async function startTestPlatform(
@@ -78,7 +80,8 @@ export async function startTestPlatform(
     ...(direct ? { S3_ENDPOINT: direct.endpoint, ...S3RVER_KEYS } : {}),
     ...env,
   });
-  const platform = await openPlatform(config, { logger: createLogger(config.logLevel), secretsKey: 'generate' });
+  // like `npm start`: the first open generates DATA_DIR/secrets.key
+  const platform = await openPlatform(config, { logger: createLogger(config.logLevel, {}, opts.logSink), secretsKey: 'generate' });
   const driver = await driverFromConfig(config, platform.logger);
   const invoker = new Invoker(platform, driver);
   await invoker.start();

@@ -1,13 +1,16 @@
 // deploy <dir> --name <name>: pack, upload through the presigned URL, follow the build.
+// containerpub.json in <dir> gives the name (when --name does not) and the settings sent as the
+// deploy's config; the last git commit of <dir>, when it is in a repository, its metadata.
 import { FUNCTION_NAME_PATTERN } from '../../../shared/domain/model.ts';
 import { deployPacked, describePacked, reportOutcome } from '../deploy.ts';
+import { gitMetadata, PROJECT_FILE, readProject, type Project } from '../project.ts';
 import { UsageError } from '../errors.ts';
 import { formatBytes } from '../format.ts';
-import { DEFAULT_MAX_BYTES, IGNORE_FILE, packDirectory } from '../pack.ts';
-import { intFlag, requiredFlag, type Command, type Flags, type OptionSpec } from './command.ts';
+import { DEFAULT_MAX_BYTES, IGNORE_FILE, packDirectory, requireDirectory } from '../pack.ts';
+import { intFlag, requiredFlag, stringFlag, type Command, type Flags, type OptionSpec } from './command.ts';
 
 export const deployOptions: Record<string, OptionSpec> = {
-  name: { type: 'string', value: 'name', description: 'function name: 1-63 of a-z, 0-9, "-" (required)' },
+  name: { type: 'string', value: 'name', description: `function name: 1-63 of a-z, 0-9, "-" (required unless ${PROJECT_FILE} has "name")` },
   'max-bytes': {
     type: 'string',
     value: 'bytes',
@@ -16,10 +19,12 @@ export const deployOptions: Record<string, OptionSpec> = {
   timeout: { type: 'string', value: 'seconds', description: 'stop following a build after this long (default 600)' },
 };
 
-export function functionNameFlag(flags: Flags, command: string): string {
-  const name = requiredFlag(flags, 'name', command);
+export function functionNameFlag(flags: Flags, command: string, project?: Project): string {
+  const fromFile = stringFlag(flags, 'name') === undefined ? project?.name : undefined;
+  const name = fromFile ?? requiredFlag(flags, 'name', command);
   if (!FUNCTION_NAME_PATTERN.test(name)) {
-    throw new UsageError(`invalid function name "${name}": use 1-63 characters of a-z, 0-9 and "-", starting with a letter or digit`);
+    const where = fromFile !== undefined ? ` (the "name" of ${project!.file})` : '';
+    throw new UsageError(`invalid function name "${name}"${where}: use 1-63 characters of a-z, 0-9 and "-", starting with a letter or digit`);
   }
   return name;
 }
@@ -32,6 +37,9 @@ export const deploy: Command = {
     `Packs <dir> into a .tar.gz (deterministically; ${IGNORE_FILE} in gitignore syntax leaves files out, .git always),\n` +
     'uploads it through a presigned URL, then follows the build until the version is active or failed;\n' +
     'once it is live, prints the URL it answers on (who may call it: see "containerpub access").\n' +
+    `${PROJECT_FILE} in <dir> (optional, not packed) may give "name", "env", "memoryMb", "timeoutMs", "minInstances",\n` +
+    '"maxInstances", "concurrency" and "network": sent as changes to the configuration the version inherits.\n' +
+    'In a git repository, the last commit (subject, sha, author) is recorded with the version.\n' +
     'Exit code 1 when the build fails (its log tail is printed).',
   options: {
     ...deployOptions,
@@ -40,18 +48,23 @@ export const deploy: Command = {
   positionals: { names: ['dir'], min: 1 },
   async run(ctx) {
     const [dir] = ctx.positionals;
-    const name = functionNameFlag(ctx.flags, 'deploy');
+    const project = readProject(requireDirectory(dir!));
+    const name = functionNameFlag(ctx.flags, 'deploy', project);
     const maxBytes = intFlag(ctx.flags, 'max-bytes') ?? DEFAULT_MAX_BYTES;
     const timeoutS = intFlag(ctx.flags, 'timeout') ?? 600;
     const api = ctx.api();
     // Refused locally (missing, empty, too large) before any request is made.
-    const packed = await packDirectory(dir, { maxBytes });
+    const packed = await packDirectory(dir!, { maxBytes });
     ctx.out.info(describePacked(packed));
+    if (project.config) ctx.out.info(`settings from ${PROJECT_FILE}: ${Object.keys(project.config).join(', ')}`);
+    const metadata = gitMetadata(requireDirectory(dir!));
     const outcome = await deployPacked(api, packed, {
       name,
       out: ctx.out,
       wait: ctx.flags['no-wait'] !== true,
       timeoutMs: timeoutS * 1000,
+      config: project.config,
+      metadata,
     });
     reportOutcome(ctx.out, outcome);
     ctx.out.data(outcome);

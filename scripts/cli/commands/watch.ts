@@ -1,5 +1,6 @@
 // watch <dir> --name <name>: redeploy on every save until Ctrl-C.
-import { DEFAULT_MAX_BYTES } from '../pack.ts';
+import { DEFAULT_MAX_BYTES, requireDirectory } from '../pack.ts';
+import { readProject } from '../project.ts';
 import { DirectoryWatcher } from '../watch.ts';
 import { intFlag, type Command } from './command.ts';
 import { deployOptions, functionNameFlag } from './deploy.ts';
@@ -12,12 +13,14 @@ export const watchCommand: Command = {
     'Deploys <dir> now (unless the latest version already has exactly these files), then again after every save:\n' +
     'saves are debounced (300 ms), deploys never overlap (the latest change is queued), and a save that does\n' +
     'not change the packed archive deploys nothing. Errors are printed and watching goes on. Ctrl-C stops.\n' +
-    'With --json, stdout carries one JSON object per line for each deploy, unchanged save or error.',
+    'containerpub.json is read on every cycle: its settings go with each deploy, and a save that changes only\n' +
+    'them makes a configuration change of the live version (no rebuild).\n' +
+    'With --json, stdout carries one JSON object per line for each deploy, configuration change, unchanged save or error.',
   options: deployOptions,
   positionals: { names: ['dir'], min: 1 },
   async run(ctx) {
     const [dir] = ctx.positionals;
-    const name = functionNameFlag(ctx.flags, 'watch');
+    const name = functionNameFlag(ctx.flags, 'watch', readProject(requireDirectory(dir!)));
     const maxBytes = intFlag(ctx.flags, 'max-bytes') ?? DEFAULT_MAX_BYTES;
     const timeoutS = intFlag(ctx.flags, 'timeout') ?? 600;
     const watcher = new DirectoryWatcher(ctx.api(), { dir, name, out: ctx.out, maxBytes, buildTimeoutMs: timeoutS * 1000 });
