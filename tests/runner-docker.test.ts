@@ -15,6 +15,8 @@ import os from 'node:os';
 import type { Client } from './support/http.ts';
 
 const REGISTRY = process.env.TEST_REGISTRY ?? '127.0.0.1:5000';
+/** the Docker network of "outbound" functions in this file (made by the driver on first use) */
+const TEST_NETWORK = `containerpub-test-${process.pid}`;
 const BASE_IMAGE = process.env.FUNCTION_BASE_IMAGE ?? 'containerpub/node-base:20';
 const why = await dockerAvailable();
 if (!requireService('Docker engine', why === null, why ?? '')) process.exit(0);
@@ -32,6 +34,7 @@ const t = await startTestPlatform(
     FUNCTION_TIMEOUT_MS: '4000',
     KEEP_LAST_N: '3',
     CLEANUP_CRON: 'off',
+    FUNCTION_NETWORK: TEST_NETWORK,
   },
   { runner: true },
 );
@@ -113,6 +116,39 @@ dockerSuite('an HTTP handler in a container answers on its endpoint: binary in a
   for (let r = await reader.read(); !r.done; r = await reader.read()) rest += new TextDecoder().decode(r.value);
   const secondAt = Number(/second (\d+)/.exec(rest)![1]);
   assert.ok(secondAt - firstAt >= 300, `the first chunk came ${secondAt - firstAt} ms before the second was made`);
+});
+
+dockerSuite('a configuration change in containers: no docker build, its own image tag, env and network take effect', async () => {
+  const api = await tp.newUser();
+  const source = `import os from 'node:os';
+export default async () => ({ greeting: process.env.GREETING ?? null, interfaces: Object.keys(os.networkInterfaces()).sort(), hostname: os.hostname() });`;
+  const d = await deployAndBuild(api, 'netcfg', await makeNodeFunction(source), 120_000);
+  assert.is(d.built.status, 'active', `${d.built.error}\n${d.built.buildLogs}`);
+  const none = await api.post(`/api/functions/${d.id}/invoke`, {});
+  assert.equal(none.body.result.interfaces, ['lo'], 'network "none": loopback only');
+  assert.is(none.body.result.greeting, null);
+
+  const change = await api.request('PATCH', `/api/functions/${d.id}/config`, { json: { env: { GREETING: 'from config' }, network: 'outbound' } });
+  assert.is(change.status, 202, JSON.stringify(change.body));
+  const built = await waitForBuild(api, d.id, change.body.version, 120_000);
+  assert.is(built.status, 'active', `${built.error}\n${built.buildLogs}`);
+  assert.not.match(built.buildLogs, /Step \d|Successfully built|COPY/i, 'no docker build');
+  assert.match(built.buildLogs, /tagged .* as /);
+  assert.is(built.imageTag, `${REGISTRY}/function-${d.id}-v2:latest`);
+  assert.ok(await imageExists(built.imageTag));
+  assert.equal(await registry.tags(repoOf(d.id, 2)), ['latest']);
+
+  const out = await api.post(`/api/functions/${d.id}/invoke`, {});
+  assert.is(out.body.result.greeting, 'from config');
+  assert.ok(out.body.result.interfaces.length > 1, `an outbound instance has a network interface: ${out.body.result.interfaces}`);
+  const containers = await docker.listContainers({ filters: { label: [`containerpub.function=${d.id}`, 'containerpub.version=2'] } });
+  assert.is(containers.length, 1);
+  const info = await docker.getContainer(containers[0]!.Id).inspect();
+  assert.equal(Object.keys(info.NetworkSettings.Networks), [TEST_NETWORK]);
+
+  // rollback: version 1's image, loopback only again
+  await api.post(`/api/functions/${d.id}/rollback`, { version: 1 });
+  assert.equal((await api.post(`/api/functions/${d.id}/invoke`, {})).body.result.interfaces, ['lo']);
 });
 
 dockerSuite('a failing build keeps v1 live and serving; the engine error is in the logs', async () => {
@@ -280,6 +316,10 @@ retention('an image removed by hand: 503 image_rebuilding, then rebuilt from the
   assert.is(back.body.result.tag, 'back');
 });
 
-retention.after(() => tp.close());
+retention.after(async () => {
+  await tp.close();
+  // after the platform: its containers are gone, so the network can go too
+  await docker.getNetwork(TEST_NETWORK).remove().catch(() => {});
+});
 dockerSuite.run();
 retention.run();
