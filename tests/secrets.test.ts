@@ -162,6 +162,43 @@ test('the real start:api process: missing or wrong key exits 2 with the message,
   assert.not.match(bad.stderr, /API listening/);
 });
 
+test('the real npm start generates DATA_DIR/secrets.key (0600) on its first run, and a start:api beside it uses it', async () => {
+  const f = await fresh();
+  const env = { PATH: process.env.PATH ?? '', DATA_DIR: f.dataDir, DATABASE_URL: f.databaseUrl, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', RUNTIME_DRIVER: 'process', CLEANUP_CRON: 'off', SHUTDOWN_GRACE_MS: '500' };
+  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`npm start did not start:\n${out}`)), 60_000);
+      const look = () => {
+        if (/ContainerPub is running/.test(out)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stderr.on('data', look);
+      exited.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`npm start exited:\n${out}`));
+      });
+    });
+    const file = path.join(f.dataDir, 'secrets.key');
+    assert.is(fs.statSync(file).mode & 0o777, 0o600);
+    assert.match(out, /generated the secrets key/);
+    assert.not.ok(out.includes(fs.readFileSync(file, 'utf8').trim()), 'the key is never logged');
+    assert.ok(await checkRow(f.db), 'the key check was recorded');
+    // an API process on the same data directory opens with that file (no SECRETS_KEY)
+    const box = await loadSecretBox(f.config(), f.db, { generate: false });
+    assert.ok(box);
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
+});
+
 test('the test platform (like npm start) gets a working box from a generated key file', async () => {
   const tp = await startTestPlatform();
   if (!tp) return;
