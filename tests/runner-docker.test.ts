@@ -146,9 +146,25 @@ export default async () => ({ greeting: process.env.GREETING ?? null, interfaces
   const info = await docker.getContainer(containers[0]!.Id).inspect();
   assert.equal(Object.keys(info.NetworkSettings.Networks), [TEST_NETWORK]);
 
-  // rollback: version 1's image, loopback only again
-  await api.post(`/api/functions/${d.id}/rollback`, { version: 1 });
-  assert.equal((await api.post(`/api/functions/${d.id}/invoke`, {})).body.result.interfaces, ['lo']);
+  // cleanup keeping only the live version removes version 1's image: version 2's own tag of the
+  // same image (and its own registry repository) stay, and it keeps serving from a fresh container
+  await tp.invoker.manager.dropFunction(d.id);
+  const summary = await runCleanup(tp.platform, tp.driver, { functionName: 'netcfg', keepLastN: 1 });
+  assert.is(summary.errors, 0, JSON.stringify(summary));
+  const v1 = (await api.get(`/api/functions/${d.id}/deployments/1`)).body;
+  assert.is(v1.status, 'archived');
+  assert.not.ok(await imageExists(v1.imageTag ?? `${REGISTRY}/function-${d.id}-v1:latest`));
+  assert.ok(await imageExists(built.imageTag));
+  assert.equal(await registry.tags(repoOf(d.id, 2)), ['latest']);
+  assert.is((await api.post(`/api/functions/${d.id}/invoke`, {})).body.result.greeting, 'from config');
+
+  // rollback to version 1 restores it from its archive: its code, its configuration, loopback only
+  const rb = await api.post(`/api/functions/${d.id}/rollback`, { version: 1 });
+  assert.is(rb.status, 202, JSON.stringify(rb.body));
+  await waitForBuild(api, d.id, 1, 120_000);
+  await waitFor('version 1 live again', async () => ((await api.get(`/api/functions/${d.id}`)).body.activeVersion === 1 ? true : undefined), { timeoutMs: 30_000 });
+  const back = await api.post(`/api/functions/${d.id}/invoke`, {});
+  assert.equal([back.body.result.greeting, back.body.result.interfaces], [null, ['lo']]);
 });
 
 dockerSuite('a failing build keeps v1 live and serving; the engine error is in the logs', async () => {
