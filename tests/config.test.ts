@@ -114,6 +114,11 @@ releases('bad configuration gets 400 and no version is made', async () => {
     assert.is(res.status, 400, JSON.stringify(patch));
     assert.is(res.body.error.code, 'validation_failed', JSON.stringify(res.body));
   }
+  // the message says what is wrong with a name, not just that it is
+  const reserved = await api.request('PATCH', `/api/functions/${d.id}/config`, { json: { env: { CONTAINERPUB_X: 'y' } } });
+  assert.match(reserved.body.error.message, /env\.CONTAINERPUB_X: the CONTAINERPUB_ prefix is reserved/);
+  const lower = await api.request('PATCH', `/api/functions/${d.id}/config`, { json: { secrets: { 'bad-name': 'y' } } });
+  assert.match(lower.body.error.message, /secrets\.bad-name: must be A-Z, 0-9 and _/);
   const deploy = await api.post('/api/functions/deploy', { name: 'strict', ...declaration(), config: { memoryMb: 1 } });
   assert.is(deploy.status, 400);
   const fn = await api.get(`/api/functions/${d.id}`);

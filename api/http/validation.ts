@@ -5,8 +5,21 @@ import { z } from 'zod';
 import { errors } from '../../shared/errors.ts';
 import { UUID_PATTERN } from '../../shared/domain/model.ts';
 
+/**
+ * The issues as field/message pairs. A record key that fails its schema comes as one "Invalid key
+ * in record" issue holding the key's own issues: those say what is wrong, so they are used.
+ */
+function flatten(issues: readonly z.core.$ZodIssue[], prefix: PropertyKey[] = []): { field: string; message: string }[] {
+  return issues.flatMap((i) => {
+    const path = [...prefix, ...i.path];
+    const nested = (i as { issues?: z.core.$ZodIssue[] }).issues;
+    if (i.code === 'invalid_key' && nested?.length) return flatten(nested, path);
+    return [{ field: path.map(String).join('.') || '(body)', message: i.message }];
+  });
+}
+
 function describe(error: z.ZodError): { message: string; details: Record<string, unknown> } {
-  const fields = error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message }));
+  const fields = flatten(error.issues);
   return {
     message: fields.map((f) => `${f.field}: ${f.message}`).join('; '),
     details: { fields },

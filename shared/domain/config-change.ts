@@ -7,7 +7,7 @@ import type { Db } from '../db/knex.ts';
 import { num } from '../db/dialect.ts';
 import { errors } from '../errors.ts';
 import type { Platform } from '../platform.ts';
-import { BUILT_STATUS, type FunctionRow } from './model.ts';
+import type { FunctionRow } from './model.ts';
 import { configView, parseStoredConfig, type ConfigPatch, type ConfigView } from './release-config.ts';
 import { allocateVersion } from './versions.ts';
 
@@ -38,5 +38,5 @@ export async function requestConfigChange(p: Platform, userId: string, functionI
 export async function currentConfig(db: Db, platform: Platform['config'], functionId: string): Promise<ConfigView & { version: number | null }> {
   const live = await db.knex('function_deployments').where({ function_id: functionId, is_active: true }).first('config', 'version', 'status');
   const row = live ?? (await db.knex('function_deployments').where({ function_id: functionId }).orderBy('version', 'desc').first('config', 'version', 'status'));
-  return { version: row && (live || row.status === BUILT_STATUS) ? num(row.version) : row ? num(row.version) : null, ...configView(parseStoredConfig(row?.config), platform) };
+  return { version: row ? num(row.version) : null, ...configView(parseStoredConfig(row?.config), platform) };
 }
