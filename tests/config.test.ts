@@ -196,6 +196,20 @@ limits('minInstances=1 keeps one instance of the live version after the idle tim
   }, { timeoutMs: 10_000 });
 });
 
+limits('maxInstances and concurrency bound the version\'s pool', async () => {
+  const api = await tp.newUser();
+  const d = await deployAndBuild(api, 'bounded', await makeNodeFunction(`export default async (event) => { const start = Date.now(); await new Promise((r) => setTimeout(r, 300)); return { pid: process.pid, start, end: Date.now() }; };`));
+  await changeConfig(api, d.id, { maxInstances: 1, concurrency: 2 });
+  const results = (await Promise.all(Array.from({ length: 4 }, () => api.post(`/api/functions/${d.id}/invoke`, {})))).map((r) => {
+    assert.is(r.status, 200, JSON.stringify(r.body));
+    return r.body.result;
+  });
+  assert.is(new Set(results.map((r) => r.pid)).size, 1, 'one instance at most');
+  // two at a time on it: at no moment more than two run, and some two overlap
+  const at = (t: number) => results.filter((r) => r.start <= t && t < r.end).length;
+  assert.ok(Math.max(...results.map((r) => at(r.start))) === 2, JSON.stringify(results));
+});
+
 limits('network "outbound": the function reaches a server on 127.0.0.1 (process driver: no isolation either way)', async () => {
   const server = http.createServer((_req, res) => res.end('pong'));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
