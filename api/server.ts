@@ -16,6 +16,9 @@ import { LiveRoutes } from '../shared/domain/live-routes.ts';
 import * as auth from './routes/auth.ts';
 import * as deploy from './routes/deploy.ts';
 import * as deployments from './routes/deployments.ts';
+import * as endpoint from './routes/endpoint.ts';
+import * as keys from './routes/keys.ts';
+import { FunctionKeyCache } from '../shared/domain/function-keys.ts';
 import * as functions from './routes/functions.ts';
 import * as health from './routes/health.ts';
 import * as instances from './routes/instances.ts';
@@ -36,6 +39,16 @@ const JSON_BODY_LIMIT = 1024 * 1024;
 
 export function createApi(p: Platform, opts: ApiOptions = {}): App {
   const app = createHonoApp(p);
+  const tokenCache = createTokenCache(p);
+  const keyCache = new FunctionKeyCache(p.db, (err) => p.logger.warn('could not record a function key as used', { err: (err as Error)?.message ?? String(err) }));
+  const { driver, invoker } = opts;
+  // first: with FUNCTIONS_DOMAIN, a function's own host name serves nothing but the function
+  if (invoker) endpoint.register(app, p, { invoker, tokens: tokenCache, keys: keyCache });
+  else {
+    app.all('/fn/*', () => {
+      throw errors.unavailable('this API process has no runtime driver configured');
+    });
+  }
   health.register(app, p);
   // JSON bodies are small; the multipart deploy and invocation set their own limits.
   app.use('/api/*', async (c, next) => {
@@ -47,13 +60,11 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   });
   auth.register(app, p);
   uploads.register(app, p);
-  const tokenCache = createTokenCache(p);
   const user = requireUser(p, tokenCache);
   app.use('/api/functions', user);
   app.use('/api/functions/*', user);
   for (const path of ['/api/auth/tokens', '/api/auth/tokens/*', '/api/auth/logout', '/api/auth/me']) app.use(path, user);
   tokens.register(app, p, tokenCache);
-  const { driver, invoker } = opts;
   // one routing cache per process: the invoker keeps it in step with activations and deletions
   const owned = requireOwnedFunction(invoker?.routes ?? new LiveRoutes(p.db, () => false));
   app.use('/api/functions/:id', owned);
@@ -82,6 +93,7 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
         }
       : undefined,
   });
+  keys.register(app, p, keyCache);
   deployments.register(app, p);
   rollback.register(app, p);
   logs.register(app, p);

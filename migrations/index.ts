@@ -7,6 +7,7 @@ import * as retention from './20261125000200_retention.ts';
 import * as accounts from './20261202000100_accounts.ts';
 import * as uploads from './20261202000200_uploads.ts';
 import * as safety from './20261202000300_safety.ts';
+import * as endpoints from './20261202000400_endpoints.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -20,6 +21,7 @@ const migrations: Record<string, Migration> = {
   '20261202000100_accounts': accounts,
   '20261202000200_uploads': uploads,
   '20261202000300_safety': safety,
+  '20261202000400_endpoints': endpoints,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

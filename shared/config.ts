@@ -95,6 +95,11 @@ const envSchema = z.object({
   DB_QUERY_TIMEOUT_MS: int(15_000, 100),
   DB_ACQUIRE_TIMEOUT_MS: int(10_000, 100),
   PUBLIC_URL: url('PUBLIC_URL'),
+  // function endpoints: {name}--{handle}.FUNCTIONS_DOMAIN routes to a function (unset: path URLs only)
+  FUNCTIONS_DOMAIN: optionalString.refine((v) => v === undefined || /^(?=.{1,200}$)([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]*[a-z0-9])?$/i.test(v), {
+    message: 'FUNCTIONS_DOMAIN must be a domain name such as fn.example.com (no scheme, no port)',
+  }),
+  MAX_REQUEST_BYTES: int(6 * MiB, 0).pipe(z.number().max(64 * MiB)),
   UPLOAD_SIGNING_SECRET: optionalString.refine((v) => v === undefined || v.length >= 32, {
     message: 'UPLOAD_SIGNING_SECRET must be at least 32 characters',
   }),
@@ -184,6 +189,12 @@ export interface Config {
     rateLimitPerEmail: number;
     /** take the client address from X-Forwarded-For (its last entry) instead of the socket */
     trustProxy: boolean;
+  };
+  endpoints: {
+    /** host-based routing: {name}--{handle}.{functionsDomain}, lower case */
+    functionsDomain?: string;
+    /** the largest request body an endpoint (or POST …/invoke) accepts */
+    maxRequestBytes: number;
   };
   /** how long a query may run (PostgreSQL: statement_timeout and the client's wait) and a connection take */
   databaseTimeouts: { queryMs: number; acquireMs: number };
@@ -283,6 +294,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       rateLimitPerEmail: e.AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE,
       trustProxy: e.TRUST_PROXY === 'on',
     },
+    endpoints: { functionsDomain: e.FUNCTIONS_DOMAIN?.toLowerCase(), maxRequestBytes: e.MAX_REQUEST_BYTES },
     databaseTimeouts: { queryMs: e.DB_QUERY_TIMEOUT_MS, acquireMs: e.DB_ACQUIRE_TIMEOUT_MS },
     quotas: {
       maxFunctions: e.MAX_FUNCTIONS_PER_USER || null,

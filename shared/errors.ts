@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'unauthorized'
   | 'invalid_credentials'
   | 'email_taken'
+  | 'handle_taken'
   | 'not_found'
   | 'function_not_found'
   | 'version_not_found'
@@ -42,6 +43,7 @@ const statusByCode: Record<ErrorCode, number> = {
   unauthorized: 401,
   invalid_credentials: 401,
   email_taken: 409,
+  handle_taken: 409,
   not_found: 404,
   function_not_found: 404,
   version_not_found: 404,
@@ -94,6 +96,7 @@ export const errors = {
   unauthorized: (message = 'missing or invalid bearer token') => new AppError('unauthorized', message),
   invalidCredentials: () => new AppError('invalid_credentials', 'wrong email or password'),
   emailTaken: () => new AppError('email_taken', 'an account with this email already exists'),
+  handleTaken: (handle: string) => new AppError('handle_taken', `the handle "${handle}" is taken`, { handle }),
   notFound: (what = 'resource') => new AppError('not_found', `${what} not found`),
   functionNotFound: () => new AppError('function_not_found', 'function not found'),
   versionNotFound: (version: number) =>

@@ -49,7 +49,8 @@ tokens('login tokens last TOKEN_TTL_DAYS (30 by default); the list never shows a
 
   const me = await api.get('/api/auth/me');
   assert.is(me.status, 200);
-  assert.equal(me.body, { userId: api.userId, email: me.body.email });
+  assert.equal(me.body, { userId: api.userId, email: me.body.email, handle: me.body.handle });
+  assert.match(me.body.handle, /^[a-z0-9-]+$/);
   assert.match(me.body.email, /@example\.com$/);
 });
 

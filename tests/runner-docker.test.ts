@@ -76,6 +76,45 @@ dockerSuite('deploy → image built and pushed → invoke runs it as nobody; rol
   assert.is(canary.body.result.tag, 'imaged-v2');
 });
 
+dockerSuite('an HTTP handler in a container answers on its endpoint: binary in and out, a stream chunk by chunk', async () => {
+  const api = await tp.newUser();
+  const source = `export default {
+  async fetch(request) {
+    const url = new URL(request.url);
+    if (url.pathname === '/stream') {
+      const enc = new TextEncoder();
+      return new Response(new ReadableStream({
+        async start(c) {
+          c.enqueue(enc.encode('first\\n'));
+          await new Promise((r) => setTimeout(r, 400));
+          c.enqueue(enc.encode('second ' + Date.now() + '\\n'));
+          c.close();
+        },
+      }));
+    }
+    const bytes = new Uint8Array(await request.arrayBuffer()).reverse();
+    return new Response(bytes, { headers: { 'content-type': 'application/octet-stream', 'x-uid': String(process.getuid()) } });
+  },
+};`;
+  const d = await deployAndBuild(api, 'web', await makeNodeFunction(source), 120_000);
+  assert.is(d.built.status, 'active', `${d.built.error}\n${d.built.buildLogs}`);
+  await api.request('PATCH', `/api/functions/${d.id}`, { json: { access: 'public' } });
+  const url = (await api.get(`/api/functions/${d.id}`)).body.url as string;
+  const res = await fetch(`${url}/bytes`, { method: 'POST', body: Buffer.from([1, 2, 3, 255]) });
+  assert.is(res.status, 200);
+  assert.is(res.headers.get('x-uid'), '65534');
+  assert.equal([...Buffer.from(await res.arrayBuffer())], [255, 3, 2, 1]);
+  const stream = await fetch(`${url}/stream`);
+  const reader = stream.body!.getReader();
+  const first = new TextDecoder().decode((await reader.read()).value);
+  const firstAt = Date.now();
+  assert.is(first, 'first\n');
+  let rest = '';
+  for (let r = await reader.read(); !r.done; r = await reader.read()) rest += new TextDecoder().decode(r.value);
+  const secondAt = Number(/second (\d+)/.exec(rest)![1]);
+  assert.ok(secondAt - firstAt >= 300, `the first chunk came ${secondAt - firstAt} ms before the second was made`);
+});
+
 dockerSuite('a failing build keeps v1 live and serving; the engine error is in the logs', async () => {
   const api = await tp.newUser();
   const id = await builtVersions(api, 'sturdy', 1);

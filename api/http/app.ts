@@ -16,29 +16,55 @@ export function errorBody(code: string, message: string, details?: Record<string
   return { error: { code, message, ...(details ? { details } : {}) } };
 }
 
+/** An error as the platform answers it: status, envelope and extra headers, in one place. */
+export interface ErrorAnswer {
+  status: ContentfulStatusCode;
+  code: string;
+  body: ReturnType<typeof errorBody>;
+  headers: Record<string, string>;
+}
+
+export function errorAnswer(p: Platform, err: unknown, where: { method: string; path: string }): ErrorAnswer {
+  const answer = (status: number, code: string, message: string, details?: Record<string, unknown>, headers: Record<string, string> = {}) => ({
+    status: status as ContentfulStatusCode,
+    code,
+    body: errorBody(code, message, details),
+    // every platform error says so, so that a caller can tell it from an answer of a function
+    headers: { 'X-ContainerPub-Error': code, ...headers },
+  });
+  if (isAppError(err)) {
+    const headers: Record<string, string> = {};
+    // The client may still be sending a body we will not read: do not reuse the connection.
+    if (err.status === 413) headers.Connection = 'close';
+    if (err.status === 401) headers['WWW-Authenticate'] = 'Bearer realm="containerpub"';
+    if (err.retryAfterSeconds !== undefined) headers['Retry-After'] = String(err.retryAfterSeconds);
+    return answer(err.status, err.code, err.message, err.details, headers);
+  }
+  if (err instanceof HTTPException) {
+    const status = err.status;
+    const code = status === 413 ? 'payload_too_large' : status >= 500 ? 'internal' : 'bad_request';
+    return answer(status, code, err.message || 'request refused');
+  }
+  if (isDependencyOutage(err)) {
+    p.logger.warn('a dependency is not answering', { ...where, err: (err as Error).message });
+    return answer(503, 'unavailable', 'a service the platform depends on is not answering; try again shortly', undefined, {
+      'Retry-After': String(OUTAGE_RETRY_AFTER_SECONDS),
+    });
+  }
+  p.logger.error('unhandled error', { ...where, err: (err as Error)?.stack ?? String(err) });
+  return answer(500, 'internal', 'internal server error');
+}
+
 export function createHonoApp(p: Platform): App {
   const app = new Hono<AppEnv>();
   app.onError((err, c) => {
-    if (isAppError(err)) {
-      // The client may still be sending a body we will not read: do not reuse the connection.
-      if (err.status === 413) c.header('Connection', 'close');
-      if (err.retryAfterSeconds !== undefined) c.header('Retry-After', String(err.retryAfterSeconds));
-      return c.json(errorBody(err.code, err.message, err.details), err.status as ContentfulStatusCode);
-    }
-    if (err instanceof HTTPException) {
-      const status = err.status as ContentfulStatusCode;
-      const code = status === 413 ? 'payload_too_large' : status >= 500 ? 'internal' : 'bad_request';
-      return c.json(errorBody(code, err.message || 'request refused'), status);
-    }
-    if (isDependencyOutage(err)) {
-      p.logger.warn('a dependency is not answering', { method: c.req.method, path: c.req.path, err: (err as Error).message });
-      c.header('Retry-After', String(OUTAGE_RETRY_AFTER_SECONDS));
-      return c.json(errorBody('unavailable', 'a service the platform depends on is not answering; try again shortly'), 503);
-    }
-    p.logger.error('unhandled error', { method: c.req.method, path: c.req.path, err: (err as Error).stack ?? String(err) });
-    return c.json(errorBody('internal', 'internal server error'), 500);
+    const a = errorAnswer(p, err, { method: c.req.method, path: c.req.path });
+    for (const [name, value] of Object.entries(a.headers)) c.header(name, value);
+    return c.json(a.body, a.status);
   });
-  app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));
+  app.notFound((c) => {
+    c.header('X-ContainerPub-Error', 'not_found');
+    return c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404);
+  });
   return app;
 }
-

@@ -5,12 +5,21 @@ import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
 
 export async function readBodyText(c: Context, limit: number, tooLarge: () => Error): Promise<string> {
+  return (await readBodyBytes(c, limit, tooLarge)).toString('utf8');
+}
+
+export async function readBodyBytes(c: Context, limit: number, tooLarge: () => Error): Promise<Buffer> {
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
   if (!incoming || incoming.readableEnded) {
-    const text = await c.req.text();
-    if (Buffer.byteLength(text) > limit) throw tooLarge();
-    return text;
+    const bytes = Buffer.from(await c.req.arrayBuffer());
+    if (bytes.length > limit) throw tooLarge();
+    return bytes;
   }
+  return readIncoming(incoming, limit, tooLarge);
+}
+
+/** The body of a Node request, bounded: over `limit`, the rest is drained unread and `tooLarge()` thrown. */
+export function readIncoming(incoming: IncomingMessage, limit: number, tooLarge: () => Error): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -27,7 +36,7 @@ export async function readBodyText(c: Context, limit: number, tooLarge: () => Er
     };
     incoming.on('data', onData);
     incoming.once('end', () => {
-      if (size <= limit) resolve(Buffer.concat(chunks, size).toString('utf8'));
+      if (size <= limit) resolve(Buffer.concat(chunks, size));
     });
     incoming.once('error', reject);
   });

@@ -21,7 +21,7 @@ export function register(app: App, p: Platform): void {
     if (p.config.auth.registration === 'closed') throw errors.registrationClosed();
     const body = await jsonBody(c, registerSchema);
     limit(c, body.email);
-    return c.json(await registerUser(p.db, body.email, body.password, session), 201);
+    return c.json(await registerUser(p.db, body, session), 201);
   });
   app.post('/api/auth/login', async (c) => {
     const body = await jsonBody(c, loginSchema);

@@ -1,9 +1,20 @@
-// GET /api/functions, GET /api/functions/:id, DELETE /api/functions/:id
+// GET /api/functions, GET /api/functions/:id, PATCH /api/functions/:id {access}, DELETE /api/functions/:id
+import type { Context } from 'hono';
+import { z } from 'zod';
+import { accessSchema, setAccess } from '../../shared/domain/access.ts';
+import type { UrlBase } from '../../shared/domain/endpoint-address.ts';
 import { deleteFunction, type RemovedFunction } from '../../shared/domain/delete-function.ts';
 import { getFunctionView, listFunctions } from '../../shared/domain/functions.ts';
 import type { Platform } from '../../shared/platform.ts';
 import type { App } from '../http/app.ts';
-import { functionId } from '../http/validation.ts';
+import { functionId, jsonBody } from '../http/validation.ts';
+
+export const patchFunctionSchema = z.strictObject({ access: accessSchema });
+
+/** Where this platform's function URLs start: PUBLIC_URL, else the origin this request reached. */
+export function urlBase(c: Context, p: Platform): UrlBase {
+  return { origin: p.config.uploads.publicUrl ?? new URL(c.req.url).origin, functionsDomain: p.config.endpoints.functionsDomain };
+}
 
 export interface FunctionRoutesOptions {
   /** removes images or unpacked artifacts of a deleted function (the runtime driver's job) */
@@ -12,10 +23,16 @@ export interface FunctionRoutesOptions {
 
 export function register(app: App, p: Platform, opts: FunctionRoutesOptions = {}): void {
   app.get('/api/functions', async (c) => {
-    return c.json({ functions: await listFunctions(p.db, c.get('userId')) });
+    return c.json({ functions: await listFunctions(p.db, c.get('userId'), urlBase(c, p)) });
   });
   app.get('/api/functions/:id', async (c) => {
-    return c.json(await getFunctionView(p.db, c.get('userId'), functionId(c)));
+    return c.json(await getFunctionView(p.db, c.get('userId'), functionId(c), urlBase(c, p)));
+  });
+  app.patch('/api/functions/:id', async (c) => {
+    const id = functionId(c);
+    const body = await jsonBody(c, patchFunctionSchema);
+    await setAccess(p.db, c.get('userId'), id, body.access);
+    return c.json(await getFunctionView(p.db, c.get('userId'), id, urlBase(c, p)));
   });
   app.delete('/api/functions/:id', async (c) => {
     const id = functionId(c);

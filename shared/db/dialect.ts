@@ -47,6 +47,14 @@ export function isUniqueViolation(err: unknown): boolean {
   return e?.code === '23505' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || /UNIQUE constraint failed/.test(e?.message ?? '');
 }
 
+/** A unique violation on an index that covers `column` of `table` (names as the migrations made them). */
+export function isUniqueViolationOn(err: unknown, table: string, column: string): boolean {
+  if (!isUniqueViolation(err)) return false;
+  const e = err as { constraint?: string; message?: string };
+  if (typeof e.constraint === 'string') return e.constraint.includes(column);
+  return (e.message ?? '').includes(`${table}.${column}`);
+}
+
 /**
  * SQLite only: a number that changes whenever another process commits to the database file
  * (`PRAGMA data_version`, per connection; this process's own commits do not change it). Lets a

@@ -4,15 +4,18 @@ import { randomBytes, randomUUID, scrypt as scryptCb, timingSafeEqual } from 'no
 import { promisify } from 'node:util';
 import { z } from 'zod';
 import type { Db } from '../db/knex.ts';
-import { isUniqueViolation } from '../db/dialect.ts';
+import { isUniqueViolationOn } from '../db/dialect.ts';
 import { nowIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
+import { handleFromEmail, handleSchema, withSuffix } from './handles.ts';
 import { issueToken, LOGIN_TOKEN_NAME } from './tokens.ts';
 
 /** What a new account needs, wherever it is made (sign-up, `npm run users -- add`). */
 export const newAccountSchema = z.object({
   email: z.email('must be an email address').max(320),
   password: z.string().min(8, 'must be at least 8 characters').max(1024),
+  /** the first segment of the account's function URLs; derived from the email when absent */
+  handle: handleSchema.optional(),
 });
 
 const scrypt = promisify(scryptCb) as (pw: string, salt: Buffer, len: number, opts: object) => Promise<Buffer>;
@@ -46,22 +49,42 @@ export interface SessionOptions {
   tokenTtlDays: number;
 }
 
-/** A new account without a session (the operator's `npm run users -- add`). */
-export async function createUser(db: Db, email: string, password: string): Promise<{ userId: string; email: string }> {
+export interface Account {
+  userId: string;
+  email: string;
+  handle: string;
+}
+
+/** Derived handles tried with a numeric suffix before a random one. */
+const DERIVED_HANDLE_TRIES = 5;
+
+/**
+ * A new account without a session (the operator's `npm run users -- add`, and sign-up). A chosen
+ * handle that is taken is a 409; a derived one moves on to the next free suffix.
+ */
+export async function createUser(db: Db, email: string, password: string, handle?: string): Promise<Account> {
   const userId = randomUUID();
   const passwordHash = await hashPassword(password);
-  try {
-    await db.knex('users').insert({
-      id: userId,
-      email: email.toLowerCase(),
-      password_hash: passwordHash,
-      created_at: nowIso(),
-    });
-  } catch (err) {
-    if (isUniqueViolation(err)) throw errors.emailTaken();
-    throw err;
+  const base = handle ?? handleFromEmail(email);
+  for (let attempt = 1; ; attempt++) {
+    const candidate =
+      handle !== undefined ? handle : attempt <= DERIVED_HANDLE_TRIES ? withSuffix(base, attempt) : withSuffix(base, 1000 + randomBytes(3).readUIntBE(0, 3));
+    try {
+      await db.knex('users').insert({
+        id: userId,
+        email: email.toLowerCase(),
+        handle: candidate,
+        password_hash: passwordHash,
+        created_at: nowIso(),
+      });
+      return { userId, email: email.toLowerCase(), handle: candidate };
+    } catch (err) {
+      if (isUniqueViolationOn(err, 'users', 'email')) throw errors.emailTaken();
+      if (!isUniqueViolationOn(err, 'users', 'handle')) throw err;
+      if (handle !== undefined) throw errors.handleTaken(handle);
+      if (attempt > DERIVED_HANDLE_TRIES + 3) throw err;
+    }
   }
-  return { userId, email: email.toLowerCase() };
 }
 
 async function openSession(db: Db, userId: string, opts: SessionOptions): Promise<Session> {
@@ -69,9 +92,13 @@ async function openSession(db: Db, userId: string, opts: SessionOptions): Promis
   return { userId, token: issued.token };
 }
 
-export async function registerUser(db: Db, email: string, password: string, opts: SessionOptions): Promise<Session> {
-  const { userId } = await createUser(db, email, password);
-  return openSession(db, userId, opts);
+export async function registerUser(
+  db: Db,
+  account: { email: string; password: string; handle?: string },
+  opts: SessionOptions,
+): Promise<Session & { handle: string }> {
+  const { userId, handle } = await createUser(db, account.email, account.password, account.handle);
+  return { ...(await openSession(db, userId, opts)), handle };
 }
 
 export async function loginUser(db: Db, email: string, password: string, opts: SessionOptions): Promise<Session> {
@@ -84,8 +111,8 @@ export async function loginUser(db: Db, email: string, password: string, opts: S
   return openSession(db, user.id, opts);
 }
 
-export async function getUser(db: Db, userId: string): Promise<{ userId: string; email: string }> {
-  const user = await db.knex('users').select('id', 'email').where({ id: userId }).first();
+export async function getUser(db: Db, userId: string): Promise<Account> {
+  const user = await db.knex('users').select('id', 'email', 'handle').where({ id: userId }).first();
   if (!user) throw errors.notFound('user');
-  return { userId: user.id, email: user.email };
+  return { userId: user.id, email: user.email, handle: user.handle };
 }

@@ -3,6 +3,8 @@ import type { Db } from '../db/knex.ts';
 import { bool, num } from '../db/dialect.ts';
 import { toIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
+import { accessOf, type AccessMode } from './access.ts';
+import { functionUrls, type UrlBase } from './endpoint-address.ts';
 import type { FunctionRow } from './model.ts';
 
 export interface FunctionView {
@@ -12,6 +14,12 @@ export interface FunctionView {
   activeVersion: number | null;
   activeDeploymentId: string | null;
   latestVersion: number;
+  /** who may call its endpoint */
+  access: AccessMode;
+  /** its endpoint (path form) */
+  url: string;
+  /** its endpoint (host form), when FUNCTIONS_DOMAIN is set */
+  hostUrl?: string;
   createdAt: string | null;
   updatedAt: string | null;
 }
@@ -20,8 +28,10 @@ function summaryQuery(db: Db) {
   return db
     .knex('functions as f')
     .leftJoin('function_deployments as d', 'd.id', 'f.active_deployment_id')
+    .join('users as u', 'u.id', 'f.user_id')
     .select(
       'f.*',
+      'u.handle',
       'd.version as active_version',
       db.knex.raw(`EXISTS (SELECT 1 FROM function_deployments x WHERE x.function_id = f.id AND x.status <> 'failed') AS has_unfailed`),
     );
@@ -37,7 +47,9 @@ function functionStatus(row: FunctionRow & { has_unfailed: unknown }): string {
   return row.status;
 }
 
-function toView(row: FunctionRow & { active_version: number | null; has_unfailed: unknown }): FunctionView {
+type SummaryRow = FunctionRow & { handle: string; access: string; active_version: number | null; has_unfailed: unknown };
+
+function toView(row: SummaryRow, base: UrlBase): FunctionView {
   return {
     id: row.id,
     name: row.name,
@@ -45,18 +57,20 @@ function toView(row: FunctionRow & { active_version: number | null; has_unfailed
     activeVersion: row.active_version === null ? null : num(row.active_version),
     activeDeploymentId: row.active_deployment_id ?? null,
     latestVersion: num(row.last_version),
+    access: accessOf(row.access),
+    ...functionUrls(base, row.handle, row.name),
     createdAt: toIso(row.created_at),
     updatedAt: toIso(row.updated_at),
   };
 }
 
-export async function getFunctionView(db: Db, userId: string, functionId: string): Promise<FunctionView> {
+export async function getFunctionView(db: Db, userId: string, functionId: string, base: UrlBase): Promise<FunctionView> {
   const row = await summaryQuery(db).where({ 'f.id': functionId, 'f.user_id': userId }).first();
   if (!row) throw errors.functionNotFound();
-  return toView(row);
+  return toView(row, base);
 }
 
-export async function listFunctions(db: Db, userId: string): Promise<FunctionView[]> {
+export async function listFunctions(db: Db, userId: string, base: UrlBase): Promise<FunctionView[]> {
   const rows = await summaryQuery(db).where({ 'f.user_id': userId }).orderBy('f.name', 'asc');
-  return rows.map(toView);
+  return rows.map((r: SummaryRow) => toView(r, base));
 }

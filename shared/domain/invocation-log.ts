@@ -9,6 +9,7 @@ import type { Logger } from '../logger.ts';
 /** Logs kept per invocation; the rest of a chatty function's output is dropped from the front. */
 export const STORED_LOG_BYTES = 16 * 1024;
 const ERROR_CHARS = 4_000;
+const PATH_CHARS = 1_024;
 
 export interface InvocationRecord {
   functionId: string;
@@ -20,6 +21,11 @@ export interface InvocationRecord {
   durationMs: number;
   logs: string;
   error: string | null;
+  /** endpoint invocations: the request's method and path (without its query) */
+  method?: string;
+  path?: string;
+  /** the HTTP status the caller got */
+  status?: number;
 }
 
 function tail(text: string, max: number): string {
@@ -64,6 +70,9 @@ export class InvocationRecorder {
       duration_ms: Math.round(r.durationMs),
       logs: tail(r.logs, STORED_LOG_BYTES),
       error: r.error === null ? null : r.error.slice(0, ERROR_CHARS),
+      method: r.method ?? null,
+      path: r.path === undefined ? null : r.path.slice(0, PATH_CHARS),
+      status: r.status ?? null,
       created_at: nowIso(),
     });
     if (this.pending.length > this.maxPending) {
@@ -121,6 +130,10 @@ export interface InvocationView {
   deploymentId: string;
   outcome: string;
   durationMs: number;
+  /** endpoint invocations: the request's method and path; null for POST …/invoke */
+  method: string | null;
+  path: string | null;
+  status: number | null;
   logs: string | null;
   error: string | null;
   createdAt: string | null;
@@ -141,6 +154,9 @@ export async function listInvocations(
     deploymentId: r.deployment_id,
     outcome: r.outcome,
     durationMs: num(r.duration_ms),
+    method: r.method ?? null,
+    path: r.path ?? null,
+    status: r.status === null || r.status === undefined ? null : num(r.status),
     logs: r.logs ?? null,
     error: r.error ?? null,
     createdAt: toIso(r.created_at),

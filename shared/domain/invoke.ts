@@ -8,15 +8,24 @@ import { num } from '../db/dialect.ts';
 import { PgListener } from '../db/listener.ts';
 import { AppError, driverMismatch, errors } from '../errors.ts';
 import type { Platform } from '../platform.ts';
-import { CapacityError, InstanceManager, ShuttingDownError, type InstanceInfo, type InstanceTarget, type PoolSettings } from '../runtime/pool.ts';
+import {
+  CapacityError,
+  InstanceManager,
+  ShuttingDownError,
+  type ExchangeOutcome,
+  type ExchangeWork,
+  type InstanceInfo,
+  type InstanceTarget,
+  type PoolSettings,
+} from '../runtime/pool.ts';
 import { ArtifactMissingError } from '../runtime/protocol.ts';
 import type { RuntimeDriver } from '../runtime/types.ts';
 import { requestRebuild } from './build-queue.ts';
 import { findDeploymentByVersion } from './deployments.ts';
 import { recordEvent } from './events.ts';
 import { FUNCTION_CHANGED_CHANNEL, onFunctionChangedLocally } from './function-changes.ts';
-import { InvocationRecorder } from './invocation-log.ts';
-import { LiveRoutes } from './live-routes.ts';
+import { InvocationRecorder, type InvocationRecord } from './invocation-log.ts';
+import { LiveRoutes, type LiveRoute } from './live-routes.ts';
 import { BUILT_STATUS } from './model.ts';
 import { versionDriver, type DriverName } from './version-driver.ts';
 import { instanceQuotaError } from './quotas.ts';
@@ -135,6 +144,12 @@ export class Invoker {
   private async resolveTarget(userId: string, functionId: string, version?: number): Promise<InstanceTarget> {
     const route = await this.routes.get(functionId);
     if (!route || route.userId !== userId) throw errors.functionNotFound();
+    return this.targetOf(route, version);
+  }
+
+  /** The version of a function to run: the live one, or a named built one. */
+  async targetOf(route: LiveRoute, version?: number): Promise<InstanceTarget> {
+    const { functionId } = route;
     this.owners.set(functionId, route.userId);
     if (version !== undefined) return resolveVersion(this.p.db, functionId, version, this.driver.name);
     const live = route.live;
@@ -144,18 +159,18 @@ export class Invoker {
     return { functionId, deploymentId: live.deploymentId, version: live.version, imageTag: live.imageTag };
   }
 
-  /** `body` is the event as JSON text (already checked to parse). */
-  async invoke(input: { userId: string; functionId: string; version?: number; body: string }): Promise<InvocationResult> {
-    const target = await this.resolveTarget(input.userId, input.functionId, input.version);
-    const requestId = randomUUID();
-    const details = { version: target.version, deploymentId: target.deploymentId, requestId };
-    let outcome;
+  /**
+   * Runs `work` on a warm instance of `target`. Capacity, shutdown and a missing artifact become
+   * the platform's errors here; how the work itself ended is the outcome.
+   */
+  async exchange<T>(target: InstanceTarget, requestId: string, work: ExchangeWork<T>): Promise<ExchangeOutcome<T>> {
     try {
-      outcome = await this.manager.invoke(target, { requestId, body: input.body });
+      const outcome = await this.manager.exchange(target, requestId, work);
       // An instance that could not start may have found its files half gone: look before blaming it.
       if (!outcome.ok && outcome.instanceId === null && !(await this.driver.hasArtifact(target))) {
         throw new ArtifactMissingError(outcome.message);
       }
+      return outcome;
     } catch (err) {
       if (err instanceof CapacityError) {
         throw new AppError('capacity_exceeded', err.message, { version: target.version }, err.retryAfterSeconds);
@@ -163,22 +178,43 @@ export class Invoker {
       if (err instanceof ShuttingDownError) throw errors.unavailable(err.message);
       if (!(err instanceof ArtifactMissingError)) throw err;
       // Removed by hand (or lost with a node): rebuild it from its archive; callers retry.
-      this.p.logger.warn('artifact missing at invocation; rebuilding', { functionId: input.functionId, version: target.version, err });
+      this.p.logger.warn('artifact missing at invocation; rebuilding', { functionId: target.functionId, version: target.version, err });
       await requestRebuild(this.p.db, { ...target, why: err.message });
       throw imageRebuilding(target.version, target.deploymentId);
     }
-    this.recorder.record({
+  }
+
+  /** Keeps what an invocation printed and how it ended (written off the request path). */
+  record(r: InvocationRecord): void {
+    this.recorder.record(r);
+  }
+
+  /** The error a failed exchange is, as the platform reports it. */
+  failure(target: InstanceTarget, requestId: string, outcome: { kind: 'error' | 'timeout' | 'crashed'; message: string }): AppError {
+    const details = { version: target.version, deploymentId: target.deploymentId, requestId };
+    if (outcome.kind === 'timeout') return new AppError('function_timeout', `function did not finish within ${poolSettings(this.p.config).timeoutMs} ms`, details);
+    if (outcome.kind === 'crashed') return new AppError('function_crashed', outcome.message, details);
+    return new AppError('function_error', outcome.message, details);
+  }
+
+  /** `body` is the event as JSON text (already checked to parse). */
+  async invoke(input: { userId: string; functionId: string; version?: number; body: string }): Promise<InvocationResult> {
+    const target = await this.resolveTarget(input.userId, input.functionId, input.version);
+    const requestId = randomUUID();
+    const out = await this.exchange(target, requestId, (channel, signal) => channel.invoke(requestId, input.body, signal));
+    const reply = out.ok ? out.value : null;
+    const outcome = !out.ok ? out : reply!.ok ? null : { kind: 'error' as const, message: reply!.error };
+    this.record({
       ...target,
       requestId,
-      outcome: outcome.ok ? 'ok' : outcome.kind,
-      durationMs: outcome.durationMs,
-      logs: outcome.logs,
-      error: outcome.ok ? null : outcome.message,
+      outcome: outcome ? outcome.kind : 'ok',
+      durationMs: out.durationMs,
+      logs: out.ok ? reply!.logs : out.logs,
+      error: outcome ? outcome.message : null,
+      status: outcome ? (outcome.kind === 'timeout' ? 504 : 502) : 200,
     });
-    if (outcome.ok) return { result: outcome.result, ...details, durationMs: outcome.durationMs };
-    if (outcome.kind === 'timeout') throw new AppError('function_timeout', `function did not finish within ${poolSettings(this.p.config).timeoutMs} ms`, details);
-    if (outcome.kind === 'crashed') throw new AppError('function_crashed', outcome.message, details);
-    throw new AppError('function_error', outcome.message, details);
+    if (outcome) throw this.failure(target, requestId, outcome);
+    return { result: reply!.ok ? reply!.result : null, version: target.version, deploymentId: target.deploymentId, requestId, durationMs: out.durationMs };
   }
 
   async listInstances(userId: string, functionId: string): Promise<InstanceInfo[]> {

@@ -6,6 +6,7 @@
 // (the connection is down), entries live one second only.
 import type { Db } from '../db/knex.ts';
 import { bool, num, sqliteDataVersion } from '../db/dialect.ts';
+import { accessOf, type AccessMode } from './access.ts';
 import type { DeploymentStatus } from './model.ts';
 import { versionDriver, type DriverName } from './version-driver.ts';
 
@@ -21,6 +22,8 @@ export interface LiveDeployment {
 export interface LiveRoute {
   functionId: string;
   userId: string;
+  /** who may call its endpoint */
+  access: AccessMode;
   /** null: nothing is live yet */
   live: LiveDeployment | null;
 }
@@ -28,6 +31,8 @@ export interface LiveRoute {
 const TTL_WITH_FEED_MS = 60_000;
 const TTL_WITHOUT_FEED_MS = 1_000;
 const MAX_ENTRIES = 10_000;
+/** An address that named no function is asked again after this long (a flood of them stays cheap). */
+const MISS_TTL_MS = 1_000;
 
 export class LiveRoutes {
   private readonly entries = new Map<string, { route: LiveRoute; at: number }>();
@@ -35,6 +40,8 @@ export class LiveRoutes {
   private epoch = 0;
   /** SQLite: the data_version the entries were read under */
   private dataVersion: number | null = null;
+  /** endpoint addresses ("handle/name") to function ids: a function keeps its id and name for life */
+  private readonly addresses = new Map<string, { functionId: string | null; at: number }>();
 
   constructor(
     private readonly db: Db,
@@ -64,6 +71,29 @@ export class LiveRoutes {
     return route;
   }
 
+  /**
+   * The route of the function an endpoint address names (`/fn/{handle}/{name}`), or null. A name
+   * freed by a deletion and taken again by a new function resolves to the new one.
+   */
+  async byAddress(handle: string, name: string): Promise<LiveRoute | null> {
+    const key = `${handle}/${name}`;
+    const hit = this.addresses.get(key);
+    if (hit && (hit.functionId !== null || performance.now() - hit.at < MISS_TTL_MS)) {
+      if (hit.functionId === null) return null;
+      const route = await this.get(hit.functionId);
+      if (route) return route;
+    }
+    const row = await this.db
+      .knex('functions as f')
+      .join('users as u', 'u.id', 'f.user_id')
+      .where({ 'u.handle': handle, 'f.name': name })
+      .first('f.id');
+    this.addresses.delete(key);
+    this.addresses.set(key, { functionId: row?.id ?? null, at: performance.now() });
+    if (this.addresses.size > MAX_ENTRIES) this.addresses.delete(this.addresses.keys().next().value!);
+    return row ? this.get(row.id) : null;
+  }
+
   invalidate(functionId: string): void {
     this.epoch++;
     this.entries.delete(functionId);
@@ -72,6 +102,7 @@ export class LiveRoutes {
   clear(): void {
     this.epoch++;
     this.entries.clear();
+    this.addresses.clear();
   }
 
   /** The seed's execution query: the function and its active deployment, checked on both sides. */
@@ -80,12 +111,12 @@ export class LiveRoutes {
       .knex('functions as f')
       .leftJoin('function_deployments as d', 'd.id', 'f.active_deployment_id')
       .where({ 'f.id': functionId })
-      .first('f.user_id', 'd.id as deployment_id', 'd.version', 'd.image_tag', 'd.status', 'd.is_active', 'd.runtime_driver');
+      .first('f.user_id', 'f.access', 'd.id as deployment_id', 'd.version', 'd.image_tag', 'd.status', 'd.is_active', 'd.runtime_driver');
     if (!row) return null;
     const live =
       row.deployment_id && bool(row.is_active)
         ? { deploymentId: row.deployment_id, version: num(row.version), imageTag: row.image_tag ?? null, status: row.status, driver: versionDriver(row) }
         : null;
-    return { functionId, userId: row.user_id, live };
+    return { functionId, userId: row.user_id, access: accessOf(row.access), live };
   }
 }

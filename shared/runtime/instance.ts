@@ -215,6 +215,19 @@ export type InstanceReply =
 /** The connection broke (the instance died, or was killed) before it answered. */
 export class ChannelError extends Error {}
 
+/** An endpoint request as it goes to the instance (`ANY /http/<path>`; see the bootstrap's serveHttp). */
+export interface ForwardedRequest {
+  method: string;
+  /** the path within the function, with its query */
+  path: string;
+  /** flat [name, value, name, value, …], hop-by-hop headers already removed */
+  headers: string[];
+  body: Buffer;
+}
+
+/** Logs travel in a header or trailer of an endpoint answer (base64; at most 16 KiB of text). */
+const FORWARD_MAX_HEADER_BYTES = 96 * 1024;
+
 /** Keep-alive HTTP over one instance's socket. */
 export class InstanceChannel {
   private readonly agent: http.Agent;
@@ -264,6 +277,33 @@ export class InstanceChannel {
       req.on('close', () => signal.removeEventListener('abort', onAbort));
       req.on('error', (err) => reject(err instanceof ChannelError ? err : new ChannelError(err.message)));
       req.end(body);
+    });
+  }
+
+  /**
+   * Sends an endpoint request; resolves once the instance's answer has begun (status and headers),
+   * with its body still to read. A connection that breaks before that is a ChannelError.
+   */
+  forward(request: ForwardedRequest, signal: AbortSignal): Promise<http.IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const headers = [...request.headers, 'content-length', String(request.body.length)];
+      const req = http.request({
+        socketPath: this.socketPath,
+        path: `/http${request.path}`,
+        method: request.method,
+        agent: this.agent,
+        headers,
+        maxHeaderSize: FORWARD_MAX_HEADER_BYTES,
+        // no Host of our own: the caller's is in `headers`
+        setHost: false,
+      });
+      const onAbort = () => req.destroy(new ChannelError('aborted'));
+      if (signal.aborted) return reject(new ChannelError('aborted'));
+      signal.addEventListener('abort', onAbort, { once: true });
+      req.on('close', () => signal.removeEventListener('abort', onAbort));
+      req.on('response', resolve);
+      req.on('error', (err) => reject(err instanceof ChannelError ? err : new ChannelError(err.message)));
+      req.end(request.body);
     });
   }
 

@@ -13,6 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { ArtifactMissingError, type RuntimeLogger } from './protocol.ts';
 import { ChannelError, InstanceChannel, StartError, describeExit, waitReady } from './instance.ts';
+export { ChannelError, type InstanceChannel } from './instance.ts';
 import type { ArtifactRef, InstanceBackend, InstanceExit, RunningInstance } from './types.ts';
 
 /** The pool settings of one version: platform defaults now, per-version configuration later. */
@@ -47,6 +48,22 @@ export type InvokeOutcome = {
    */
   | { ok: false; kind: 'error' | 'timeout' | 'crashed'; message: string }
 );
+
+/**
+ * How one exchange with an instance ended (see InstanceManager.exchange): `value` is what the work
+ * produced; timeout and crashed as for invocations.
+ */
+export type ExchangeOutcome<T> = {
+  durationMs: number;
+  instanceId: string | null;
+  cold: boolean;
+} & ({ ok: true; value: T } | { ok: false; kind: 'timeout' | 'crashed'; message: string; logs: string });
+
+/**
+ * The work of one exchange: it talks to the instance through `channel`, and must settle (with a
+ * ChannelError when the connection breaks or `signal` aborts it) before the slot is given back.
+ */
+export type ExchangeWork<T> = (channel: InstanceChannel, signal: AbortSignal) => Promise<T>;
 
 /** No capacity within the queue's bounds. */
 export class CapacityError extends Error {
@@ -166,6 +183,20 @@ export class InstanceManager {
 
   /** Runs one invocation on a warm instance of `target` (starting one if need be). */
   async invoke(target: InstanceTarget, input: { requestId: string; body: string }): Promise<InvokeOutcome> {
+    const out = await this.exchange(target, input.requestId, (channel, signal) => channel.invoke(input.requestId, input.body, signal));
+    const { durationMs, instanceId, cold } = out;
+    if (!out.ok) return out;
+    const reply = out.value;
+    if (reply.ok) return { ok: true, result: reply.result, logs: reply.logs, durationMs, instanceId, cold };
+    return { ok: false, kind: 'error', message: reply.error, logs: reply.logs, durationMs, instanceId, cold };
+  }
+
+  /**
+   * Runs `work` on a warm instance of `target` (starting one if need be), holding one of its
+   * concurrency slots until the work settles, within the version's timeout: over it, the work is
+   * aborted and the instance replaced. Endpoint requests use it directly (their answer streams).
+   */
+  async exchange<T>(target: InstanceTarget, requestId: string, work: ExchangeWork<T>): Promise<ExchangeOutcome<T>> {
     if (this.closing) throw new ShuttingDownError('the platform is shutting down');
     const started = performance.now();
     const pool = this.poolFor(target);
@@ -188,7 +219,7 @@ export class InstanceManager {
       }
       const { instance, cold } = acquired;
       try {
-        return await this.runOn(instance, input, started, cold);
+        return await this.runOn(instance, requestId, work, started, cold);
       } finally {
         this.release(instance);
       }
@@ -575,12 +606,7 @@ export class InstanceManager {
 
   // ---------------------------------------------------------------- one invocation
 
-  private async runOn(
-    instance: Instance,
-    input: { requestId: string; body: string },
-    started: number,
-    cold: boolean,
-  ): Promise<InvokeOutcome> {
+  private async runOn<T>(instance: Instance, requestId: string, work: ExchangeWork<T>, started: number, cold: boolean): Promise<ExchangeOutcome<T>> {
     const { settings } = instance.pool;
     const abort = new AbortController();
     let timedOut = false;
@@ -588,14 +614,13 @@ export class InstanceManager {
       timedOut = true;
       abort.abort();
       // Its handler may be stuck for good: replace the instance, never reuse it.
-      void this.stop(instance, `invocation ${input.requestId} ran over its timeout of ${settings.timeoutMs} ms`);
+      void this.stop(instance, `invocation ${requestId} ran over its timeout of ${settings.timeoutMs} ms`);
     }, settings.timeoutMs);
     const base = { instanceId: instance.id, cold };
     const elapsed = () => Math.round(performance.now() - started);
     try {
-      const reply = await instance.channel!.invoke(input.requestId, input.body, abort.signal);
-      if (reply.ok) return { ok: true, result: reply.result, logs: reply.logs, durationMs: elapsed(), ...base };
-      return { ok: false, kind: 'error', message: reply.error, logs: reply.logs, durationMs: elapsed(), ...base };
+      const value = await work(instance.channel!, abort.signal);
+      return { ok: true, value, durationMs: elapsed(), ...base };
     } catch (err) {
       if (!(err instanceof ChannelError)) throw err;
       if (timedOut) {

@@ -4,6 +4,11 @@
 //   GET  /ready   200 once the module is loaded (answered when it is: the platform's readiness check)
 //   POST /invoke  the JSON event as the body, the request id in X-ContainerPub-Request-Id;
 //                 answers 200 {"ok":true,"result":…,"logs":"…"} or {"ok":false,"error":"…","logs":"…"}
+//   ANY  /http/…  a request to the function's endpoint, as the platform forwards it (see serveHttp)
+// Two handler styles, told apart by the module's exports:
+//   HTTP   `export default { fetch(request, context) }` or `export function fetch(request, context)`:
+//          a Web Request in, a Response out (streamed as it is produced)
+//   event  `export default async (event, context)` (or a `handler` export): JSON in, JSON out
 // Module-level state lives as long as the instance: many invocations, as on Lambda.
 // Everything the function prints goes to stderr (the instance's log) and, when printed while an
 // invocation runs, to that invocation's own logs too (AsyncLocalStorage keeps them apart when
@@ -22,6 +27,14 @@ const socketPath = process.env.CONTAINERPUB_SOCKET;
 const LOG_LIMIT = 64 * 1024;
 /** The platform never sends more; a bigger body is not from the platform. */
 const EVENT_LIMIT = 8 * 1024 * 1024;
+/** The platform bounds request bodies itself (MAX_REQUEST_BYTES, at most 64 MiB). */
+const HTTP_BODY_LIMIT = 64 * 1024 * 1024 + 1024;
+/** Logs that travel with an endpoint answer (a header or a trailer): the tail the platform stores. */
+const HTTP_LOG_LIMIT = 16 * 1024;
+/** Protocol headers: the platform's (request) and the instance's (response); a function never sees or sets them. */
+const PROTOCOL_PREFIX = 'x-containerpub-';
+/** Connection-level headers: they describe one hop, not the message. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'content-length']);
 
 const invocation = new AsyncLocalStorage();
 const writeStderr = process.stderr.write.bind(process.stderr);
@@ -99,11 +112,17 @@ if (parent > 1) {
   }, 1000).unref();
 }
 
+/**
+ * What the module exports: an HTTP handler (a `fetch` on the default export, or a named `fetch`),
+ * else an event handler (a default export that is a function, CJS `module.exports = fn`, or a
+ * `handler` export).
+ */
 function pickHandler(mod) {
-  // ESM default export; CJS `module.exports = fn` (the default through import interop);
-  // a named `handler` export (ESM, or CJS `exports.handler` seen as a named export or on default).
-  for (const candidate of [mod.default, mod.handler, mod.default?.handler]) {
-    if (typeof candidate === 'function') return candidate;
+  const def = mod.default;
+  if (def && typeof def === 'object' && typeof def.fetch === 'function') return { kind: 'http', fetch: (r, c) => def.fetch(r, c) };
+  if (typeof mod.fetch === 'function') return { kind: 'http', fetch: mod.fetch };
+  for (const candidate of [def, mod.handler, def?.handler]) {
+    if (typeof candidate === 'function') return { kind: 'event', handler: candidate };
   }
   return null;
 }
@@ -113,27 +132,42 @@ function send(res, status, body) {
   res.end(body);
 }
 
-function readBody(req) {
+function readBody(req, limit = EVENT_LIMIT) {
   return new Promise((resolve, reject) => {
     const chunks = [];
     let size = 0;
     req.on('data', (chunk) => {
       size += chunk.length;
-      if (size > EVENT_LIMIT) {
-        reject(new Error(`the event is larger than ${EVENT_LIMIT} bytes`));
+      if (size > limit) {
+        reject(new Error(`the request body is larger than ${limit} bytes`));
         req.destroy();
         return;
       }
       chunks.push(chunk);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => resolve(Buffer.concat(chunks, size)));
     req.on('error', reject);
   });
 }
 
-async function invoke(handler, req, res) {
+function invocationContext(requestId) {
+  const version = Number(process.env.CONTAINERPUB_VERSION);
+  return {
+    functionId: process.env.CONTAINERPUB_FUNCTION_ID ?? '',
+    version: Number.isFinite(version) ? version : 0,
+    deploymentId: process.env.CONTAINERPUB_DEPLOYMENT_ID ?? '',
+    instanceId: process.env.CONTAINERPUB_INSTANCE_ID ?? '',
+    requestId,
+    // Work after the answer (as on Workers): the instance stays up, but it may be stopped once idle.
+    waitUntil(promise) {
+      Promise.resolve(promise).catch((err) => process.stderr.write(`waitUntil: ${messageOf(err)}\n`));
+    },
+  };
+}
+
+async function invoke(loaded, req, res) {
   const requestId = String(req.headers['x-containerpub-request-id'] ?? '');
-  const text = await readBody(req);
+  const text = (await readBody(req)).toString('utf8');
   let event = null;
   if (text.trim() !== '') {
     try {
@@ -143,39 +177,262 @@ async function invoke(handler, req, res) {
       return;
     }
   }
-  const version = Number(process.env.CONTAINERPUB_VERSION);
-  const context = {
-    functionId: process.env.CONTAINERPUB_FUNCTION_ID ?? '',
-    version: Number.isFinite(version) ? version : 0,
-    deploymentId: process.env.CONTAINERPUB_DEPLOYMENT_ID ?? '',
-    instanceId: process.env.CONTAINERPUB_INSTANCE_ID ?? '',
-    requestId,
-  };
+  const context = invocationContext(requestId);
   const logs = new LogTail();
   await invocation.run(logs, async () => {
     let result;
     try {
-      result = await handler(event, context);
+      result = loaded.kind === 'http' ? await fetchAsEvent(loaded, event, context) : await loaded.handler(event, context);
     } catch (err) {
-      const stack = err instanceof Error && typeof err.stack === 'string' ? err.stack : '';
-      if (stack) process.stderr.write(stack + '\n');
+      logStack(err);
       send(res, 200, JSON.stringify({ ok: false, error: oneLine(messageOf(err)), logs: logs.text() }));
       return;
     }
-    let json;
-    try {
-      json = JSON.stringify(result ?? null);
-    } catch (err) {
-      send(res, 200, JSON.stringify({ ok: false, error: `the handler's result is not JSON-serializable: ${messageOf(err)}`, logs: logs.text() }));
-      return;
-    }
-    if (json === undefined) {
-      send(res, 200, JSON.stringify({ ok: false, error: `the handler's result is not JSON-serializable (a ${typeof result})`, logs: logs.text() }));
+    const json = toJson(result);
+    if (json.error) {
+      send(res, 200, JSON.stringify({ ok: false, error: json.error, logs: logs.text() }));
       return;
     }
     // the result goes in as it was serialized: no second pass over a large result
-    send(res, 200, `{"ok":true,"logs":${JSON.stringify(logs.text())},"result":${json}}`);
+    send(res, 200, `{"ok":true,"logs":${JSON.stringify(logs.text())},"result":${json.text}}`);
   });
+}
+
+function logStack(err) {
+  const stack = err instanceof Error && typeof err.stack === 'string' ? err.stack : '';
+  if (stack) process.stderr.write(stack + '\n');
+}
+
+/** A handler's result as JSON text, or why it cannot be. */
+function toJson(result) {
+  let text;
+  try {
+    text = JSON.stringify(result ?? null);
+  } catch (err) {
+    return { error: `the handler's result is not JSON-serializable: ${messageOf(err)}` };
+  }
+  if (text === undefined) return { error: `the handler's result is not JSON-serializable (a ${typeof result})` };
+  return { text };
+}
+
+/**
+ * POST …/invoke on an HTTP handler: the event goes in as a JSON POST to "/", and the Response comes
+ * back as {status, headers, body} (the body as text, or base64 with bodyEncoding when not UTF-8).
+ */
+async function fetchAsEvent(loaded, event, context) {
+  const request = new Request('http://localhost/', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(event),
+  });
+  const response = await loaded.fetch(request, context);
+  checkResponse(response);
+  const bytes = Buffer.from(await response.arrayBuffer());
+  const headers = {};
+  for (const [name, value] of response.headers) if (name !== 'set-cookie') headers[name] = value;
+  const cookies = response.headers.getSetCookie?.() ?? [];
+  if (cookies.length > 0) headers['set-cookie'] = cookies;
+  const text = bytes.toString('utf8');
+  const utf8 = Buffer.from(text, 'utf8').equals(bytes);
+  return { status: response.status, headers, body: utf8 ? text : bytes.toString('base64'), ...(utf8 ? {} : { bodyEncoding: 'base64' }) };
+}
+
+function checkResponse(response) {
+  if (!response || typeof response !== 'object' || typeof response.status !== 'number' || typeof response.headers?.get !== 'function') {
+    const what = response === null ? 'null' : typeof response;
+    throw new Error(`the fetch handler must return a Response, not ${what === 'object' ? 'an object that is not a Response' : what}`);
+  }
+}
+
+// ------------------------------------------------------------------ endpoint requests
+
+/**
+ * ANY /http/<path>: a request to the function's endpoint. The platform has checked access, removed
+ * hop-by-hop headers and credentials it consumed, and added X-Forwarded-For/-Proto/-Host/-Prefix;
+ * the body is complete (the platform bounds and buffers it). The answer is the function's own:
+ *   - HTTP handlers: the Response's status, headers and body. A body known in full at once (a
+ *     string, bytes, JSON) goes with its Content-Length and the invocation's logs in the
+ *     X-ContainerPub-Logs header; a stream goes chunked as it is produced, with the logs (and,
+ *     when the stream fails, X-ContainerPub-Error) in the trailers. A Content-Length the function
+ *     set on a stream travels as X-ContainerPub-Content-Length.
+ *   - event handlers: the body parsed as JSON (or null when empty) is the event; the result
+ *     answers 200 as JSON.
+ * A failure of the function rather than an answer of it (it threw, returned no Response, the body
+ * was not JSON for an event handler) answers with X-ContainerPub-Error: <code> and a JSON body
+ * {"error": "…", "logs": "…"}: the platform turns it into its own error.
+ */
+async function serveHttp(loaded, req, res) {
+  const requestId = String(req.headers['x-containerpub-request-id'] ?? '');
+  const body = await readBody(req, HTTP_BODY_LIMIT);
+  const context = invocationContext(requestId);
+  const logs = new LogTail();
+  // the platform hung up (its caller went away, or the invocation timed out): tell the handler
+  const gone = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) gone.abort(new Error('the client went away'));
+  });
+  await invocation.run(logs, async () => {
+    try {
+      if (loaded.kind === 'event') await answerEvent(loaded, body, context, logs, res);
+      else await answerFetch(loaded, req, body, context, logs, res, gone.signal);
+    } catch (err) {
+      logStack(err);
+      failure(res, 'function_error', oneLine(messageOf(err)), logs);
+    }
+  });
+}
+
+function logsHeader(logs) {
+  const text = logs.text();
+  const tail = text.length > HTTP_LOG_LIMIT ? text.slice(text.length - HTTP_LOG_LIMIT) : text;
+  return Buffer.from(tail, 'utf8').toString('base64');
+}
+
+function failure(res, code, message, logs) {
+  if (res.headersSent) {
+    // mid-stream: the trailers say so, and the platform cuts its caller's connection
+    res.addTrailers({ 'x-containerpub-error': code, 'x-containerpub-logs': logsHeader(logs) });
+    res.end();
+    return;
+  }
+  const text = JSON.stringify({ error: message, logs: logs.text() });
+  res.writeHead(500, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-containerpub-error': code });
+  res.end(text);
+}
+
+async function answerEvent(loaded, body, context, logs, res) {
+  const text = body.toString('utf8');
+  let event = null;
+  if (text.trim() !== '') {
+    try {
+      event = JSON.parse(text);
+    } catch (err) {
+      failure(res, 'invalid_json', `the request body is not valid JSON: ${messageOf(err)}`, logs);
+      return;
+    }
+  }
+  const result = await loaded.handler(event, context);
+  const json = toJson(result);
+  if (json.error) return failure(res, 'function_error', json.error, logs);
+  res.writeHead(200, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(json.text),
+    'x-containerpub-logs': logsHeader(logs),
+  });
+  res.end(json.text);
+}
+
+function toRequest(req, body, signal) {
+  const headers = new Headers();
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    // the platform's own hop (keep-alive on the socket) is not the caller's
+    if (name.startsWith(PROTOCOL_PREFIX) || (HOP_BY_HOP.has(name) && name !== 'content-length')) continue;
+    headers.append(name, raw[i + 1]);
+  }
+  const proto = headers.get('x-forwarded-proto') ?? 'http';
+  const host = headers.get('x-forwarded-host') ?? headers.get('host') ?? 'localhost';
+  const url = `${proto}://${host}${req.url.slice('/http'.length)}`;
+  const method = req.method;
+  const withBody = method !== 'GET' && method !== 'HEAD';
+  return new Request(url, { method, headers, body: withBody ? body : undefined, signal });
+}
+
+/** Resolves with the read, or with PENDING when it is not done by the next turn of the event loop. */
+const PENDING = Symbol('pending');
+function settledSoon(promise) {
+  return Promise.race([promise, new Promise((resolve) => setImmediate(resolve, PENDING))]);
+}
+
+async function answerFetch(loaded, req, body, context, logs, res, signal) {
+  const response = await loaded.fetch(toRequest(req, body, signal), context);
+  checkResponse(response);
+  const head = [];
+  let declaredLength = null;
+  for (const [name, value] of response.headers) {
+    if (name === 'set-cookie' || name.startsWith(PROTOCOL_PREFIX)) continue;
+    if (name === 'content-length') declaredLength = value;
+    if (HOP_BY_HOP.has(name)) continue;
+    head.push(name, value);
+  }
+  // each cookie on its own line: they cannot be folded into one
+  for (const cookie of response.headers.getSetCookie?.() ?? []) head.push('set-cookie', cookie);
+  const status = response.status;
+  const bodiless = req.method === 'HEAD' || status === 204 || status === 205 || status === 304 || !response.body;
+  if (bodiless) {
+    if (declaredLength !== null) head.push('x-containerpub-content-length', declaredLength);
+    else if (req.method !== 'HEAD' && status !== 204 && status !== 304) head.push('content-length', '0');
+    head.push('x-containerpub-logs', logsHeader(logs));
+    res.writeHead(status, head);
+    res.end();
+    response.body?.cancel().catch(() => {});
+    return;
+  }
+  const reader = response.body.getReader();
+  // A body that is all there at once (a string, bytes, JSON) goes with its length; one that is
+  // still being produced (a stream, server-sent events) goes out chunk by chunk, at once.
+  const firstRead = reader.read();
+  const first = await settledSoon(firstRead);
+  if (first === PENDING) return streamBody(reader, status, head, declaredLength, [], firstRead, logs, res);
+  if (first.done) return answerWhole(res, status, head, Buffer.alloc(0), logs);
+  const secondRead = reader.read();
+  const second = await settledSoon(secondRead);
+  if (second !== PENDING && second.done) return answerWhole(res, status, head, toBytes(first.value), logs);
+  return streamBody(reader, status, head, declaredLength, [toBytes(first.value)], secondRead, logs, res);
+}
+
+function answerWhole(res, status, head, bytes, logs) {
+  head.push('content-length', String(bytes.length), 'x-containerpub-logs', logsHeader(logs));
+  res.writeHead(status, head);
+  res.end(bytes);
+}
+
+/** A chunk of a response stream as bytes (Node streams may carry strings too). */
+function toBytes(chunk) {
+  if (typeof chunk === 'string') return Buffer.from(chunk, 'utf8');
+  if (ArrayBuffer.isView(chunk)) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  if (chunk instanceof ArrayBuffer) return Buffer.from(chunk);
+  throw new TypeError(`the response body stream produced ${chunk === null ? 'null' : `a ${typeof chunk}`}, not bytes`);
+}
+
+async function streamBody(reader, status, head, declaredLength, buffered, nextRead, logs, res) {
+  if (declaredLength !== null) head.push('x-containerpub-content-length', declaredLength);
+  head.push('trailer', 'x-containerpub-logs, x-containerpub-error');
+  res.writeHead(status, head);
+  res.flushHeaders();
+  const GONE = Symbol('gone');
+  const gone = new Promise((resolve) => res.once('close', () => resolve(GONE)));
+  let sent = 0;
+  const write = async (bytes) => {
+    sent += bytes.length;
+    if (!res.write(bytes)) await Promise.race([new Promise((r) => res.once('drain', r)), gone]);
+  };
+  try {
+    for (const bytes of buffered) await write(bytes);
+    let read = nextRead;
+    for (;;) {
+      const r = await Promise.race([read, gone]);
+      if (r === GONE || res.destroyed) {
+        reader.cancel().catch(() => {});
+        return;
+      }
+      if (r.done) break;
+      await write(toBytes(r.value));
+      read = reader.read();
+    }
+  } catch (err) {
+    logStack(err);
+    reader.cancel().catch(() => {});
+    if (!res.destroyed) failure(res, 'function_error', oneLine(messageOf(err)), logs);
+    return;
+  }
+  if (declaredLength !== null && Number(declaredLength) !== sent) {
+    failure(res, 'function_error', `the response declared Content-Length ${declaredLength} but its body was ${sent} bytes`, logs);
+    return;
+  }
+  res.addTrailers({ 'x-containerpub-logs': logsHeader(logs) });
+  res.end();
 }
 
 /**
@@ -189,11 +446,13 @@ function loadHandler() {
     const { entry } = JSON.parse(readFileSync(path.join(here, 'entry.json'), 'utf8'));
     if (typeof entry !== 'string' || entry === '') throw new Error('entry.json does not name an entry module');
     const mod = await import(pathToFileURL(path.resolve(root, entry)).href);
-    const handler = pickHandler(mod);
-    if (!handler) {
-      throw new Error(`${entry} does not export a handler function (export default, or export a function named handler)`);
+    const loaded = pickHandler(mod);
+    if (!loaded) {
+      throw new Error(
+        `${entry} does not export a handler: export default { fetch(request, context) } (HTTP), or export default a function (event)`,
+      );
     }
-    return handler;
+    return loaded;
   })();
   // a module that cannot load ends the instance: the platform reports why from its output
   loading.catch(die);
@@ -220,6 +479,14 @@ async function main() {
       if (!handler) return send(res, 503, JSON.stringify({ ok: false, error: 'the function is not loaded yet', logs: '' }));
       invoke(handler, req, res).catch((err) => {
         if (!res.headersSent) send(res, 400, JSON.stringify({ ok: false, error: messageOf(err), logs: '' }));
+        else res.destroy();
+      });
+      return;
+    }
+    if (req.url.startsWith('/http/')) {
+      if (!handler) return send(res, 503, JSON.stringify({ error: 'the function is not loaded yet' }));
+      serveHttp(handler, req, res).catch((err) => {
+        if (!res.headersSent) failure(res, 'function_error', messageOf(err), new LogTail());
         else res.destroy();
       });
       return;
