@@ -30,6 +30,11 @@ export interface Sizes {
   httpRequests: { connections: number; requests: number }[];
   /** one client through a `key` access endpoint (X-Function-Key), against the same floor */
   httpKeyRequests: number;
+  /**
+   * requests sent to the endpoint and to its floor before the first chunk of each level, not
+   * recorded: enough for both processes' request paths to be compiled by the JIT, which 50 is not
+   */
+  httpWarmup: number;
   cleanupFunctions: number;
   cleanupVersions: number;
   cleanupKeep: number;
@@ -65,6 +70,7 @@ export const FULL: Sizes = {
     { connections: 16, requests: 4000 },
   ],
   httpKeyRequests: 2000,
+  httpWarmup: 1000,
   cleanupFunctions: 1000,
   cleanupVersions: 20,
   cleanupKeep: 10,
@@ -99,6 +105,7 @@ export const SMOKE: Sizes = {
     { connections: 16, requests: 32 },
   ],
   httpKeyRequests: 10,
+  httpWarmup: 4,
   cleanupFunctions: 5,
   cleanupVersions: 5,
   cleanupKeep: 2,

@@ -108,7 +108,7 @@ async function measure(
   const loads: LoadResult[] = [];
   const floorLoads: LoadResult[] = [];
   for (const amount of parts) {
-    const warmup = loads.length === 0 ? ctx.sizes.warmup : 0;
+    const warmup = loads.length === 0 ? ctx.sizes.httpWarmup : 0;
     const common = { method: 'GET' as const, headers, connections, amount, warmup };
     loads.push(await runLoad({ ...common, url: e.server.url, serverPid: e.server.pid, path: `${e.prefix}${REQUEST_PATH}` }));
     floorLoads.push(await runLoad({ ...common, url: floor.url, serverPid: floor.pid, path: REQUEST_PATH }));
@@ -120,7 +120,7 @@ async function measure(
   if (bare.non2xx + bare.transportErrors > 0) {
     throw new Error(`the bare HTTP floor failed requests: ${JSON.stringify(bare.statuses)}, ${bare.transportErrors} connection errors`);
   }
-  const instances = accountInstances(before, after, level.requests + ctx.sizes.warmup, concurrency);
+  const instances = accountInstances(before, after, level.requests + ctx.sizes.httpWarmup, concurrency);
   const floorRow: Floor = {
     label: `bare node:http server, same fetch handler (Request/Response conversion), ${clients(connections)}`,
     stat: bare.stat,
@@ -163,7 +163,7 @@ async function measure(
       answer,
       instances,
       targets,
-      warmup: ctx.sizes.warmup,
+      warmup: ctx.sizes.httpWarmup,
     },
   });
 }
