@@ -19,8 +19,9 @@ import { pickup } from './scenarios/pickup.ts';
 import { warm } from './scenarios/warm.ts';
 import { cleanup } from './scenarios/cleanup.ts';
 import { history } from './scenarios/history.ts';
+import { http } from './scenarios/http.ts';
 
-const ALL: Record<ScenarioName, Scenario> = { rollback, deploy, e2e, pickup, warm, cleanup, history };
+const ALL: Record<ScenarioName, Scenario> = { rollback, deploy, e2e, pickup, warm, cleanup, history, http };
 const DOCS_JSON = path.join(repoRoot, 'docs', 'benchmarks.json');
 
 /** A service the run needs is missing where that is a failure (CI): said in one line, no stack. */
@@ -90,7 +91,7 @@ async function main(args: BenchArgs): Promise<number> {
   }
   if (dbs.length === 0) throw new Error('no database to run on');
 
-  const needsDocker = args.scenarios.some((s) => s === 'e2e' || s === 'warm');
+  const needsDocker = args.scenarios.some((s) => s === 'e2e' || s === 'warm' || s === 'http');
   const baseImage = loadConfig(process.env).runtime.baseImage;
   const dockerWhy = await dockerUnavailable(baseImage);
   if (needsDocker && dockerWhy) {

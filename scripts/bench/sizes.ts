@@ -23,6 +23,18 @@ export interface Sizes {
   /** cold starts of a scaled-to-zero version, each followed by one of its floor */
   coldStartsProcess: number;
   coldStartsDocker: number;
+  /**
+   * requests to a function endpoint (and as many to its bare HTTP floor) per level of clients, in
+   * chunks alternating with the floor; 16 clients is the throughput level
+   */
+  httpRequests: { connections: number; requests: number }[];
+  /** one client through a `key` access endpoint (X-Function-Key), against the same floor */
+  httpKeyRequests: number;
+  /**
+   * requests sent to the endpoint and to its floor before the first chunk of each level, not
+   * recorded: enough for both processes' request paths to be compiled by the JIT, which 50 is not
+   */
+  httpWarmup: number;
   cleanupFunctions: number;
   cleanupVersions: number;
   cleanupKeep: number;
@@ -53,6 +65,12 @@ export const FULL: Sizes = {
   ],
   coldStartsProcess: 20,
   coldStartsDocker: 10,
+  httpRequests: [
+    { connections: 1, requests: 2000 },
+    { connections: 16, requests: 4000 },
+  ],
+  httpKeyRequests: 2000,
+  httpWarmup: 1000,
   cleanupFunctions: 1000,
   cleanupVersions: 20,
   cleanupKeep: 10,
@@ -82,6 +100,12 @@ export const SMOKE: Sizes = {
   ],
   coldStartsProcess: 2,
   coldStartsDocker: 2,
+  httpRequests: [
+    { connections: 1, requests: 10 },
+    { connections: 16, requests: 32 },
+  ],
+  httpKeyRequests: 10,
+  httpWarmup: 4,
   cleanupFunctions: 5,
   cleanupVersions: 5,
   cleanupKeep: 2,

@@ -4,7 +4,7 @@ import type { ServerKey } from './servers.ts';
 import type { Sizes } from './sizes.ts';
 import type { Stat } from './stats.ts';
 
-export const SCENARIOS = ['rollback', 'deploy', 'e2e', 'pickup', 'warm', 'cleanup', 'history'] as const;
+export const SCENARIOS = ['rollback', 'deploy', 'e2e', 'pickup', 'warm', 'cleanup', 'history', 'http'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 /** What the figure is compared with, measured in the same run. */

@@ -130,7 +130,7 @@ test('the smoke bench: every scenario, numeric percentiles and floors, no failed
         }
       }
     }
-    for (const name of ['e2e', 'warm'] as const) {
+    for (const name of ['e2e', 'warm', 'http'] as const) {
       const dockerRows = doc.scenarios[name]!.rows.filter((r) => /docker/.test(r.variant));
       if (docker) assert.ok(dockerRows.length > 0, `${name} measured the docker driver`);
       else assert.ok(doc.notes.some((n) => /docker driver parts skipped/.test(n)), 'a missing Docker engine is said, not silent');
@@ -147,6 +147,19 @@ test('the smoke bench: every scenario, numeric percentiles and floors, no failed
       const instances = (r.details as { instances: { accountingComplete: boolean; requests: number; servedByListedInstances: number } }).instances;
       assert.ok(instances.accountingComplete, `${r.db}/${r.variant}: ${JSON.stringify(instances)}`);
       assert.ok(r.throughput && r.floors[0]!.throughput, `${r.db}/${r.variant}: throughput beside the floor's`);
+    }
+    // function endpoints: public at both levels of clients and key access, per driver, each
+    // beside its floor's throughput, with the targets evaluated
+    const httpRows = doc.scenarios.http!.rows;
+    for (const driver of docker ? ['process', 'docker'] : ['process']) {
+      for (const kind of ['public, 1 client', 'public, 16 clients', 'key access (X-Function-Key), 1 client']) {
+        assert.ok(httpRows.some((r) => r.variant === `${driver} driver, ${kind}`), `http measured ${driver}: ${kind}`);
+      }
+    }
+    for (const r of httpRows) {
+      assert.ok(r.throughput && r.floors[0]!.throughput, `${r.db}/${r.variant}: throughput beside the floor's`);
+      const targets = (r.details as { targets: { met: unknown }[] }).targets;
+      assert.ok(targets.length > 0 && targets.every((t) => typeof t.met === 'boolean'), `${r.db}/${r.variant}: target evaluated`);
     }
     assert.ok(doc.scenarios.pickup!.rows.some((r) => /NOTIFY/.test(r.variant)) || !pg, 'pickup measured NOTIFY');
     assert.ok(/\| scenario \| db/.test(output), 'the table is printed');

@@ -12,25 +12,20 @@
 //      one floor sample follows: the same bootstrap started bare (a child node, or a container
 //      with the same options) until GET /ready answers, plus one POST /invoke (instance-floor.ts,
 //      docker.ts).
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
-import { extractArchive } from '../../../shared/archive/extract.ts';
 import { loadConfig } from '../../../shared/config.ts';
 import { bareContainerColdStart, removeFunctionImages } from '../docker.ts';
-import { repoRoot, type BenchServer, type BenchUser, type DbKind } from '../harness.ts';
+import { chunks, startFloorServer, unpackHandler, type FloorServer } from '../floor-process.ts';
+import type { BenchServer, BenchUser, DbKind } from '../harness.ts';
 import { bareProcessColdStart } from '../instance-floor.ts';
+import { accountInstances, instancesOf } from '../instances.ts';
 import { mergeLoads, runLoad, type LoadResult } from '../load.ts';
 import { call, deleteFunction, deployAndWait, INVOKE_EVENT, smallFunction } from '../seed.ts';
 import { COLD_IDLE_MS } from '../servers.ts';
 import { sleep, summarize } from '../stats.ts';
 import { clients, latencyRow, type Context, type Floor, type ResultRow, type Scenario } from '../types.ts';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
 
 /** Each level of the figure and its floor alternate in this many chunks (fewer when small). */
 const CHUNKS = 5;
@@ -43,110 +38,8 @@ const SCALE_TO_ZERO_TIMEOUT_MS = 30_000;
 
 type DriverName = 'process' | 'docker';
 
-/** `n` split into at most `parts` chunks of (nearly) equal size, none smaller than `min`. */
-function chunks(n: number, parts: number, min: number): number[] {
-  const k = Math.max(1, Math.min(parts, Math.floor(n / min)));
-  return Array.from({ length: k }, (_, i) => Math.floor(n / k) + (i < n % k ? 1 : 0));
-}
-
 const fmt = (ms: number) => `${ms.toFixed(2)} ms`;
 const verdict = (met: boolean) => (met ? 'met' : 'MISSED');
-
-// ------------------------------------------------------------------ the bare HTTP floor
-
-interface FloorServer {
-  url: string;
-  pid: number;
-  close(): Promise<void>;
-}
-
-/** The handler module of the bench's function, unpacked from the same archive the platform got. */
-async function unpackHandler(archive: Buffer): Promise<{ modulePath: string; dir: string }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-bench-handler-'));
-  await extractArchive(Readable.from([archive]), dir);
-  const { main } = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { main: string };
-  return { modulePath: path.join(dir, main), dir };
-}
-
-/** floor-server.ts in a process of its own (the platform's server has its own too). */
-async function startFloorServer(modulePath: string): Promise<FloorServer> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, '..', 'floor-server.ts'), modulePath], {
-    cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => fail(new Error('did not start within 30 s')), 30_000);
-    const fail = (err: Error) => {
-      clearTimeout(timer);
-      child.kill('SIGKILL');
-      reject(new Error(`the floor server: ${err.message}\n${stderr}`));
-    };
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const line = out.split('\n').find((l) => l.trim().startsWith('{'));
-      if (!line) return;
-      clearTimeout(timer);
-      child.off('exit', onExit);
-      resolve((JSON.parse(line) as { url: string }).url);
-    });
-    const onExit = (code: number | null) => fail(new Error(`exited (code ${code}) before it listened`));
-    child.once('exit', onExit);
-  });
-  return {
-    url,
-    pid: child.pid!,
-    async close() {
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
-
-// ------------------------------------------------------------------ instances, as the API lists them
-
-interface InstanceView {
-  id: string;
-  version: number;
-  state: string;
-  invocations: number;
-}
-
-async function instancesOf(server: BenchServer, user: BenchUser, functionId: string): Promise<InstanceView[]> {
-  const res = await call(server, user, 'GET', `/api/functions/${functionId}/instances`);
-  if (res.status !== 200) throw new Error(`GET /instances answered ${res.status}: ${JSON.stringify(res.body)}`);
-  return (res.body as { instances: InstanceView[] }).instances;
-}
-
-/**
- * What the two listings around a load say. Instances started under it are the ids listed after and
- * not before; one that started and stopped in between would be missed, which is why the
- * invocations the listed instances served are counted too: when they add up to every request sent,
- * and no instance listed before is gone, no instance went unseen.
- */
-function accountInstances(before: InstanceView[], after: InstanceView[], requests: number, concurrency: number) {
-  const was = new Map(before.map((i) => [i.id, i]));
-  const started = after.filter((i) => !was.has(i.id)).length;
-  const gone = before.filter((b) => !after.some((a) => a.id === b.id)).length;
-  const served = after.reduce((acc, i) => acc + i.invocations - (was.get(i.id)?.invocations ?? 0), 0);
-  // a new instance's first `concurrency` requests are the ones that waited for its start
-  const coldAtMost = started * concurrency;
-  return {
-    instancesBefore: before.length,
-    instancesAfter: after.length,
-    instancesStarted: started,
-    instancesGone: gone,
-    requests,
-    servedByListedInstances: served,
-    accountingComplete: served === requests && gone === 0,
-    coldAtMost,
-    warmAtLeast: requests - coldAtMost,
-  };
-}
 
 // ------------------------------------------------------------------ warm figures
 
