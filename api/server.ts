@@ -1,6 +1,6 @@
 // Builds the API for a platform and serves it.
 import { serve, type ServerType } from '@hono/node-server';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { bodyLimit } from 'hono/body-limit';
 import { errors } from '../shared/errors.ts';
@@ -18,6 +18,7 @@ import * as compare from './routes/compare.ts';
 import * as deploy from './routes/deploy.ts';
 import * as deployments from './routes/deployments.ts';
 import * as endpoint from './routes/endpoint.ts';
+import { endpointListenerOf } from './routes/endpoint.ts';
 import * as keys from './routes/keys.ts';
 import { FunctionKeyCache } from '../shared/domain/function-keys.ts';
 import * as functions from './routes/functions.ts';
@@ -125,7 +126,11 @@ export function serveApi(app: App, opts: { host: string; port: number }): Promis
   return new Promise((resolve, reject) => {
     let server: ServerType;
     try {
-      server = serve({ fetch: app.fetch, hostname: opts.host, port: opts.port }, (info: AddressInfo) => {
+      // endpoint requests go straight to their Node listener; everything else through Hono
+      const endpoints = endpointListenerOf(app);
+      const createServer = ((options: http.ServerOptions, listener: http.RequestListener) =>
+        http.createServer(options, endpoints ? (req, res) => endpoints(req, res) || listener(req, res) : listener)) as typeof http.createServer;
+      server = serve({ fetch: app.fetch, hostname: opts.host, port: opts.port, createServer }, (info: AddressInfo) => {
         const host = info.address.includes(':') ? `[${info.address}]` : info.address;
         let closed: Promise<void> | null = null;
         const stopAccepting = () => {

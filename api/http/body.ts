@@ -4,6 +4,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
 
+const EMPTY = Buffer.alloc(0);
+
 export async function readBodyText(c: Context, limit: number, tooLarge: () => Error): Promise<string> {
   return (await readBodyBytes(c, limit, tooLarge)).toString('utf8');
 }
@@ -20,6 +22,11 @@ export async function readBodyBytes(c: Context, limit: number, tooLarge: () => E
 
 /** The body of a Node request, bounded: over `limit`, the rest is drained unread and `tooLarge()` thrown. */
 export function readIncoming(incoming: IncomingMessage, limit: number, tooLarge: () => Error): Promise<Buffer> {
+  // no Content-Length and not chunked: HTTP/1.1 says there is no body (a GET, most often)
+  if (incoming.headers['content-length'] === undefined && incoming.headers['transfer-encoding'] === undefined) {
+    incoming.resume();
+    return Promise.resolve(EMPTY);
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { type EndpointAddress, parseEndpointHost, parseEndpointPath } from '../../shared/domain/endpoint-address.ts';
+import { ENDPOINT_PREFIX, type EndpointAddress, parseEndpointHost, parseEndpointPath } from '../../shared/domain/endpoint-address.ts';
 import type { FunctionKeyCache } from '../../shared/domain/function-keys.ts';
 import type { Invoker } from '../../shared/domain/invoke.ts';
 import type { LiveRoute } from '../../shared/domain/live-routes.ts';
@@ -47,24 +47,56 @@ const PROTOCOL_PREFIX = 'x-containerpub-';
 /** A protocol failure's body ({error, logs}) is small; more is not from the bootstrap. */
 const FAILURE_BODY_LIMIT = 256 * 1024;
 
+/** A Node request listener for endpoint requests: true when it took the request. */
+export type EndpointListener = (req: IncomingMessage, res: ServerResponse) => boolean;
+
+const listeners = new WeakMap<App, EndpointListener>();
+
+/**
+ * The endpoint listener of an app, for the server to call ahead of Hono: endpoint requests are the
+ * hot path, and Hono's routing and web Request adaptation would be work for nothing there.
+ */
+export function endpointListenerOf(app: App): EndpointListener | undefined {
+  return listeners.get(app);
+}
+
 export function register(app: App, p: Platform, deps: EndpointDeps): void {
   const domain = p.config.endpoints.functionsDomain;
+  /** The function a request addresses: null when it is not an endpoint request at all. */
+  const addressOf = (req: IncomingMessage): { address: EndpointAddress | null } | null => {
+    const target = req.url ?? '/';
+    if (domain) {
+      const host = (req.headers.host ?? '').toLowerCase().replace(/:\d+$/, '');
+      if (host.endsWith(`.${domain}`)) {
+        // on a function's host name, every path is the function's
+        const named = parseEndpointHost(host, domain);
+        return { address: named ? { ...named, path: splitQuery(target)[0], prefix: '' } : null };
+      }
+    }
+    if (!target.startsWith(ENDPOINT_PREFIX)) return null;
+    return { address: parseEndpointPath(splitQuery(target)[0]) };
+  };
+  listeners.set(app, (req, res) => {
+    const found = addressOf(req);
+    if (!found) return false;
+    void serveEndpoint(p, deps, req, res, found.address);
+    return true;
+  });
+  // The same through Hono, for a server that does not call the listener first
+  const viaHono = async (c: Context) => {
+    const env = c.env as { incoming?: IncomingMessage; outgoing?: ServerResponse } | undefined;
+    if (!env?.incoming || !env.outgoing) throw errors.unavailable('function endpoints are served over HTTP by the API server only');
+    const found = addressOf(env.incoming);
+    await serveEndpoint(p, deps, env.incoming, env.outgoing, found?.address ?? null);
+    return RESPONSE_ALREADY_SENT;
+  };
   if (domain) {
-    // before every other route: on a function's host, every path is the function's
     app.use('*', async (c, next) => {
       const host = (c.req.header('host') ?? '').toLowerCase().replace(/:\d+$/, '');
-      if (!host.endsWith(`.${domain}`)) return next();
-      const named = parseEndpointHost(host, domain);
-      const target = (c.env as { incoming?: IncomingMessage }).incoming?.url ?? c.req.path;
-      const [path] = splitQuery(target);
-      const address = named ? { ...named, path, prefix: '' } : null;
-      return serveEndpoint(c, p, deps, address);
+      return host.endsWith(`.${domain}`) ? viaHono(c) : next();
     });
   }
-  app.all('/fn/*', (c) => {
-    const target = (c.env as { incoming?: IncomingMessage }).incoming?.url ?? c.req.path;
-    return serveEndpoint(c, p, deps, parseEndpointPath(splitQuery(target)[0]));
-  });
+  app.all('/fn/*', viaHono);
 }
 
 function splitQuery(target: string): [string, string] {
@@ -80,10 +112,8 @@ interface Exchange {
   version?: number;
 }
 
-async function serveEndpoint(c: Context, p: Platform, deps: EndpointDeps, address: EndpointAddress | null): Promise<Response> {
-  const env = c.env as { incoming?: IncomingMessage; outgoing?: ServerResponse } | undefined;
-  if (!env?.incoming || !env.outgoing) throw errors.unavailable('function endpoints are served over HTTP by the API server only');
-  const ex: Exchange = { req: env.incoming, res: env.outgoing, requestId: randomUUID() };
+async function serveEndpoint(p: Platform, deps: EndpointDeps, req: IncomingMessage, res: ServerResponse, address: EndpointAddress | null): Promise<void> {
+  const ex: Exchange = { req, res, requestId: randomUUID() };
   try {
     if (!address) throw errors.functionNotFound();
     await handle(p, deps, ex, address);
@@ -91,7 +121,6 @@ async function serveEndpoint(c: Context, p: Platform, deps: EndpointDeps, addres
     if (!ex.res.headersSent) sendError(p, ex, err);
     else ex.res.destroy();
   }
-  return RESPONSE_ALREADY_SENT;
 }
 
 function sendError(p: Platform, ex: Exchange, err: unknown): void {
@@ -252,112 +281,124 @@ function decodeLogs(value: string | string[] | undefined): string {
   return typeof value === 'string' ? Buffer.from(value, 'base64').toString('utf8') : '';
 }
 
+/** Answers with a known length up to this size are sent in one write, rather than piped. */
+const WHOLE_ANSWER_BYTES = 256 * 1024;
+
 /**
  * One exchange with the instance: forward the request, stream its answer to the caller. Settles
- * once the answer is through (or the caller left); rejects with a ChannelError when the instance's
- * side breaks (it died, or the timeout aborted it), which the pool reports as a crash or a timeout.
+ * once the answer is through, or the caller left (which ends the exchange: the instance sees its
+ * request closed, and is not blamed). Rejects with a ChannelError when the instance's side breaks
+ * (it died, or the timeout aborted it): the pool reports that as a crash or a timeout.
  */
-async function answer(channel: InstanceChannel, signal: AbortSignal, request: ForwardedRequest, ex: Exchange): Promise<Answer> {
+function answer(channel: InstanceChannel, signal: AbortSignal, request: ForwardedRequest, ex: Exchange): Promise<Answer> {
   const { res } = ex;
-  // The caller may leave at any time: that ends the exchange (the instance sees its request
-  // closed), and is not the instance's fault.
-  const left = new AbortController();
-  const onLeft = () => {
-    if (!res.writableFinished) left.abort();
-  };
-  res.once('close', onLeft);
-  if (res.destroyed) left.abort();
-  try {
-    return await exchangeWith(channel, AbortSignal.any([signal, left.signal]), request, ex);
-  } catch (err) {
-    if (left.signal.aborted && !signal.aborted) return { kind: 'client-gone', status: res.headersSent ? res.statusCode : 499, logs: '' };
-    throw err;
-  } finally {
-    res.off('close', onLeft);
-  }
+  return new Promise<Answer>((resolve, reject) => {
+    let settled = false;
+    let upstream: IncomingMessage | null = null;
+    const sent = channel.send(request);
+    const finish = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      signal.removeEventListener('abort', onAbort);
+      res.off('close', onLeft);
+      fn();
+    };
+    const onAbort = () => {
+      sent.destroy();
+      upstream?.destroy();
+      finish(() => reject(new ChannelError('aborted')));
+    };
+    const onLeft = () => {
+      if (res.writableFinished) return;
+      sent.destroy();
+      upstream?.destroy();
+      finish(() => resolve({ kind: 'client-gone', status: res.headersSent ? res.statusCode : 499, logs: '' }));
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    res.once('close', onLeft);
+    if (res.destroyed) return onLeft();
+    sent.on('error', (err) => finish(() => reject(new ChannelError(err.message))));
+    sent.on('response', (up: IncomingMessage) => {
+      upstream = up;
+      up.on('error', () => {});
+      up.once('close', () => {
+        if (!up.complete) finish(() => reject(new ChannelError("the instance's answer broke off")));
+      });
+      const failedWith = up.headers['x-containerpub-error'];
+      if (typeof failedWith === 'string') {
+        collect(up, FAILURE_BODY_LIMIT, (bytes) => finish(() => resolve(failure(failedWith, bytes.toString('utf8')))));
+        return;
+      }
+      const status = up.statusCode ?? 502;
+      const head = answerHead(up, ex);
+      const headerLogs = decodeLogs(up.headers['x-containerpub-logs']);
+      const length = Number(up.headers['content-length'] ?? NaN);
+      if (length <= WHOLE_ANSWER_BYTES) {
+        // the common answer: all of it in one write to the caller
+        collect(up, WHOLE_ANSWER_BYTES, (bytes) => {
+          res.writeHead(status, up.statusMessage, head);
+          res.end(bytes);
+          finish(() => resolve({ kind: 'answered', status, logs: headerLogs, streamError: null }));
+        });
+        return;
+      }
+      res.writeHead(status, up.statusMessage, head);
+      up.pipe(res, { end: false });
+      up.once('end', () => {
+        const logs = headerLogs || decodeLogs(up.trailers['x-containerpub-logs']);
+        const streamError = up.trailers['x-containerpub-error'];
+        if (streamError) {
+          // the body broke off: the caller must not take what it got for the whole answer
+          res.destroy();
+          finish(() => resolve({ kind: 'answered', status, logs, streamError: `the response stream failed (${streamError})` }));
+          return;
+        }
+        res.end();
+        finish(() => resolve({ kind: 'answered', status, logs, streamError: null }));
+      });
+    });
+  });
 }
 
-async function exchangeWith(channel: InstanceChannel, signal: AbortSignal, request: ForwardedRequest, ex: Exchange): Promise<Answer> {
-  const { res } = ex;
-  const upstream = await channel.forward(request, signal);
-  const failedWith = upstream.headers['x-containerpub-error'];
-  if (typeof failedWith === 'string') {
-    const text = await readLimited(upstream, FAILURE_BODY_LIMIT, signal);
-    let parsed: { error?: unknown; logs?: unknown } = {};
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      // a custom image's own words: keep them as the message
-    }
-    const message = typeof parsed.error === 'string' ? parsed.error : text.slice(0, 500) || 'the function failed';
-    return { kind: 'failed', code: failedWith, message, logs: typeof parsed.logs === 'string' ? parsed.logs : '' };
-  }
-  const status = upstream.statusCode ?? 502;
+/** The instance's answer head as the caller gets it. */
+function answerHead(up: IncomingMessage, ex: Exchange): string[] {
   const head: string[] = [];
-  const raw = upstream.rawHeaders;
+  const raw = up.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     if (HOP_BY_HOP.has(name) && name !== 'content-length') continue;
     if (name.startsWith(PROTOCOL_PREFIX) || name === 'x-request-id' || name === 'x-function-version') continue;
     head.push(raw[i]!, raw[i + 1]!);
   }
-  const declared = upstream.headers['x-containerpub-content-length'];
-  if (typeof declared === 'string' && /^\d+$/.test(declared) && upstream.headers['content-length'] === undefined) head.push('Content-Length', declared);
+  const declared = up.headers['x-containerpub-content-length'];
+  if (typeof declared === 'string' && /^\d+$/.test(declared) && up.headers['content-length'] === undefined) head.push('Content-Length', declared);
   head.push('X-Function-Version', String(ex.version), 'X-Request-Id', ex.requestId);
-  res.writeHead(status, upstream.statusMessage, head);
-  const headerLogs = decodeLogs(upstream.headers['x-containerpub-logs']);
+  return head;
+}
 
-  return new Promise<Answer>((resolve, reject) => {
-    let settled = false;
-    const settle = (fn: () => void) => {
-      if (settled) return;
-      settled = true;
-      signal.removeEventListener('abort', onAbort);
-      fn();
-    };
-    const onAbort = () => {
-      upstream.destroy();
-      settle(() => reject(new ChannelError('aborted')));
-    };
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    upstream.pipe(res, { end: false });
-    upstream.once('end', () => {
-      const logs = headerLogs || decodeLogs(upstream.trailers['x-containerpub-logs']);
-      const streamError = upstream.trailers['x-containerpub-error'];
-      if (streamError) {
-        // the body broke off: the caller must not take what it got for the whole answer
-        res.destroy();
-        settle(() => resolve({ kind: 'answered', status, logs, streamError: `the response stream failed (${streamError})` }));
-        return;
-      }
-      res.end();
-      settle(() => resolve({ kind: 'answered', status, logs, streamError: null }));
-    });
-    upstream.once('close', () => {
-      if (!upstream.complete) settle(() => reject(new ChannelError("the instance's answer broke off")));
-    });
-    upstream.on('error', () => {});
+/** A failure the instance reported (X-ContainerPub-Error), from its {error, logs} body. */
+function failure(code: string, text: string): Answer {
+  let parsed: { error?: unknown; logs?: unknown } = {};
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // a custom image's own words: keep them as the message
+  }
+  const message = typeof parsed.error === 'string' ? parsed.error : text.slice(0, 500) || 'the function failed';
+  return { kind: 'failed', code, message, logs: typeof parsed.logs === 'string' ? parsed.logs : '' };
+}
+
+/** Reads a body (keeping at most `limit` bytes); the caller's finish handles breaks and aborts. */
+function collect(stream: IncomingMessage, limit: number, done: (bytes: Buffer) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  stream.on('data', (chunk: Buffer) => {
+    size += chunk.length;
+    if (size <= limit) chunks.push(chunk);
+  });
+  stream.once('end', () => {
+    done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
   });
 }
 
-function readLimited(stream: IncomingMessage, limit: number, signal: AbortSignal): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onAbort = () => stream.destroy(new ChannelError('aborted'));
-    signal.addEventListener('abort', onAbort, { once: true });
-    stream.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= limit) chunks.push(chunk);
-    });
-    stream.once('end', () => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(Buffer.concat(chunks).toString('utf8'));
-    });
-    stream.once('error', (err) => {
-      signal.removeEventListener('abort', onAbort);
-      reject(err instanceof ChannelError ? err : new ChannelError(err.message));
-    });
-  });
-}

@@ -281,30 +281,22 @@ export class InstanceChannel {
   }
 
   /**
-   * Sends an endpoint request; resolves once the instance's answer has begun (status and headers),
-   * with its body still to read. A connection that breaks before that is a ChannelError.
+   * Sends an endpoint request, its body with it. The caller listens for 'response' and 'error',
+   * and destroys the request to abandon it (no abort signal here: it is per request, on the hot path).
    */
-  forward(request: ForwardedRequest, signal: AbortSignal): Promise<http.IncomingMessage> {
-    return new Promise((resolve, reject) => {
-      const headers = [...request.headers, 'content-length', String(request.body.length)];
-      const req = http.request({
-        socketPath: this.socketPath,
-        path: `/http${request.path}`,
-        method: request.method,
-        agent: this.agent,
-        headers,
-        maxHeaderSize: FORWARD_MAX_HEADER_BYTES,
-        // no Host of our own: the caller's is in `headers`
-        setHost: false,
-      });
-      const onAbort = () => req.destroy(new ChannelError('aborted'));
-      if (signal.aborted) return reject(new ChannelError('aborted'));
-      signal.addEventListener('abort', onAbort, { once: true });
-      req.on('close', () => signal.removeEventListener('abort', onAbort));
-      req.on('response', resolve);
-      req.on('error', (err) => reject(err instanceof ChannelError ? err : new ChannelError(err.message)));
-      req.end(request.body);
+  send(request: ForwardedRequest): http.ClientRequest {
+    const req = http.request({
+      socketPath: this.socketPath,
+      path: `/http${request.path}`,
+      method: request.method,
+      agent: this.agent,
+      headers: [...request.headers, 'content-length', String(request.body.length)],
+      maxHeaderSize: FORWARD_MAX_HEADER_BYTES,
+      // no Host of our own: the caller's is in `headers`
+      setHost: false,
     });
+    req.end(request.body);
+    return req;
   }
 
   close(): void {
