@@ -90,7 +90,10 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
               });
               continue;
             }
-            await driver.removeArtifact({ functionId: removed.functionId, version: d.version, imageTag: d.image_tag });
+            // one version's failure does not keep the others' artifacts
+            await driver.removeArtifact({ functionId: removed.functionId, version: d.version, imageTag: d.image_tag }).catch((err: unknown) => {
+              p.logger.error('the artifact of a deleted version could not be removed', { functionId: removed.functionId, version: d.version, err });
+            });
           }
         }
       : undefined,

@@ -290,10 +290,14 @@ export class DockerDriver implements RuntimeDriver {
   async removeArtifact(ref: ArtifactRef): Promise<void> {
     const tag = ref.imageTag ?? imageTagFor(this.registry, ref.functionId, ref.version);
     this.images.delete(tag);
-    await this.removeLocalImage(tag);
+    // the registry's copy goes even when the engine refuses to let go of its own: it is what
+    // every other host would pull the image back from
+    let engineError: unknown = null;
+    await this.removeLocalImage(tag).catch((err: unknown) => (engineError = err));
     await this.sweepBuildLeftovers(ref.functionId, ref.version);
     const { registry, repository, tag: version } = splitImageTag(tag);
     if (registry) await this.registryClient(registry).deleteTag(repository, version);
+    if (engineError) throw engineError;
   }
 
   /**

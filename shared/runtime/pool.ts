@@ -137,6 +137,8 @@ class Instance {
   channel?: InstanceChannel;
   /** why the platform stopped it, for the invocations still running on it */
   stoppedBy?: string;
+  /** settles when its start is over (ready, failed, or undone because it was stopped meanwhile) */
+  startDone?: Promise<void>;
 
   constructor(
     readonly id: string,
@@ -306,7 +308,12 @@ export class InstanceManager {
         clearTimeout(w.timer);
         w.reject(new ShuttingDownError('the function was deleted'));
       }
-      for (const i of pool.instances) stops.push(this.stop(i, 'the function was deleted'));
+      for (const i of pool.instances) {
+        stops.push(this.stop(i, 'the function was deleted'));
+        // one still starting is gone only once its start has noticed: its container or process
+        // must not outlive the deletion (nor pull back an image being removed)
+        if (i.startDone) stops.push(i.startDone);
+      }
       this.pools.delete(pool.target.deploymentId);
     }
     await Promise.all(stops);
@@ -555,6 +562,7 @@ export class InstanceManager {
         await this.stop(instance, 'it did not start');
       }
     })();
+    instance.startDone = start;
     this.starts.add(start);
     void start.finally(() => this.starts.delete(start));
   }
