@@ -44,7 +44,8 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   const tokenCache = createTokenCache(p);
   const keyCache = new FunctionKeyCache(p.db, (err) => p.logger.warn('could not record a function key as used', { err: (err as Error)?.message ?? String(err) }));
   const { driver, invoker } = opts;
-  // first: with FUNCTIONS_DOMAIN, a function's own host name serves nothing but the function
+  // endpoint requests (/fn/…, and with FUNCTIONS_DOMAIN every path of a function host) are taken by
+  // a listener serveApi calls ahead of Hono
   if (invoker) endpoint.register(app, p, { invoker, tokens: tokenCache, keys: keyCache });
   else {
     app.all('/fn/*', () => {

@@ -9,8 +9,6 @@
 // stream must reach the caller chunk by chunk.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Context } from 'hono';
-import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { ENDPOINT_PREFIX, type EndpointAddress, parseEndpointHost, parseEndpointPath } from '../../shared/domain/endpoint-address.ts';
 import type { FunctionKeyCache } from '../../shared/domain/function-keys.ts';
 import type { Invoker } from '../../shared/domain/invoke.ts';
@@ -60,6 +58,7 @@ export function endpointListenerOf(app: App): EndpointListener | undefined {
   return listeners.get(app);
 }
 
+/** Endpoint requests are served by the listener serveApi calls ahead of Hono (see endpointListenerOf). */
 export function register(app: App, p: Platform, deps: EndpointDeps): void {
   const domain = p.config.endpoints.functionsDomain;
   /** The function a request addresses: null when it is not an endpoint request at all. */
@@ -82,21 +81,6 @@ export function register(app: App, p: Platform, deps: EndpointDeps): void {
     void serveEndpoint(p, deps, req, res, found.address);
     return true;
   });
-  // The same through Hono, for a server that does not call the listener first
-  const viaHono = async (c: Context) => {
-    const env = c.env as { incoming?: IncomingMessage; outgoing?: ServerResponse } | undefined;
-    if (!env?.incoming || !env.outgoing) throw errors.unavailable('function endpoints are served over HTTP by the API server only');
-    const found = addressOf(env.incoming);
-    await serveEndpoint(p, deps, env.incoming, env.outgoing, found?.address ?? null);
-    return RESPONSE_ALREADY_SENT;
-  };
-  if (domain) {
-    app.use('*', async (c, next) => {
-      const host = (c.req.header('host') ?? '').toLowerCase().replace(/:\d+$/, '');
-      return host.endsWith(`.${domain}`) ? viaHono(c) : next();
-    });
-  }
-  app.all('/fn/*', viaHono);
 }
 
 function splitQuery(target: string): [string, string] {

@@ -178,7 +178,8 @@ export function reportOutcome(out: Output, o: DeployOutcome): void {
   else out.info(`✔ ${label} built, but v${o.liveVersion} is live (a newer deploy or rollback)`);
 }
 
-function tail(text: string | null, lines: number): string[] {
+/** The last `lines` non-empty lines of a build log. */
+export function tail(text: string | null, lines: number): string[] {
   if (!text) return [];
   return text.replace(/\s+$/, '').split('\n').slice(-lines);
 }

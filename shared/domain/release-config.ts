@@ -90,16 +90,13 @@ function mergeVariables(
 export function applyConfigPatch(
   stored: StoredConfig,
   patch: ConfigPatch,
-  opts: { functionId: string; sealer?: SecretSealer },
+  opts: { functionId: string; sealer: SecretSealer },
 ): StoredConfig {
   const next: StoredConfig = { ...stored };
   const env = mergeVariables(stored.env, patch.env);
   if (env) next.env = env;
   else delete next.env;
-  const secrets = mergeVariables(stored.secrets, patch.secrets, (name, value) => {
-    if (!opts.sealer) throw errors.unavailable('secrets cannot be stored: this process has no SECRETS_KEY');
-    return opts.sealer.seal(value, secretContext(opts.functionId, name));
-  });
+  const secrets = mergeVariables(stored.secrets, patch.secrets, (name, value) => opts.sealer.seal(value, secretContext(opts.functionId, name)));
   if (secrets) next.secrets = secrets;
   else delete next.secrets;
   for (const key of LIMIT_KEYS) {
@@ -159,11 +156,9 @@ export function configView(stored: StoredConfig, config: Config): ConfigView {
 }
 
 /** The environment of an instance: the version's variables, then its secrets, opened. */
-export function instanceVariables(stored: StoredConfig, functionId: string, sealer?: SecretSealer): Record<string, string> {
+export function instanceVariables(stored: StoredConfig, functionId: string, sealer: SecretSealer): Record<string, string> {
   const env: Record<string, string> = { ...(stored.env ?? {}) };
-  const secrets = stored.secrets ?? {};
-  if (Object.keys(secrets).length > 0 && !sealer) throw new Error('this version has secrets but this process has no SECRETS_KEY to open them');
-  for (const [name, sealed] of Object.entries(secrets)) env[name] = sealer!.open(sealed, secretContext(functionId, name));
+  for (const [name, sealed] of Object.entries(stored.secrets ?? {})) env[name] = sealer.open(sealed, secretContext(functionId, name));
   return env;
 }
 

@@ -38,7 +38,7 @@ export interface AllocateInput {
    * The version's configuration: the latest version's, with `patch` applied (checked before the
    * version is made: a bad one spends no number).
    */
-  config?: { patch?: ConfigPatch; sealer?: SecretSealer; platform: Config };
+  config?: { patch?: ConfigPatch; sealer: SecretSealer; platform: Config };
   metadata?: DeployMetadata;
   /**
    * A configuration change rather than a deploy: the new version reuses the code (artifact and

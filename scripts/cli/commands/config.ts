@@ -11,7 +11,7 @@
 // would stay in the shell history and be visible to other users in the process list).
 import { FUNCTION_NAME_PATTERN } from '../../../shared/domain/model.ts';
 import type { ApiClient, ConfigPatch, ConfigView, VersionComparison } from '../api-client.ts';
-import { followBuild, BUILD_LOG_TAIL_LINES } from '../deploy.ts';
+import { followBuild, BUILD_LOG_TAIL_LINES, tail } from '../deploy.ts';
 import { UsageError } from '../errors.ts';
 import { CONFIG_KEYS_HELP, formatDuration, parseConfigArgs } from '../config-args.ts';
 import { shortSha, table } from '../format.ts';
@@ -83,7 +83,7 @@ async function changeConfig(ctx: CommandContext, api: ApiClient, fn: { id: strin
   outcome.live = done.isActive;
   if (done.status === 'failed') {
     outcome.error = done.error;
-    outcome.buildLogTail = (done.buildLogs ?? '').replace(/\s+$/, '').split('\n').filter(Boolean).slice(-BUILD_LOG_TAIL_LINES);
+    outcome.buildLogTail = tail(done.buildLogs, BUILD_LOG_TAIL_LINES);
   }
   return outcome;
 }
