@@ -65,6 +65,7 @@ export class S3Storage {
   private readonly s3: S3Client;
   /** Signs URLs with the host clients use to reach S3, which may differ from ours. */
   private readonly signer: S3Client;
+  private probing: Promise<void> | null = null;
   private reachableUntil = 0;
 
   constructor(readonly settings: S3Settings) {
@@ -123,13 +124,20 @@ export class S3Storage {
   }
 
   /**
-   * Throws unless the bucket answered within `timeoutMs`. A success is remembered for a second, so
-   * a burst of deploys costs one request; a failure is not, so recovery is seen at once.
+   * Throws unless the bucket answered within `timeoutMs`. A success is remembered for a second, and
+   * callers arriving while a check is under way share it, so a burst of deploys costs one request
+   * (not one each, which under load made the store look down); a failure is not remembered, so
+   * recovery is seen at once.
    */
   async checkReachable(timeoutMs = 2000): Promise<void> {
     if (Date.now() < this.reachableUntil) return;
-    await this.s3.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: AbortSignal.timeout(timeoutMs) });
-    this.reachableUntil = Date.now() + 1000;
+    this.probing ??= this.s3
+      .send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: AbortSignal.timeout(timeoutMs) })
+      .then(() => {
+        this.reachableUntil = Date.now() + 1000;
+      })
+      .finally(() => (this.probing = null));
+    await this.probing;
   }
 
   async head(key: string): Promise<ObjectInfo | null> {
