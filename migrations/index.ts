@@ -10,6 +10,7 @@ import * as safety from './20261202000300_safety.ts';
 import * as endpoints from './20261202000400_endpoints.ts';
 import * as config from './20261202000500_config.ts';
 import * as platformSettings from './20261202000600_platform_settings.ts';
+import * as delivery from './20261202000700_delivery.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -26,6 +27,7 @@ const migrations: Record<string, Migration> = {
   '20261202000400_endpoints': endpoints,
   '20261202000500_config': config,
   '20261202000600_platform_settings': platformSettings,
+  '20261202000700_delivery': delivery,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

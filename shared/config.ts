@@ -104,6 +104,11 @@ const envSchema = z.object({
     message: 'FUNCTIONS_DOMAIN must be a domain name such as fn.example.com (no scheme, no port)',
   }),
   MAX_REQUEST_BYTES: int(6 * MiB, 0).pipe(z.number().max(64 * MiB)),
+  // progressive delivery: how often serving processes write their per-version metrics, how long
+  // the per-minute buckets are kept, and how often the runner's canary controller looks at canaries
+  METRICS_FLUSH_MS: int(1000, 50).pipe(z.number().max(60_000)),
+  METRICS_RETENTION_DAYS: int(14, 1).pipe(z.number().max(3650)),
+  CANARY_TICK_MS: int(1000, 50).pipe(z.number().max(60_000)),
   UPLOAD_SIGNING_SECRET: optionalString.refine((v) => v === undefined || v.length >= 32, {
     message: 'UPLOAD_SIGNING_SECRET must be at least 32 characters',
   }),
@@ -208,6 +213,12 @@ export interface Config {
     functionsDomain?: string;
     /** the largest request body an endpoint (or POST …/invoke) accepts */
     maxRequestBytes: number;
+  };
+  /** progressive delivery (shared/domain/metrics.ts, runner/canary-controller.ts) */
+  delivery: {
+    metricsFlushMs: number;
+    metricsRetentionDays: number;
+    canaryTickMs: number;
   };
   /** how long a query may run (PostgreSQL: statement_timeout and the client's wait) and a connection take */
   databaseTimeouts: { queryMs: number; acquireMs: number };
@@ -317,6 +328,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       trustProxy: e.TRUST_PROXY === 'on',
     },
     endpoints: { functionsDomain: e.FUNCTIONS_DOMAIN?.toLowerCase(), maxRequestBytes: e.MAX_REQUEST_BYTES },
+    delivery: { metricsFlushMs: e.METRICS_FLUSH_MS, metricsRetentionDays: e.METRICS_RETENTION_DAYS, canaryTickMs: e.CANARY_TICK_MS },
     databaseTimeouts: { queryMs: e.DB_QUERY_TIMEOUT_MS, acquireMs: e.DB_ACQUIRE_TIMEOUT_MS },
     quotas: {
       maxFunctions: e.MAX_FUNCTIONS_PER_USER || null,

@@ -21,7 +21,23 @@ export type FunctionEvent =
   | 'archive_deleted'
   | 'image_removed'
   /** a version's instances keep dying (pool.ts CRASH_LOOP_COUNT in CRASH_LOOP_WINDOW_MS) */
-  | 'crash_loop';
+  | 'crash_loop'
+  // progressive delivery (traffic.ts, tags.ts, canary-state.ts, runner/canary-controller.ts)
+  | 'traffic_changed'
+  | 'promoted'
+  | 'tag_set'
+  | 'tag_removed'
+  /** built, and not made live: the deploy asked for approval (activate:false or requireApproval) */
+  | 'awaiting_approval'
+  | 'approved'
+  /** built during a canary: it does not take traffic */
+  | 'activation_held'
+  | 'canary_started'
+  | 'canary_advanced'
+  | 'canary_waiting'
+  | 'canary_promoted'
+  | 'canary_rolled_back'
+  | 'canary_aborted';
 
 export interface EventInput {
   functionId: string;
