@@ -47,6 +47,12 @@ export function isUniqueViolation(err: unknown): boolean {
   return e?.code === '23505' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || /UNIQUE constraint failed/.test(e?.message ?? '');
 }
 
+/** A row refers to one that is gone (e.g. a version deleted while its metrics waited to be written). */
+export function isForeignKeyViolation(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return e?.code === '23503' || e?.code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || /FOREIGN KEY constraint failed/.test(e?.message ?? '');
+}
+
 /** A unique violation on an index that covers `column` of `table` (names as the migrations made them). */
 export function isUniqueViolationOn(err: unknown, table: string, column: string): boolean {
   if (!isUniqueViolation(err)) return false;
