@@ -14,6 +14,7 @@ import { createTokenCache, requireUser } from './http/auth.ts';
 import { requireOwnedFunction } from './http/tenant.ts';
 import { LiveRoutes } from '../shared/domain/live-routes.ts';
 import * as auth from './routes/auth.ts';
+import * as canary from './routes/canary.ts';
 import * as compare from './routes/compare.ts';
 import * as deploy from './routes/deploy.ts';
 import * as deployments from './routes/deployments.ts';
@@ -103,6 +104,7 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   deployments.register(app, p);
   compare.register(app, p);
   rollback.register(app, p);
+  canary.register(app, p);
   logs.register(app, p);
   if (invoker) {
     invoke.register(app, p, invoker);
