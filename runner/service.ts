@@ -1,16 +1,17 @@
-// The runner side of a process: the runtime driver, the build runner and the scheduled cleanup,
-// started together (by `npm run start:runner` and by the all-in-one `npm start`).
+// The runner side of a process: the runtime driver, the build runner, the scheduled cleanup and the
+// canary controller, started together (by `npm run start:runner` and by the all-in-one `npm start`).
 import type { Platform } from '../shared/platform.ts';
 import { driverFromConfig } from '../shared/runtime/from-config.ts';
 import { sweepBuildWorkDirs } from '../shared/work-dirs.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
+import { CanaryController } from './canary-controller.ts';
 import { CleanupSchedule } from './cleanup-schedule.ts';
 import { Runner } from './runner.ts';
 
 export interface RunnerService {
   driver: RuntimeDriver;
   runner: Runner;
-  /** in shutdown order: stop claiming (in-flight builds get a deadline), stop the schedule, close the driver */
+  /** in shutdown order: stop claiming (in-flight builds get a deadline), stop the schedule and the canary controller, close the driver */
   stopSteps: (() => Promise<unknown>)[];
 }
 
@@ -28,5 +29,7 @@ export async function startRunnerService(platform: Platform): Promise<RunnerServ
   await runner.start();
   const cleanup = new CleanupSchedule(platform, d, runner.id);
   cleanup.start();
-  return { driver: d, runner, stopSteps: [() => runner.stop(), () => cleanup.stop(), () => d.close()] };
+  const canaries = new CanaryController(platform, runner.id);
+  canaries.start();
+  return { driver: d, runner, stopSteps: [() => runner.stop(), () => cleanup.stop(), () => canaries.stop(), () => d.close()] };
 }
