@@ -4,6 +4,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { access } from './commands/access.ts';
 import { register, login, logout } from './commands/auth.ts';
+import { canary } from './commands/canary.ts';
 import { createContext, type Command, type Flags, type OptionSpec } from './commands/command.ts';
 import { config, diff, env, secrets } from './commands/config.ts';
 import { deploy } from './commands/deploy.ts';
@@ -29,6 +30,7 @@ const COMMANDS: Command[] = [
   ls,
   history,
   rollback,
+  canary,
   diff,
   env,
   secrets,
