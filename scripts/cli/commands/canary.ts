@@ -3,7 +3,7 @@
 // (exit 1). canary <name> --status shows it, --abort ends it. The runner's controller does the
 // walking; this command only starts it and polls GET …/canary, so Ctrl-C leaves the canary running.
 import type { CanaryView } from '../../../shared/domain/canary.ts';
-import { CliError, EXIT_FAILURE, EXIT_OK, UsageError } from '../errors.ts';
+import { ApiError, CliError, EXIT_FAILURE, EXIT_OK, UsageError } from '../errors.ts';
 import type { Output } from '../output.ts';
 import { intFlag, stringFlag, type Command, type CommandContext } from './command.ts';
 import type { ApiClient } from '../api-client.ts';
@@ -63,6 +63,23 @@ function printStatus(out: Output, name: string, v: CanaryView): void {
   if (v.reason) out.info(`  reason: ${v.reason}`);
 }
 
+/** GET …/canary, riding out an API that is briefly unreachable (a restart): the canary goes on meanwhile. */
+async function poll(api: ApiClient, fnId: string, out: Output): Promise<CanaryView> {
+  const giveUpAt = Date.now() + 60_000;
+  let told = false;
+  for (;;) {
+    try {
+      return await api.request<CanaryView>('GET', `/api/functions/${fnId}/canary`);
+    } catch (err) {
+      // an answer from the API (401, 404, …) is final; only a missing answer is worth waiting out
+      if (err instanceof ApiError || Date.now() > giveUpAt) throw err;
+      if (!told) out.error(`${(err as Error).message}; retrying for up to a minute`);
+      told = true;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
 async function follow(ctx: CommandContext, api: ApiClient, fnId: string, name: string, first: CanaryView): Promise<number> {
   const out = ctx.out;
   // poll often enough to print each step soon after it happens, without hammering a 1-hour interval
@@ -94,7 +111,7 @@ async function follow(ctx: CommandContext, api: ApiClient, fnId: string, name: s
       return EXIT_FAILURE;
     }
     await new Promise((r) => setTimeout(r, pollMs));
-    const next = await api.request<CanaryView>('GET', `/api/functions/${fnId}/canary`);
+    const next = await poll(api, fnId, out);
     if (next.id !== v.id) throw new CliError(`the canary of v${v.version} was replaced by another one (of v${next.version})`);
     v = next;
   }
