@@ -26,6 +26,7 @@ import { recordEvent } from './events.ts';
 import { FUNCTION_CHANGED_CHANNEL, onFunctionChangedLocally } from './function-changes.ts';
 import { InvocationRecorder, type InvocationRecord } from './invocation-log.ts';
 import { LiveRoutes, type LiveRoute } from './live-routes.ts';
+import { MetricsRecorder } from './metrics.ts';
 import { BUILT_STATUS } from './model.ts';
 import { versionDriver, type DriverName } from './version-driver.ts';
 import { instanceQuotaError } from './quotas.ts';
@@ -75,6 +76,8 @@ export class Invoker {
   readonly manager: InstanceManager;
   readonly routes: LiveRoutes;
   readonly recorder: InvocationRecorder;
+  /** per-version counts and latencies (canaries are judged on them), written off the request path */
+  readonly metrics: MetricsRecorder;
   private feed?: PgListener;
   private unsubscribe?: () => void;
   /** the owner of each function this process has served: MAX_INSTANCES_PER_USER counts by owner */
@@ -101,6 +104,7 @@ export class Invoker {
     });
     this.routes = new LiveRoutes(p.db, () => this.feed?.healthy ?? false);
     this.recorder = new InvocationRecorder(p.db, p.logger);
+    this.metrics = new MetricsRecorder(p.db, p.logger, { flushMs: p.config.delivery.metricsFlushMs });
   }
 
   /** Removes what a killed predecessor left running, and follows changes to functions. */
@@ -210,6 +214,7 @@ export class Invoker {
   /** Keeps what an invocation printed and how it ended (written off the request path). */
   record(r: InvocationRecord): void {
     this.recorder.record(r);
+    this.metrics.record(r);
   }
 
   /** The error a failed exchange is, as the platform reports it. */
@@ -254,6 +259,7 @@ export class Invoker {
     await this.feed?.stop();
     await this.manager.close(graceMs);
     await this.recorder.close();
+    await this.metrics.close();
   }
 }
 
