@@ -26,6 +26,7 @@ import * as health from './routes/health.ts';
 import * as instances from './routes/instances.ts';
 import * as invoke from './routes/invoke.ts';
 import * as logs from './routes/logs.ts';
+import * as metrics from './routes/metrics.ts';
 import * as rollback from './routes/rollback.ts';
 import * as tokens from './routes/tokens.ts';
 import * as uploads from './routes/uploads.ts';
@@ -104,6 +105,7 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   compare.register(app, p);
   rollback.register(app, p);
   logs.register(app, p);
+  metrics.register(app, p);
   if (invoker) {
     invoke.register(app, p, invoker);
     instances.register(app, invoker);
