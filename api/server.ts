@@ -27,6 +27,7 @@ import * as health from './routes/health.ts';
 import * as instances from './routes/instances.ts';
 import * as invoke from './routes/invoke.ts';
 import * as logs from './routes/logs.ts';
+import * as metrics from './routes/metrics.ts';
 import * as rollback from './routes/rollback.ts';
 import * as delivery from './routes/delivery.ts';
 import * as tokens from './routes/tokens.ts';
@@ -108,6 +109,7 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   delivery.register(app, p);
   canary.register(app, p);
   logs.register(app, p);
+  metrics.register(app, p);
   if (invoker) {
     invoke.register(app, p, invoker);
     instances.register(app, invoker);

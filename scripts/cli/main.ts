@@ -13,6 +13,7 @@ import { instances } from './commands/instances.ts';
 import { invoke } from './commands/invoke.ts';
 import { keys } from './commands/keys.ts';
 import { logs } from './commands/logs.ts';
+import { metrics } from './commands/metrics.ts';
 import { ls } from './commands/ls.ts';
 import { rollback } from './commands/rollback.ts';
 import { tokens } from './commands/tokens.ts';
@@ -40,6 +41,7 @@ const COMMANDS: Command[] = [
   access,
   keys,
   logs,
+  metrics,
   instances,
   tokens,
   logout,

@@ -26,6 +26,7 @@ import { recordEvent } from './events.ts';
 import { FUNCTION_CHANGED_CHANNEL, onFunctionChangedLocally } from './function-changes.ts';
 import { InvocationRecorder, type InvocationRecord } from './invocation-log.ts';
 import { LiveRoutes, type LiveDeployment, type LiveRoute } from './live-routes.ts';
+import { MetricsRecorder } from './metrics.ts';
 import { chooseDeployment } from './traffic-choice.ts';
 import { BUILT_STATUS } from './model.ts';
 import { versionDriver, type DriverName } from './version-driver.ts';
@@ -83,6 +84,8 @@ export class Invoker {
   readonly manager: InstanceManager;
   readonly routes: LiveRoutes;
   readonly recorder: InvocationRecorder;
+  /** per-version counts and latencies (canaries are judged on them), written off the request path */
+  readonly metrics: MetricsRecorder;
   private feed?: PgListener;
   private unsubscribe?: () => void;
   /** the owner of each function this process has served: MAX_INSTANCES_PER_USER counts by owner */
@@ -109,6 +112,7 @@ export class Invoker {
     });
     this.routes = new LiveRoutes(p.db, () => this.feed?.healthy ?? false);
     this.recorder = new InvocationRecorder(p.db, p.logger);
+    this.metrics = new MetricsRecorder(p.db, p.logger, { flushMs: p.config.delivery.metricsFlushMs });
   }
 
   /** Removes what a killed predecessor left running, and follows changes to functions. */
@@ -233,6 +237,7 @@ export class Invoker {
   /** Keeps what an invocation printed and how it ended (written off the request path). */
   record(r: InvocationRecord): void {
     this.recorder.record(r);
+    this.metrics.record(r);
   }
 
   /** The error a failed exchange is, as the platform reports it. */
@@ -277,6 +282,7 @@ export class Invoker {
     await this.feed?.stop();
     await this.manager.close(graceMs);
     await this.recorder.close();
+    await this.metrics.close();
   }
 }
 

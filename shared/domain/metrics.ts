@@ -96,6 +96,12 @@ export class MetricsRecorder {
   /** keyed by `${deploymentId} ${minute}` */
   private readonly buckets = new Map<string, Bucket>();
   private dropped = 0;
+  /**
+   * Minutes before this one were written and let go: their rows hold this process's final counts.
+   * A sample stamped earlier (the clock stepped back) is counted in this minute instead, since a
+   * new bucket for a let-go minute would overwrite its row with a smaller count.
+   */
+  private floor = 0;
   private timer?: NodeJS.Timeout;
   private flushing: Promise<void> | null = null;
   private closed = false;
@@ -118,7 +124,7 @@ export class MetricsRecorder {
   /** On the request path: counts in memory only; never awaits, never throws. */
   record(s: MetricSample, now = Date.now()): void {
     try {
-      const minute = minuteOf(now);
+      const minute = Math.max(minuteOf(now), this.floor);
       const key = `${s.deploymentId} ${minute}`;
       let b = this.buckets.get(key);
       if (!b) {
@@ -195,6 +201,7 @@ export class MetricsRecorder {
     }
     // A past minute gets no more samples: once written, its bucket is done.
     for (const [key, b] of this.buckets) if (b.minute < current && !b.dirty) this.buckets.delete(key);
+    this.floor = Math.max(this.floor, current);
     // the database was out of reach: try again later even if no invocation comes
     if (failed) this.schedule();
   }

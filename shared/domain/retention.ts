@@ -24,6 +24,7 @@ import { BUILT_STATUS, type DeploymentRow } from './model.ts';
 import { versionDriver } from './version-driver.ts';
 import { sweepBuildWorkDirs } from '../work-dirs.ts';
 import { expireUpload } from './uploads.ts';
+import { pruneMetrics } from './metrics.ts';
 import { sweepUploadTemp } from '../storage/upload-temp.ts';
 
 export type ArchiveMode = 'storage-class' | 'prefix' | 'delete';
@@ -62,6 +63,8 @@ export interface CleanupSummary {
   failedArchivesRemoved: number;
   uploadsExpired: number;
   invocationLogsPruned: number;
+  /** per-minute metric rows older than METRICS_RETENTION_DAYS */
+  metricsPruned: number;
   /** build work directories left by runners that died (see shared/work-dirs.ts) */
   workDirsRemoved: number;
   uploadTempFilesRemoved: number;
@@ -102,7 +105,7 @@ function emptySummary(dryRun: boolean): CleanupSummary {
   return {
     skipped: false, dryRun, functionsScanned: 0, versionsArchived: 0, archivesDeleted: 0, objectsMoved: 0,
     objectsRemoved: 0, imagesRemoved: 0, failedArchivesRemoved: 0, uploadsExpired: 0, invocationLogsPruned: 0, workDirsRemoved: 0,
-    uploadTempFilesRemoved: 0,
+    uploadTempFilesRemoved: 0, metricsPruned: 0,
     bytesFreed: 0, errors: 0, durationMs: 0, plan: [],
   };
 }
@@ -169,6 +172,9 @@ export class Cleanup {
       await this.scanFunctions(summary);
       if (!this.opts.dryRun) {
         await this.pruneInvocationLogs(summary);
+        await this.guard(summary, null, async () => {
+          summary.metricsPruned = await pruneMetrics(this.db, this.p.config.delivery.metricsRetentionDays);
+        });
         await this.guard(summary, null, async () => {
           summary.workDirsRemoved = await sweepBuildWorkDirs(this.p.config.dataDir);
         });

@@ -52,7 +52,8 @@ export function trafficKeyFromCookie(cookieHeader: string | undefined): string |
   if (!cookieHeader) return null;
   for (const part of cookieHeader.split(';')) {
     const eq = part.indexOf('=');
-    if (eq !== -1 && part.slice(0, eq).trim() === TRAFFIC_COOKIE) return normalizeTrafficKey(decodeURIComponent(part.slice(eq + 1).trim()));
+    // the value is used as it came (a key only needs to be stable), never decoded: bad escapes cannot throw
+    if (eq !== -1 && part.slice(0, eq).trim() === TRAFFIC_COOKIE) return normalizeTrafficKey(part.slice(eq + 1));
   }
   return null;
 }
