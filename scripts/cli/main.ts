@@ -3,6 +3,7 @@
 // Runs as `npm run cli -- <command>`, or as `containerpub` through bin.js after `npm link`.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { access } from './commands/access.ts';
+import { approve } from './commands/approve.ts';
 import { register, login, logout } from './commands/auth.ts';
 import { createContext, type Command, type Flags, type OptionSpec } from './commands/command.ts';
 import { config, diff, env, secrets } from './commands/config.ts';
@@ -14,7 +15,9 @@ import { keys } from './commands/keys.ts';
 import { logs } from './commands/logs.ts';
 import { ls } from './commands/ls.ts';
 import { rollback } from './commands/rollback.ts';
+import { tag, tags } from './commands/tag.ts';
 import { tokens } from './commands/tokens.ts';
+import { promote, traffic } from './commands/traffic.ts';
 import { url } from './commands/url.ts';
 import { watchCommand } from './commands/watch.ts';
 import { DEFAULT_URL } from './credentials.ts';
@@ -29,6 +32,11 @@ const COMMANDS: Command[] = [
   ls,
   history,
   rollback,
+  traffic,
+  promote,
+  tag,
+  tags,
+  approve,
   diff,
   env,
   secrets,
