@@ -27,6 +27,7 @@ import * as instances from './routes/instances.ts';
 import * as invoke from './routes/invoke.ts';
 import * as logs from './routes/logs.ts';
 import * as rollback from './routes/rollback.ts';
+import * as delivery from './routes/delivery.ts';
 import * as tokens from './routes/tokens.ts';
 import * as uploads from './routes/uploads.ts';
 
@@ -103,6 +104,7 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   deployments.register(app, p);
   compare.register(app, p);
   rollback.register(app, p);
+  delivery.register(app, p);
   logs.register(app, p);
   if (invoker) {
     invoke.register(app, p, invoker);

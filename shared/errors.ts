@@ -34,7 +34,10 @@ export type ErrorCode =
   | 'quota_exceeded'
   | 'upload_expired'
   | 'upload_used'
-  | 'upload_url_invalid';
+  | 'upload_url_invalid'
+  | 'canary_running'
+  | 'no_candidate'
+  | 'tag_not_found';
 
 const statusByCode: Record<ErrorCode, number> = {
   bad_request: 400,
@@ -61,6 +64,9 @@ const statusByCode: Record<ErrorCode, number> = {
   capacity_exceeded: 429,
   image_rebuilding: 503,
   conflict: 409,
+  canary_running: 409,
+  no_candidate: 409,
+  tag_not_found: 404,
   unavailable: 503,
   internal: 500,
   registration_closed: 403,
@@ -134,6 +140,10 @@ export const errors = {
   noActiveDeployment: () =>
     new AppError('no_active_deployment', 'function has no live deployment yet'),
   conflict: (message: string, details?: Record<string, unknown>) => new AppError('conflict', message, details),
+  canaryRunning: (version: number) =>
+    new AppError('canary_running', `a canary of version ${version} is running: abort it first (DELETE …/canary)`, { version }),
+  noCandidate: () => new AppError('no_candidate', 'this function has no candidate version to promote (PUT …/traffic sets one)'),
+  tagNotFound: (tag: string) => new AppError('tag_not_found', `no version is tagged "${tag}"`, { tag }),
   unavailable: (message: string, retryAfterSeconds?: number) =>
     new AppError('unavailable', message, undefined, retryAfterSeconds),
   uploadExpired: (version: number) =>

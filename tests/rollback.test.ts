@@ -133,7 +133,7 @@ intent('activating an unbuilt deployment is refused and changes nothing', async 
   const { api, id } = await builtFunction('strict', 1);
   const d2 = await deployPresigned(api, 'strict', archive('2'));
   try {
-    await activateDeployment(tp.platform.db, { functionId: id, deploymentId: d2.deploymentId, reason: { kind: 'rollback' } });
+    await activateDeployment(tp.platform.db, { functionId: id, deploymentId: d2.deploymentId, reason: { kind: 'rollback', actor: null } });
     assert.unreachable('should refuse');
   } catch (err) {
     assert.is((err as any).code, 'version_not_built');

@@ -22,6 +22,8 @@ export const deployJsonSchema = z.object({
   /** a change to the configuration the new version inherits from the latest one */
   config: configPatchSchema.optional(),
   metadata: deployMetadataSchema.optional(),
+  /** false: build it, and wait for approval instead of going live */
+  activate: z.boolean().optional(),
   name: functionName,
   sizeBytes: z.number({ error: (i) => (i.input === undefined ? `sizeBytes ${NEEDS_DECLARATION}` : 'must be a number') }).int().positive(),
   sha256: z
@@ -46,6 +48,7 @@ const multipartFields = z.object({
   name: functionName,
   config: jsonField(configPatchSchema).optional(),
   metadata: jsonField(deployMetadataSchema).optional(),
+  activate: z.enum(['true', 'false'], { error: 'must be "true" or "false"' }).transform((v) => v === 'true').optional(),
 });
 
 function deployedView(r: DeployRequested) {
@@ -67,10 +70,10 @@ export function register(app: App, p: Platform): void {
     if (type.startsWith('multipart/form-data')) {
       const received = await receiveMultipartArchive(c, { maxBytes: p.config.uploads.maxArchiveBytes, dataDir: p.config.dataDir });
       try {
-        const { name, config, metadata } = parseWith(multipartFields, received.fields);
+        const { name, config, metadata, activate } = parseWith(multipartFields, received.fields);
         if (!received.file) throw errors.badRequest('multipart deploy needs an "archive" file field');
         if (received.file.size === 0) throw errors.badRequest('archive is empty');
-        const result = await deployFromFile(p, { userId, name, config, metadata, ...received.file, filePath: received.file.path });
+        const result = await deployFromFile(p, { userId, name, config, metadata, activate, ...received.file, filePath: received.file.path });
         return c.json(deployedView(result), 201);
       } finally {
         await received.cleanup();

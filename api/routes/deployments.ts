@@ -1,7 +1,7 @@
 // Deployment history: GET /api/functions/:id/deployments[/:version],
 // POST /api/functions/:id/deployments/:version/complete
 import { z } from 'zod';
-import { getDeploymentByVersion, listDeployments, toDeploymentDetailView } from '../../shared/domain/deployments.ts';
+import { getDeploymentByVersion, listDeployments, tagsByDeployment, toDeploymentDetailView } from '../../shared/domain/deployments.ts';
 import { completeUpload } from '../../shared/domain/uploads.ts';
 import type { Platform } from '../../shared/platform.ts';
 import type { App } from '../http/app.ts';
@@ -29,7 +29,9 @@ export function register(app: App, p: Platform): void {
   app.get('/api/functions/:id/deployments/:version', async (c) => {
     const id = functionId(c);
     const version = versionFrom(c);
-    return c.json(toDeploymentDetailView(await getDeploymentByVersion(p.db, id, version), p.config));
+    const row = await getDeploymentByVersion(p.db, id, version);
+    const tags = await tagsByDeployment(p.db.knex, id);
+    return c.json(toDeploymentDetailView(row, p.config, tags.get(row.id)));
   });
 
   app.post('/api/functions/:id/deployments/:version/complete', async (c) => {

@@ -1,5 +1,5 @@
 // Function endpoints: every function answers plain HTTP on its own URL.
-//   ANY /fn/{handle}/{name}[@v{N}]/{path}?{query}
+//   ANY /fn/{handle}/{name}[@v{N}|@{tag}]/{path}?{query}
 //   ANY {name}--{handle}.{FUNCTIONS_DOMAIN}/{path}?{query}   (when FUNCTIONS_DOMAIN is set)
 // The request is checked (access mode, body size), forwarded to a warm instance of the version it
 // addresses, and the instance's answer streams back as it is produced. Errors of the platform (as
@@ -13,6 +13,14 @@ import { ENDPOINT_PREFIX, type EndpointAddress, parseEndpointHost, parseEndpoint
 import type { FunctionKeyCache } from '../../shared/domain/function-keys.ts';
 import type { Invoker } from '../../shared/domain/invoke.ts';
 import type { LiveRoute } from '../../shared/domain/live-routes.ts';
+import {
+  needsTrafficKey,
+  newTrafficKey,
+  normalizeTrafficKey,
+  TRAFFIC_COOKIE,
+  TRAFFIC_KEY_HEADER,
+  trafficKeyFromCookie,
+} from '../../shared/domain/traffic-choice.ts';
 import type { TokenCache } from '../../shared/domain/tokens.ts';
 import { AppError, errors } from '../../shared/errors.ts';
 import type { Platform } from '../../shared/platform.ts';
@@ -94,6 +102,8 @@ interface Exchange {
   requestId: string;
   /** set once a version is chosen */
   version?: number;
+  /** a Set-Cookie carrying the traffic key the platform chose for this caller (sticky split) */
+  trafficCookie?: string;
 }
 
 async function serveEndpoint(p: Platform, deps: EndpointDeps, req: IncomingMessage, res: ServerResponse, address: EndpointAddress | null): Promise<void> {
@@ -116,6 +126,7 @@ function sendError(p: Platform, ex: Exchange, err: unknown): void {
     'content-length': Buffer.byteLength(body),
     'x-request-id': ex.requestId,
     ...(ex.version !== undefined ? { 'x-function-version': String(ex.version) } : {}),
+    ...(ex.trafficCookie ? { 'set-cookie': ex.trafficCookie } : {}),
   });
   ex.res.end(ex.req.method === 'HEAD' ? undefined : body);
 }
@@ -177,7 +188,7 @@ async function handle(p: Platform, deps: EndpointDeps, ex: Exchange, address: En
   const max = p.config.endpoints.maxRequestBytes;
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > max) throw errors.tooLarge(max, declared, 'request body');
-  const target = await invoker.targetOf(route, address.version);
+  const target = await invoker.targetOf(route, { version: address.version, tag: address.tag, trafficKey: trafficKeyOf(ex, route, address) });
   ex.version = target.version;
   const body = await readIncoming(req, max, () => errors.tooLarge(max, undefined, 'request body'));
 
@@ -210,6 +221,20 @@ async function handle(p: Platform, deps: EndpointDeps, ex: Exchange, address: En
   const streamError = r.kind === 'answered' ? r.streamError : null;
   const outcome = r.kind === 'client-gone' ? 'aborted' : streamError ? 'error' : 'ok';
   invoker.record({ ...record, outcome, logs: r.logs, error: streamError, status: r.status });
+}
+
+/**
+ * The caller's traffic key for a sticky split: X-Traffic-Key, else the cp_traffic cookie, else one
+ * made up now and set as that cookie, so a browser keeps its version from its first request on.
+ */
+function trafficKeyOf(ex: Exchange, route: LiveRoute, address: EndpointAddress): string | null {
+  if (address.version !== undefined || address.tag !== undefined || !needsTrafficKey(route)) return null;
+  const key = normalizeTrafficKey(ex.req.headers[TRAFFIC_KEY_HEADER]) ?? trafficKeyFromCookie(ex.req.headers.cookie);
+  if (key) return key;
+  const made = newTrafficKey();
+  const scope = address.prefix ? `${ENDPOINT_PREFIX}${address.handle}/${address.name}` : '/';
+  ex.trafficCookie = `${TRAFFIC_COOKIE}=${made}; Path=${scope}; Max-Age=${7 * 24 * 3600}; HttpOnly; SameSite=Lax`;
+  return made;
 }
 
 /** The caller's headers as the function gets them (see the bootstrap's serveHttp). */
@@ -358,6 +383,7 @@ function answerHead(up: IncomingMessage, ex: Exchange): string[] {
   const declared = up.headers['x-containerpub-content-length'];
   if (typeof declared === 'string' && /^\d+$/.test(declared) && up.headers['content-length'] === undefined) head.push('Content-Length', declared);
   head.push('X-Function-Version', String(ex.version), 'X-Request-Id', ex.requestId);
+  if (ex.trafficCookie) head.push('Set-Cookie', ex.trafficCookie);
   return head;
 }
 

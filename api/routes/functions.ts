@@ -1,8 +1,8 @@
-// GET /api/functions, GET /api/functions/:id, PATCH /api/functions/:id {access}, DELETE /api/functions/:id,
+// GET /api/functions, GET /api/functions/:id, PATCH /api/functions/:id {access?, requireApproval?}, DELETE /api/functions/:id,
 // GET /api/functions/:id/config, PATCH /api/functions/:id/config {patch} (a new version, no rebuild)
 import type { Context } from 'hono';
 import { z } from 'zod';
-import { accessSchema, setAccess } from '../../shared/domain/access.ts';
+import { accessSchema, setFunctionSettings } from '../../shared/domain/access.ts';
 import type { UrlBase } from '../../shared/domain/endpoint-address.ts';
 import { currentConfig, requestConfigChange } from '../../shared/domain/config-change.ts';
 import { configPatchSchema } from '../../shared/domain/release-config.ts';
@@ -12,7 +12,9 @@ import type { Platform } from '../../shared/platform.ts';
 import type { App } from '../http/app.ts';
 import { functionId, jsonBody } from '../http/validation.ts';
 
-export const patchFunctionSchema = z.strictObject({ access: accessSchema });
+export const patchFunctionSchema = z
+  .strictObject({ access: accessSchema.optional(), requireApproval: z.boolean().optional() })
+  .refine((b) => b.access !== undefined || b.requireApproval !== undefined, 'set "access" or "requireApproval"');
 
 /** Where this platform's function URLs start: PUBLIC_URL, else the origin this request reached. */
 export function urlBase(c: Context, p: Platform): UrlBase {
@@ -34,7 +36,7 @@ export function register(app: App, p: Platform, opts: FunctionRoutesOptions = {}
   app.patch('/api/functions/:id', async (c) => {
     const id = functionId(c);
     const body = await jsonBody(c, patchFunctionSchema);
-    await setAccess(p.db, c.get('userId'), id, body.access);
+    await setFunctionSettings(p.db, c.get('userId'), id, body);
     return c.json(await getFunctionView(p.db, c.get('userId'), id, urlBase(c, p)));
   });
   app.get('/api/functions/:id/config', async (c) => c.json(await currentConfig(p.db, p.config, functionId(c))));

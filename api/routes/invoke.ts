@@ -1,8 +1,12 @@
-// POST /api/functions/:id/invoke[?version=N] — run the live version (or a named built one) with a
+// POST /api/functions/:id/invoke[?version=N|?tag=T] — run the live version (or the candidate for its
+// share of the traffic; X-Traffic-Key keeps a caller on one version of a sticky split; or a named
+// built one, or a tagged one) with a
 // JSON event, on a warm instance. GET /api/functions/:id/invocations — what recent invocations printed.
 import { z } from 'zod';
 import { errors } from '../../shared/errors.ts';
 import { listInvocations } from '../../shared/domain/invocation-log.ts';
+import { tagNameSchema } from '../../shared/domain/tags.ts';
+import { normalizeTrafficKey, TRAFFIC_KEY_HEADER } from '../../shared/domain/traffic-choice.ts';
 import type { Invoker } from '../../shared/domain/invoke.ts';
 import type { Platform } from '../../shared/platform.ts';
 import type { App } from '../http/app.ts';
@@ -11,7 +15,7 @@ import { functionId, parseWith, positiveIntString } from '../http/validation.ts'
 
 export const MAX_EVENT_BYTES = 6 * 1024 * 1024;
 
-const invokeQuery = z.object({ version: positiveIntString.optional() });
+const invokeQuery = z.object({ version: positiveIntString.optional(), tag: tagNameSchema.optional() }).refine((q) => q.version === undefined || q.tag === undefined, 'give "version" or "tag", not both');
 const invocationsQuery = z.object({
   limit: positiveIntString.pipe(z.number().max(200, 'must be at most 200')).optional(),
   version: positiveIntString.optional(),
@@ -28,7 +32,7 @@ export function register(app: App, p: Platform, invoker: Invoker): void {
     },
     async (c) => {
       const id = functionId(c);
-      const { version } = parseWith(invokeQuery, c.req.query());
+      const { version, tag } = parseWith(invokeQuery, c.req.query());
       const text = await readBodyText(c, MAX_EVENT_BYTES, () => errors.tooLarge(MAX_EVENT_BYTES, undefined, 'event'));
       // the event travels to the instance as the text it came in, once known to be JSON
       let body = '{}';
@@ -40,7 +44,8 @@ export function register(app: App, p: Platform, invoker: Invoker): void {
         }
         body = text;
       }
-      const out = await invoker.invoke({ userId: c.get('userId'), functionId: id, version, body });
+      const trafficKey = normalizeTrafficKey(c.req.header(TRAFFIC_KEY_HEADER));
+      const out = await invoker.invoke({ userId: c.get('userId'), functionId: id, version, tag, trafficKey, body });
       c.header('X-Function-Version', String(out.version));
       c.header('X-Request-Id', out.requestId);
       return c.json(out);

@@ -1,6 +1,7 @@
 // POST /api/functions/:id/rollback {version}
 import { z } from 'zod';
 import { rollbackToVersion } from '../../shared/domain/rollback.ts';
+import { actorOf } from '../../shared/domain/traffic.ts';
 import type { Platform } from '../../shared/platform.ts';
 import type { App } from '../http/app.ts';
 import { functionId, jsonBody } from '../http/validation.ts';
@@ -13,7 +14,7 @@ export function register(app: App, p: Platform): void {
   app.post('/api/functions/:id/rollback', async (c) => {
     const id = functionId(c);
     const { version } = await jsonBody(c, rollbackSchema);
-    const result = await rollbackToVersion(p.db, id, version);
+    const result = await rollbackToVersion(p.db, id, version, { actor: await actorOf(p.db, c.get('userId')) });
     if (result.restoring) {
       return c.json(
         {

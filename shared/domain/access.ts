@@ -17,10 +17,19 @@ export function accessOf(value: unknown): AccessMode {
   return value === 'key' || value === 'public' ? value : 'private';
 }
 
-/** Sets a function's access mode; every serving process applies it once the change is announced. */
-export async function setAccess(db: Db, userId: string, functionId: string, access: AccessMode): Promise<void> {
+/**
+ * Sets a function's settings (its access mode; whether deploys wait for approval); every serving
+ * process applies them once the change is announced.
+ */
+export async function setFunctionSettings(db: Db, userId: string, functionId: string, settings: { access?: AccessMode; requireApproval?: boolean }): Promise<void> {
   await db.knex.transaction(async (trx) => {
-    const n = await trx('functions').where({ id: functionId, user_id: userId }).update({ access, updated_at: nowIso() });
+    const n = await trx('functions')
+      .where({ id: functionId, user_id: userId })
+      .update({
+        ...(settings.access !== undefined ? { access: settings.access } : {}),
+        ...(settings.requireApproval !== undefined ? { require_approval: settings.requireApproval } : {}),
+        updated_at: nowIso(),
+      });
     if (n === 0) throw errors.functionNotFound();
     await announceFunctionChanged(db, trx, functionId);
   });

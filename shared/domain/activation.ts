@@ -12,17 +12,44 @@ import { nowIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
 import { recordEvent } from './events.ts';
 import { announceFunctionChanged } from './function-changes.ts';
+import { runningCanary } from './canary-state.ts';
 import { BUILT_STATUS, type DeploymentRow, type FunctionRow } from './model.ts';
 
 export type ActivationReason =
   /** a build finished; its deploy request's intent decides */
   | { kind: 'build' }
-  /** a user asked for this version now */
-  | { kind: 'rollback' };
+  /** a user asked for this version now (rollback, approve), or promoted the candidate (by hand or by a canary) */
+  | { kind: 'rollback' | 'approve' | 'promote'; actor: string | null };
 
 export type ActivationResult =
   | { activated: true; previousDeploymentId: string | null }
-  | { activated: false; reason: 'already_active' | 'superseded' };
+  | { activated: false; reason: 'already_active' | 'superseded' | 'awaiting_approval' | 'held_by_canary' };
+
+/** A version deployed with activate:false (or under requireApproval) that no one has approved yet. */
+export function awaitsApproval(dep: Pick<DeploymentRow, 'auto_activate' | 'approved_at'>): boolean {
+  return !bool(dep.auto_activate) && !dep.approved_at;
+}
+
+/**
+ * Records that `actor` approved a version that waited for approval, the first time a user makes it
+ * live or a candidate (a rollback, an approve, a traffic split or a canary). No-op otherwise.
+ */
+export async function recordApprovalInTransaction(
+  trx: Knex.Transaction,
+  dep: DeploymentRow,
+  input: { actor: string | null; how: string },
+): Promise<void> {
+  if (!awaitsApproval(dep)) return;
+  const now = nowIso();
+  await trx('function_deployments').where({ id: dep.id }).update({ approved_by: input.actor ?? 'unknown', approved_at: now, updated_at: now });
+  await recordEvent(trx, {
+    functionId: dep.function_id,
+    deploymentId: dep.id,
+    version: num(dep.version),
+    event: 'approved',
+    message: `version ${dep.version} approved by ${input.actor ?? 'unknown'} (${input.how})`,
+  });
+}
 
 /**
  * Makes `deploymentId` the function's live deployment, inside `trx`. The old row is switched off
@@ -40,9 +67,35 @@ export async function activateDeploymentInTransaction(
     .first()) as DeploymentRow | undefined;
   if (!dep) throw errors.notFound('deployment');
   if (dep.status !== BUILT_STATUS) throw errors.versionNotBuilt(num(dep.version), dep.status);
+  if (input.reason.kind === 'build') {
+    // A build decides nothing when the owner asked to decide: approval, or a canary under way.
+    if (awaitsApproval(dep)) {
+      await recordEvent(trx, {
+        functionId: fn.id,
+        deploymentId: dep.id,
+        version: num(dep.version),
+        event: 'awaiting_approval',
+        message: `version ${dep.version} built; it waits for approval (approve, rollback, promote or a canary makes it live)`,
+      });
+      return { activated: false, reason: 'awaiting_approval' };
+    }
+    const canary = await runningCanary(trx, fn.id);
+    if (canary && !bool(dep.is_active)) {
+      await recordEvent(trx, {
+        functionId: fn.id,
+        deploymentId: dep.id,
+        version: num(dep.version),
+        event: 'activation_held',
+        message: `version ${dep.version} built but takes no traffic: a canary of version ${canary.version} is running`,
+      });
+      return { activated: false, reason: 'held_by_canary' };
+    }
+  } else {
+    await recordApprovalInTransaction(trx, dep, { actor: input.reason.actor, how: input.reason.kind });
+  }
   if (bool(dep.is_active)) {
     // Still an intent: "keep v1" while v2 builds means v2 must not take over when it finishes.
-    if (input.reason.kind === 'rollback') {
+    if (input.reason.kind !== 'build') {
       const intent = num(fn.intent_seq) + 1;
       await trx('functions')
         .where({ id: fn.id })
@@ -52,7 +105,7 @@ export async function activateDeploymentInTransaction(
   }
 
   let intent: number;
-  if (input.reason.kind === 'rollback') {
+  if (input.reason.kind !== 'build') {
     intent = num(fn.intent_seq) + 1;
   } else {
     intent = num(dep.intent_seq);
@@ -86,15 +139,18 @@ export async function activateDeploymentInTransaction(
       updated_at: now,
     });
   await announceFunctionChanged(db, trx, fn.id);
+  const by = input.reason.kind !== 'build' && input.reason.actor ? ` by ${input.reason.actor}` : '';
   await recordEvent(trx, {
     functionId: fn.id,
     deploymentId: dep.id,
     version: num(dep.version),
-    event: input.reason.kind === 'rollback' ? 'rolled_back' : 'activated',
+    event: input.reason.kind === 'rollback' ? 'rolled_back' : input.reason.kind === 'promote' ? 'promoted' : 'activated',
     message:
       input.reason.kind === 'rollback'
-        ? `rolled back to version ${dep.version}`
-        : `version ${dep.version} is now live`,
+        ? `rolled back to version ${dep.version}${by}`
+        : input.reason.kind === 'promote'
+          ? `version ${dep.version} promoted${by}: it is now live`
+          : `version ${dep.version} is now live${by}`,
   });
   return { activated: true, previousDeploymentId: fn.active_deployment_id ?? null };
 }

@@ -6,7 +6,7 @@ import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
 import { bool, lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
 import { nowIso } from '../db/time.ts';
-import { activateDeploymentInTransaction } from './activation.ts';
+import { activateDeploymentInTransaction, type ActivationResult } from './activation.ts';
 import { recordEvent } from './events.ts';
 import { announceFunctionChanged } from './function-changes.ts';
 import { BUILT_STATUS } from './model.ts';
@@ -222,7 +222,7 @@ export async function renewLease(
 
 export type FinishOutcome =
   | { fenced: true }
-  | { fenced: false; activated: boolean; reason?: 'already_active' | 'superseded' };
+  | { fenced: false; activated: boolean; reason?: Extract<ActivationResult, { activated: false }>['reason'] };
 
 /**
  * The build of a claimed deployment succeeded: mark it built and apply the activation rule, in one

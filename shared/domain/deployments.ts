@@ -6,6 +6,7 @@ import type { Db } from '../db/knex.ts';
 import { bool, num } from '../db/dialect.ts';
 import { toIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
+import { awaitsApproval } from './activation.ts';
 import type { DeploymentRow } from './model.ts';
 
 export interface DeploymentView {
@@ -33,13 +34,19 @@ export interface DeploymentView {
   archivedAt: string | null;
   /** what retention cleanup removed */
   cleanupNote: string | null;
+  /** the tags that point at it (tags.ts) */
+  tags: string[];
+  /** built with activate:false (or under requireApproval), and not approved yet */
+  awaitingApproval: boolean;
+  approvedBy: string | null;
+  approvedAt: string | null;
 }
 
 export interface DeploymentDetailView extends DeploymentView {
   buildLogs: string | null;
 }
 
-export function toDeploymentView(row: DeploymentRow, platform: Config): DeploymentView {
+export function toDeploymentView(row: DeploymentRow, platform: Config, tags: string[] = []): DeploymentView {
   return {
     id: row.id,
     version: num(row.version),
@@ -61,11 +68,23 @@ export function toDeploymentView(row: DeploymentRow, platform: Config): Deployme
     source: row.source === 'config' ? 'config' : 'deploy',
     config: configView(parseStoredConfig(row.config), platform),
     metadata: parseMetadata(row.metadata),
+    tags,
+    awaitingApproval: awaitsApproval(row),
+    approvedBy: row.approved_by ?? null,
+    approvedAt: toIso(row.approved_at),
   };
 }
 
-export function toDeploymentDetailView(row: DeploymentRow, platform: Config): DeploymentDetailView {
-  return { ...toDeploymentView(row, platform), buildLogs: row.build_logs ?? null };
+export function toDeploymentDetailView(row: DeploymentRow, platform: Config, tags: string[] = []): DeploymentDetailView {
+  return { ...toDeploymentView(row, platform, tags), buildLogs: row.build_logs ?? null };
+}
+
+/** The tags of a function's deployments, by deployment id. */
+export async function tagsByDeployment(q: Knex | Knex.Transaction, functionId: string): Promise<Map<string, string[]>> {
+  const rows = await q('function_tags').where({ function_id: functionId }).orderBy('tag', 'asc').select('tag', 'deployment_id');
+  const byDeployment = new Map<string, string[]>();
+  for (const r of rows) byDeployment.set(r.deployment_id, [...(byDeployment.get(r.deployment_id) ?? []), r.tag]);
+  return byDeployment;
 }
 
 // The history list never reads build_logs: they can be large and the list can be long.
@@ -73,7 +92,7 @@ const LIST_COLUMNS = [
   'id', 'function_id', 'version', 'image_tag', 's3_key', 'status', 'is_active', 'error',
   'archive_size', 'archive_sha256', 'attempts', 'deployed_at', 'activated_at', 'created_at',
   'archive_key', 'archive_storage_class', 'archive_removed_at', 'archived_at', 'cleanup_note',
-  'source', 'config', 'metadata',
+  'source', 'config', 'metadata', 'auto_activate', 'approved_by', 'approved_at',
 ];
 
 export async function listDeployments(
@@ -85,7 +104,8 @@ export async function listDeployments(
   const q = db.knex('function_deployments').select(LIST_COLUMNS).where({ function_id: functionId });
   if (opts.before !== undefined) q.andWhere('version', '<', opts.before);
   const rows = await q.orderBy('version', 'desc').limit(opts.limit);
-  return rows.map((r) => toDeploymentView(r as DeploymentRow, platform));
+  const tags = await tagsByDeployment(db.knex, functionId);
+  return rows.map((r) => toDeploymentView(r as DeploymentRow, platform, tags.get(r.id)));
 }
 
 export async function findDeploymentByVersion(

@@ -1,6 +1,6 @@
 // Where a function answers on the web, both ways: its URLs as shown to its owner, and which
 // function (and version) an incoming request addresses.
-//   path form  {PUBLIC_URL}/fn/{handle}/{name}[@v{N}]/{path}
+//   path form  {PUBLIC_URL}/fn/{handle}/{name}[@v{N}|@{tag}]/{path}
 //   host form  {name}--{handle}.{FUNCTIONS_DOMAIN}/{path}   (when FUNCTIONS_DOMAIN is set)
 // A handle holds no "--" (handles.ts), so the last "--" of a host label separates name and handle.
 import { HANDLE_PATTERN } from './handles.ts';
@@ -13,6 +13,8 @@ export interface EndpointAddress {
   name: string;
   /** a pinned version (@v{N}); undefined: the live one */
   version?: number;
+  /** a tag (@{tag}): the version it points at */
+  tag?: string;
   /** the path within the function, from its first "/" (the query is not part of it) */
   path: string;
   /** what precedes `path` in the public URL: "/fn/{handle}/{name}[@vN]" (path form) or "" (host form) */
@@ -20,6 +22,8 @@ export interface EndpointAddress {
 }
 
 const PINNED = /^(.+)@v([1-9][0-9]{0,8})$/;
+/** tags.ts TAG_PATTERN (a tag never looks like a pin) */
+const TAGGED = /^(.+)@([a-z][a-z0-9-]{0,30})$/;
 
 /** The function a path-form URL addresses; null when the path is not a well-formed endpoint path. */
 export function parseEndpointPath(pathname: string): EndpointAddress | null {
@@ -34,14 +38,19 @@ export function parseEndpointPath(pathname: string): EndpointAddress | null {
   const path = slash2 === -1 ? '/' : tail.slice(slash2);
   const prefix = `${ENDPOINT_PREFIX}${afterPrefix.slice(0, slash1)}/${segment}`;
   let version: number | undefined;
+  let tag: string | undefined;
   const pinned = PINNED.exec(segment);
+  const tagged = pinned ? null : TAGGED.exec(segment);
   if (pinned) {
     segment = pinned[1]!;
     version = Number(pinned[2]);
+  } else if (tagged) {
+    segment = tagged[1]!;
+    tag = tagged[2]!;
   }
   const name = segment.toLowerCase();
   if (!HANDLE_PATTERN.test(handle) || !FUNCTION_NAME_PATTERN.test(name)) return null;
-  return { handle, name, version, path, prefix };
+  return { handle, name, version, ...(tag !== undefined ? { tag } : {}), path, prefix };
 }
 
 /** The function a host-form Host header addresses under `domain`; null when it addresses none. */

@@ -6,6 +6,7 @@ import { errors } from '../errors.ts';
 import { accessOf, type AccessMode } from './access.ts';
 import { functionUrls, type UrlBase } from './endpoint-address.ts';
 import type { FunctionRow } from './model.ts';
+import { trafficShares, type TrafficShare } from './traffic.ts';
 
 export interface FunctionView {
   id: string;
@@ -20,6 +21,12 @@ export interface FunctionView {
   url: string;
   /** its endpoint (host form), when FUNCTIONS_DOMAIN is set */
   hostUrl?: string;
+  /** who takes the traffic: the live version, and the candidate when a split is set (traffic.ts) */
+  traffic: TrafficShare[];
+  /** whether a caller's traffic key keeps it on one version */
+  sticky: boolean;
+  /** every deploy waits for approval */
+  requireApproval: boolean;
   createdAt: string | null;
   updatedAt: string | null;
 }
@@ -28,11 +35,13 @@ function summaryQuery(db: Db) {
   return db
     .knex('functions as f')
     .leftJoin('function_deployments as d', 'd.id', 'f.active_deployment_id')
+    .leftJoin('function_deployments as c', 'c.id', 'f.candidate_deployment_id')
     .join('users as u', 'u.id', 'f.user_id')
     .select(
       'f.*',
       'u.handle',
       'd.version as active_version',
+      'c.version as candidate_version',
       db.knex.raw(`EXISTS (SELECT 1 FROM function_deployments x WHERE x.function_id = f.id AND x.status <> 'failed') AS has_unfailed`),
     );
 }
@@ -47,7 +56,7 @@ function functionStatus(row: FunctionRow & { has_unfailed: unknown }): string {
   return row.status;
 }
 
-type SummaryRow = FunctionRow & { handle: string; access: string; active_version: number | null; has_unfailed: unknown };
+type SummaryRow = FunctionRow & { handle: string; access: string; active_version: number | null; candidate_version: number | null; has_unfailed: unknown };
 
 function toView(row: SummaryRow, base: UrlBase): FunctionView {
   return {
@@ -59,6 +68,12 @@ function toView(row: SummaryRow, base: UrlBase): FunctionView {
     latestVersion: num(row.last_version),
     access: accessOf(row.access),
     ...functionUrls(base, row.handle, row.name),
+    traffic: trafficShares(
+      row.active_version === null ? null : { version: num(row.active_version), deploymentId: row.active_deployment_id! },
+      row.candidate_version === null ? null : { version: num(row.candidate_version), deploymentId: row.candidate_deployment_id!, percent: num(row.candidate_percent) },
+    ),
+    sticky: bool(row.traffic_sticky),
+    requireApproval: bool(row.require_approval),
     createdAt: toIso(row.created_at),
     updatedAt: toIso(row.updated_at),
   };

@@ -25,11 +25,19 @@ import { findDeploymentByVersion } from './deployments.ts';
 import { recordEvent } from './events.ts';
 import { FUNCTION_CHANGED_CHANNEL, onFunctionChangedLocally } from './function-changes.ts';
 import { InvocationRecorder, type InvocationRecord } from './invocation-log.ts';
-import { LiveRoutes, type LiveRoute } from './live-routes.ts';
+import { LiveRoutes, type LiveDeployment, type LiveRoute } from './live-routes.ts';
+import { chooseDeployment } from './traffic-choice.ts';
 import { BUILT_STATUS } from './model.ts';
 import { versionDriver, type DriverName } from './version-driver.ts';
 import { instanceQuotaError } from './quotas.ts';
 import { effectiveSettings, instanceVariables, parseStoredConfig } from './release-config.ts';
+
+/** Which version a request asks for: a pinned one, a tag, or the split's choice (with a traffic key for a sticky split). */
+export interface TrafficPick {
+  version?: number;
+  tag?: string;
+  trafficKey?: string | null;
+}
 
 export interface InvocationResult {
   result: unknown;
@@ -150,6 +158,11 @@ export class Invoker {
         if (route.live?.status !== BUILT_STATUS || route.live.driver !== this.driver.name) return;
         const { deploymentId, version, imageTag, config } = route.live;
         this.manager.keepWarm({ functionId, deploymentId, version, imageTag, config }, effectiveSettings(config, this.p.config).minInstances);
+        // a candidate taking traffic is warm before its first request too
+        const c = route.candidate;
+        if (c && c.percent > 0 && c.status === BUILT_STATUS && c.driver === this.driver.name) {
+          this.manager.prewarm({ functionId, deploymentId: c.deploymentId, version: c.version, imageTag: c.imageTag, config: c.config });
+        }
       })
       .catch((err) => this.p.logger.warn('could not follow a change to a function', { functionId, err }));
   }
@@ -164,22 +177,32 @@ export class Invoker {
   }
 
   /** What a version to run is, checked against the caller (another user's function is a 404). */
-  private async resolveTarget(userId: string, functionId: string, version?: number): Promise<InstanceTarget> {
+  private async resolveTarget(userId: string, functionId: string, pick: TrafficPick): Promise<InstanceTarget> {
     const route = await this.routes.get(functionId);
     if (!route || route.userId !== userId) throw errors.functionNotFound();
-    return this.targetOf(route, version);
+    return this.targetOf(route, pick);
   }
 
-  /** The version of a function to run: the live one, or a named built one. */
-  async targetOf(route: LiveRoute, version?: number): Promise<InstanceTarget> {
+  /**
+   * The version of a function to run: a named built one, a tagged one, or the one the traffic
+   * split picks (the live version, or the candidate for its share).
+   */
+  async targetOf(route: LiveRoute, pick: TrafficPick = {}): Promise<InstanceTarget> {
     const { functionId } = route;
     this.owners.set(functionId, route.userId);
-    if (version !== undefined) return resolveVersion(this.p.db, functionId, version, this.driver.name);
-    const live = route.live;
-    if (!live) throw errors.noActiveDeployment();
-    if (live.status === 'building') throw imageRebuilding(live.version, live.deploymentId);
-    if (live.driver !== this.driver.name) throw driverMismatch(live.version, live.driver, this.driver.name);
-    return { functionId, deploymentId: live.deploymentId, version: live.version, imageTag: live.imageTag, config: live.config };
+    if (pick.version !== undefined) return resolveVersion(this.p.db, functionId, pick.version, this.driver.name);
+    let chosen: LiveDeployment | null;
+    if (pick.tag !== undefined) {
+      chosen = route.tags.get(pick.tag) ?? null;
+      if (!chosen) throw errors.tagNotFound(pick.tag);
+      if (chosen.status !== BUILT_STATUS && chosen.status !== 'building') throw errors.versionNotBuilt(chosen.version, chosen.status);
+    } else {
+      chosen = chooseDeployment(route, pick.trafficKey ?? null)?.deployment ?? null;
+      if (!chosen) throw errors.noActiveDeployment();
+    }
+    if (chosen.status === 'building') throw imageRebuilding(chosen.version, chosen.deploymentId);
+    if (chosen.driver !== this.driver.name) throw driverMismatch(chosen.version, chosen.driver, this.driver.name);
+    return { functionId, deploymentId: chosen.deploymentId, version: chosen.version, imageTag: chosen.imageTag, config: chosen.config };
   }
 
   /**
@@ -223,8 +246,8 @@ export class Invoker {
   }
 
   /** `body` is the event as JSON text (already checked to parse). */
-  async invoke(input: { userId: string; functionId: string; version?: number; body: string }): Promise<InvocationResult> {
-    const target = await this.resolveTarget(input.userId, input.functionId, input.version);
+  async invoke(input: { userId: string; functionId: string; body: string } & TrafficPick): Promise<InvocationResult> {
+    const target = await this.resolveTarget(input.userId, input.functionId, input);
     const requestId = randomUUID();
     const out = await this.exchange(target, requestId, (channel, signal) => channel.invoke(requestId, input.body, signal));
     const reply = out.ok ? out.value : null;

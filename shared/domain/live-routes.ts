@@ -1,4 +1,5 @@
-// The routing table of the serving process: for each function, its owner and its live version,
+// The routing table of the serving process: for each function, its owner, its live version, its
+// candidate and its tagged versions,
 // cached so that a warm invocation makes no database round trip. An entry is dropped the moment a
 // change to its function is announced (function-changes.ts): in this process at once, from other
 // processes through NOTIFY. On SQLite, a commit by another process (a separate runner) is noticed
@@ -29,6 +30,12 @@ export interface LiveRoute {
   access: AccessMode;
   /** null: nothing is live yet */
   live: LiveDeployment | null;
+  /** the version beside the live one, with the share of traffic it takes (traffic.ts) */
+  candidate: (LiveDeployment & { percent: number }) | null;
+  /** a caller's traffic key keeps it on one version */
+  sticky: boolean;
+  /** tag → the version it points at (tags.ts) */
+  tags: ReadonlyMap<string, LiveDeployment>;
 }
 
 const TTL_WITH_FEED_MS = 60_000;
@@ -108,18 +115,38 @@ export class LiveRoutes {
     this.addresses.clear();
   }
 
-  /** The seed's execution query: the function and its active deployment, checked on both sides. */
+  /**
+   * The seed's execution query: the function and its active deployment, checked on both sides;
+   * with the candidate beside it and the tagged versions.
+   */
   private async load(functionId: string): Promise<LiveRoute | null> {
     const row = await this.db
       .knex('functions as f')
       .leftJoin('function_deployments as d', 'd.id', 'f.active_deployment_id')
       .where({ 'f.id': functionId })
-      .first('f.user_id', 'f.access', 'd.config', 'd.id as deployment_id', 'd.version', 'd.image_tag', 'd.status', 'd.is_active', 'd.runtime_driver');
+      .first('f.user_id', 'f.access', 'f.candidate_deployment_id', 'f.candidate_percent', 'f.traffic_sticky', ...deploymentColumns('d'));
     if (!row) return null;
-    const live =
-      row.deployment_id && bool(row.is_active)
-        ? { deploymentId: row.deployment_id, version: num(row.version), imageTag: row.image_tag ?? null, status: row.status, driver: versionDriver(row), config: parseStoredConfig(row.config) }
-        : null;
-    return { functionId, userId: row.user_id, access: accessOf(row.access), live };
+    const live = row.deployment_id && bool(row.is_active) ? liveDeployment(row) : null;
+    let candidate: LiveRoute['candidate'] = null;
+    if (live && row.candidate_deployment_id) {
+      const c = await this.db.knex('function_deployments as d').where({ 'd.id': row.candidate_deployment_id }).first(...deploymentColumns('d'));
+      if (c) candidate = { ...liveDeployment(c), percent: num(row.candidate_percent) };
+    }
+    const tags = new Map<string, LiveDeployment>();
+    const tagged = await this.db
+      .knex('function_tags as t')
+      .join('function_deployments as d', 'd.id', 't.deployment_id')
+      .where({ 't.function_id': functionId })
+      .select('t.tag', ...deploymentColumns('d'));
+    for (const t of tagged) tags.set(t.tag, liveDeployment(t));
+    return { functionId, userId: row.user_id, access: accessOf(row.access), live, candidate, sticky: bool(row.traffic_sticky), tags };
   }
+}
+
+function deploymentColumns(alias: string): string[] {
+  return ['config', 'id as deployment_id', 'version', 'image_tag', 'status', 'is_active', 'runtime_driver'].map((c) => `${alias}.${c}`);
+}
+
+function liveDeployment(row: { deployment_id: string; version: unknown; image_tag: string | null; status: DeploymentStatus; runtime_driver: string | null; config: string }): LiveDeployment {
+  return { deploymentId: row.deployment_id, version: num(row.version), imageTag: row.image_tag ?? null, status: row.status, driver: versionDriver(row), config: parseStoredConfig(row.config) };
 }

@@ -24,6 +24,10 @@ export interface FunctionRow {
   last_version: number;
   intent_seq: number | string;
   active_intent_seq: number | string;
+  candidate_deployment_id: string | null;
+  candidate_percent: number;
+  traffic_sticky: boolean | number;
+  require_approval: boolean | number;
   created_at: unknown;
   updated_at: unknown;
 }
@@ -67,6 +71,10 @@ export interface DeploymentRow {
   metadata: string | null;
   /** a configuration change: the version whose code it reuses */
   base_deployment_id: string | null;
+  /** false: the build does not make it live (activate:false, requireApproval) */
+  auto_activate: boolean | number;
+  approved_by: string | null;
+  approved_at: unknown;
   created_at: unknown;
   updated_at: unknown;
 }

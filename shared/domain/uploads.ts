@@ -17,14 +17,16 @@ import { allocateVersion } from './versions.ts';
 import type { ConfigPatch, DeployMetadata } from './release-config.ts';
 import { checkArchiveBytes, checkBuildSlot, lockAccount } from './quotas.ts';
 
-/** What a deploy may carry besides its code: a configuration patch, and metadata for history. */
+/** What a deploy may carry besides its code: a configuration patch, metadata for history, whether it goes live. */
 export interface ReleaseInput {
   config?: ConfigPatch;
   metadata?: DeployMetadata;
+  /** false: build it, and let it wait for approval rather than go live */
+  activate?: boolean;
 }
 
 export function releaseOptions(p: Platform, input: ReleaseInput) {
-  return { config: { patch: input.config, sealer: p.secrets, platform: p.config }, metadata: input.metadata };
+  return { config: { patch: input.config, sealer: p.secrets, platform: p.config }, metadata: input.metadata, activate: input.activate };
 }
 
 export interface DeployRequested {

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
-import { num, withTransaction } from '../db/dialect.ts';
+import { bool, num, withTransaction } from '../db/dialect.ts';
 import { nowIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
 import { recordEvent } from './events.ts';
@@ -40,6 +40,11 @@ export interface AllocateInput {
    */
   config?: { patch?: ConfigPatch; sealer: SecretSealer; platform: Config };
   metadata?: DeployMetadata;
+  /**
+   * false: the build does not make it live; it waits for approval (so does every version of a
+   * function with requireApproval).
+   */
+  activate?: boolean;
   /**
    * A configuration change rather than a deploy: the new version reuses the code (artifact and
    * archive) of the function's live version. Fails with no_active_deployment when none is live.
@@ -120,6 +125,7 @@ async function allocateInTransaction(db: Db, trx: Knex.Transaction, input: Alloc
     source: base ? 'config' : 'deploy',
     metadata: input.metadata && Object.keys(input.metadata).length > 0 ? JSON.stringify(input.metadata) : null,
     base_deployment_id: base?.id ?? null,
+    auto_activate: input.activate !== false && !bool(fn.require_approval),
     intent_seq: num(fn.intent_seq),
     attempts: 0,
     upload_expires_at: input.uploadExpiresAt ?? null,
@@ -134,7 +140,9 @@ async function allocateInTransaction(db: Db, trx: Knex.Transaction, input: Alloc
     deploymentId: deployment.id,
     version,
     event: 'deploy_requested',
-    message: base ? `configuration change requested: version ${version} runs version ${num(base.version)}'s code` : `deploy of version ${version} requested`,
+    message:
+      (base ? `configuration change requested: version ${version} runs version ${num(base.version)}'s code` : `deploy of version ${version} requested`) +
+      (deployment.auto_activate ? '' : '; it will wait for approval'),
   });
   const row = (await trx('function_deployments').where({ id: deployment.id }).first()) as DeploymentRow;
   return { fn, deployment: row, isNewFunction: fn.id === candidateId };

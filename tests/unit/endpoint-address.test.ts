@@ -16,6 +16,16 @@ test('path form: handle, name, pinned version, the path within the function and 
   }
 });
 
+test('path form: @{tag} names a tag; @v{N} is always a pin', () => {
+  assert.equal(parseEndpointPath('/fn/ada/api@beta/x'), { handle: 'ada', name: 'api', version: undefined, tag: 'beta', path: '/x', prefix: '/fn/ada/api@beta' });
+  assert.equal(parseEndpointPath('/fn/ada/api@pr-42'), { handle: 'ada', name: 'api', version: undefined, tag: 'pr-42', path: '/', prefix: '/fn/ada/api@pr-42' });
+  assert.is(parseEndpointPath('/fn/ada/api@v3')?.tag, undefined);
+  assert.is(parseEndpointPath('/fn/ada/api@v3')?.version, 3);
+  for (const bad of ['/fn/ada/api@', '/fn/ada/api@Beta', '/fn/ada/api@1x', `/fn/ada/api@${'a'.repeat(32)}`, '/fn/ada/api@a_b']) {
+    assert.is(parseEndpointPath(bad), null, bad);
+  }
+});
+
 test('host form: the last "--" separates name and handle; ports, case and a trailing dot are ignored', () => {
   assert.equal(parseEndpointHost('api--ada.fn.example.com', 'fn.example.com'), { handle: 'ada', name: 'api' });
   assert.equal(parseEndpointHost('My--Api--Ada.FN.example.com:8443', 'fn.example.com'), { handle: 'ada', name: 'my--api' });
