@@ -146,7 +146,7 @@ split('bad arguments are refused before any request (exit 2, one line)', async (
   oneLineError(await cli(['tag', 'x', 'Beta', '2']), /invalid tag "Beta"/, 2);
   oneLineError(await cli(['tag', 'x', '1st', '2']), /invalid tag "1st"/, 2);
   oneLineError(await cli(['tag', 'x', 'a'.repeat(32), '2']), /invalid tag/, 2);
-  oneLineError(await cli(['tag', 'x', 'v3', '2']), /invalid tag "v3": it would read as a version/, 2);
+  oneLineError(await cli(['tag', 'x', 'v3', '2']), /invalid tag "v3": a tag cannot look like a version pin/, 2);
   oneLineError(await cli(['tag', 'x', 'beta']), /tag needs <version> \(or --delete\)/, 2);
   oneLineError(await cli(['tag', 'x', 'beta', '2', '--delete']), /tag --delete takes no version/, 2);
   oneLineError(await cli(['tag', 'x', 'beta', 'latest']), /"latest" is not a version/, 2);

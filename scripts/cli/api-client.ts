@@ -10,17 +10,15 @@ export type { EventView as EventEntry } from '../../shared/domain/events.ts';
 export type { InvocationView as Invocation } from '../../shared/domain/invocation-log.ts';
 export type { InvocationResult as InvokeResult } from '../../shared/domain/invoke.ts';
 export type { TokenView as ApiToken, IssuedToken } from '../../shared/domain/tokens.ts';
-import type { FunctionView } from '../../shared/domain/functions.ts';
+export type { FunctionView as FunctionSummary } from '../../shared/domain/functions.ts';
+import type { FunctionView as FunctionSummary } from '../../shared/domain/functions.ts';
 import type { AccessMode } from '../../shared/domain/access.ts';
 import type { FunctionKeyView as FunctionKey, IssuedFunctionKey } from '../../shared/domain/function-keys.ts';
-import type { DeploymentView, DeploymentDetailView } from '../../shared/domain/deployments.ts';
-// INTERIM until the delivery core is on main: the fields it adds to the views (contract-13).
-export interface TrafficShare { version: number; deploymentId: string; percent: number; role: 'live' | 'candidate' }
-export interface TagView { tag: string; version: number; deploymentId: string; updatedAt: string | null }
-export type FunctionSummary = FunctionView & { traffic: TrafficShare[]; sticky: boolean; requireApproval: boolean };
-type DeliveryFields = { tags: string[]; awaitingApproval: boolean; approvedBy: string | null; approvedAt: string | null };
-export type Deployment = DeploymentView & DeliveryFields;
-export type DeploymentDetail = DeploymentDetailView & DeliveryFields;
+export type { DeploymentView as Deployment, DeploymentDetailView as DeploymentDetail } from '../../shared/domain/deployments.ts';
+import type { DeploymentView as Deployment, DeploymentDetailView as DeploymentDetail } from '../../shared/domain/deployments.ts';
+export type { TrafficShare } from '../../shared/domain/traffic.ts';
+export type { TagView } from '../../shared/domain/tags.ts';
+import type { TagView } from '../../shared/domain/tags.ts';
 import type { EventView as EventEntry } from '../../shared/domain/events.ts';
 import type { InvocationView as Invocation } from '../../shared/domain/invocation-log.ts';
 import type { InvocationResult as InvokeResult } from '../../shared/domain/invoke.ts';
@@ -263,8 +261,8 @@ export class ApiClient {
     return (await this.request<{ tags: TagView[] }>('GET', `/api/functions/${id}/tags`)).tags;
   }
 
-  /** A version built without going live (deploy --no-activate, requireApproval) goes live. */
-  approve(id: string, version: number): Promise<{ message: string; version: number; deploymentId: string }> {
+  /** A version built without going live (deploy --no-activate, requireApproval) goes live (202 `building`: archived, being restored first). */
+  approve(id: string, version: number): Promise<{ message: string; version: number; deploymentId: string; status?: 'building' }> {
     return this.request('POST', `/api/functions/${id}/approve`, { json: { version } });
   }
 

@@ -20,7 +20,11 @@ export const approve: Command = {
     const before = fn.activeVersion;
     const result = await api.approve(fn.id, version);
     ctx.out.data({ name, ...result, previousVersion: before });
-    ctx.out.info(`✔ ${name} v${result.version} approved and live (was ${before === null ? 'no version' : `v${before}`})`);
+    const was = before === null ? 'no version' : `v${before}`;
+    if (result.status === 'building') {
+      ctx.out.info(`✔ ${name} v${result.version} approved; it was archived, so it is rebuilt first and goes live once built (${was} live meanwhile)`);
+    } else if (before === result.version) ctx.out.info(`✔ ${name} v${result.version} is already live`);
+    else ctx.out.info(`✔ ${name} v${result.version} approved and live (was ${was})`);
     return 0;
   },
 };

@@ -1,16 +1,14 @@
 // tag <name> <tag> <version> | tag <name> <tag> --delete, tags <name>: names that point at one
 // version and serve it (/fn/{handle}/{name}@{tag}/…, invoke --tag).
+import { tagNameSchema } from '../../../shared/domain/tags.ts';
 import { UsageError } from '../errors.ts';
 import { formatAge, table } from '../format.ts';
 import { versionArg, type Command } from './command.ts';
 
-// INTERIM until the delivery core is on main (shared/domain/tags.ts holds the rule)
-const TAG_PATTERN = /^[a-z][a-z0-9-]{0,30}$/;
-const VERSION_PIN = /^v[0-9]+$/;
-
+/** Checked here with the API's own rule (shared/domain/tags.ts), so a bad tag costs no request. */
 function tagArg(raw: string): string {
-  if (!TAG_PATTERN.test(raw)) throw new UsageError(`invalid tag "${raw}": 1-31 characters of a-z, 0-9 and "-", starting with a letter`);
-  if (VERSION_PIN.test(raw)) throw new UsageError(`invalid tag "${raw}": it would read as a version (@${raw})`);
+  const parsed = tagNameSchema.safeParse(raw);
+  if (!parsed.success) throw new UsageError(`invalid tag "${raw}": ${parsed.error.issues[0]?.message ?? 'not a tag'}`);
   return raw;
 }
 
@@ -32,15 +30,16 @@ export const tag: Command = {
     const remove = ctx.flags.delete === true;
     if (remove && rawVersion !== undefined) throw new UsageError('tag --delete takes no version');
     if (!remove && rawVersion === undefined) throw new UsageError('tag needs <version> (or --delete)');
+    const version = remove ? null : versionArg(rawVersion!);
     const api = ctx.api();
     const fn = await api.functionNamed(name!);
-    if (remove) {
+    if (version === null) {
       await api.deleteTag(fn.id, t);
       ctx.out.data({ name, tag: t, deleted: true });
       ctx.out.info(`✔ ${name}@${t} deleted`);
       return 0;
     }
-    const result = await api.setTag(fn.id, t, versionArg(rawVersion!));
+    const result = await api.setTag(fn.id, t, version);
     ctx.out.data({ name, ...result });
     ctx.out.info(`✔ ${name}@${t} → v${result.version}`);
     return 0;
