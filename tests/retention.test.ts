@@ -115,29 +115,27 @@ keep('old failed versions lose their archive; newer failures and pending deploys
   assert.is(pending.status, 201);
 });
 
-// Delivery state written straight to its tables: the rows the delivery API writes (tags, the
-// candidate, a running canary), so these tests need no more than the schema.
-async function deploymentId(functionId: string, version: number): Promise<string> {
-  return (await db('function_deployments').where({ function_id: functionId, version }).first('id')).id;
+// Tags and the candidate through the delivery API; a running canary as the row the canary API writes.
+async function tagVersion(api: Client, functionId: string, tag: string, version: number) {
+  const res = await api.request('PUT', `/api/functions/${functionId}/tags/${tag}`, { json: { version } });
+  assert.is(res.status, 200, JSON.stringify(res.body));
 }
-async function tagVersion(functionId: string, tag: string, version: number) {
-  const now = new Date().toISOString();
-  await db('function_tags').insert({ function_id: functionId, tag, deployment_id: await deploymentId(functionId, version), created_at: now, updated_at: now });
+async function untag(api: Client, functionId: string, tag: string) {
+  assert.is((await api.del(`/api/functions/${functionId}/tags/${tag}`)).status, 204);
 }
-async function untag(functionId: string, tag: string) {
-  await db('function_tags').where({ function_id: functionId, tag }).delete();
+async function setCandidate(api: Client, functionId: string, version: number, percent: number) {
+  const res = await api.request('PUT', `/api/functions/${functionId}/traffic`, { json: { candidate: { version, percent } } });
+  assert.is(res.status, 200, JSON.stringify(res.body));
 }
-async function setCandidate(functionId: string, version: number, percent: number) {
-  await db('functions').where({ id: functionId }).update({ candidate_deployment_id: await deploymentId(functionId, version), candidate_percent: percent });
-}
-async function clearCandidate(functionId: string) {
-  await db('functions').where({ id: functionId }).update({ candidate_deployment_id: null, candidate_percent: 0 });
+async function clearCandidate(api: Client, functionId: string) {
+  assert.is((await api.del(`/api/functions/${functionId}/traffic`)).status, 200);
 }
 async function startCanaryRow(functionId: string, version: number) {
+  const dep = await db('function_deployments').where({ function_id: functionId, version }).first('id');
   const now = new Date().toISOString();
   const id = randomUUID();
   await db('function_canaries').insert({
-    id, function_id: functionId, deployment_id: await deploymentId(functionId, version), version, status: 'running',
+    id, function_id: functionId, deployment_id: dep.id, version, status: 'running',
     steps: '[5,25,50,100]', step_index: 0, interval_seconds: 60, max_error_rate: 0.05, min_requests: 20,
     step_started_at: now, created_at: now, updated_at: now,
   });
@@ -150,9 +148,9 @@ const reachable = suite('versions still reachable');
 reachable('KEEP_LAST_N=1: a tagged old version and the candidate keep their image and are named; untagged, the next run archives', async () => {
   const api = await tp.newUser();
   const id = await builtVersions(api, 'reachable', 5); // v5 live
-  await tagVersion(id, 'beta', 1);
-  await tagVersion(id, 'alpha', 1);
-  await setCandidate(id, 3, 10);
+  await tagVersion(api, id, 'beta', 1);
+  await tagVersion(api, id, 'alpha', 1);
+  await setCandidate(api, id, 3, 10);
   const first = await cleanup({ functionName: 'reachable', keepLastN: 1 });
   assert.is(first.errors, 0);
   assert.equal(first.kept, [
@@ -163,17 +161,17 @@ reachable('KEEP_LAST_N=1: a tagged old version and the candidate keep their imag
   assert.is(await statuses(api, id), 'v1:active v2:archived v3:active v4:archived v5:active');
   for (const v of [1, 3, 5]) assert.ok(fs.existsSync(artifactDir(id, v)), `v${v} artifact kept`);
 
-  await untag(id, 'beta');
+  await untag(api, id, 'beta');
   const second = await cleanup({ functionName: 'reachable', keepLastN: 1 });
   assert.equal(second.kept.map((k) => `v${k.version} ${k.reason}`), ['v3 candidate', 'v1 tagged:alpha'], 'still tagged alpha');
-  await untag(id, 'alpha');
+  await untag(api, id, 'alpha');
   const third = await cleanup({ functionName: 'reachable', keepLastN: 1 });
   assert.equal(third.kept.map((k) => `v${k.version} ${k.reason}`), ['v3 candidate']);
   assert.is(third.versionsArchived, 1);
   assert.is(await statuses(api, id), 'v1:archived v2:archived v3:active v4:archived v5:active');
   assert.not.ok(fs.existsSync(artifactDir(id, 1)));
 
-  await clearCandidate(id);
+  await clearCandidate(api, id);
   const fourth = await cleanup({ functionName: 'reachable', keepLastN: 1 });
   assert.equal(fourth.kept, []);
   assert.is(await statuses(api, id), 'v1:archived v2:archived v3:archived v4:archived v5:active');
@@ -195,8 +193,8 @@ reachable('the version of a running canary is kept; once the canary has ended it
 reachable('the dry run and the report name what was kept and why', async () => {
   const api = await tp.newUser();
   const id = await builtVersions(api, 'named', 4);
-  await tagVersion(id, 'stable', 1);
-  await setCandidate(id, 2, 0);
+  await tagVersion(api, id, 'stable', 1);
+  await setCandidate(api, id, 2, 0);
   const dry = spawnCleanup(['--dry-run', '--keep', '1', '--function', 'named'], runnerEnv(tp));
   assert.is(await dry.exited, 0, dry.stderr());
   assert.match(dry.stdout(), /dry run: 1 action\(s\) planned/);
@@ -226,7 +224,7 @@ reachable('a tag set after the plan was made still protects the version: the cla
   try {
     const run = spawnCleanup(['--keep', '1', '--function', 'late-tag'], runnerEnv(tp, { S3_ENDPOINT: proxy.url }));
     await waitFor('the copy of v3 to be held', () => proxy.held() > 0, { timeoutMs: 30_000 });
-    await tagVersion(id, 'late', 1);
+    await tagVersion(api, id, 'late', 1);
     proxy.release();
     assert.is(await run.exited, 0, run.stderr() + run.stdout());
     assert.match(run.stdout(), /kept\s+late-tag v1 \(tagged:late\)\n/);
