@@ -48,12 +48,14 @@ if (args.json) {
       process.stdout.write(`dry run: ${summary.plan.length} action(s) planned, nothing changed\n`);
       for (const a of summary.plan) process.stdout.write(`  ${a.action.padEnd(22)} ${a.name} v${a.version}\n`);
     }
+    // what the keep-last-N rule would have archived but retention left alone, and why
+    for (const k of summary.kept) process.stdout.write(`  ${'kept'.padEnd(22)} ${k.name} v${k.version} (${k.reason})\n`);
     const s = summary;
     process.stdout.write(
       `functions scanned ${s.functionsScanned}, versions archived ${s.versionsArchived}, archives deleted ${s.archivesDeleted}, ` +
         `objects moved ${s.objectsMoved}, objects removed ${s.objectsRemoved}, images removed ${s.imagesRemoved}, ` +
         `failed archives removed ${s.failedArchivesRemoved}, uploads expired ${s.uploadsExpired}, ` +
-        `bytes freed ${s.bytesFreed}, errors ${s.errors}, ${s.durationMs} ms\n`,
+        `versions kept ${s.kept.length}, bytes freed ${s.bytesFreed}, errors ${s.errors}, ${s.durationMs} ms\n`,
     );
   }
 }

@@ -205,7 +205,7 @@ cli('history is a table, newest first, with the live version marked', async () =
   const r = await runCli(['history', 'hello'], env);
   assert.is(r.code, 0, r.stderr);
   const lines = r.stdout.trimEnd().split('\n');
-  assert.match(lines[0], /VERSION\s+STATUS\s+LIVE\s+DEPLOYED\s+SIZE\s+SHA256/);
+  assert.match(lines[0], /VERSION\s+STATUS\s+LIVE\s+TAGS\s+DEPLOYED\s+SIZE\s+SHA256/);
   assert.match(lines[1], /^\* v2\s+active\s+live\s/);
   assert.match(lines[2], /^\s+v1\s+active\s+\d/);
   const ls = await runCli(['ls'], env);

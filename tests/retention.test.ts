@@ -1,6 +1,8 @@
 // Retention cleanup and recovery (process driver; the docker variant is retention-docker.test.ts):
 // keep-last-N, the three archive modes, history kept, the live version untouchable, archived
-// versions restorable, crash-safety, one run at a time, dry runs and expired uploads.
+// versions restorable, crash-safety, one run at a time, dry runs and expired uploads; versions still
+// reachable (the candidate, tagged, a running canary's) are kept whatever their age.
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { suite } from 'uvu';
@@ -111,6 +113,127 @@ keep('old failed versions lose their archive; newer failures and pending deploys
   assert.is(await tp.platform.storage.head(bad.built.s3Key), null);
   assert.is(h.get(5).status, 'pending_upload');
   assert.is(pending.status, 201);
+});
+
+// Tags and the candidate through the delivery API; a running canary as the row the canary API writes.
+async function tagVersion(api: Client, functionId: string, tag: string, version: number) {
+  const res = await api.request('PUT', `/api/functions/${functionId}/tags/${tag}`, { json: { version } });
+  assert.is(res.status, 200, JSON.stringify(res.body));
+}
+async function untag(api: Client, functionId: string, tag: string) {
+  assert.is((await api.del(`/api/functions/${functionId}/tags/${tag}`)).status, 204);
+}
+async function setCandidate(api: Client, functionId: string, version: number, percent: number) {
+  const res = await api.request('PUT', `/api/functions/${functionId}/traffic`, { json: { candidate: { version, percent } } });
+  assert.is(res.status, 200, JSON.stringify(res.body));
+}
+async function clearCandidate(api: Client, functionId: string) {
+  assert.is((await api.del(`/api/functions/${functionId}/traffic`)).status, 200);
+}
+async function startCanaryRow(functionId: string, version: number) {
+  const dep = await db('function_deployments').where({ function_id: functionId, version }).first('id');
+  const now = new Date().toISOString();
+  const id = randomUUID();
+  await db('function_canaries').insert({
+    id, function_id: functionId, deployment_id: dep.id, version, status: 'running',
+    steps: '[5,25,50,100]', step_index: 0, interval_seconds: 60, max_error_rate: 0.05, min_requests: 20,
+    step_started_at: now, created_at: now, updated_at: now,
+  });
+  return id;
+}
+const statuses = async (api: Client, id: string) => [...(await history(api, id))].map(([v, d]) => `v${v}:${d.status}`).sort().join(' ');
+
+const reachable = suite('versions still reachable');
+
+reachable('KEEP_LAST_N=1: a tagged old version and the candidate keep their image and are named; untagged, the next run archives', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'reachable', 5); // v5 live
+  await tagVersion(api, id, 'beta', 1);
+  await tagVersion(api, id, 'alpha', 1);
+  await setCandidate(api, id, 3, 10);
+  const first = await cleanup({ functionName: 'reachable', keepLastN: 1 });
+  assert.is(first.errors, 0);
+  assert.equal(first.kept, [
+    { functionId: id, name: 'reachable', version: 3, reason: 'candidate' },
+    { functionId: id, name: 'reachable', version: 1, reason: 'tagged:alpha,beta' },
+  ]);
+  assert.equal(first.plan.map((a) => `${a.action} v${a.version}`), ['archive v4', 'archive v2']);
+  assert.is(await statuses(api, id), 'v1:active v2:archived v3:active v4:archived v5:active');
+  for (const v of [1, 3, 5]) assert.ok(fs.existsSync(artifactDir(id, v)), `v${v} artifact kept`);
+
+  await untag(api, id, 'beta');
+  const second = await cleanup({ functionName: 'reachable', keepLastN: 1 });
+  assert.equal(second.kept.map((k) => `v${k.version} ${k.reason}`), ['v3 candidate', 'v1 tagged:alpha'], 'still tagged alpha');
+  await untag(api, id, 'alpha');
+  const third = await cleanup({ functionName: 'reachable', keepLastN: 1 });
+  assert.equal(third.kept.map((k) => `v${k.version} ${k.reason}`), ['v3 candidate']);
+  assert.is(third.versionsArchived, 1);
+  assert.is(await statuses(api, id), 'v1:archived v2:archived v3:active v4:archived v5:active');
+  assert.not.ok(fs.existsSync(artifactDir(id, 1)));
+
+  await clearCandidate(api, id);
+  const fourth = await cleanup({ functionName: 'reachable', keepLastN: 1 });
+  assert.equal(fourth.kept, []);
+  assert.is(await statuses(api, id), 'v1:archived v2:archived v3:archived v4:archived v5:active');
+});
+
+reachable('the version of a running canary is kept; once the canary has ended it goes', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'canaried', 3);
+  const canary = await startCanaryRow(id, 1);
+  const during = await cleanup({ functionName: 'canaried', keepLastN: 1 });
+  assert.equal(during.kept.map((k) => `v${k.version} ${k.reason}`), ['v1 canary']);
+  assert.is(await statuses(api, id), 'v1:active v2:archived v3:active');
+  await db('function_canaries').where({ id: canary }).update({ status: 'aborted', finished_at: new Date().toISOString() });
+  const after = await cleanup({ functionName: 'canaried', keepLastN: 1 });
+  assert.equal(after.kept, []);
+  assert.is(await statuses(api, id), 'v1:archived v2:archived v3:active');
+});
+
+reachable('the dry run and the report name what was kept and why', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'named', 4);
+  await tagVersion(api, id, 'stable', 1);
+  await setCandidate(api, id, 2, 0);
+  const dry = spawnCleanup(['--dry-run', '--keep', '1', '--function', 'named'], runnerEnv(tp));
+  assert.is(await dry.exited, 0, dry.stderr());
+  assert.match(dry.stdout(), /dry run: 1 action\(s\) planned/);
+  assert.match(dry.stdout(), /archive\s+named v3\n/);
+  assert.match(dry.stdout(), /kept\s+named v2 \(candidate\)\n/);
+  assert.match(dry.stdout(), /kept\s+named v1 \(tagged:stable\)\n/);
+  assert.match(dry.stdout(), /versions kept 2,/);
+  const real = spawnCleanup(['--keep', '1', '--function', 'named'], runnerEnv(tp));
+  assert.is(await real.exited, 0, real.stderr());
+  assert.match(real.stdout(), /kept\s+named v2 \(candidate\)\n/);
+  assert.match(real.stdout(), /versions archived 1,.*versions kept 2,/);
+  const json = spawnCleanup(['--keep', '1', '--function', 'named', '--json'], runnerEnv(tp));
+  assert.is(await json.exited, 0, json.stderr());
+  assert.equal(JSON.parse(json.stdout()).kept.map((k: any) => [k.version, k.reason]), [[2, 'candidate'], [1, 'tagged:stable']]);
+  assert.is(await statuses(api, id), 'v1:active v2:active v3:archived v4:active');
+});
+
+reachable('a tag set after the plan was made still protects the version: the claim re-checks', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'late-tag', 4);
+  // The plan archives v3, v2, v1 in that order; the run is held on v3's archive copy (after the
+  // plan, before v1's claim) while v1 is tagged.
+  const proxy = await startStallingProxy(
+    tp.platform.embeddedS3!.endpoint,
+    (req) => req.method === 'PUT' && Boolean(req.url?.includes('/v3/')) && Boolean(req.headers['x-amz-copy-source']),
+  );
+  try {
+    const run = spawnCleanup(['--keep', '1', '--function', 'late-tag'], runnerEnv(tp, { S3_ENDPOINT: proxy.url }));
+    await waitFor('the copy of v3 to be held', () => proxy.held() > 0, { timeoutMs: 30_000 });
+    await tagVersion(api, id, 'late', 1);
+    proxy.release();
+    assert.is(await run.exited, 0, run.stderr() + run.stdout());
+    assert.match(run.stdout(), /kept\s+late-tag v1 \(tagged:late\)\n/);
+    assert.match(run.stdout(), /versions archived 2,/);
+  } finally {
+    await proxy.close();
+  }
+  assert.is(await statuses(api, id), 'v1:active v2:archived v3:archived v4:active');
+  assert.ok(fs.existsSync(artifactDir(id, 1)));
 });
 
 const restore = suite('bringing a version back');
@@ -319,5 +442,6 @@ safety('the runner schedules cleanup with node-cron (CLEANUP_CRON with seconds)'
 
 safety.after(() => tp.close());
 keep.run();
+reachable.run();
 restore.run();
 safety.run();

@@ -4,18 +4,21 @@
 import { ApiError, CliError } from './errors.ts';
 
 // The wire shapes are the API's own view types: one definition on both sides of the HTTP call.
-export type { FunctionView as FunctionSummary } from '../../shared/domain/functions.ts';
 export type { AccessMode as FunctionAccess } from '../../shared/domain/access.ts';
 export type { FunctionKeyView as FunctionKey, IssuedFunctionKey } from '../../shared/domain/function-keys.ts';
-export type { DeploymentView as Deployment, DeploymentDetailView as DeploymentDetail } from '../../shared/domain/deployments.ts';
 export type { EventView as EventEntry } from '../../shared/domain/events.ts';
 export type { InvocationView as Invocation } from '../../shared/domain/invocation-log.ts';
 export type { InvocationResult as InvokeResult } from '../../shared/domain/invoke.ts';
 export type { TokenView as ApiToken, IssuedToken } from '../../shared/domain/tokens.ts';
+export type { FunctionView as FunctionSummary } from '../../shared/domain/functions.ts';
 import type { FunctionView as FunctionSummary } from '../../shared/domain/functions.ts';
 import type { AccessMode } from '../../shared/domain/access.ts';
 import type { FunctionKeyView as FunctionKey, IssuedFunctionKey } from '../../shared/domain/function-keys.ts';
+export type { DeploymentView as Deployment, DeploymentDetailView as DeploymentDetail } from '../../shared/domain/deployments.ts';
 import type { DeploymentView as Deployment, DeploymentDetailView as DeploymentDetail } from '../../shared/domain/deployments.ts';
+export type { TrafficShare } from '../../shared/domain/traffic.ts';
+export type { TagView } from '../../shared/domain/tags.ts';
+import type { TagView } from '../../shared/domain/tags.ts';
 import type { EventView as EventEntry } from '../../shared/domain/events.ts';
 import type { InvocationView as Invocation } from '../../shared/domain/invocation-log.ts';
 import type { InvocationResult as InvokeResult } from '../../shared/domain/invoke.ts';
@@ -197,6 +200,8 @@ export class ApiClient {
     sha256: string;
     config?: ConfigPatch;
     metadata?: DeployMetadata;
+    /** false: the version is built and waits for approval (never live by itself) */
+    activate?: false;
   }): Promise<DeployRequested> {
     return this.request('POST', '/api/functions/deploy', { json: body });
   }
@@ -229,6 +234,36 @@ export class ApiClient {
 
   rollback(id: string, version: number): Promise<{ message: string; version: number; deploymentId: string }> {
     return this.request('POST', `/api/functions/${id}/rollback`, { json: { version } });
+  }
+
+  /** The candidate takes `percent` of the traffic; `sticky` left out keeps the function's setting. */
+  setTraffic(id: string, candidate: { version: number; percent: number }, sticky?: boolean): Promise<FunctionSummary> {
+    return this.request('PUT', `/api/functions/${id}/traffic`, { json: { candidate, ...(sticky === undefined ? {} : { sticky }) } });
+  }
+
+  clearTraffic(id: string): Promise<FunctionSummary> {
+    return this.request('DELETE', `/api/functions/${id}/traffic`);
+  }
+
+  promote(id: string): Promise<{ message: string; version: number; deploymentId: string; previousVersion: number | null }> {
+    return this.request('POST', `/api/functions/${id}/promote`);
+  }
+
+  setTag(id: string, tag: string, version: number): Promise<{ tag: string; version: number; deploymentId: string }> {
+    return this.request('PUT', `/api/functions/${id}/tags/${encodeURIComponent(tag)}`, { json: { version } });
+  }
+
+  async deleteTag(id: string, tag: string): Promise<void> {
+    await this.request('DELETE', `/api/functions/${id}/tags/${encodeURIComponent(tag)}`);
+  }
+
+  async listTags(id: string): Promise<TagView[]> {
+    return (await this.request<{ tags: TagView[] }>('GET', `/api/functions/${id}/tags`)).tags;
+  }
+
+  /** A version built without going live (deploy --no-activate, requireApproval) goes live (202 `building`: archived, being restored first). */
+  approve(id: string, version: number): Promise<{ message: string; version: number; deploymentId: string; status?: 'building' }> {
+    return this.request('POST', `/api/functions/${id}/approve`, { json: { version } });
   }
 
   invoke(id: string, event: unknown, opts: { version?: number; timeoutMs?: number } = {}): Promise<InvokeResult> {

@@ -25,6 +25,8 @@ export interface DeployOptions {
   config?: ConfigPatch;
   /** message, gitSha and author of the last commit, when the directory is a git repository */
   metadata?: DeployMetadata;
+  /** false: the version is built but does not go live until approved (deploy --no-activate) */
+  activate?: boolean;
   /** called with the version as soon as the API allocated it (watch reports abandoned deploys) */
   onVersion?: (version: number) => void;
 }
@@ -38,6 +40,8 @@ export interface DeployOutcome {
   status: string;
   /** this version is the live one */
   live: boolean;
+  /** built without going live (--no-activate, or the function requires approval): "containerpub approve" */
+  awaitingApproval: boolean;
   liveVersion: number | null;
   /** the function's endpoint, once the deploy was followed to the end (null with --no-wait or a failed build) */
   url: string | null;
@@ -66,6 +70,7 @@ export async function deployPacked(api: ApiClient, packed: Packed, opts: DeployO
       sha256: packed.sha256,
       ...(opts.config ? { config: opts.config } : {}),
       ...(opts.metadata ? { metadata: opts.metadata } : {}),
+      ...(opts.activate === false ? { activate: false as const } : {}),
     });
   } catch (err) {
     if (err instanceof ApiError && err.status === 413) throw new CliError(`the server refused the archive before upload: ${err.message}`);
@@ -105,6 +110,7 @@ export async function deployPacked(api: ApiClient, packed: Packed, opts: DeployO
     deploymentId: requested.deploymentId,
     status: completed.status,
     live: false,
+    awaitingApproval: false,
     liveVersion: null,
     url: null,
     access: null,
@@ -125,7 +131,15 @@ export async function deployPacked(api: ApiClient, packed: Packed, opts: DeployO
   // One read for both: the live version when this one is not it, and the endpoint to print.
   const fn = await api.getFunction(functionId);
   const liveVersion = built.isActive ? version : fn.activeVersion;
-  return { ...base, status: built.status, live: built.isActive, liveVersion, ...endpointUrls(fn), access: fn.access };
+  return {
+    ...base,
+    status: built.status,
+    live: built.isActive,
+    awaitingApproval: built.awaitingApproval,
+    liveVersion,
+    ...endpointUrls(fn),
+    access: fn.access,
+  };
 }
 
 /** Polls a version until it is built (active) or failed; past the timeout, a CliError. */
@@ -174,6 +188,9 @@ export function reportOutcome(out: Output, o: DeployOutcome): void {
     out.info(`✔ ${label} is live`);
     if (o.url) out.info(`  ${o.url}${o.access ? ` (access: ${o.access})` : ''}`);
     if (o.hostUrl) out.info(`  ${o.hostUrl}`);
+  } else if (o.awaitingApproval) {
+    const live = o.liveVersion === null ? 'no version is live' : `v${o.liveVersion} stays live`;
+    out.info(`✔ ${label} built, awaiting approval (${live}): "containerpub approve ${o.name} ${o.version}" makes it live`);
   } else if (o.liveVersion === null) out.info(`✔ ${label} built, but no version is live`);
   else out.info(`✔ ${label} built, but v${o.liveVersion} is live (a newer deploy or rollback)`);
 }

@@ -3,6 +3,7 @@
 // Runs as `npm run cli -- <command>`, or as `containerpub` through bin.js after `npm link`.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { access } from './commands/access.ts';
+import { approve } from './commands/approve.ts';
 import { register, login, logout } from './commands/auth.ts';
 import { canary } from './commands/canary.ts';
 import { createContext, type Command, type Flags, type OptionSpec } from './commands/command.ts';
@@ -16,7 +17,9 @@ import { logs } from './commands/logs.ts';
 import { metrics } from './commands/metrics.ts';
 import { ls } from './commands/ls.ts';
 import { rollback } from './commands/rollback.ts';
+import { tag, tags } from './commands/tag.ts';
 import { tokens } from './commands/tokens.ts';
+import { promote, traffic } from './commands/traffic.ts';
 import { url } from './commands/url.ts';
 import { watchCommand } from './commands/watch.ts';
 import { DEFAULT_URL } from './credentials.ts';
@@ -32,6 +35,11 @@ const COMMANDS: Command[] = [
   history,
   rollback,
   canary,
+  traffic,
+  promote,
+  tag,
+  tags,
+  approve,
   diff,
   env,
   secrets,

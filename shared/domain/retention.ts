@@ -11,6 +11,10 @@
 // - An archive is copied before the original is deleted, and every side effect is idempotent, so
 //   repeating a step after a crash is harmless and no row ends up pointing at an object that is gone.
 // - One run at a time across all runners (shared/db/lock.ts).
+// - A version that traffic or a person may still reach by name (the candidate, a tagged version,
+//   the version of a running canary) keeps its image whatever its age: archiving it would turn its
+//   next request into a rebuild. The plan skips it and names it in `kept`; the claim in step 1
+//   re-checks under the function's lock, so a tag set after planning still protects it.
 import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
 import { bool, lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
@@ -50,6 +54,16 @@ export type PlannedAction =
   | { action: 'delete-failed-archive'; functionId: string; name: string; version: number; deploymentId: string }
   | { action: 'expire-upload'; functionId: string; name: string; version: number; deploymentId: string };
 
+/** Why retention left a version alone that the keep-last-N rule would have archived. */
+export type KeptReason = 'canary' | 'candidate' | `tagged:${string}`;
+
+export interface KeptVersion {
+  functionId: string;
+  name: string;
+  version: number;
+  reason: KeptReason;
+}
+
 export interface CleanupSummary {
   skipped: boolean;
   reason?: string;
@@ -72,6 +86,8 @@ export interface CleanupSummary {
   errors: number;
   durationMs: number;
   plan: PlannedAction[];
+  /** versions past keep-last-N left alone because they are still reachable (see KeptReason) */
+  kept: KeptVersion[];
 }
 
 /** Where a version's archive goes under ARCHIVE_MODE=prefix. */
@@ -107,16 +123,60 @@ function emptySummary(dryRun: boolean): CleanupSummary {
     objectsRemoved: 0, imagesRemoved: 0, failedArchivesRemoved: 0, uploadsExpired: 0, invocationLogsPruned: 0, workDirsRemoved: 0,
     uploadTempFilesRemoved: 0, metricsPruned: 0,
     bytesFreed: 0, errors: 0, durationMs: 0, plan: [],
+    kept: [],
   };
 }
 
-/** Decides, for one function's rows, what the policy removes. Pure: the same rows give the same plan. */
-export function planFunction(rows: Row[], keepLastN: number, mode: ArchiveMode): PlannedAction[] {
+/**
+ * The function's deployments that must keep their image, by deployment id, with the reason (the
+ * one rule, used by the plan and by the claim). One reason per version, the strongest first: a
+ * canary's version is also the candidate, and a tagged candidate is named as the candidate.
+ */
+export async function protectedDeployments(q: Knex | Knex.Transaction, functionIds: string[]): Promise<Map<string, KeptReason>> {
+  const reasons = new Map<string, KeptReason>();
+  if (functionIds.length === 0) return reasons;
+  const tags: { deployment_id: string; tag: string }[] = await q('function_tags')
+    .whereIn('function_id', functionIds)
+    .orderBy('tag')
+    .select('deployment_id', 'tag');
+  const tagsOf = new Map<string, string[]>();
+  for (const t of tags) tagsOf.set(t.deployment_id, [...(tagsOf.get(t.deployment_id) ?? []), t.tag]);
+  for (const [id, list] of tagsOf) reasons.set(id, `tagged:${list.join(',')}`);
+  // the candidate is protected at 0 % too: it is still one PUT …/traffic away from taking requests
+  const candidates: { candidate_deployment_id: string }[] = await q('functions')
+    .whereIn('id', functionIds)
+    .whereNotNull('candidate_deployment_id')
+    .select('candidate_deployment_id');
+  for (const c of candidates) reasons.set(c.candidate_deployment_id, 'candidate');
+  const canaries: { deployment_id: string }[] = await q('function_canaries')
+    .whereIn('function_id', functionIds)
+    .where('status', 'running')
+    .select('deployment_id');
+  for (const c of canaries) reasons.set(c.deployment_id, 'canary');
+  return reasons;
+}
+
+/**
+ * Decides, for one function's rows, what the policy removes and which versions it would have
+ * removed but keeps (`protectedIds`, from protectedDeployments). Pure: the same input gives the same plan.
+ */
+export function planFunction(
+  rows: Row[],
+  keepLastN: number,
+  mode: ArchiveMode,
+  protectedIds: ReadonlyMap<string, KeptReason> = new Map(),
+): { plan: PlannedAction[]; kept: KeptVersion[] } {
   const plan: PlannedAction[] = [];
+  const kept: KeptVersion[] = [];
   const built = rows.filter((r) => r.status === BUILT_STATUS).sort((a, b) => num(b.version) - num(a.version));
   const keep = new Set(built.slice(0, keepLastN).map((r) => r.id));
   for (const r of built) {
     if (keep.has(r.id) || bool(r.is_active) || r.claimed_by) continue;
+    const reason = protectedIds.get(r.id);
+    if (reason) {
+      kept.push({ functionId: r.function_id, name: r.name, version: num(r.version), reason });
+      continue;
+    }
     plan.push({ action: 'archive', functionId: r.function_id, name: r.name, version: num(r.version), deploymentId: r.id, mode });
   }
   for (const r of rows) {
@@ -128,7 +188,7 @@ export function planFunction(rows: Row[], keepLastN: number, mode: ArchiveMode):
       plan.push({ action: 'delete-failed-archive', functionId: r.function_id, name: r.name, version: num(r.version), deploymentId: r.id });
     }
   }
-  return plan;
+  return { plan, kept };
 }
 
 async function forEachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
@@ -183,10 +243,11 @@ export class Cleanup {
       await lock.release();
     }
     summary.durationMs = Date.now() - started;
-    const { plan, ...counts } = summary;
+    const { plan, kept, ...counts } = summary;
     this.log.info(this.opts.dryRun ? 'cleanup plan (dry run, nothing changed)' : 'cleanup finished', {
       ...counts,
       planned: plan.length,
+      kept: kept.length,
     });
     return summary;
   }
@@ -242,6 +303,7 @@ export class Cleanup {
         .whereIn('d.function_id', fns.map((f) => f.id))
         .whereIn('d.status', [BUILT_STATUS, 'archiving', 'failed'])
         .select(ROW_COLUMNS);
+      const guarded = await protectedDeployments(this.db.knex, fns.map((f) => f.id));
       const byFunction = new Map<string, Row[]>();
       for (const r of rows) {
         const list = byFunction.get(r.function_id) ?? [];
@@ -251,8 +313,9 @@ export class Cleanup {
       summary.functionsScanned += fns.length;
       await forEachLimited(fns, this.opts.concurrency, async (fn) => {
         const fnRows = byFunction.get(fn.id) ?? [];
-        const plan = planFunction(fnRows, this.opts.keepLastN, this.opts.archiveMode);
+        const { plan, kept } = planFunction(fnRows, this.opts.keepLastN, this.opts.archiveMode, guarded);
         summary.plan.push(...plan);
+        summary.kept.push(...kept);
         if (this.opts.dryRun) return;
         const rowsById = new Map(fnRows.map((r) => [r.id, r]));
         for (const action of plan) {
@@ -288,16 +351,22 @@ export class Cleanup {
         `version ${r.version} was built by the ${builtBy} driver but this cleanup runs the ${this.driver.name} driver: left as it is (run cleanup with RUNTIME_DRIVER=${builtBy})`,
       );
     }
-    // Step 1: re-check under the function's lock and claim the row for archiving.
+    // Step 1: re-check under the function's lock and claim the row for archiving. The protections
+    // are read again here: the plan's were read before this function's turn came (a tag or a
+    // candidate set since, under the same lock, must still win).
+    let keptFor: KeptReason | undefined;
     const claimed = await withTransaction(this.db, async (trx) => {
       await lockFunctionRow(this.db, trx, r.function_id);
       const current = await trx('function_deployments').where({ id: r.id }).first();
       if (!current) return null;
       if (current.status === 'archiving') return current; // resuming a killed run
       if (current.status !== BUILT_STATUS || bool(current.is_active) || current.claimed_by) return null;
+      keptFor = (await protectedDeployments(trx, [r.function_id])).get(r.id);
+      if (keptFor) return null;
       await trx('function_deployments').where({ id: r.id }).update({ status: 'archiving', updated_at: nowIso() });
       return current;
     });
+    if (keptFor) summary.kept.push({ functionId: r.function_id, name: r.name, version: num(r.version), reason: keptFor });
     if (!claimed) return;
 
     // Step 2: side effects, each idempotent.

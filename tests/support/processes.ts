@@ -64,18 +64,21 @@ function forward(upstream: URL, req: http.IncomingMessage, res: http.ServerRespo
 }
 
 /**
- * An HTTP proxy to S3 that never answers the requests `hold` selects (until closed). A string
- * selects GETs whose path contains it.
+ * An HTTP proxy to S3 that never answers the requests `hold` selects (until closed, or released:
+ * then they and all later ones go through). A string selects GETs whose path contains it.
  */
 export async function startStallingProxy(target: string, hold: string | ((req: http.IncomingMessage) => boolean)) {
   const matches = typeof hold === 'string' ? (req: http.IncomingMessage) => req.method === 'GET' && Boolean(req.url?.includes(hold)) : hold;
   const upstream = new URL(target);
   let held = 0;
+  let released = false;
+  const pending: [http.IncomingMessage, http.ServerResponse][] = [];
   const waiting: (() => void)[] = [];
   const sockets = new Set<import('node:net').Socket>();
   const server = http.createServer((req, res) => {
-    if (matches(req)) {
+    if (!released && matches(req)) {
       held++;
+      pending.push([req, res]);
       waiting.splice(0).forEach((w) => w());
       return; // hold: no answer
     }
@@ -91,6 +94,11 @@ export async function startStallingProxy(target: string, hold: string | ((req: h
     held: () => held,
     /** resolves once a held GET has arrived */
     untilHeld: () => (held > 0 ? Promise.resolve() : new Promise<void>((r) => waiting.push(r))),
+    /** lets the held requests (unread until now) and every later one through */
+    release: () => {
+      released = true;
+      for (const [req, res] of pending.splice(0)) req.pipe(forward(upstream, req, res));
+    },
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();

@@ -50,8 +50,8 @@ async function statusCounts(p: Platform): Promise<Record<string, number>> {
 }
 
 function counts(s: CleanupSummary) {
-  const { plan, ...rest } = s;
-  return { ...rest, planned: plan.length };
+  const { plan, kept, ...rest } = s;
+  return { ...rest, planned: plan.length, kept: kept.length };
 }
 
 /**

@@ -73,3 +73,10 @@ export function intFlag(flags: Flags, name: string, opts: { max?: number } = {})
   if (opts.max !== undefined && n > opts.max) throw new UsageError(`--${name} must be at most ${opts.max}`);
   return n;
 }
+
+/** A version given as an argument: 3 or v3. */
+export function versionArg(raw: string): number {
+  const v = raw.replace(/^v/i, '');
+  if (!/^[1-9][0-9]{0,8}$/.test(v)) throw new UsageError(`"${raw}" is not a version (e.g. 3 or v3)`);
+  return Number(v);
+}

@@ -17,7 +17,7 @@ import { CONFIG_KEYS_HELP, formatDuration, parseConfigArgs } from '../config-arg
 import { shortSha, table } from '../format.ts';
 import type { Output } from '../output.ts';
 import { askSecret } from '../prompt.ts';
-import { intFlag, type Command, type CommandContext, type OptionSpec } from './command.ts';
+import { intFlag, versionArg, type Command, type CommandContext, type OptionSpec } from './command.ts';
 
 const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
 
@@ -257,12 +257,6 @@ export const config: Command = {
 };
 
 // ---------------------------------------------------------------------------------------------
-function versionArg(raw: string): number {
-  const v = raw.replace(/^v/i, '');
-  if (!/^[1-9][0-9]{0,8}$/.test(v)) throw new UsageError(`"${raw}" is not a version (e.g. 3 or v3)`);
-  return Number(v);
-}
-
 const show = (v: string | number) => (typeof v === 'string' ? JSON.stringify(v) : String(v));
 
 /** The lines of a comparison: + added, - removed, ~ changed; secrets only by name. */

@@ -40,10 +40,12 @@ export const deploy: Command = {
     `${PROJECT_FILE} in <dir> (optional, not packed) may give "name", "env", "memoryMb", "timeoutMs", "minInstances",\n` +
     '"maxInstances", "concurrency" and "network": sent as changes to the configuration the version inherits.\n' +
     'In a git repository, the last commit (subject, sha, author) is recorded with the version.\n' +
+    '--no-activate: the version is built but does not go live; "containerpub approve" (or traffic, promote) does that.\n' +
     'Exit code 1 when the build fails (its log tail is printed).',
   options: {
     ...deployOptions,
     'no-wait': { type: 'boolean', description: 'return once the upload is complete, without following the build' },
+    'no-activate': { type: 'boolean', description: 'build the version but leave the live one live (it awaits approval)' },
   },
   positionals: { names: ['dir'], min: 1 },
   async run(ctx) {
@@ -65,6 +67,7 @@ export const deploy: Command = {
       timeoutMs: timeoutS * 1000,
       config: project.config,
       metadata,
+      activate: ctx.flags['no-activate'] !== true,
     });
     reportOutcome(ctx.out, outcome);
     ctx.out.data(outcome);

@@ -1,4 +1,5 @@
-// history <name>: every version, newest first, the live one marked.
+// history <name>: every version, newest first, the live one marked, the candidate with its share,
+// the tags that point at each, and the versions that await approval.
 import { formatAge, formatBytes, shortSha, table } from '../format.ts';
 import { intFlag, type Command } from './command.ts';
 
@@ -6,7 +7,10 @@ export const history: Command = {
   name: 'history',
   summary: "show a function's versions, newest first",
   usage: 'history <name> [--limit <n>]',
-  details: 'The live version is marked with "*" and "live" in the LIVE column.',
+  details:
+    'The live version is marked with "*" and "live" in the LIVE column; the candidate (see "containerpub traffic")\n' +
+    'shows its share there, and a version built by "deploy --no-activate" shows "awaiting approval"\n' +
+    '("containerpub approve" makes it live). TAGS: the tags that point at the version.',
   options: {
     limit: { type: 'string', value: 'n', description: 'show at most n versions (default 20)' },
   },
@@ -19,13 +23,23 @@ export const history: Command = {
     const { deployments, nextBefore } = await api.listDeployments(fn.id, { limit });
     ctx.out.data({ function: fn, deployments, nextBefore });
     if (ctx.out.json) return 0;
+    const candidate = fn.traffic.find((s) => s.role === 'candidate');
+    const role = (d: (typeof deployments)[number]) =>
+      d.isActive
+        ? 'live'
+        : candidate?.deploymentId === d.id
+          ? `candidate ${candidate.percent}%`
+          : d.awaitingApproval
+            ? 'awaiting approval'
+            : '';
     ctx.out.info(
       table(
-        ['VERSION', 'STATUS', 'LIVE', 'DEPLOYED', 'SIZE', 'SHA256'],
+        ['VERSION', 'STATUS', 'LIVE', 'TAGS', 'DEPLOYED', 'SIZE', 'SHA256'],
         deployments.map((d) => [
           `v${d.version}`,
           d.status,
-          d.isActive ? 'live' : '',
+          role(d),
+          d.tags.join(','),
           formatAge(d.deployedAt ?? d.createdAt),
           formatBytes(d.sizeBytes),
           shortSha(d.sha256),
