@@ -45,6 +45,8 @@ export function parseEndpointPath(pathname: string): EndpointAddress | null {
     segment = pinned[1]!;
     version = Number(pinned[2]);
   } else if (tagged) {
+    // v + digits is a pin or nothing (@v0 is no version, and no tag may look like a pin)
+    if (/^v[0-9]+$/.test(tagged[2]!)) return null;
     segment = tagged[1]!;
     tag = tagged[2]!;
   }

@@ -11,7 +11,7 @@ test('path form: handle, name, pinned version, the path within the function and 
   assert.equal(parseEndpointPath('/fn/ada/api/todos/1'), { handle: 'ada', name: 'api', version: undefined, path: '/todos/1', prefix: '/fn/ada/api' });
   assert.equal(parseEndpointPath('/fn/ada/api@v12/x%20y'), { handle: 'ada', name: 'api', version: 12, path: '/x%20y', prefix: '/fn/ada/api@v12' });
   assert.equal(parseEndpointPath('/fn/Ada/API/x')?.name, 'api');
-  for (const bad of ['/fn/', '/fn/ada', '/fn/ada/', '/fn//api', '/fn/-ada/api', '/fn/ada/api@v0', '/fn/ada/api@vx', '/fn/ada/a_b', '/api/fn/ada/x', '/fn/a--b/x']) {
+  for (const bad of ['/fn/', '/fn/ada', '/fn/ada/', '/fn//api', '/fn/-ada/api', '/fn/ada/api@v0', '/fn/ada/api@v01x@', '/fn/ada/a_b', '/api/fn/ada/x', '/fn/a--b/x']) {
     assert.is(parseEndpointPath(bad), null, bad);
   }
 });
@@ -21,6 +21,7 @@ test('path form: @{tag} names a tag; @v{N} is always a pin', () => {
   assert.equal(parseEndpointPath('/fn/ada/api@pr-42'), { handle: 'ada', name: 'api', version: undefined, tag: 'pr-42', path: '/', prefix: '/fn/ada/api@pr-42' });
   assert.is(parseEndpointPath('/fn/ada/api@v3')?.tag, undefined);
   assert.is(parseEndpointPath('/fn/ada/api@v3')?.version, 3);
+  assert.is(parseEndpointPath('/fn/ada/api@vx')?.tag, 'vx', 'v followed by letters is a tag');
   for (const bad of ['/fn/ada/api@', '/fn/ada/api@Beta', '/fn/ada/api@1x', `/fn/ada/api@${'a'.repeat(32)}`, '/fn/ada/api@a_b']) {
     assert.is(parseEndpointPath(bad), null, bad);
   }
