@@ -127,9 +127,11 @@ export class S3Storage {
    * Throws unless the bucket answered within `timeoutMs`. A success is remembered for a second, and
    * callers arriving while a check is under way share it, so a burst of deploys costs one request
    * (not one each, which under load made the store look down); a failure is not remembered, so
-   * recovery is seen at once.
+   * recovery is seen at once. A store that is down refuses the connection at once; the timeout is
+   * for one that hangs, and is generous because a busy host (or the embedded store, which shares the
+   * API's event loop) can take seconds to answer a burst: 2 s refused deploys on a loaded CI host.
    */
-  async checkReachable(timeoutMs = 2000): Promise<void> {
+  async checkReachable(timeoutMs = 5000): Promise<void> {
     if (Date.now() < this.reachableUntil) return;
     this.probing ??= this.s3
       .send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: AbortSignal.timeout(timeoutMs) })
