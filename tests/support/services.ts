@@ -55,8 +55,23 @@ export async function createPgDatabase(
   return {
     url: url.toString(),
     async drop() {
+      // FORCE cannot end a backend of another role (PostgreSQL's own autovacuum worker can be one:
+      // 42501), and a backend may linger a moment (55006): retry, bounded. A test database left
+      // behind is harmless (random name); failing the test file over its cleanup is not.
       try {
-        await admin.raw(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await admin.raw(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+            return;
+          } catch (err) {
+            const code = (err as { code?: string }).code;
+            if ((code !== '42501' && code !== '55006') || attempt >= 20) {
+              process.stderr.write(`[test] could not drop ${name}: ${(err as Error).message}\n`);
+              return;
+            }
+            await new Promise((r) => setTimeout(r, 250));
+          }
+        }
       } finally {
         await admin.destroy();
       }
