@@ -24,23 +24,23 @@ export function register(app: App, p: Platform): void {
   app.put('/api/functions/:id/traffic', async (c) => {
     const id = functionId(c);
     const body = await jsonBody(c, trafficSchema);
-    await setTraffic(p.db, id, body, await actorOf(p.db, c.get('userId')));
+    await setTraffic(p.db, id, body, await actorOf(p.db.knex, c.get('userId')));
     return c.json(await getFunctionView(p.db, c.get('userId'), id, urlBase(c, p)));
   });
   app.delete('/api/functions/:id/traffic', async (c) => {
     const id = functionId(c);
-    await clearTraffic(p.db, id, await actorOf(p.db, c.get('userId')));
+    await clearTraffic(p.db, id, await actorOf(p.db.knex, c.get('userId')));
     return c.json(await getFunctionView(p.db, c.get('userId'), id, urlBase(c, p)));
   });
   app.post('/api/functions/:id/promote', async (c) => {
     const id = functionId(c);
-    const r = await promote(p.db, id, await actorOf(p.db, c.get('userId')));
+    const r = await promote(p.db, id, await actorOf(p.db.knex, c.get('userId')));
     return c.json({ message: `Version ${r.version} is now live`, ...r });
   });
   app.post('/api/functions/:id/approve', async (c) => {
     const id = functionId(c);
     const { version } = await jsonBody(c, approveSchema);
-    const r = await rollbackToVersion(p.db, id, version, { actor: await actorOf(p.db, c.get('userId')), kind: 'approve' });
+    const r = await rollbackToVersion(p.db, id, version, { actor: await actorOf(p.db.knex, c.get('userId')), kind: 'approve' });
     if (r.restoring) {
       const message = `Version ${r.version} approved; it is being restored from its archive and goes live once rebuilt`;
       return c.json({ message, version: r.version, deploymentId: r.deploymentId, status: 'building' }, 202);
@@ -53,12 +53,12 @@ export function register(app: App, p: Platform): void {
     const id = functionId(c);
     const { tag } = parseWith(tagParam, { tag: c.req.param('tag') });
     const { version } = await jsonBody(c, setTagSchema);
-    return c.json(await setTag(p.db, id, tag, version, await actorOf(p.db, c.get('userId'))));
+    return c.json(await setTag(p.db, id, tag, version, await actorOf(p.db.knex, c.get('userId'))));
   });
   app.delete('/api/functions/:id/tags/:tag', async (c) => {
     const id = functionId(c);
     const { tag } = parseWith(tagParam, { tag: c.req.param('tag') });
-    await deleteTag(p.db, id, tag, await actorOf(p.db, c.get('userId')));
+    await deleteTag(p.db, id, tag, await actorOf(p.db.knex, c.get('userId')));
     return c.body(null, 204);
   });
 }

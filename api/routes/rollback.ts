@@ -14,7 +14,7 @@ export function register(app: App, p: Platform): void {
   app.post('/api/functions/:id/rollback', async (c) => {
     const id = functionId(c);
     const { version } = await jsonBody(c, rollbackSchema);
-    const result = await rollbackToVersion(p.db, id, version, { actor: await actorOf(p.db, c.get('userId')) });
+    const result = await rollbackToVersion(p.db, id, version, { actor: await actorOf(p.db.knex, c.get('userId')) });
     if (result.restoring) {
       return c.json(
         {

@@ -18,7 +18,7 @@ import { findDeploymentByVersion } from './deployments.ts';
 import { recordEvent } from './events.ts';
 import { deploymentTotals, windowFigures, type Totals, type WindowFigures } from './metrics.ts';
 import { BUILT_STATUS } from './model.ts';
-import { clearCandidateInTransaction, promoteInTransaction, setCandidateInTransaction } from './traffic.ts';
+import { actorOf, clearCandidateInTransaction, promoteInTransaction, setCandidateInTransaction } from './traffic.ts';
 
 export const DEFAULT_CANARY_STEPS: readonly number[] = [5, 25, 50, 100];
 
@@ -293,11 +293,6 @@ export async function decideCanary(db: Db, canaryId: string, stepIndex: number):
   });
 }
 
-async function emailOf(q: Knex | Knex.Transaction, userId: string): Promise<string | null> {
-  const row = await q('users').where({ id: userId }).first('email');
-  return (row?.email as string | undefined) ?? null;
-}
-
 /**
  * Starts a canary of `input.version` and gives it its first step's share, in one transaction. The
  * version must be built and not live, the function must have a live version to compare against,
@@ -321,7 +316,7 @@ export async function startCanary(db: Db, userId: string, functionId: string, in
       if (!fn.active_deployment_id) throw errors.noActiveDeployment();
 
       const now = nowIso();
-      const actor = await emailOf(trx, userId);
+      const actor = await actorOf(trx, userId);
       await trx('function_canaries').insert({
         id,
         function_id: functionId,
@@ -369,7 +364,7 @@ export async function abortCanary(db: Db, userId: string, functionId: string): P
     if (!(await lockFunctionRow(db, trx, functionId))) throw errors.functionNotFound();
     const fn = await trx('functions').where({ id: functionId }).first('user_id');
     if (fn.user_id !== userId) throw errors.functionNotFound();
-    const actor = await emailOf(trx, userId);
+    const actor = await actorOf(trx, userId);
     const ended = await endCanaryInTransaction(trx, { functionId, status: 'aborted', reason: `aborted by ${actor ?? 'its owner'}` });
     if (!ended) throw errors.notFound('running canary');
     await clearCandidateInTransaction(db, trx, { functionId, why: `canary of version ${ended.version} aborted` });

@@ -36,8 +36,8 @@ export interface TrafficShare {
 }
 
 /** Who did it, as the event log names them. */
-export async function actorOf(db: Db, userId: string): Promise<string | null> {
-  const row = await db.knex('users').where({ id: userId }).first('email');
+export async function actorOf(q: Knex | Knex.Transaction, userId: string): Promise<string | null> {
+  const row = await q('users').where({ id: userId }).first('email');
   return row?.email ?? null;
 }
 

@@ -3,29 +3,13 @@
 import { ApiError, CliError } from '../errors.ts';
 import { formatTime, table } from '../format.ts';
 import { intFlag, type Command } from './command.ts';
+import type { VersionMetrics } from '../../../shared/domain/metrics.ts';
 
-// The answer of GET /api/functions/:id/metrics (api/routes/metrics.ts). Kept here, beside its one
-// user, rather than in api-client.ts.
-interface MetricsPoint {
-  minute: string;
-  requests: number;
-  errors: number;
-  timeouts: number;
-  crashes: number;
-  p50Ms: number | null;
-  p99Ms: number | null;
-}
-interface VersionMetrics {
-  version: number;
-  deploymentId: string;
-  totals: { requests: number; errors: number; timeouts: number; crashes: number; errorRate: number; p50Ms: number | null; p99Ms: number | null; avgMs: number | null };
-  series: MetricsPoint[];
-}
-export interface FunctionMetrics {
+// The answer of GET /api/functions/:id/metrics, typed by the domain module that makes it.
+interface FunctionMetrics {
   minutes: number;
   versions: VersionMetrics[];
 }
-
 const ms = (n: number | null) => (n === null ? '-' : `${n} ms`);
 const percent = (rate: number) => `${(rate * 100).toFixed(rate === 0 || rate === 1 ? 0 : 1)}%`;
 
