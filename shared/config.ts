@@ -70,6 +70,16 @@ const envSchema = z.object({
   INSTANCE_DIR: optionalString,
   SHUTDOWN_GRACE_MS: int(10_000, 0),
   BUILD_LOG_MAX_BYTES: int(64 * 1024, 1024),
+  // builds (issue 14): a whole build's time limit, retries with backoff, the limits of Dockerfile
+  // builds, where dependencies come from, and which images a Dockerfile may build FROM
+  BUILD_TIMEOUT_MS: int(600_000, 1000),
+  BUILD_RETRY_BASE_MS: int(5000, 10),
+  BUILD_MAX_ATTEMPTS: z.coerce.number().int().min(1).optional(),
+  BUILD_MEMORY_MB: int(2048, 64),
+  BUILD_CPUS: z.coerce.number().positive().max(64).default(1),
+  BUILD_IO_TIMEOUT_MS: int(30_000, 100),
+  NPM_REGISTRY: url('NPM_REGISTRY').default('https://registry.npmjs.org/'),
+  ALLOWED_BASE_IMAGES: optionalString,
 
   CLEANUP_CRON: z
     .string()
@@ -195,6 +205,19 @@ export interface Config {
     /** wake on NOTIFY (PostgreSQL) and on builds queued in this process, as well as by polling */
     notify: boolean;
     buildLogMaxBytes: number;
+    /** the whole build (download, validation, build, push, readiness start), and the bound on waiting out an outage */
+    buildTimeoutMs: number;
+    /** a failed attempt waits retryBaseMs × 2^(attempt−1), ±20 % */
+    retryBaseMs: number;
+    /** one S3 or registry call (or a stalled transfer) gives up after this long */
+    ioTimeoutMs: number;
+    /** memory and CPU limits of Dockerfile builds */
+    buildMemoryMb: number;
+    buildCpus: number;
+    /** the npm registry `npm ci` installs dependencies from at build time */
+    npmRegistry: string;
+    /** the images a Dockerfile's FROM lines may name (the platform's base image by default) */
+    allowedBaseImages: string[];
   };
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
   auth: {
@@ -315,9 +338,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       concurrency: e.RUNNER_CONCURRENCY,
       pollMs: e.RUNNER_POLL_MS,
       leaseMs: e.RUNNER_LEASE_MS,
-      maxAttempts: e.RUNNER_MAX_ATTEMPTS,
+      // BUILD_MAX_ATTEMPTS is the documented name; RUNNER_MAX_ATTEMPTS its older spelling
+      maxAttempts: e.BUILD_MAX_ATTEMPTS ?? e.RUNNER_MAX_ATTEMPTS,
       notify: e.RUNNER_NOTIFY === 'on',
       buildLogMaxBytes: e.BUILD_LOG_MAX_BYTES,
+      buildTimeoutMs: e.BUILD_TIMEOUT_MS,
+      retryBaseMs: e.BUILD_RETRY_BASE_MS,
+      ioTimeoutMs: e.BUILD_IO_TIMEOUT_MS,
+      buildMemoryMb: e.BUILD_MEMORY_MB,
+      buildCpus: e.BUILD_CPUS,
+      npmRegistry: e.NPM_REGISTRY,
+      allowedBaseImages: e.ALLOWED_BASE_IMAGES
+        ? e.ALLOWED_BASE_IMAGES.split(',').map((s) => s.trim()).filter(Boolean)
+        : [e.FUNCTION_BASE_IMAGE],
     },
     logLevel: e.LOG_LEVEL,
     auth: {

@@ -16,8 +16,22 @@ export interface BuildInput {
   function: FunctionKind;
   /** one line of build output for build_logs */
   log(line: string): void;
-  /** aborted when the runner loses its lease or shuts down */
+  /** aborted when the runner loses its lease, shuts down, or the build runs over BUILD_TIMEOUT_MS */
   signal: AbortSignal;
+  /**
+   * The function's dependencies, installed at build time by `npm ci` (shared/runtime/dependencies.ts)
+   * when the archive has a package.json with dependencies, a lockfile and no node_modules; null
+   * otherwise. The driver puts `nodeModulesDir` at <root>/node_modules of the version: the docker
+   * driver as its own image layer (same key, same layer digest), the process driver as a copy.
+   */
+  dependencies?: InstalledDependencies | null;
+}
+
+export interface InstalledDependencies {
+  /** absolute path of an installed node_modules directory (read-only: it is a shared cache entry) */
+  nodeModulesDir: string;
+  /** sha256 (hex) of what decides the install: the lockfile, package.json's dependencies, node's major version */
+  key: string;
 }
 
 export interface BuildResult {
@@ -93,4 +107,21 @@ export interface RuntimeDriver {
   close(): Promise<void>;
 }
 
+/** The function's own build failed (a bad archive, a failing Dockerfile step, npm's error): it counts as an attempt. */
 export class BuildError extends Error {}
+
+/**
+ * A service the build needs is unreachable or failing (S3, the registry, the Docker engine, the
+ * npm registry): not the function's fault. The build waits and tries again without spending an
+ * attempt, for up to BUILD_TIMEOUT_MS.
+ */
+export class InfrastructureError extends Error {
+  constructor(
+    readonly service: 's3' | 'registry' | 'engine' | 'npm',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'InfrastructureError';
+  }
+}
