@@ -55,8 +55,9 @@ export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<
   const onShutdown = () => abort.abort(new Error('runner shutting down'));
   if (ctx.shutdown.aborted) onShutdown();
   else ctx.shutdown.addEventListener('abort', onShutdown, { once: true });
-  const deadline = performance.now() + cfg.buildTimeoutMs;
-  const timer = setTimeout(() => abort.abort(new BuildTimedOutError(cfg.buildTimeoutMs)), cfg.buildTimeoutMs);
+  const timeoutMs = cfg.buildTimeoutMs;
+  const deadline = performance.now() + timeoutMs;
+  const timer = setTimeout(() => abort.abort(new BuildTimedOutError(timeoutMs)), timeoutMs);
 
   // Renew the lease while working; losing it means another claim owns this build now. Not past the
   // build's time: a build that will not stop must not keep its claim forever.
@@ -81,7 +82,7 @@ export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<
       (async () => {
         const built = (build.reuseFrom ? await reuseCode(ctx, build, buildLog, signal) : null) ?? (await buildFromArchive(ctx, build, workDir, buildLog, signal));
         if (signal.aborted) throw signal.reason;
-        await checkStarts(ctx, build, built.imageTag, buildLog, { signal, deadline, timeoutMs: cfg.buildTimeoutMs });
+        await checkStarts(ctx, build, built.imageTag, buildLog, { signal, deadline, timeoutMs });
         return built;
       })(),
       signal,

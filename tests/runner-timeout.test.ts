@@ -52,6 +52,9 @@ timeouts('a Dockerfile RUN that never ends fails at BUILD_TIMEOUT_MS, leaves no 
   const next = await deployPresigned(api, 'after-it', await makeNodeFunction('export default async () => ({ ok: "next" });'));
   // the hung build really runs its step (its container exists) before the limit ends it
   await waitFor('the hanging build step to run', async () => (await hangingContainers()).length > 0, { timeoutMs: 30_000, intervalMs: 100 });
+  // The next build gets a generous limit (the runner reads it per build; the hung one keeps its
+  // own): a Node build on a loaded CI host can take longer than the short limit this test needs.
+  tp.platform.config.runner.buildTimeoutMs = 120_000;
 
   const failed = await waitForBuild(api, hang.id, 1, TIMEOUT_MS + 30_000);
   assert.is(failed.status, 'failed');
