@@ -11,6 +11,7 @@ import * as endpoints from './20261202000400_endpoints.ts';
 import * as config from './20261202000500_config.ts';
 import * as platformSettings from './20261202000600_platform_settings.ts';
 import * as delivery from './20261202000700_delivery.ts';
+import * as builds from './20261202000800_builds.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -28,6 +29,7 @@ const migrations: Record<string, Migration> = {
   '20261202000500_config': config,
   '20261202000600_platform_settings': platformSettings,
   '20261202000700_delivery': delivery,
+  '20261202000800_builds': builds,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

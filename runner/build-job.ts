@@ -21,6 +21,7 @@ import { poolSettings } from '../shared/domain/invoke.ts';
 import { StartError, checkReadiness } from '../shared/runtime/readiness.ts';
 import { installDependencies } from '../shared/runtime/dependencies.ts';
 import { BuildError, type BuildResult, type RuntimeDriver } from '../shared/runtime/types.ts';
+import { BuildTimedOutError, classifyBuildFailure } from '../shared/runtime/build-failure.ts';
 import { ArtifactMissingError } from '../shared/runtime/protocol.ts';
 import { num } from '../shared/db/dialect.ts';
 import { BUILT_STATUS, type DeploymentRow } from '../shared/domain/model.ts';
@@ -39,19 +40,33 @@ export interface BuildContext {
 
 class LeaseLost extends Error {}
 
+/** After an abort, how long the work may take to stop (kill its build, close its streams) before the runner moves on anyway. */
+const ABORT_GRACE_MS = 5_000;
+
 export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<void> {
   const { p, driver, runnerId } = ctx;
   const cfg = p.config.runner;
   const log = ctx.logger.child({ functionId: build.functionId, deploymentId: build.id, version: build.version });
   const buildLog = new BuildLog(cfg.buildLogMaxBytes);
+  const claim = { deploymentId: build.id, claimToken: build.claimToken };
+  // One signal for everything the build does, passed all the way down: aborted when the runner
+  // shuts down, when the claim is lost to another runner, or after BUILD_TIMEOUT_MS over the whole
+  // build (download, validation, build and push, the readiness start); its reason says which.
   const abort = new AbortController();
+  const { signal } = abort;
   const onShutdown = () => abort.abort(new Error('runner shutting down'));
-  ctx.shutdown.addEventListener('abort', onShutdown, { once: true });
+  if (ctx.shutdown.aborted) onShutdown();
+  else ctx.shutdown.addEventListener('abort', onShutdown, { once: true });
+  const timeoutMs = cfg.buildTimeoutMs;
+  const deadline = performance.now() + timeoutMs;
+  const timer = setTimeout(() => abort.abort(new BuildTimedOutError(timeoutMs)), timeoutMs);
 
-  // Renew the lease while working; losing it means another runner owns this build now.
+  // Renew the lease while working; losing it means another claim owns this build now. Not past the
+  // build's time: a build that will not stop must not keep its claim forever.
   const renewEvery = Math.max(200, Math.floor(cfg.leaseMs / 3));
   const renewal = setInterval(() => {
-    renewLease(p.db, { deploymentId: build.id, runnerId, leaseMs: cfg.leaseMs, buildLogs: buildLog.text() })
+    if (performance.now() > deadline + ABORT_GRACE_MS) return clearInterval(renewal);
+    renewLease(p.db, { ...claim, leaseMs: cfg.leaseMs, buildLogs: buildLog.text() })
       .then((held) => {
         if (!held) abort.abort(new LeaseLost('lease lost: another runner took this build over'));
       })
@@ -62,19 +77,24 @@ export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<
   const started = Date.now();
   try {
     await recordBuildStarted(p.db, build, runnerId);
-    buildLog.line(`[containerpub] build of version ${build.version} (attempt ${build.attempts}) on ${runnerId}`);
+    buildLog.line(`[containerpub] build of version ${build.version} (attempt ${build.attempts}) on ${runnerId}, claim ${build.claimToken.slice(0, 8)}`);
     log.info('build started', { attempt: build.attempts });
 
-    const result = (build.reuseFrom ? await reuseCode(ctx, build, buildLog) : null) ?? (await buildFromArchive(ctx, build, workDir, buildLog, abort.signal));
-    if (abort.signal.aborted) throw abort.signal.reason;
-    await checkStarts(ctx, build, result.imageTag, buildLog);
-    if (abort.signal.aborted) throw abort.signal.reason;
+    const result = await untilDoneOrAborted(
+      (async () => {
+        const built = (build.reuseFrom ? await reuseCode(ctx, build, buildLog, signal) : null) ?? (await buildFromArchive(ctx, build, workDir, buildLog, signal));
+        if (signal.aborted) throw signal.reason;
+        await checkStarts(ctx, build, built.imageTag, buildLog, { signal, deadline, timeoutMs });
+        return built;
+      })(),
+      signal,
+    );
+    if (signal.aborted) throw signal.reason;
     buildLog.line(`[containerpub] built in ${((Date.now() - started) / 1000).toFixed(1)} s${result.imageTag ? `: ${result.imageTag}` : ''}`);
 
     const outcome = await finishBuild(p.db, {
-      deploymentId: build.id,
+      ...claim,
       functionId: build.functionId,
-      runnerId,
       imageTag: result.imageTag,
       driver: driver.name,
       buildLogs: buildLog.text(),
@@ -87,36 +107,53 @@ export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<
       });
     }
   } catch (err) {
-    const reason = abort.signal.aborted ? abort.signal.reason : err;
+    const reason = signal.aborted ? signal.reason : err;
     if (reason instanceof LeaseLost) {
       log.warn('build abandoned: lease lost');
       return;
     }
     if (ctx.shutdown.aborted) {
-      await releaseClaim(p.db, { deploymentId: build.id, runnerId }).catch(() => {});
+      await releaseClaim(p.db, claim).catch(() => {});
       log.info('build handed back on shutdown');
       return;
     }
-    // A bad archive or a failing build is final; anything else (S3 or the engine unreachable) is
-    // an infrastructure fault worth another attempt.
-    const final = err instanceof ArchiveError || err instanceof BuildError;
-    const message = (err as Error).message || String(err);
-    buildLog.line(`[containerpub] ${final ? 'build failed' : 'attempt failed'}: ${message}`);
+    const failure = classifyBuildFailure(reason);
+    const label = failure.kind === 'final' ? 'build failed' : failure.kind === 'outage' ? 'attempt failed (outage)' : 'attempt failed';
+    buildLog.line(`[containerpub] ${label}: ${failure.message}`);
     const failed = await failBuild(p.db, {
-      deploymentId: build.id,
+      ...claim,
       functionId: build.functionId,
-      runnerId,
-      error: message,
+      failure,
       buildLogs: buildLog.text(),
-      retry: !final,
-      maxAttempts: cfg.maxAttempts,
+      policy: cfg,
     });
-    log.warn(failed.willRetry ? 'build attempt failed; will retry' : 'build failed', { err: message });
+    if (failed.fenced) log.warn('build failed but the claim was lost; nothing recorded', { err: failure.message });
+    else if (failed.willRetry) log.warn('build attempt failed; will retry', { err: failure.message, kind: failure.kind, retryInMs: failed.retryInMs });
+    else log.warn('build failed', { err: failed.error });
   } finally {
+    clearTimeout(timer);
     clearInterval(renewal);
     ctx.shutdown.removeEventListener('abort', onShutdown);
     await fs.promises.rm(workDir, { recursive: true, force: true }).catch(() => {});
   }
+}
+
+/**
+ * `work`'s outcome, or, once `signal` aborts, its reason: the work gets ABORT_GRACE_MS to stop on
+ * its own (so its cleanup runs first), and a step that ignores the signal cannot hold the runner's
+ * slot beyond that.
+ */
+function untilDoneOrAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    work.then(resolve, reject);
+    const onAbort = () => {
+      const grace = setTimeout(() => reject(signal.reason), ABORT_GRACE_MS);
+      work.finally(() => clearTimeout(grace)).catch(() => {});
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    work.finally(() => signal.removeEventListener('abort', onAbort)).catch(() => {});
+  });
 }
 
 /** Ready before live: one instance of the new version must start and answer its readiness check. */
@@ -126,7 +163,7 @@ async function buildFromArchive(ctx: BuildContext, build: ClaimedBuild, workDir:
   const { p, driver } = ctx;
   await fs.promises.mkdir(workDir, { recursive: true });
   buildLog.line(`[containerpub] validating and unpacking ${build.s3Key}`);
-  const download = await p.storage.getStream(build.s3Key);
+  const download = await p.storage.getStream(build.s3Key, { signal });
   // The presigned URL stays valid after complete: check the bytes are still the verified ones.
   const hash = createHash('sha256');
   const hashing = new Transform({
@@ -135,11 +172,19 @@ async function buildFromArchive(ctx: BuildContext, build: ClaimedBuild, workDir:
       done(null, chunk);
     },
   });
-  download.on('error', (err) => hashing.destroy(err));
+  // a download cut short (S3 gone mid-way) also reads as a truncated archive to the extraction:
+  // the download's own error is the cause, and it is what counts (an outage, not a bad archive)
+  let downloadError: unknown = null;
+  download.on('error', (err) => {
+    downloadError ??= err;
+    hashing.destroy(err);
+  });
   let unpacked: { entries: number; bytes: number };
   try {
     // extractArchive consumes its source to the end, so the hash covers every byte
     unpacked = await extractArchive(download.pipe(hashing), workDir);
+  } catch (err) {
+    throw downloadError ?? err;
   } finally {
     download.destroy();
   }
@@ -191,13 +236,13 @@ async function buildFromArchive(ctx: BuildContext, build: ClaimedBuild, workDir:
  * tag, or a copy of the unpacked directory): nothing is built. Null when that code's artifact is
  * gone or was built by another driver: the caller then builds from the copied archive.
  */
-async function reuseCode(ctx: BuildContext, build: ClaimedBuild, buildLog: BuildLog): Promise<BuildResult | null> {
+async function reuseCode(ctx: BuildContext, build: ClaimedBuild, buildLog: BuildLog, signal: AbortSignal): Promise<BuildResult | null> {
   const { p, driver } = ctx;
   const base = (await p.db.knex('function_deployments').where({ id: build.reuseFrom! }).first()) as DeploymentRow | undefined;
   if (!base) throw new BuildError('the version whose code this configuration change reuses was deleted');
   const baseVersion = num(base.version);
   buildLog.line(`[containerpub] configuration change: reusing the code of version ${baseVersion}, no build`);
-  await p.storage.copy(base.archive_key ?? base.s3_key, build.s3Key);
+  await p.storage.copy(base.archive_key ?? base.s3_key, build.s3Key, { signal });
   if (versionDriver(base) !== driver.name || base.status !== BUILT_STATUS) {
     buildLog.line(`[containerpub] version ${baseVersion} is not runnable here (${base.status}, ${versionDriver(base)} driver): building its archive`);
     return null;
@@ -211,9 +256,19 @@ async function reuseCode(ctx: BuildContext, build: ClaimedBuild, buildLog: Build
   }
 }
 
-async function checkStarts(ctx: BuildContext, build: ClaimedBuild, imageTag: string | null, buildLog: BuildLog): Promise<void> {
+async function checkStarts(
+  ctx: BuildContext,
+  build: ClaimedBuild,
+  imageTag: string | null,
+  buildLog: BuildLog,
+  time: { signal: AbortSignal; deadline: number; timeoutMs: number },
+): Promise<void> {
   const settings = poolSettings(ctx.p, { functionId: build.functionId, config: build.config });
-  buildLog.line(`[containerpub] readiness check: starting one instance (up to ${settings.startTimeoutMs} ms)`);
+  // the readiness start is part of the build's time: it gets what is left of it, at most
+  const leftMs = Math.floor(time.deadline - performance.now());
+  if (leftMs <= 0) throw new BuildTimedOutError(time.timeoutMs);
+  const limitMs = Math.min(settings.startTimeoutMs, leftMs);
+  buildLog.line(`[containerpub] readiness check: starting one instance (up to ${limitMs} ms)`);
   try {
     const { readyMs } = await checkReadiness(
       ctx.driver,
@@ -227,13 +282,16 @@ async function checkStarts(ctx: BuildContext, build: ClaimedBuild, imageTag: str
         env: settings.env,
         network: settings.network,
       },
-      settings.startTimeoutMs,
+      limitMs,
+      time.signal,
     );
     buildLog.line(`[containerpub] readiness check passed: ready in ${readyMs} ms`);
   } catch (err) {
     if (!(err instanceof StartError)) throw err;
     const output = err.logs.trim();
     if (output) for (const line of output.split('\n')) buildLog.line(line);
+    // cut short by the build's time rather than by its own start timeout: the build timed out
+    if (limitMs < settings.startTimeoutMs && performance.now() >= time.deadline - 50) throw new BuildTimedOutError(time.timeoutMs);
     throw new BuildError(`version ${build.version} did not start: ${err.message}`);
   }
 }

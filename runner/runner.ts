@@ -1,10 +1,17 @@
 // The runner daemon's loop: claim queued builds into free worker slots, run them, repeat. Woken at
-// once by PostgreSQL NOTIFY when a build is queued, and by a poll timer as the fallback (the only
-// path on SQLite). All state lives in the database: a runner can be killed at any moment and its
-// builds are taken over when their leases run out.
+// once by PostgreSQL NOTIFY when a build is queued, by a timer when the earliest retry is due, and
+// by a poll timer as the fallback (the only path on SQLite). All state lives in the database: a
+// runner can be killed at any moment and its builds are taken over when their leases run out.
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { BUILD_QUEUED_CHANNEL, claimBuilds, failExhaustedBuilds, onBuildQueuedLocally } from '../shared/domain/build-queue.ts';
+import {
+  BUILD_QUEUED_CHANNEL,
+  claimBuilds,
+  failExhaustedBuilds,
+  nextQueueChangeInMs,
+  onBuildQueuedLocally,
+  retryExpiredClaims,
+} from '../shared/domain/build-queue.ts';
 import { PgListener } from '../shared/db/listener.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Platform } from '../shared/platform.ts';
@@ -21,6 +28,8 @@ export class Runner {
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly shutdown = new AbortController();
   private pollTimer?: NodeJS.Timeout;
+  /** set for the earliest retry (or lease expiry) due before the next poll */
+  private dueTimer?: NodeJS.Timeout;
   private listener?: PgListener;
   private unsubscribeLocal?: () => void;
   private ticking = false;
@@ -77,12 +86,14 @@ export class Runner {
     const free = cfg.concurrency - this.inflight.size;
     if (free <= 0) return;
     await failExhaustedBuilds(this.p.db, cfg.maxAttempts);
+    await retryExpiredClaims(this.p.db, cfg);
     const claimed = await claimBuilds(this.p.db, {
       runnerId: this.id,
       limit: free,
       leaseMs: cfg.leaseMs,
       maxAttempts: cfg.maxAttempts,
     });
+    if (claimed.length < free) await this.wakeWhenDue();
     for (const build of claimed) {
       const job = runBuild(
         { p: this.p, driver: this.driver, runnerId: this.id, logger: this.logger, shutdown: this.shutdown.signal },
@@ -95,6 +106,19 @@ export class Runner {
         });
       this.inflight.set(build.id, job);
     }
+  }
+
+  /**
+   * A build waiting out its backoff is claimable at its next_attempt_at: wake then rather than at
+   * the next poll (RUNNER_POLL_MS may be long), measured on the database's clock.
+   */
+  private async wakeWhenDue(): Promise<void> {
+    const inMs = await nextQueueChangeInMs(this.p.db);
+    clearTimeout(this.dueTimer);
+    if (inMs === null || inMs >= this.p.config.runner.pollMs || this.stopped) return;
+    // a few ms late rather than early: early finds the row not claimable yet
+    this.dueTimer = setTimeout(() => this.wake(), inMs + 5);
+    this.dueTimer.unref();
   }
 
   private async listen(url: string): Promise<boolean> {
@@ -117,6 +141,7 @@ export class Runner {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.pollTimer);
+    clearTimeout(this.dueTimer);
     this.unsubscribeLocal?.();
     await this.listener?.stop();
     const all = Promise.allSettled([...this.inflight.values()]);

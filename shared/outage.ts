@@ -19,6 +19,8 @@ function oneIsOutage(e: Record<string, unknown>): boolean {
   const name = typeof e.name === 'string' ? e.name : undefined;
   const message = typeof e.message === 'string' ? e.message : '';
   if (code && NETWORK_CODES.has(code)) return true;
+  // shared/runtime/types.ts: S3, the registry, the engine or npm down, as the platform itself saw it
+  if (name === 'InfrastructureError') return true;
   if (name && SDK_NAMES.has(name)) return true;
   if (/socket hang up|connect ECONNREFUSED/i.test(message)) return true;
   // the database's own ways of saying so (timeouts, shutdown, no connection, SQLite's lock)

@@ -61,7 +61,7 @@ export async function openPlatform(config: Config, opts: OpenPlatformOptions = {
     region: s3.region,
     accessKeyId: s3.accessKeyId!,
     secretAccessKey: s3.secretAccessKey!,
-  });
+  }, { ioTimeoutMs: config.runner.ioTimeoutMs });
   let db: Db | undefined;
   let secrets: SecretBox;
   try {

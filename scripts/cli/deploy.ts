@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ApiClient, ConfigPatch, DeployMetadata, DeploymentDetail, FunctionAccess } from './api-client.ts';
 import { endpointUrls } from './endpoint.ts';
 import { ApiError, CliError } from './errors.ts';
-import { formatBytes, plural, shortSha } from './format.ts';
+import { formatBytes, formatRetry, plural, shortSha } from './format.ts';
 import type { Output } from './output.ts';
 import type { Packed } from './pack.ts';
 import { uploadArchive } from './upload.ts';
@@ -152,12 +152,18 @@ export async function followBuild(
   const pollMs = opts.pollMs ?? 300;
   const deadline = Date.now() + (opts.timeoutMs ?? 10 * 60_000);
   let last = opts.lastStatus;
+  let lastRetry: string | null = null;
   for (;;) {
     const dep = await api.getDeployment(functionId, version);
     if (dep.status === 'active' || dep.status === 'failed') return dep;
     if (dep.status !== last) {
       opts.out.info(`${opts.label}: ${dep.status}`);
       last = dep.status;
+    }
+    // once per failed attempt: its backoff says when the next one comes
+    if (dep.nextAttemptAt && dep.nextAttemptAt !== lastRetry) {
+      opts.out.info(`${opts.label}: ${formatRetry(dep)}`);
+      lastRetry = dep.nextAttemptAt;
     }
     if (Date.now() > deadline) {
       throw new CliError(

@@ -51,3 +51,13 @@ export function shortSha(sha: string | null | undefined): string {
 export function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
+
+/**
+ * A build waiting out its backoff: "retrying in 8 s (1 attempt spent): <the error>". An outage of
+ * S3, the registry or the engine spends no attempt, so the count can stay at 0.
+ */
+export function formatRetry(d: { attempts: number; error: string | null; nextAttemptAt: string | null }, now = Date.now()): string | null {
+  if (!d.nextAttemptAt) return null;
+  const inS = Math.max(0, Math.ceil((Date.parse(d.nextAttemptAt) - now) / 1000));
+  return `retrying in ${inS} s (${plural(d.attempts, 'attempt')} spent)${d.error ? `: ${d.error}` : ''}`;
+}

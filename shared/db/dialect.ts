@@ -33,6 +33,34 @@ export function lockUserRow(db: Db, trx: Knex.Transaction, userId: string): Prom
   return lockRow(db, trx, 'users', userId);
 }
 
+/**
+ * The database's clock as SQL: now, or `offsetMs` from now. Leases and retry times are written and
+ * compared on this one clock, never on each host's: runners whose clocks disagree would otherwise
+ * take over builds that are alive, or leave dead ones for too long. PostgreSQL: the statement's
+ * start (timestamptz). SQLite: the same ISO-8601 text the platform writes (milliseconds, `Z`), so
+ * it compares as text with every stored timestamp. Only a number is put into the SQL.
+ */
+export function dbTimeSql(db: Db, offsetMs = 0): string {
+  const ms = Math.round(offsetMs);
+  if (!Number.isFinite(ms)) throw new Error(`not a time offset: ${offsetMs}`);
+  if (db.dialect === 'pg') return ms === 0 ? 'statement_timestamp()' : `(statement_timestamp() + interval '${ms} milliseconds')`;
+  const iso = "'%Y-%m-%dT%H:%M:%fZ'";
+  if (ms === 0) return `strftime(${iso}, 'now')`;
+  return `strftime(${iso}, 'now', '${ms < 0 ? '-' : '+'}${(Math.abs(ms) / 1000).toFixed(3)} seconds')`;
+}
+
+/** dbTimeSql as a value for knex's builders (`.update({ at: dbTime(db) })`, `.where('at', '<', dbTime(db))`). */
+export function dbTime(db: Db, offsetMs = 0): Knex.Raw {
+  return db.knex.raw(dbTimeSql(db, offsetMs));
+}
+
+/** The database's clock now, in epoch milliseconds. */
+export async function dbNowMs(db: Db, q: Knex | Knex.Transaction = db.knex): Promise<number> {
+  const result = await q.raw(`SELECT ${dbTimeSql(db)} AS now`);
+  const row = db.dialect === 'pg' ? result.rows[0] : result[0];
+  return new Date(row.now).getTime();
+}
+
 /** Counts and bigints come back as strings from pg. */
 export function num(value: unknown): number {
   return value === null || value === undefined ? 0 : Number(value);

@@ -4,10 +4,11 @@
 import { EventEmitter } from 'node:events';
 import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
-import { bool, lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
-import { nowIso } from '../db/time.ts';
+import { bool, dbNowMs, dbTime, dbTimeSql, lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
+import { nowIso, toIso } from '../db/time.ts';
+import { describeService, formatSeconds, type BuildFailure } from '../runtime/build-failure.ts';
 import { activateDeploymentInTransaction, type ActivationResult } from './activation.ts';
-import { recordEvent } from './events.ts';
+import { recordEvent, type FunctionEvent } from './events.ts';
 import { announceFunctionChanged } from './function-changes.ts';
 import { BUILT_STATUS } from './model.ts';
 import { parseStoredConfig, type StoredConfig } from './release-config.ts';
@@ -69,8 +70,14 @@ export async function requeueBuild(
       status: 'building',
       attempts: 0,
       claimed_by: null,
+      claim_token: null,
       lease_expires_at: null,
+      // a new round of attempts: its own backoff and its own time to wait out an outage
+      next_attempt_at: null,
+      first_attempt_at: null,
+      outage_retries: 0,
       error: null,
+      last_error: null,
       queued_at: now,
       updated_at: now,
       ...(opts.intentSeq === undefined ? {} : { intent_seq: opts.intentSeq }),
@@ -113,13 +120,39 @@ export interface ClaimedBuild {
   config: StoredConfig;
   /** a configuration change never built yet: the version whose code it reuses (no build) */
   reuseFrom: string | null;
+  /**
+   * This claim's own token: renewing, finishing, failing and releasing the build match on it, not
+   * on the runner's id. A runner that lost its lease holds an old token even if it claims the same
+   * build again, and two runners sharing a RUNNER_ID hold different ones.
+   */
+  claimToken: string;
+}
+
+/** What the queue does with failed attempts (config.runner). */
+export interface RetryPolicy {
+  maxAttempts: number;
+  /** the first retry waits this long, each later one twice as long as the one before (±20 %) */
+  retryBaseMs: number;
+  /** how long an outage is waited out, from the build's first attempt */
+  buildTimeoutMs: number;
+}
+
+/**
+ * The wait before retry `n` (1: the first): retryBaseMs × 2^(n−1), ±20 % so that builds failed by
+ * one outage do not all come back at the same instant.
+ */
+export function retryDelayMs(baseMs: number, n: number, random: () => number = Math.random): number {
+  const exponent = Math.min(Math.max(1, n) - 1, 30);
+  return Math.round(baseMs * 2 ** exponent * (0.8 + 0.4 * random()));
 }
 
 /**
  * Claims up to `limit` queued builds for `runnerId` in one statement: rows in `building` that
- * nobody holds, or whose holder's lease ran out (a crashed or partitioned runner), oldest first.
- * Attempts are counted as the claim is made, so a build that keeps killing its runners is given up
- * by `failExhaustedBuilds` instead of being retried forever.
+ * nobody holds and whose backoff (next_attempt_at) is over, oldest first. Builds whose holder's
+ * lease ran out are handed back first, with their backoff, by `retryExpiredClaims`. Attempts are
+ * counted as the claim is made, so a build that keeps killing its runners is given up by
+ * `failExhaustedBuilds` instead of being retried forever. Each claimed row gets a fresh random
+ * claim token (made by the database, per row), and every time is the database's clock.
  *
  * PostgreSQL: `FOR UPDATE SKIP LOCKED` lets concurrent runners each take different rows without
  * waiting on one another. SQLite has one writer at a time, so the same UPDATE … WHERE id IN
@@ -130,22 +163,25 @@ export async function claimBuilds(
   input: { runnerId: string; limit: number; leaseMs: number; maxAttempts: number },
 ): Promise<ClaimedBuild[]> {
   if (input.limit <= 0) return [];
-  const now = nowIso();
-  const lease = new Date(Date.now() + input.leaseMs).toISOString();
+  const now = dbTimeSql(db);
   const lock = db.dialect === 'pg' ? 'FOR UPDATE SKIP LOCKED' : '';
+  const token = db.dialect === 'pg' ? 'gen_random_uuid()::text' : 'lower(hex(randomblob(16)))';
   const result = await db.knex.raw(
     `UPDATE function_deployments
-        SET claimed_by = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ?
+        SET claimed_by = ?, claim_token = ${token}, lease_expires_at = ${dbTimeSql(db, input.leaseMs)},
+            attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ${now}),
+            next_attempt_at = NULL, updated_at = ?
       WHERE id IN (
         SELECT id FROM function_deployments
          WHERE status = 'building'
-           AND (claimed_by IS NULL OR lease_expires_at < ?)
+           AND claimed_by IS NULL
+           AND (next_attempt_at IS NULL OR next_attempt_at <= ${now})
            AND attempts < ?
          ORDER BY queued_at, id
          LIMIT ? ${lock})
       RETURNING id, function_id, version, COALESCE(archive_key, s3_key) AS source_key, attempts, archive_sha256, config,
-                base_deployment_id, deployed_at`,
-    [input.runnerId, lease, now, now, input.maxAttempts, input.limit],
+                base_deployment_id, deployed_at, claim_token`,
+    [input.runnerId, nowIso(), input.maxAttempts, input.limit],
   );
   const rows: any[] = db.dialect === 'pg' ? result.rows : result;
   return rows.map((r) => ({
@@ -158,7 +194,26 @@ export async function claimBuilds(
     config: parseStoredConfig(r.config),
     // once built, a configuration change owns its artifact and archive: a rebuild uses its archive
     reuseFrom: r.base_deployment_id && !r.deployed_at ? r.base_deployment_id : null,
+    claimToken: r.claim_token,
   }));
+}
+
+/**
+ * How long until a queued build may become claimable (a backoff ends, or a runner's lease runs
+ * out), on the database's clock; null when nothing waits. The runner sets a timer on it, so a
+ * retry is not late by a whole poll interval.
+ */
+export async function nextQueueChangeInMs(db: Db): Promise<number | null> {
+  const due = 'CASE WHEN claimed_by IS NULL THEN next_attempt_at ELSE lease_expires_at END';
+  // only times still ahead: what is due already was for the claim that just ran to take
+  const result = await db.knex.raw(
+    `SELECT MIN(${due}) AS at, ${dbTimeSql(db)} AS now
+       FROM function_deployments
+      WHERE status = 'building' AND ${due} > ${dbTimeSql(db)}`,
+  );
+  const row = (db.dialect === 'pg' ? result.rows : result)[0];
+  if (!row?.at) return null;
+  return Math.max(0, new Date(row.at).getTime() - new Date(row.now).getTime());
 }
 
 /**
@@ -171,14 +226,16 @@ function statusAfterFailedBuild(dep: { is_active: unknown; archived_at: unknown;
   return dep.archived_at || dep.image_removed_at ? 'archived' : 'failed';
 }
 
+const RELEASED = { claimed_by: null, claim_token: null, lease_expires_at: null } as const;
+
 /** Builds whose last allowed attempt was lost (its lease ran out) are failed with the reason. */
 export async function failExhaustedBuilds(db: Db, maxAttempts: number): Promise<number> {
-  const now = nowIso();
+  const unheld = (q: Knex.QueryBuilder) => q.whereNull('claimed_by').orWhere('lease_expires_at', '<', dbTime(db));
   const rows = await db
     .knex('function_deployments')
     .where({ status: 'building' })
     .andWhere('attempts', '>=', maxAttempts)
-    .andWhere((q) => q.whereNull('claimed_by').orWhere('lease_expires_at', '<', now))
+    .andWhere(unheld)
     .select('id', 'function_id', 'version', 'error', 'is_active', 'archived_at', 'image_removed_at');
   let failed = 0;
   for (const r of rows) {
@@ -189,8 +246,8 @@ export async function failExhaustedBuilds(db: Db, maxAttempts: number): Promise<
       const moved = await trx('function_deployments')
         .where({ id: r.id, status: 'building' })
         .andWhere('attempts', '>=', maxAttempts)
-        .andWhere((q) => q.whereNull('claimed_by').orWhere('lease_expires_at', '<', now))
-        .update({ status: statusAfterFailedBuild(r), error: reason, claimed_by: null, lease_expires_at: null, updated_at: now });
+        .andWhere(unheld)
+        .update({ status: statusAfterFailedBuild(r), error: reason, ...RELEASED, next_attempt_at: null, updated_at: nowIso() });
       if (!moved) return;
       failed++;
       await recordEvent(trx, {
@@ -205,15 +262,56 @@ export async function failExhaustedBuilds(db: Db, maxAttempts: number): Promise<
   return failed;
 }
 
-/** Extends the lease while the build runs; false means another runner holds it now: stop. */
+/**
+ * Builds whose runner stopped renewing the lease (killed, partitioned, paused) before their last
+ * attempt: taken back and retried after the backoff. The attempt counts: the build itself may be
+ * what kills its runners. (On the last attempt, failExhaustedBuilds fails it instead.)
+ */
+export async function retryExpiredClaims(db: Db, policy: Pick<RetryPolicy, 'maxAttempts' | 'retryBaseMs'>): Promise<number> {
+  const rows = await db
+    .knex('function_deployments')
+    .where({ status: 'building' })
+    .whereNotNull('claimed_by')
+    .andWhere('lease_expires_at', '<', dbTime(db))
+    .andWhere('attempts', '<', policy.maxAttempts)
+    .select('id', 'function_id', 'version', 'claimed_by', 'claim_token', 'attempts');
+  let retried = 0;
+  for (const r of rows) {
+    const attempts = num(r.attempts);
+    const delay = retryDelayMs(policy.retryBaseMs, attempts);
+    const error = `attempt ${attempts} was abandoned: runner ${r.claimed_by} stopped renewing its lease`;
+    await withTransaction(db, async (trx) => {
+      // the same claim, still expired: a renewal that came in meanwhile keeps it
+      const moved = await trx('function_deployments')
+        .where({ id: r.id, status: 'building', claim_token: r.claim_token })
+        .andWhere('lease_expires_at', '<', dbTime(db))
+        .update({ ...RELEASED, next_attempt_at: dbTime(db, delay), error, last_error: error, updated_at: nowIso() });
+      if (!moved) return;
+      retried++;
+      await recordEvent(trx, {
+        functionId: r.function_id,
+        deploymentId: r.id,
+        version: num(r.version),
+        event: 'build_retried',
+        message: `${error}; version ${r.version} is retried in ${formatSeconds(delay)} s`,
+      });
+    });
+  }
+  return retried;
+}
+
+/**
+ * Extends the lease while the build runs, on the database's clock; false means this claim is
+ * over (another claim holds the build now, or it was handed back): stop.
+ */
 export async function renewLease(
   db: Db,
-  input: { deploymentId: string; runnerId: string; leaseMs: number; buildLogs?: string },
+  input: { deploymentId: string; claimToken: string; leaseMs: number; buildLogs?: string },
 ): Promise<boolean> {
   const moved = await db.knex('function_deployments')
-    .where({ id: input.deploymentId, claimed_by: input.runnerId, status: 'building' })
+    .where({ id: input.deploymentId, claim_token: input.claimToken, status: 'building' })
     .update({
-      lease_expires_at: new Date(Date.now() + input.leaseMs).toISOString(),
+      lease_expires_at: dbTime(db, input.leaseMs),
       ...(input.buildLogs === undefined ? {} : { build_logs: input.buildLogs }),
       updated_at: nowIso(),
     });
@@ -226,14 +324,14 @@ export type FinishOutcome =
 
 /**
  * The build of a claimed deployment succeeded: mark it built and apply the activation rule, in one
- * transaction. Fenced by the claim: a runner whose lease was taken over changes nothing.
+ * transaction. Fenced by the claim token: a runner whose claim is over changes nothing.
  */
 export async function finishBuild(
   db: Db,
   input: {
     deploymentId: string;
     functionId: string;
-    runnerId: string;
+    claimToken: string;
     imageTag: string | null;
     /** the driver that built it: only that driver can run, clean up or delete it */
     driver: 'docker' | 'process';
@@ -244,15 +342,16 @@ export async function finishBuild(
     if (!(await lockFunctionRow(db, trx, input.functionId))) return { fenced: true };
     const now = nowIso();
     const moved = await trx('function_deployments')
-      .where({ id: input.deploymentId, claimed_by: input.runnerId, status: 'building' })
+      .where({ id: input.deploymentId, claim_token: input.claimToken, status: 'building' })
       .update({
         status: BUILT_STATUS,
         image_tag: input.imageTag,
         runtime_driver: input.driver,
         build_logs: input.buildLogs,
+        // last_error stays: history shows what the earlier attempts ran into
         error: null,
-        claimed_by: null,
-        lease_expires_at: null,
+        ...RELEASED,
+        next_attempt_at: null,
         image_removed_at: null,
         deployed_at: now,
         updated_at: now,
@@ -277,67 +376,105 @@ export async function finishBuild(
   });
 }
 
+export interface FailOutcome {
+  fenced: boolean;
+  /** the build goes back to the queue, to be claimed again in `retryInMs` */
+  willRetry: boolean;
+  retryInMs?: number;
+  /** what was recorded as the build's error */
+  error?: string;
+}
+
 /**
- * The build failed. `retry`: an infrastructure fault (engine or S3 unreachable) — the claim is
- * released for another attempt while attempts remain. Otherwise (a bad archive, a failing
- * Dockerfile) it fails for good. Never touches the live version. Fenced like finishBuild.
+ * An attempt failed; `failure` (shared/runtime/build-failure.ts) says how:
+ * - final: the build fails for good now;
+ * - unknown: the attempt counts; retried after retryBaseMs × 2^(attempt−1) while attempts remain;
+ * - outage: the attempt is given back and the build waits, backing off on its own count of
+ *   outage retries, until BUILD_TIMEOUT_MS has passed since its first attempt; then it fails for
+ *   good, naming the outage.
+ * Never touches the live version. Fenced by the claim token like finishBuild.
  */
 export async function failBuild(
   db: Db,
   input: {
     deploymentId: string;
     functionId: string;
-    runnerId: string;
-    error: string;
+    claimToken: string;
+    failure: BuildFailure;
     buildLogs: string;
-    retry: boolean;
-    maxAttempts: number;
+    policy: RetryPolicy;
   },
-): Promise<{ fenced: boolean; willRetry: boolean }> {
+): Promise<FailOutcome> {
   return withTransaction(db, async (trx) => {
     if (!(await lockFunctionRow(db, trx, input.functionId))) return { fenced: true, willRetry: false };
     const dep = await trx('function_deployments')
-      .where({ id: input.deploymentId, claimed_by: input.runnerId, status: 'building' })
-      .first('version', 'attempts', 'is_active', 'archived_at', 'image_removed_at');
+      .where({ id: input.deploymentId, claim_token: input.claimToken, status: 'building' })
+      .first('version', 'attempts', 'outage_retries', 'first_attempt_at', 'is_active', 'archived_at', 'image_removed_at');
     if (!dep) return { fenced: true, willRetry: false };
-    const now = nowIso();
-    const willRetry = input.retry && num(dep.attempts) < input.maxAttempts;
-    const error = willRetry
-      ? input.error
-      : input.retry
-        ? `build abandoned after ${dep.attempts} attempts; last error: ${input.error}`
-        : input.error;
-    const finalStatus = statusAfterFailedBuild(dep);
+    const { failure, policy } = input;
+    const version = num(dep.version);
+    const attempts = num(dep.attempts);
+    let retry: { inMs: number; patch: Record<string, unknown>; event: FunctionEvent; message: string } | null = null;
+    let error = failure.message;
+    if (failure.kind === 'unknown') {
+      if (attempts < policy.maxAttempts) {
+        const inMs = retryDelayMs(policy.retryBaseMs, attempts);
+        retry = {
+          inMs,
+          patch: {},
+          event: 'build_retried',
+          message: `attempt ${attempts} of ${policy.maxAttempts} of version ${version} failed (${failure.message}); retrying in ${formatSeconds(inMs)} s`,
+        };
+      } else {
+        error = `build abandoned after ${attempts} attempts; last error: ${failure.message}`;
+      }
+    } else if (failure.kind === 'outage') {
+      const service = describeService(failure.service);
+      const since = toIso(dep.first_attempt_at);
+      const waitedMs = since ? (await dbNowMs(db, trx)) - new Date(since).getTime() : 0;
+      const leftMs = policy.buildTimeoutMs - waitedMs;
+      if (leftMs > 0) {
+        const n = num(dep.outage_retries) + 1;
+        // the last wait ends at the deadline: one more try then, not one long after it
+        const inMs = Math.min(retryDelayMs(policy.retryBaseMs, n), leftMs);
+        retry = {
+          inMs,
+          // the attempt is given back: an outage is not the build's failure
+          patch: { attempts: Math.max(0, attempts - 1), outage_retries: n },
+          event: 'build_waiting',
+          message: `version ${version} waits for ${service} (${failure.message}); no attempt spent, retrying in ${formatSeconds(inMs)} s`,
+        };
+      } else {
+        error = `${service} was unavailable for ${formatSeconds(Math.max(waitedMs, 0))} s (BUILD_TIMEOUT_MS ${formatSeconds(policy.buildTimeoutMs)} s): ${failure.message}`;
+      }
+    }
     await trx('function_deployments')
       .where({ id: input.deploymentId })
       .update({
-        ...(willRetry ? {} : { status: finalStatus }),
+        ...(retry ? { ...retry.patch, next_attempt_at: dbTime(db, retry.inMs) } : { status: statusAfterFailedBuild(dep), next_attempt_at: null }),
         error,
+        last_error: error,
         build_logs: input.buildLogs,
-        claimed_by: null,
-        lease_expires_at: null,
-        updated_at: now,
+        ...RELEASED,
+        updated_at: nowIso(),
       });
     await recordEvent(trx, {
       functionId: input.functionId,
       deploymentId: input.deploymentId,
-      version: num(dep.version),
-      event: willRetry ? 'build_retried' : 'build_failed',
-      message: willRetry
-        ? `attempt ${dep.attempts} of version ${dep.version} failed (${input.error}); it will be retried`
-        : `version ${dep.version} failed: ${error}`,
+      version,
+      event: retry ? retry.event : 'build_failed',
+      message: retry ? retry.message : `version ${version} failed: ${error}`,
     });
-    return { fenced: false, willRetry };
+    return { fenced: false, willRetry: retry !== null, retryInMs: retry?.inMs, error };
   });
 }
 
-/** Graceful shutdown: hand the build back without spending one of its attempts. */
-export async function releaseClaim(db: Db, input: { deploymentId: string; runnerId: string }): Promise<void> {
+/** Graceful shutdown: hand the build back without spending one of its attempts (fenced by the claim token). */
+export async function releaseClaim(db: Db, input: { deploymentId: string; claimToken: string }): Promise<void> {
   await db.knex('function_deployments')
-    .where({ id: input.deploymentId, claimed_by: input.runnerId, status: 'building' })
+    .where({ id: input.deploymentId, claim_token: input.claimToken, status: 'building' })
     .update({
-      claimed_by: null,
-      lease_expires_at: null,
+      ...RELEASED,
       attempts: db.knex.raw('CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END'),
       updated_at: nowIso(),
     });

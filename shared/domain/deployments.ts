@@ -24,9 +24,15 @@ export interface DeploymentView {
   deployedAt: string | null;
   activatedAt: string | null;
   createdAt: string | null;
+  /** why the build failed (for good, or the attempt that is waiting to be retried) */
   error: string | null;
+  /** the last failed attempt's error, kept when a later attempt succeeded */
+  lastError: string | null;
+  /** a build waiting out its backoff: when it is tried again (the database's clock) */
+  nextAttemptAt: string | null;
   sizeBytes: number | null;
   sha256: string | null;
+  /** build attempts spent (an attempt that met an outage of S3, the registry or the engine is given back) */
   attempts: number;
   /** where the archive is now, or null when it was deleted */
   archiveKey: string | null;
@@ -58,6 +64,8 @@ export function toDeploymentView(row: DeploymentRow, platform: Config, tags: str
     activatedAt: toIso(row.activated_at),
     createdAt: toIso(row.created_at),
     error: row.error ?? null,
+    lastError: row.last_error ?? null,
+    nextAttemptAt: row.status === 'building' ? toIso(row.next_attempt_at) : null,
     sizeBytes: row.archive_size === null ? null : num(row.archive_size),
     sha256: row.archive_sha256 ?? null,
     attempts: num(row.attempts),
@@ -92,7 +100,7 @@ const LIST_COLUMNS = [
   'id', 'function_id', 'version', 'image_tag', 's3_key', 'status', 'is_active', 'error',
   'archive_size', 'archive_sha256', 'attempts', 'deployed_at', 'activated_at', 'created_at',
   'archive_key', 'archive_storage_class', 'archive_removed_at', 'archived_at', 'cleanup_note',
-  'source', 'config', 'metadata', 'auto_activate', 'approved_by', 'approved_at',
+  'source', 'config', 'metadata', 'auto_activate', 'approved_by', 'approved_at', 'last_error', 'next_attempt_at',
 ];
 
 export async function listDeployments(

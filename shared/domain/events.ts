@@ -12,6 +12,8 @@ export type FunctionEvent =
   | 'build_succeeded'
   | 'build_failed'
   | 'build_retried'
+  /** a service the build needs is down (S3, the registry, the engine): it waits, spending no attempt */
+  | 'build_waiting'
   | 'activated'
   | 'activation_skipped'
   | 'rolled_back'

@@ -48,8 +48,18 @@ export interface DeploymentRow {
   archive_sha256: string | null;
   intent_seq: number | string;
   claimed_by: string | null;
+  /** the holder's claim (build-queue.ts claimBuilds): fresh per claim */
+  claim_token?: string | null;
   lease_expires_at: unknown;
   attempts: number;
+  /** a failed attempt is retried from this time on (the database's clock) */
+  next_attempt_at?: unknown;
+  /** the first claim of the current round of attempts: an outage is waited out for BUILD_TIMEOUT_MS from here */
+  first_attempt_at?: unknown;
+  /** retries after outages, which spend no attempt */
+  outage_retries?: number | string;
+  /** the last failed attempt's error */
+  last_error?: string | null;
   upload_expires_at: unknown;
   upload_claimed_at?: unknown;
   queued_at: unknown;

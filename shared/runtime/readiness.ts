@@ -3,22 +3,40 @@
 // that throws at import, exits at start or never answers fails its build, and the live version is
 // untouched.
 import { StartError, waitReady } from './instance.ts';
-import type { InstanceSpec, RuntimeDriver } from './types.ts';
+import type { InstanceSpec, RunningInstance, RuntimeDriver } from './types.ts';
 
-/** Starts one instance, waits for it to be ready, stops it. Throws a StartError when it never is. */
+/**
+ * Starts one instance, waits for it to be ready, stops it. Throws a StartError when it never is,
+ * and the signal's reason when `signal` aborts first (an instance that starts after that is stopped).
+ */
 export async function checkReadiness(
   driver: RuntimeDriver,
   spec: InstanceSpec,
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<{ readyMs: number; log: string }> {
   const started = performance.now();
-  const instance = await driver.instances.start(spec);
+  const instance = await untilStarted(driver.instances.start(spec), signal);
   try {
     await waitReady(instance, timeoutMs, spec.memoryMb);
     return { readyMs: Math.round(performance.now() - started), log: instance.log() };
   } finally {
     await instance.kill();
   }
+}
+
+/** A start can take long (an image pulled, copied on first use): it is not waited for past an abort. */
+function untilStarted(starting: Promise<RunningInstance>, signal?: AbortSignal): Promise<RunningInstance> {
+  if (!signal) return starting;
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      reject(signal.reason);
+      starting.then((instance) => instance.kill()).catch(() => {});
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    starting.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 export { StartError };

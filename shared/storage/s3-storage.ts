@@ -1,7 +1,7 @@
 // Object storage for function archives, over any S3-compatible server.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import {
   CopyObjectCommand,
   CreateBucketCommand,
@@ -14,6 +14,8 @@ import {
   type StorageClass,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { isDependencyOutage } from '../outage.ts';
+import { InfrastructureError } from '../runtime/types.ts';
 
 // Node 20 is supported by the SDK versions we pin; its notice about future releases is printed on
 // every start otherwise. An operator can still turn it back on by setting the variable to false.
@@ -60,6 +62,27 @@ function isNotFound(err: unknown): boolean {
   return e?.name === 'NotFound' || e?.name === 'NoSuchKey' || e?.$metadata?.httpStatusCode === 404;
 }
 
+/**
+ * A call that failed for want of S3 (no answer, a cut connection, a 5xx) becomes
+ * InfrastructureError('s3'), which the build queue waits out without spending an attempt; what
+ * S3 answered about the request itself (404, 403) passes through unchanged.
+ */
+function s3Failure(err: unknown, what: string): unknown {
+  if (err instanceof InfrastructureError || isNotFound(err)) return err;
+  const e = err as { $metadata?: { httpStatusCode?: number }; message?: string } | null;
+  const status = e?.$metadata?.httpStatusCode;
+  const unanswered = status === undefined && (e?.$metadata !== undefined || isDependencyOutage(err));
+  if (unanswered || (status !== undefined && status >= 500)) {
+    return new InfrastructureError('s3', `S3 ${what}: ${e?.message || (status ? `HTTP ${status}` : String(err))}`, { cause: err });
+  }
+  return err;
+}
+
+export interface S3CallOptions {
+  /** gives up the call (and a download under way) with the signal's reason */
+  signal?: AbortSignal;
+}
+
 export class S3Storage {
   readonly bucket: string;
   private readonly s3: S3Client;
@@ -67,8 +90,15 @@ export class S3Storage {
   private readonly signer: S3Client;
   private probing: Promise<void> | null = null;
   private reachableUntil = 0;
+  /** 0: no limit */
+  private readonly ioTimeoutMs: number;
 
-  constructor(readonly settings: S3Settings) {
+  /**
+   * `ioTimeoutMs` (BUILD_IO_TIMEOUT_MS) bounds a download's and a copy's wait for S3 to answer,
+   * and a download's wait for its next chunk: a store that hangs must not hold a build forever.
+   */
+  constructor(readonly settings: S3Settings, opts: { ioTimeoutMs?: number } = {}) {
+    this.ioTimeoutMs = opts.ioTimeoutMs ?? 0;
     this.bucket = settings.bucket;
     this.s3 = client(settings.endpoint, settings);
     this.signer = settings.publicEndpoint ? client(settings.publicEndpoint, settings) : this.s3;
@@ -152,9 +182,70 @@ export class S3Storage {
     }
   }
 
-  async getStream(key: string): Promise<Readable> {
-    const out = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-    return out.Body as Readable;
+  /**
+   * The object as a stream. S3 must start answering within ioTimeoutMs, and send each next chunk
+   * within ioTimeoutMs (while the reader keeps up: a reader that lags is not S3's stall); either
+   * failure, and a connection cut mid-way, errors the stream with InfrastructureError('s3').
+   */
+  async getStream(key: string, opts: S3CallOptions = {}): Promise<Readable> {
+    const what = `GET ${key}`;
+    const request = new AbortController();
+    const onAbort = () => request.abort(opts.signal!.reason);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const body = (await this.bounded(what, request, opts, (abortSignal) =>
+      this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal }),
+    ).catch((err) => {
+      opts.signal?.removeEventListener('abort', onAbort);
+      throw err;
+    })).Body as Readable;
+
+    const timeoutMs = this.ioTimeoutMs;
+    let stall: NodeJS.Timeout | undefined;
+    const arm = () => {
+      if (!timeoutMs) return;
+      clearTimeout(stall);
+      stall = setTimeout(() => {
+        // data waiting for the reader: the reader lags, not S3
+        if (watched.readableLength > 0) return arm();
+        watched.destroy(new InfrastructureError('s3', `S3 ${what}: the download stalled (no data for ${timeoutMs} ms)`));
+      }, timeoutMs);
+    };
+    const watched = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        arm();
+        done(null, chunk);
+      },
+    });
+    body.on('error', (err) => watched.destroy((opts.signal?.aborted ? opts.signal.reason : s3Failure(err, what)) as Error));
+    watched.on('close', () => {
+      clearTimeout(stall);
+      opts.signal?.removeEventListener('abort', onAbort);
+      body.destroy();
+    });
+    request.signal.addEventListener('abort', () => watched.destroy(request.signal.reason as Error), { once: true });
+    arm();
+    return body.pipe(watched);
+  }
+
+  /**
+   * Runs one S3 call under `request`: aborted by the caller's signal, or after ioTimeoutMs without
+   * an answer; failures for want of S3 become InfrastructureError('s3').
+   */
+  private async bounded<T>(what: string, request: AbortController, opts: S3CallOptions, send: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    const timeoutMs = this.ioTimeoutMs;
+    const timer = timeoutMs
+      ? setTimeout(() => request.abort(new InfrastructureError('s3', `S3 ${what}: no answer within ${timeoutMs} ms`)), timeoutMs)
+      : undefined;
+    try {
+      return await send(request.signal);
+    } catch (err) {
+      if (opts.signal?.aborted) throw opts.signal.reason;
+      if (request.signal.aborted) throw request.signal.reason;
+      throw s3Failure(err, what);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Streams the object once to hash it; never holds it in memory. */
@@ -205,8 +296,11 @@ export class S3Storage {
     }
   }
 
-  async copy(fromKey: string, toKey: string, opts: { storageClass?: string } = {}): Promise<void> {
-    await this.s3.send(
+  async copy(fromKey: string, toKey: string, opts: { storageClass?: string } & S3CallOptions = {}): Promise<void> {
+    const request = new AbortController();
+    const onAbort = () => request.abort(opts.signal!.reason);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    await this.bounded(`copy ${fromKey} to ${toKey}`, request, opts, (abortSignal) => this.s3.send(
       new CopyObjectCommand({
         Bucket: this.bucket,
         Key: toKey,
@@ -216,7 +310,8 @@ export class S3Storage {
         MetadataDirective: 'REPLACE',
         ...(opts.storageClass ? { StorageClass: opts.storageClass as StorageClass } : {}),
       }),
-    );
+      { abortSignal },
+    )).finally(() => opts.signal?.removeEventListener('abort', onAbort));
   }
 
   destroy(): void {

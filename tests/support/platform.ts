@@ -73,6 +73,8 @@ export async function startTestPlatform(
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     RUNTIME_DRIVER: 'process',
     RUNNER_POLL_MS: '100',
+    // the default backoff (5 s, doubling) would stretch every test whose build is retried
+    BUILD_RETRY_BASE_MS: '100',
     // Suites register many users from 127.0.0.1; tests/accounts.test.ts turns the limits on.
     AUTH_RATE_LIMIT_PER_MINUTE: '0',
     AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE: '0',

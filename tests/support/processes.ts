@@ -24,6 +24,7 @@ export function runnerEnv(tp: TestPlatform, extra: Record<string, string> = {}):
     S3_BUCKET: c.s3.bucket,
     RUNTIME_DRIVER: 'process',
     RUNNER_POLL_MS: '200',
+    BUILD_RETRY_BASE_MS: '100',
     LOG_LEVEL: 'info',
     ...extra,
   };

@@ -1,6 +1,6 @@
 // history <name>: every version, newest first, the live one marked, the candidate with its share,
 // the tags that point at each, and the versions that await approval.
-import { formatAge, formatBytes, shortSha, table } from '../format.ts';
+import { formatAge, formatBytes, formatRetry, shortSha, table } from '../format.ts';
 import { intFlag, type Command } from './command.ts';
 
 export const history: Command = {
@@ -49,6 +49,10 @@ export const history: Command = {
     );
     const failed = deployments.filter((d) => d.status === 'failed' && d.error);
     for (const d of failed.slice(0, 3)) ctx.out.info(`v${d.version} failed: ${d.error}`);
+    for (const d of deployments) {
+      const retry = d.status === 'building' ? formatRetry(d) : null;
+      if (retry) ctx.out.info(`v${d.version} building, ${retry}`);
+    }
     if (nextBefore !== null) ctx.out.info(`(older versions not shown: use --limit)`);
     return 0;
   },
