@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { packContext } from '../../shared/runtime/docker-context.ts';
-import { LABEL_FUNCTION, nodeDockerfile } from '../../shared/runtime/docker-driver.ts';
+import { LABEL_FUNCTION, LABEL_RUNTIME, LABEL_VERSION } from '../../shared/runtime/docker-driver.ts';
 import { instanceContainerOptions, type ContainerLimits } from '../../shared/runtime/docker-instances.ts';
 import { followDockerStream } from '../../shared/runtime/docker-stream.ts';
 import { BOOTSTRAP_DIR, SOCKET_NAME, bootstrapFiles } from '../../shared/runtime/protocol.ts';
@@ -40,8 +40,19 @@ export async function removeFunctionImages(functionIds: string[]): Promise<void>
 }
 
 /**
+ * The Dockerfile a person would write for a Node function by hand (FROM, LABEL, COPY), which the
+ * driver used to generate: the floor the daemonless image build is measured against. The base has
+ * no shell, so no RUN; LABEL is left out with `labelStep: false`.
+ */
+function floorDockerfile(baseImage: string, functionId: string, version: number, labelStep: boolean): string {
+  if (!labelStep) return `FROM ${baseImage}\nCOPY . /app/\n`;
+  const labels = [`${LABEL_RUNTIME}="node"`, `${LABEL_FUNCTION}=${JSON.stringify(functionId)}`, `${LABEL_VERSION}="${version}"`].join(' ');
+  return `FROM ${baseImage}\nLABEL ${labels}\nCOPY . /app/\n`;
+}
+
+/**
  * `docker build` of what the driver would send for a Node function in `sourceDir`: the unpacked
- * archive plus the bootstrap, built from the generated Dockerfile (FROM, LABEL, COPY). The label
+ * archive plus the bootstrap, built from floorDockerfile (FROM, LABEL, COPY). The label
  * names a function of its own, so nothing is taken from the engine's build cache.
  * `labelStep: false` builds FROM + COPY alone (a nonce file keeps the COPY out of the cache): what
  * the LABEL step costs is the difference.
@@ -53,9 +64,7 @@ export async function buildByHand(
   const labelStep = opts.labelStep ?? true;
   const tag = `containerpub-bench-floor-${opts.labelFunctionId}-v${opts.version}${labelStep ? '' : '-nolabel'}:latest`;
   const dockerfile = `${BOOTSTRAP_DIR}/Dockerfile`;
-  const content = labelStep
-    ? nodeDockerfile(opts.baseImage, opts.labelFunctionId, opts.version)
-    : `FROM ${opts.baseImage}\nCOPY . /app/\n`;
+  const content = floorDockerfile(opts.baseImage, opts.labelFunctionId, opts.version, labelStep);
   const context = packContext(sourceDir, {
     extra: [
       ...bootstrapFiles('index.mjs'),
