@@ -172,16 +172,26 @@ test('imageTagFor: the seed naming, with and without a registry', () => {
   assert.is(imageTagFor(undefined, 'abc', 3), 'function-abc-v3:latest');
 });
 
-test('build + push a Node function: the image is on the engine and its tag in the registry', async () => {
+test('build + push a Node function: no docker build, layers and config straight to the registry', async () => {
   const built = await getProbe();
   assert.is(built.imageTag, imageTagFor(REGISTRY, built.functionId, 1));
-  assert.ok(built.lines.some((l) => /^Step \d\/3 : COPY \. \/app\/$/.test(l)), built.lines.join('\n'));
-  assert.ok(built.lines.some((l) => l.startsWith('pushed ')), built.lines.join('\n'));
+  const log = built.lines.join('\n');
+  assert.not.match(log, /^Step \d/m, 'no docker build');
+  assert.match(log, /function layer sha256:[0-9a-f]{64} \(/);
+  assert.match(log, /base layer sha256:[0-9a-f]{12} \([^)]*\): (mounted from|already there)/, 'the base layers are mounted, never uploaded');
+  assert.match(log, /function layer sha256:[0-9a-f]{12} \([^)]*\): uploaded/);
+  assert.ok(built.lines.some((l) => l.startsWith('pushed ')), log);
   const { repository } = splitImageTag(built.imageTag!);
-  assert.equal(await new RegistryClient(REGISTRY).tags(repository), ['latest']);
-  const inspect = await docker.getImage(built.imageTag!).inspect();
-  assert.is(inspect.Config.Labels[LABEL_FUNCTION], built.functionId);
-  assert.is(inspect.Config.Labels['containerpub.runtime'], 'node');
+  const registry = new RegistryClient(REGISTRY);
+  assert.equal(await registry.tags(repository), ['latest']);
+  const manifest = JSON.parse((await registry.getManifest(repository, 'latest'))!.bytes.toString());
+  assert.is(manifest.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
+  const config = JSON.parse((await registry.getBlob(repository, manifest.config.digest)).toString());
+  assert.is(config.config.Labels[LABEL_FUNCTION], built.functionId);
+  assert.is(config.config.Labels['containerpub.runtime'], 'node');
+  assert.is(config.config.User, '65534:65534');
+  assert.equal(config.config.Cmd, ['node', '/app/.containerpub/bootstrap.mjs']);
+  assert.is(config.rootfs.diff_ids.length, manifest.layers.length);
   assert.ok(await driver.hasArtifact(built));
 });
 
@@ -346,42 +356,50 @@ test('a build whose COPY fails is a BuildError with the engine message, and leav
   assert.not.ok(await imageExists(imageTagFor(REGISTRY, functionId, 1)));
 });
 
-test('an aborted build throws and leaves no tagged image', async () => {
-  const ac = new AbortController();
-  const lines: string[] = [];
-  const functionId = newFunctionId();
-  const input: BuildInput = {
-    functionId,
-    deploymentId: randomUUID(),
-    version: 1,
-    sourceDir: sourceDir({ 'index.mjs': 'export default () => 1;' }),
-    function: { kind: 'node', entry: 'index.mjs' },
-    log: (line) => {
-      lines.push(line);
-      if (line.startsWith('Step 1/')) ac.abort();
-    },
-    signal: ac.signal,
-  };
-  await driver.build(input).then(
-    () => assert.unreachable('should abort'),
-    (err) => {
-      assert.instance(err, BuildError);
-      assert.match((err as Error).message, /aborted/);
-    },
-  );
-  const tag = imageTagFor(REGISTRY, functionId, 1);
-  assert.not.ok(await imageExists(tag));
-  // the engine finishes the step it was in after the cancel, and keeps it as an untagged image:
-  // removing the version's artifact also removes those (repeated until the engine is done)
-  await waitFor(
-    'the aborted build to leave no image',
-    async () => {
-      await driver.removeArtifact({ functionId, version: 1, imageTag: tag });
-      return (await imagesOf(functionId)).length === 0;
-    },
-    { timeoutMs: 30_000, intervalMs: 250 },
-  );
-});
+for (const kind of ['node', 'dockerfile'] as const) {
+  test(`an aborted build (${kind}) throws and leaves no tagged image`, async () => {
+    const ac = new AbortController();
+    const lines: string[] = [];
+    const functionId = newFunctionId();
+    const input: BuildInput = {
+      functionId,
+      deploymentId: randomUUID(),
+      version: 1,
+      sourceDir: sourceDir(
+        kind === 'node'
+          ? { 'index.mjs': 'export default () => 1;' }
+          : { Dockerfile: `FROM ${BASE_IMAGE}\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n`, 'a.txt': randomUUID(), 'b.txt': 'b' },
+      ),
+      function: kind === 'node' ? { kind: 'node', entry: 'index.mjs' } : { kind: 'dockerfile' },
+      log: (line) => {
+        lines.push(line);
+        // the node build: before its layers are pushed; the Dockerfile build: inside the engine's build
+        if (line.startsWith(kind === 'node' ? 'building ' : 'Step 1/')) ac.abort();
+      },
+      signal: ac.signal,
+    };
+    await driver.build(input).then(
+      () => assert.unreachable('should abort'),
+      (err) => {
+        assert.instance(err, BuildError);
+        assert.match((err as Error).message, /aborted/);
+      },
+    );
+    const tag = imageTagFor(REGISTRY, functionId, 1);
+    assert.not.ok(await imageExists(tag));
+    assert.equal(await new RegistryClient(REGISTRY).tags(splitImageTag(tag).repository), [], 'nothing was pushed');
+    // the engine finishes the step it was in after the cancel, and keeps it as an untagged image:
+    // removing the version's artifact also removes those (repeated until the engine is done)
+    await waitFor(
+      'the aborted build to leave no image',
+      async () => {
+        await driver.removeArtifact({ functionId, version: 1, imageTag: tag });
+        return (await imagesOf(functionId)).length === 0;
+      },
+      { timeoutMs: 30_000, intervalMs: 250 },
+    );
+  });
+}
 
 // ---------------------------------------------------------------- custom images, pulls, removal
 
@@ -407,7 +425,8 @@ test('a custom Dockerfile image speaking the protocol with its own CMD', async (
 test('an image gone from the engine is pulled back from the registry', async () => {
   const built = await build({ 'index.mjs': `export default async () => 'pulled';` });
   const fresh = newDriver();
-  await docker.getImage(built.imageTag!).remove({ force: true });
+  // the build pushed it without the engine; a start by this process may have pulled it
+  await docker.getImage(built.imageTag!).remove({ force: true }).catch(() => {});
   assert.not.ok(await imageExists(built.imageTag!));
   assert.ok(await fresh.hasArtifact(built), 'still in the registry');
   const started = performance.now();
