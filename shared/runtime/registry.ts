@@ -162,10 +162,9 @@ export class RegistryClient {
     checkDigest(digest);
     const what = `look for the blob ${digest}`;
     const res = await this.request('HEAD', `/v2/${repository}/blobs/${digest}`, what, repository, {}, opts);
+    if (res.status !== 200 && res.status !== 404) throw await this.statusError(what, repository, res);
     await res.body?.cancel();
-    if (res.status === 200) return true;
-    if (res.status === 404) return false;
-    throw await this.statusError(what, repository, res);
+    return res.status === 200;
   }
 
   /** A blob of bounded size (an image config), checked against its digest. */
@@ -196,10 +195,10 @@ export class RegistryClient {
     const what = `mount the blob ${digest} from ${from}`;
     const query = new URLSearchParams({ mount: digest, from });
     const res = await this.request('POST', `/v2/${repository}/blobs/uploads/?${query}`, what, repository, { 'Content-Length': '0' }, opts);
+    if (res.status !== 201 && res.status !== 202) throw await this.statusError(what, repository, res);
     await res.body?.cancel();
     if (res.status === 201) return { mounted: true };
-    if (res.status === 202) return { mounted: false, uploadUrl: this.uploadLocation(res, what, repository) };
-    throw await this.statusError(what, repository, res);
+    return { mounted: false, uploadUrl: this.uploadLocation(res, what, repository) };
   }
 
   /** Opens an upload session; returns its URL. */
@@ -207,8 +206,8 @@ export class RegistryClient {
     checkRepository(repository);
     const what = 'start a blob upload';
     const res = await this.request('POST', `/v2/${repository}/blobs/uploads/`, what, repository, { 'Content-Length': '0' }, opts);
-    await res.body?.cancel();
     if (res.status !== 202) throw await this.statusError(what, repository, res);
+    await res.body?.cancel();
     return this.uploadLocation(res, what, repository);
   }
 
@@ -252,7 +251,7 @@ export class RegistryClient {
     if (digest === null) return false;
     const what = `delete the manifest ${repository}:${tag} (${digest})`;
     const res = await this.request('DELETE', `/v2/${repository}/manifests/${digest}`, what, repository, {}, opts);
-    await res.body?.cancel();
+    if (res.status === 202 || res.status === 404 || res.status === 405) await res.body?.cancel();
     if (res.status === 202) return true;
     // Someone else deleted it between the HEAD and the DELETE: the outcome the caller wanted.
     if (res.status === 404) return false;
