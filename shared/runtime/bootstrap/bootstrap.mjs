@@ -13,8 +13,22 @@
 // Everything the function prints goes to stderr (the instance's log) and, when printed while an
 // invocation runs, to that invocation's own logs too (AsyncLocalStorage keeps them apart when
 // several run at once). An uncaught exception ends the instance: the platform starts a fresh one.
+//
+// Run by hand (CONTAINERPUB_SOCKET unset: `docker run -i --rm <image>`, or
+// `node .containerpub/bootstrap.mjs` in a version's directory), without the platform:
+//   PORT set   serves the function over HTTP on 0.0.0.0:PORT: every path is the function's (as
+//              /http/… is under the platform); an event handler gets the JSON body as its event and
+//              answers JSON 200. PORT=0 picks a free port. The address is printed on stderr.
+//   otherwise  one invocation: the JSON event is read from stdin (empty: null, at most EVENT_LIMIT),
+//              the result printed on stdout as one JSON line, the envelope of POST /invoke without
+//              the logs: {"ok":true,"result":…} or {"ok":false,"error":"…"}. Exit 0 on success, 1
+//              when the event is not JSON, the handler cannot be loaded, throws, or returns what is
+//              not JSON (the message on stderr too). An HTTP handler is invoked as POST /invoke
+//              invokes it: the event as a JSON POST to "/", the result {status, headers, body}.
+// In both, what the function prints goes to stderr only: stdout carries nothing but the result.
 // Plain JavaScript, no dependencies: it runs on the image's node, or as a child process.
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomUUID } from 'node:crypto';
 import { chmodSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -23,6 +37,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.dirname(here);
 const socketPath = process.env.CONTAINERPUB_SOCKET;
+/** Run by hand, without the platform (see the top): no protocol logs travel with the answers. */
+const direct = !socketPath;
 /** Per invocation, the tail of what it printed. */
 const LOG_LIMIT = 64 * 1024;
 /** The platform never sends more; a bigger body is not from the platform. */
@@ -38,6 +54,8 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 
 const invocation = new AsyncLocalStorage();
 const writeStderr = process.stderr.write.bind(process.stderr);
+/** The result channel of a run by hand: the only writer of the real stdout. */
+const writeStdout = process.stdout.write.bind(process.stdout);
 
 // Before any user code runs: stdout is not a result channel any more, but keep prints in one stream
 // (stderr), so the instance log shows them in order; attribute them to the running invocation.
@@ -88,23 +106,38 @@ function oneLine(text) {
   return String(text).replace(/\s*[\r\n]+\s*/g, ' ').trim() || 'error';
 }
 
+/** A run by hand from stdin owes its caller one line on stdout, whatever happens: until it is written. */
+let owesResult = false;
+let dying = false;
+
 function die(err) {
+  if (dying) return;
+  dying = true;
   const stack = err instanceof Error && typeof err.stack === 'string' ? err.stack : '';
+  const message = oneLine(messageOf(err));
+  const exit = () => process.exit(1);
+  setTimeout(exit, 500).unref();
   // the stack is for the logs; the platform reports the last line as the reason
-  writeStderr(`${stack ? stack + '\n' : ''}${oneLine(messageOf(err))}\n`, () => process.exit(1));
-  setTimeout(() => process.exit(1), 500).unref();
+  writeStderr(`${stack ? stack + '\n' : ''}${message}\n`, () => {
+    if (!owesResult) return exit();
+    owesResult = false;
+    writeStdout(JSON.stringify({ ok: false, error: message }) + '\n', exit);
+  });
 }
 
 process.on('uncaughtException', die);
 process.on('unhandledRejection', die);
-// In a container the bootstrap is PID 1, which ignores SIGTERM unless it handles it.
+// In a container the bootstrap is PID 1, which ignores SIGTERM and SIGINT unless it handles them
+// (Ctrl-C on `docker run` must stop a run by hand).
 process.on('SIGTERM', () => process.exit(0));
+process.on('SIGINT', () => process.exit(130));
 
 // An orphan ends itself: when the platform process that started it dies (the process driver),
 // nobody will send it work or stop it any more. The platform names itself: a parent killed right
-// after the spawn would otherwise already be gone (ppid 1) when this line runs.
+// after the spawn would otherwise already be gone (ppid 1) when this line runs. A run by hand has
+// no platform to outlive.
 const parent = Number(process.env.CONTAINERPUB_PARENT_PID) || process.ppid;
-if (parent > 1) {
+if (!direct && parent > 1) {
   const orphaned = () => process.ppid !== parent;
   if (orphaned()) process.exit(1);
   setInterval(() => {
@@ -132,14 +165,14 @@ function send(res, status, body) {
   res.end(body);
 }
 
-function readBody(req, limit = EVENT_LIMIT) {
+function readBody(req, limit = EVENT_LIMIT, what = 'the request body') {
   return new Promise((resolve, reject) => {
     const chunks = [];
     let size = 0;
     req.on('data', (chunk) => {
       size += chunk.length;
       if (size > limit) {
-        reject(new Error(`the request body is larger than ${limit} bytes`));
+        reject(Object.assign(new Error(`${what} is larger than ${limit} bytes`), { tooLarge: true }));
         req.destroy();
         return;
       }
@@ -150,7 +183,8 @@ function readBody(req, limit = EVENT_LIMIT) {
   });
 }
 
-function invocationContext(requestId) {
+/** `pending`, when given, collects what waitUntil is handed (a run by hand waits for it before it exits). */
+function invocationContext(requestId, pending) {
   const version = Number(process.env.CONTAINERPUB_VERSION);
   return {
     functionId: process.env.CONTAINERPUB_FUNCTION_ID ?? '',
@@ -160,7 +194,8 @@ function invocationContext(requestId) {
     requestId,
     // Work after the answer (as on Workers): the instance stays up, but it may be stopped once idle.
     waitUntil(promise) {
-      Promise.resolve(promise).catch((err) => process.stderr.write(`waitUntil: ${messageOf(err)}\n`));
+      const settled = Promise.resolve(promise).catch((err) => process.stderr.write(`waitUntil: ${messageOf(err)}\n`));
+      pending?.push(settled);
     },
   };
 }
@@ -260,9 +295,11 @@ function checkResponse(response) {
  * A failure of the function rather than an answer of it (it threw, returned no Response, the body
  * was not JSON for an event handler) answers with X-ContainerPub-Error: <code> and a JSON body
  * {"error": "…", "logs": "…"}: the platform turns it into its own error.
+ * Run by hand (PORT), every path is the function's (`prefix` ''), no logs travel with the answer
+ * (they are on stderr) and the request id is made here.
  */
-async function serveHttp(loaded, req, res) {
-  const requestId = String(req.headers['x-containerpub-request-id'] ?? '');
+async function serveHttp(loaded, req, res, prefix = '/http') {
+  const requestId = direct ? randomUUID() : String(req.headers['x-containerpub-request-id'] ?? '');
   const body = await readBody(req, HTTP_BODY_LIMIT);
   const context = invocationContext(requestId);
   const logs = new LogTail();
@@ -274,7 +311,7 @@ async function serveHttp(loaded, req, res) {
   await invocation.run(logs, async () => {
     try {
       if (loaded.kind === 'event') await answerEvent(loaded, body, context, logs, res);
-      else await answerFetch(loaded, req, body, context, logs, res, gone.signal);
+      else await answerFetch(loaded, req, body, context, logs, res, gone.signal, prefix);
     } catch (err) {
       logStack(err);
       failure(res, 'function_error', oneLine(messageOf(err)), logs);
@@ -288,15 +325,23 @@ function logsHeader(logs) {
   return Buffer.from(tail, 'utf8').toString('base64');
 }
 
+/** Adds the logs header to a response head (a flat list), except when run by hand. */
+function withLogs(head, logs) {
+  if (!direct) head.push('x-containerpub-logs', logsHeader(logs));
+  return head;
+}
+
 function failure(res, code, message, logs) {
   if (res.headersSent) {
     // mid-stream: the trailers say so, and the platform cuts its caller's connection
-    res.addTrailers({ 'x-containerpub-error': code, 'x-containerpub-logs': logsHeader(logs) });
+    res.addTrailers(direct ? { 'x-containerpub-error': code } : { 'x-containerpub-error': code, 'x-containerpub-logs': logsHeader(logs) });
     res.end();
     return;
   }
-  const text = JSON.stringify({ error: message, logs: logs.text() });
-  res.writeHead(500, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-containerpub-error': code });
+  // run by hand there is no platform to turn this into its own error: a body it cannot take is the caller's fault
+  const status = !direct ? 500 : code === 'invalid_json' ? 400 : code === 'payload_too_large' ? 413 : 500;
+  const text = JSON.stringify(direct ? { error: message } : { error: message, logs: logs.text() });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-containerpub-error': code });
   res.end(text);
 }
 
@@ -314,15 +359,11 @@ async function answerEvent(loaded, body, context, logs, res) {
   const result = await loaded.handler(event, context);
   const json = toJson(result);
   if (json.error) return failure(res, 'function_error', json.error, logs);
-  res.writeHead(200, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(json.text),
-    'x-containerpub-logs': logsHeader(logs),
-  });
+  res.writeHead(200, withLogs(['content-type', 'application/json', 'content-length', String(Buffer.byteLength(json.text))], logs));
   res.end(json.text);
 }
 
-function toRequest(req, body, signal) {
+function toRequest(req, body, signal, prefix) {
   const headers = new Headers();
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
@@ -333,7 +374,7 @@ function toRequest(req, body, signal) {
   }
   const proto = headers.get('x-forwarded-proto') ?? 'http';
   const host = headers.get('x-forwarded-host') ?? headers.get('host') ?? 'localhost';
-  const url = `${proto}://${host}${req.url.slice('/http'.length)}`;
+  const url = `${proto}://${host}${req.url.slice(prefix.length)}`;
   const method = req.method;
   const withBody = method !== 'GET' && method !== 'HEAD';
   return new Request(url, { method, headers, body: withBody ? body : undefined, signal });
@@ -345,8 +386,8 @@ function settledSoon(promise) {
   return Promise.race([promise, new Promise((resolve) => setImmediate(resolve, PENDING))]);
 }
 
-async function answerFetch(loaded, req, body, context, logs, res, signal) {
-  const response = await loaded.fetch(toRequest(req, body, signal), context);
+async function answerFetch(loaded, req, body, context, logs, res, signal, prefix) {
+  const response = await loaded.fetch(toRequest(req, body, signal, prefix), context);
   checkResponse(response);
   const head = [];
   let declaredLength = null;
@@ -363,8 +404,7 @@ async function answerFetch(loaded, req, body, context, logs, res, signal) {
   if (bodiless) {
     if (declaredLength !== null) head.push('x-containerpub-content-length', declaredLength);
     else if (req.method !== 'HEAD' && status !== 204 && status !== 304) head.push('content-length', '0');
-    head.push('x-containerpub-logs', logsHeader(logs));
-    res.writeHead(status, head);
+    res.writeHead(status, withLogs(head, logs));
     res.end();
     response.body?.cancel().catch(() => {});
     return;
@@ -383,8 +423,8 @@ async function answerFetch(loaded, req, body, context, logs, res, signal) {
 }
 
 function answerWhole(res, status, head, bytes, logs) {
-  head.push('content-length', String(bytes.length), 'x-containerpub-logs', logsHeader(logs));
-  res.writeHead(status, head);
+  head.push('content-length', String(bytes.length));
+  res.writeHead(status, withLogs(head, logs));
   res.end(bytes);
 }
 
@@ -398,7 +438,7 @@ function toBytes(chunk) {
 
 async function streamBody(reader, status, head, declaredLength, buffered, nextRead, logs, res) {
   if (declaredLength !== null) head.push('x-containerpub-content-length', declaredLength);
-  head.push('trailer', 'x-containerpub-logs, x-containerpub-error');
+  head.push('trailer', direct ? 'x-containerpub-error' : 'x-containerpub-logs, x-containerpub-error');
   res.writeHead(status, head);
   res.flushHeaders();
   const GONE = Symbol('gone');
@@ -431,7 +471,7 @@ async function streamBody(reader, status, head, declaredLength, buffered, nextRe
     failure(res, 'function_error', `the response declared Content-Length ${declaredLength} but its body was ${sent} bytes`, logs);
     return;
   }
-  res.addTrailers({ 'x-containerpub-logs': logsHeader(logs) });
+  if (!direct) res.addTrailers({ 'x-containerpub-logs': logsHeader(logs) });
   res.end();
 }
 
@@ -452,15 +492,80 @@ function loadHandler() {
         `${entry} does not export a handler: export default { fetch(request, context) } (HTTP), or export default a function (event)`,
       );
     }
-    return loaded;
+    return { ...loaded, entry };
   })();
   // a module that cannot load ends the instance: the platform reports why from its output
   loading.catch(die);
   return loading;
 }
 
+/** A message for the person running the function by hand, not a crash: no stack trace with it. */
+function plainError(message) {
+  const err = new Error(message);
+  err.stack = '';
+  return err;
+}
+
+/** Run by hand, one invocation: the event from stdin, the result on stdout (see the top). */
+async function runOnce() {
+  owesResult = true;
+  if (process.stdin.isTTY) writeStderr('containerpub: reading a JSON event on stdin (end it with Ctrl-D)\n');
+  let text;
+  try {
+    text = (await readBody(process.stdin, EVENT_LIMIT, 'the event on stdin')).toString('utf8');
+  } catch (err) {
+    throw plainError(messageOf(err));
+  }
+  let event = null;
+  if (text.trim() !== '') {
+    try {
+      event = JSON.parse(text);
+    } catch (err) {
+      throw plainError(`the event on stdin is not valid JSON: ${messageOf(err)}`);
+    }
+  }
+  const loaded = await loadHandler();
+  const pending = [];
+  const context = invocationContext(randomUUID(), pending);
+  let result;
+  try {
+    result = loaded.kind === 'http' ? await fetchAsEvent(loaded, event, context) : await loaded.handler(event, context);
+  } catch (err) {
+    logStack(err);
+    throw plainError(oneLine(messageOf(err)));
+  }
+  const json = toJson(result);
+  if (json.error) throw plainError(json.error);
+  owesResult = false;
+  await new Promise((resolve) => writeStdout(`{"ok":true,"result":${json.text}}\n`, resolve));
+  await Promise.allSettled(pending);
+  // whatever the function left open (a timer, a connection) must not keep a one-shot run alive
+  process.exit(0);
+}
+
+/** Run by hand with PORT: the function over HTTP, every path its own (see serveHttp). */
+async function servePort(value) {
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port > 65535) throw plainError(`PORT must be a port number (0 to 65535), not "${value}"`);
+  const loaded = await loadHandler();
+  const server = http.createServer((req, res) => {
+    serveHttp(loaded, req, res, '').catch((err) => {
+      if (!res.headersSent) failure(res, err?.tooLarge ? 'payload_too_large' : 'function_error', messageOf(err), new LogTail());
+      else res.destroy();
+    });
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port, host: '0.0.0.0' }, resolve);
+  });
+  writeStderr(`containerpub: serving ${loaded.entry} (${loaded.kind} handler) on http://0.0.0.0:${server.address().port}\n`);
+}
+
 async function main() {
-  if (!socketPath) throw new Error('CONTAINERPUB_SOCKET is not set: the platform starts this bootstrap');
+  if (!socketPath) {
+    const port = process.env.PORT;
+    return port !== undefined && port !== '' ? servePort(port) : runOnce();
+  }
   let handler = null;
   const server = http.createServer((req, res) => {
     if (req.method === 'GET' && req.url === '/ready') {
