@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { packContext } from '../../shared/runtime/docker-context.ts';
-import { LABEL_FUNCTION, LABEL_RUNTIME, LABEL_VERSION } from '../../shared/runtime/docker-driver.ts';
+import { LABEL_FUNCTION } from '../../shared/runtime/docker-driver.ts';
 import { instanceContainerOptions, type ContainerLimits } from '../../shared/runtime/docker-instances.ts';
 import { followDockerStream } from '../../shared/runtime/docker-stream.ts';
 import { BOOTSTRAP_DIR, SOCKET_NAME, bootstrapFiles } from '../../shared/runtime/protocol.ts';
@@ -40,41 +40,22 @@ export async function removeFunctionImages(functionIds: string[]): Promise<void>
 }
 
 /**
- * The Dockerfile a person would write for a Node function by hand (FROM, LABEL, COPY), which the
- * driver used to generate: the floor the daemonless image build is measured against. The base has
- * no shell, so no RUN; LABEL is left out with `labelStep: false`.
+ * `docker build` by hand of a Node function in `sourceDir`: FROM the base image + COPY of the
+ * unpacked archive and the bootstrap, as a person would write it. A fresh nonce file keeps the
+ * COPY out of the engine's build cache, so every sample is a real build.
  */
-function floorDockerfile(baseImage: string, functionId: string, version: number, labelStep: boolean): string {
-  if (!labelStep) return `FROM ${baseImage}\nCOPY . /app/\n`;
-  const labels = [`${LABEL_RUNTIME}="node"`, `${LABEL_FUNCTION}=${JSON.stringify(functionId)}`, `${LABEL_VERSION}="${version}"`].join(' ');
-  return `FROM ${baseImage}\nLABEL ${labels}\nCOPY . /app/\n`;
-}
-
-/**
- * `docker build` of what the driver would send for a Node function in `sourceDir`: the unpacked
- * archive plus the bootstrap, built from floorDockerfile (FROM, LABEL, COPY). The label
- * names a function of its own, so nothing is taken from the engine's build cache.
- * `labelStep: false` builds FROM + COPY alone (a nonce file keeps the COPY out of the cache): what
- * the LABEL step costs is the difference.
- */
-export async function buildByHand(
-  sourceDir: string,
-  opts: { baseImage: string; labelFunctionId: string; version: number; labelStep?: boolean },
-): Promise<string> {
-  const labelStep = opts.labelStep ?? true;
-  const tag = `containerpub-bench-floor-${opts.labelFunctionId}-v${opts.version}${labelStep ? '' : '-nolabel'}:latest`;
+export async function buildByHand(sourceDir: string, opts: { baseImage: string; tag: string }): Promise<string> {
   const dockerfile = `${BOOTSTRAP_DIR}/Dockerfile`;
-  const content = floorDockerfile(opts.baseImage, opts.labelFunctionId, opts.version, labelStep);
   const context = packContext(sourceDir, {
     extra: [
       ...bootstrapFiles('index.mjs'),
-      { path: dockerfile, content: Buffer.from(content) },
-      ...(labelStep ? [] : [{ path: `${BOOTSTRAP_DIR}/nonce`, content: Buffer.from(randomUUID()) }]),
+      { path: dockerfile, content: Buffer.from(`FROM ${opts.baseImage}\nCOPY . /app/\n`) },
+      { path: `${BOOTSTRAP_DIR}/nonce`, content: Buffer.from(randomUUID()) },
     ],
     exclude: ['.dockerignore', BOOTSTRAP_DIR],
   });
   const stream = (await docker().buildImage(context as unknown as NodeJS.ReadableStream, {
-    t: tag,
+    t: opts.tag,
     dockerfile,
     networkmode: 'none',
     rm: true,
@@ -82,7 +63,15 @@ export async function buildByHand(
   })) as Readable;
   const scan = await followDockerStream(stream);
   if (scan.error) throw new Error(`the build by hand failed: ${scan.error}`);
-  return tag;
+  return opts.tag;
+}
+
+/** `docker push` by hand of `tag` (registry/repository:tag), to the end of the engine's stream. */
+export async function pushByHand(tag: string): Promise<void> {
+  const colon = tag.lastIndexOf(':');
+  const stream = (await docker().getImage(tag.slice(0, colon)).push({ tag: tag.slice(colon + 1) })) as Readable;
+  const scan = await followDockerStream(stream);
+  if (scan.error) throw new Error(`the push by hand of ${tag} failed: ${scan.error}`);
 }
 
 /**

@@ -3,13 +3,18 @@
 import type { ServerOptions } from './harness.ts';
 import type { Sizes } from './sizes.ts';
 
-export type ServerKey = 'api' | 'runner-process' | 'runner-docker' | 'runner-process-poll' | 'runner-process-cold' | 'runner-docker-cold';
+export type ServerKey = 'api' | 'runner-process' | 'runner-docker' | 'runner-docker-registry' | 'runner-process-poll' | 'runner-process-cold' | 'runner-docker-cold';
 
 /**
  * FUNCTION_IDLE_MS of the cold-start servers (the smallest the platform accepts): an instance stops
  * right after its invocation, so every sample can find its version scaled to zero again quickly.
  */
 export const COLD_IDLE_MS = 100;
+
+/** The registry of the e2e scenario's docker server: BENCH_REGISTRY, else the one setup-services.sh runs. */
+export function benchRegistry(): string {
+  return process.env.BENCH_REGISTRY ?? process.env.TEST_REGISTRY ?? '127.0.0.1:5000';
+}
 
 export function serverOptions(key: ServerKey, sizes: Sizes): Omit<ServerOptions, 'db'> {
   const poll = { RUNNER_POLL_MS: String(sizes.runnerPollMs) };
@@ -21,6 +26,9 @@ export function serverOptions(key: ServerKey, sizes: Sizes): Omit<ServerOptions,
       return { runner: true, env: { ...poll, RUNTIME_DRIVER: 'process' } };
     case 'runner-docker':
       return { runner: true, env: { ...poll, RUNTIME_DRIVER: 'docker' } };
+    // the e2e scenario's: images pushed to a registry, as a cluster runs
+    case 'runner-docker-registry':
+      return { runner: true, env: { ...poll, RUNTIME_DRIVER: 'docker', REGISTRY: benchRegistry() } };
     case 'runner-process-poll':
       return { runner: true, env: { ...poll, RUNTIME_DRIVER: 'process', RUNNER_NOTIFY: 'off' } };
     // the warm figures use the default idle time (minutes): nothing scales to zero under them
