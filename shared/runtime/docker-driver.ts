@@ -343,8 +343,8 @@ export class DockerDriver implements RuntimeDriver {
         rm: true,
         forcerm: true,
         abortSignal: signal,
-        // labels through the build's own option: no extra step, and every intermediate image of the
-        // build carries them, so what an aborted build leaves behind can be found and removed
+        // labels through the build's own option rather than a LABEL line of ours in the tenant's
+        // Dockerfile: the engine applies them to the image it tags
         labels: { [LABEL_FUNCTION]: input.functionId, [LABEL_VERSION]: String(input.version) },
         // every RUN step runs within these limits (memswap = memory: no swap on top)
         memory,

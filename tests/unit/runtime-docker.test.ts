@@ -403,6 +403,43 @@ for (const kind of ['node', 'dockerfile'] as const) {
 
 // ---------------------------------------------------------------- custom images, pulls, removal
 
+test('a Dockerfile FROM an image outside ALLOWED_BASE_IMAGES fails before anything is built, naming it', async () => {
+  const functionId = newFunctionId();
+  const err = await build({ Dockerfile: `FROM ${BASE_IMAGE}\nCOPY a /a\nFROM someone-else/private:1\n`, a: 'a' }, { kind: 'dockerfile' }, functionId).then(
+    () => assert.unreachable('refused'),
+    (e: Error) => e,
+  );
+  assert.instance(err, BuildError);
+  assert.match((err as Error).message, /line 3: FROM someone-else\/private:1 is not an allowed base image/);
+  assert.equal(await imagesOf(functionId), []);
+});
+
+test('a Dockerfile build runs within the build memory limit: a RUN step allocating without bound is killed', async () => {
+  const limited = new DockerDriver({ docker, registry: REGISTRY, baseImage: BASE_IMAGE, instanceDir, cpus: 1, pidsLimit: 64, buildMemoryMb: 96, buildCpus: 0.5 });
+  const functionId = newFunctionId();
+  const lines: string[] = [];
+  const input: BuildInput = {
+    functionId,
+    deploymentId: randomUUID(),
+    version: 1,
+    // exec form: the base image has no shell
+    sourceDir: sourceDir({ Dockerfile: `FROM ${BASE_IMAGE}\nRUN ["node", "-e", "const a = []; for (;;) a.push(Buffer.alloc(16 << 20, 1))"]\n` }),
+    function: { kind: 'dockerfile' },
+    log: (line) => lines.push(line),
+    signal: new AbortController().signal,
+  };
+  const started = performance.now();
+  const err = await limited.build(input).then(
+    () => assert.unreachable('the step is killed'),
+    (e: Error) => e,
+  );
+  assert.instance(err, BuildError);
+  assert.match((err as Error).message, /returned a non-zero code: 137/, 'killed by the memory limit');
+  assert.ok(performance.now() - started < 30_000);
+  assert.not.ok(await imageExists(imageTagFor(REGISTRY, functionId, 1)));
+  await limited.close();
+});
+
 test('a custom Dockerfile image speaking the protocol with its own CMD', async () => {
   const built = await build(
     {
