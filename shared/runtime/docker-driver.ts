@@ -22,7 +22,7 @@ import { followDockerStream } from './docker-stream.ts';
 import { allOrAbort } from './image/all-settled.ts';
 import { BaseImageInRegistry, engineBaseConfig, localBaseImage, type RegistryBase } from './image/base-image.ts';
 import { engineMessage, engineUnreachable, idleSignal, registryDownInEngineMessage } from './image/engine.ts';
-import { imageManifest, LABEL_RUNTIME, nodeImageConfig, parseManifest, type AddedLayer, type Descriptor, type Document, type ImageConfigJson } from './image/image-config.ts';
+import { imageManifest, LABEL_RUNTIME, nodeImageConfig, parseManifest, type AddedLayer, type Descriptor } from './image/image-config.ts';
 import { writeLayer, type Layer } from './image/layer.ts';
 import { LayerCache } from './image/layer-cache.ts';
 import { loadImage } from './image/load.ts';

@@ -4,6 +4,7 @@
 // custom Dockerfile images, pulls, removal from engine and registry.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -14,7 +15,7 @@ import { DockerDriver, imageTagFor, LABEL_FUNCTION } from '../../shared/runtime/
 import { RegistryClient, splitImageTag } from '../../shared/runtime/registry.ts';
 import { ArtifactMissingError } from '../../shared/runtime/protocol.ts';
 import { InstanceManager, type InstanceTarget, type InvokeOutcome, type PoolSettings } from '../../shared/runtime/pool.ts';
-import { BuildError, type BuildInput, type FunctionKind } from '../../shared/runtime/types.ts';
+import { BuildError, InfrastructureError, type BuildInput, type FunctionKind } from '../../shared/runtime/types.ts';
 import { poolSettings, writeSourceDir } from '../support/process-fixture.ts';
 import { dockerAvailable, requireService, waitFor } from '../support/services.ts';
 
@@ -502,6 +503,42 @@ test('an image removed while an instance still runs on it goes once that instanc
     await manager.close(0);
   }
   assert.equal(await imagesOf(built.functionId), [], 'no untagged image is left behind');
+});
+
+test('a registry that is down is an outage (InfrastructureError), not a failed build; REGISTRY_API_URL is how the runner reaches the registry', async () => {
+  const closed = await new Promise<number>((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+  // the tags name a registry engines reach; the runner's own calls go to REGISTRY_API_URL
+  const down = new DockerDriver({ docker, registry: REGISTRY, registryApiUrl: `http://127.0.0.1:${closed}`, baseImage: BASE_IMAGE, instanceDir, cpus: 1, pidsLimit: 64, ioTimeoutMs: 2000 });
+  const functionId = newFunctionId();
+  const input: BuildInput = {
+    functionId,
+    deploymentId: randomUUID(),
+    version: 1,
+    sourceDir: sourceDir({ 'index.mjs': 'export default async () => 1;' }),
+    function: { kind: 'node', entry: 'index.mjs' },
+    log: () => {},
+    signal: new AbortController().signal,
+  };
+  const err = await down.build(input).then(
+    () => assert.unreachable('nothing answers there'),
+    (e: Error) => e,
+  );
+  assert.instance(err, InfrastructureError);
+  assert.is((err as InfrastructureError).service, 'registry');
+  assert.match((err as Error).message, new RegExp(`registry http://127.0.0.1:${closed}.*ECONNREFUSED`));
+  await down.close();
+
+  // the same through a different name of the same registry: the tag keeps REGISTRY's name
+  const viaApiUrl = new DockerDriver({ docker, registry: REGISTRY, registryApiUrl: `http://localhost:${REGISTRY.split(':')[1]}`, baseImage: BASE_IMAGE, instanceDir, cpus: 1, pidsLimit: 64 });
+  const { imageTag } = await viaApiUrl.build({ ...input, deploymentId: randomUUID() });
+  assert.is(imageTag, imageTagFor(REGISTRY, functionId, 1));
+  assert.equal(await new RegistryClient(REGISTRY).tags(splitImageTag(imageTag!).repository), ['latest']);
+  await viaApiUrl.close();
 });
 
 test('without a registry: a local tag, no push, removal from the engine only', async () => {

@@ -11,7 +11,7 @@
 import type Docker from 'dockerode';
 import type { Readable } from 'node:stream';
 import { followDockerStream } from '../docker-stream.ts';
-import { RegistryClient, splitImageTag } from '../registry.ts';
+import { splitImageTag, type RegistryClient } from '../registry.ts';
 import { InfrastructureError } from '../types.ts';
 import { engineMessage, engineUnreachable, idleSignal, registryDownInEngineMessage } from './engine.ts';
 import { parseManifest, type Descriptor, type ImageConfigJson } from './image-config.ts';

@@ -157,6 +157,9 @@ async function writeEntries(pack: tar.Pack, entries: Entry[]): Promise<void> {
       const done = new Promise<void>((resolve, reject) => {
         sink = pack.entry({ ...base, name: e.name, type: 'file', mode: e.mode, size: e.size }, (err) => (err ? reject(err) : resolve()));
       });
+      // a destroyed pack (an abort) errors the entry too: reported through `done`, not as an
+      // unhandled 'error' event
+      sink.on('error', () => {});
       done.catch(() => {}); // awaited below; a read error is the one reported
       try {
         // a file that changes size while it is read makes the entry fail: the layer must not lie

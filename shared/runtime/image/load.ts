@@ -33,6 +33,7 @@ function saveArchive(tag: string, config: Document, layers: LoadLayer[]): tar.Pa
       const { size } = await fs.promises.stat(layer.file);
       await new Promise<void>((resolve, reject) => {
         const sink = pack.entry(header(`${hex(layer.diffId)}/layer.tar`, size), (err) => (err ? reject(err) : resolve()));
+        sink.on('error', () => {}); // reported through the callback (an abort destroys the pack)
         const source = fs.createReadStream(layer.file!);
         source.on('error', (err) => {
           sink.destroy(err);
