@@ -131,7 +131,7 @@ test('run by hand: removed from the engine, pulled from the registry and run wit
   assert.is(inspect.Config.User, '65534:65534');
   assert.equal(inspect.Config.Cmd, ['node', '/app/.containerpub/bootstrap.mjs']);
   const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = execFile('docker', ['run', '-i', '--rm', '--network', 'none', tag], { timeout: 30_000 }, (err, stdout, stderr) => {
+    const child = execFile('docker', ['run', '-i', '--rm', tag], { timeout: 30_000 }, (err, stdout, stderr) => {
       if (err && typeof (err as { code?: unknown }).code !== 'number') reject(err);
       else resolve({ code: (err as { code?: number } | null)?.code ?? 0, stdout, stderr });
     });
