@@ -3,6 +3,7 @@
 // live version is never touched by anything here except that final, fenced transaction.
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { Transform } from 'node:stream';
 import { ArchiveError, extractArchive, functionRoot } from '../shared/archive/extract.ts';
 import { detectFunction } from '../shared/archive/detect.ts';
@@ -18,6 +19,7 @@ import type { Logger } from '../shared/logger.ts';
 import type { Platform } from '../shared/platform.ts';
 import { poolSettings } from '../shared/domain/invoke.ts';
 import { StartError, checkReadiness } from '../shared/runtime/readiness.ts';
+import { installDependencies } from '../shared/runtime/dependencies.ts';
 import { BuildError, type BuildResult, type RuntimeDriver } from '../shared/runtime/types.ts';
 import { ArtifactMissingError } from '../shared/runtime/protocol.ts';
 import { num } from '../shared/db/dialect.ts';
@@ -156,6 +158,19 @@ async function buildFromArchive(ctx: BuildContext, build: ClaimedBuild, workDir:
       : '[containerpub] custom image from the archive\'s Dockerfile',
   );
 
+  // npm ci of package.json's dependencies when the archive does not ship node_modules (null: nothing to install)
+  const dependencies =
+    kind.kind === 'node'
+      ? await installDependencies({
+          root,
+          cacheDir: path.join(p.config.dataDir, 'build-cache'),
+          npmRegistry: p.config.runner.npmRegistry,
+          signal,
+          log: (line) => buildLog.line(line),
+        })
+      : null;
+  if (signal.aborted) throw signal.reason;
+
   const result = await driver.build({
     functionId: build.functionId,
     deploymentId: build.id,
@@ -164,6 +179,7 @@ async function buildFromArchive(ctx: BuildContext, build: ClaimedBuild, workDir:
     function: kind,
     log: (line) => buildLog.line(line),
     signal: signal,
+    dependencies,
   });
   if (signal.aborted) throw signal.reason;
   return result;

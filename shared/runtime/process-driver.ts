@@ -11,6 +11,7 @@ import {
   type ArtifactRef,
   type BuildInput,
   type BuildResult,
+  type InstalledDependencies,
   type InstanceBackend,
   type RuntimeDriver,
 } from './types.ts';
@@ -88,6 +89,8 @@ export class ProcessDriver implements RuntimeDriver {
       }
       input.log(`process driver: added the bootstrap (entry ${normalizedEntry})`);
       checkAborted();
+      if (input.dependencies) await copyDependencies(input.dependencies, tmp, input.log);
+      checkAborted();
       const placed = await placeVersionDir(tmp, dest, () => this.hasArtifact({ ...input, imageTag: null }));
       if (placed === 'kept') input.log(`process driver: ${dest} was already complete (an earlier attempt): kept as it is`);
     } catch (err) {
@@ -134,6 +137,23 @@ export class ProcessDriver implements RuntimeDriver {
   }
 
   async close(): Promise<void> {}
+}
+
+/**
+ * The installed dependencies at <version>/node_modules. The install is a cache entry other builds
+ * share: it is copied (a reflink where the filesystem can), never moved, and a function writing
+ * into its node_modules cannot change another version's.
+ */
+async function copyDependencies(deps: InstalledDependencies, dir: string, log: (line: string) => void): Promise<void> {
+  const dest = path.join(dir, 'node_modules');
+  if (fsSync.existsSync(dest)) {
+    // installDependencies installs nothing when the archive ships node_modules: theirs stays
+    log('process driver: the archive ships node_modules; the installed dependencies are not copied');
+    return;
+  }
+  const started = Date.now();
+  await fs.cp(deps.nodeModulesDir, dest, { recursive: true, verbatimSymlinks: true, mode: fsSync.constants.COPYFILE_FICLONE });
+  log(`process driver: copied the dependencies (${deps.key.slice(0, 12)}) into node_modules in ${Date.now() - started} ms`);
 }
 
 /** Moves `from` to `to` (a rename when on the same filesystem), else copies it, symlinks as symlinks. */
