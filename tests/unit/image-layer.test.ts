@@ -211,6 +211,21 @@ test('the layer cache: made once per key, then the same file and digests without
   assert.ok(fs.readdirSync(path.join(root, 'cache')).every((f) => !f.includes('passwd')));
 });
 
+test('the layer cache keeps its most recently used entries only', async () => {
+  const dir = path.join(root, 'lru');
+  const cache = new LayerCache(dir, 2);
+  const src = makeDir({ 'x/index.js': '1' });
+  const make = (o: string) => writeLayer({ dir: src, prefix: 'app/node_modules' }, o);
+  await cache.get('k1', make);
+  await new Promise((r) => setTimeout(r, 20));
+  await cache.get('k2', make);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.ok((await cache.get('k1', make)).cached, 'k1 used again: now the most recent');
+  await new Promise((r) => setTimeout(r, 20));
+  await cache.get('k3', make);
+  assert.equal(fs.readdirSync(dir).sort(), ['k1.json', 'k1.tar.gz', 'k3.json', 'k3.tar.gz']);
+});
+
 test('image config: the base plus our layers, run settings and labels; no wall-clock time; stable bytes', () => {
   const base = {
     architecture: 'amd64',

@@ -142,6 +142,8 @@ class Digesting extends Transform {
 async function writeEntries(pack: tar.Pack, entries: Entry[]): Promise<void> {
   const base = { mtime: EPOCH, uid: 0, gid: 0, uname: '', gname: '' };
   for (const e of entries) {
+    // the pipeline was torn down (an abort, a write error): stop reading files for nothing
+    if (pack.destroyed || pack.destroying) throw new Error('the layer was abandoned');
     if (e.type === 'directory') {
       await new Promise<void>((resolve, reject) => pack.entry({ ...base, name: e.name, type: 'directory', mode: DIR_MODE }, (err) => (err ? reject(err) : resolve())));
     } else if (e.type === 'symlink') {
@@ -157,10 +159,10 @@ async function writeEntries(pack: tar.Pack, entries: Entry[]): Promise<void> {
       const done = new Promise<void>((resolve, reject) => {
         sink = pack.entry({ ...base, name: e.name, type: 'file', mode: e.mode, size: e.size }, (err) => (err ? reject(err) : resolve()));
       });
+      done.catch(() => {}); // awaited below; a read error is the one reported
       // a destroyed pack (an abort) errors the entry too: reported through `done`, not as an
       // unhandled 'error' event
-      sink.on('error', () => {});
-      done.catch(() => {}); // awaited below; a read error is the one reported
+      sink?.on('error', () => {});
       try {
         // a file that changes size while it is read makes the entry fail: the layer must not lie
         for await (const chunk of fs.createReadStream(e.source)) {
