@@ -1,6 +1,7 @@
 // Images of Node functions built without docker build, against the real engine and the registry at
 // 127.0.0.1:5000 (issue 14): identical files give the identical function layer; a dependencies
-// layer of the same install key is the same layer while the code changes; an image removed from the
+// layer of the same install key is the same layer while the code changes (by hand, and end to end
+// with npm ci against a local npm registry); an image removed from the
 // engine, pulled back by hand and run with `docker run -i` prints the handler's result; and without
 // a registry the same image is docker-loaded and runs.
 import { execFile } from 'node:child_process';
@@ -18,6 +19,7 @@ import { RegistryClient } from '../shared/runtime/registry.ts';
 import type { BuildInput } from '../shared/runtime/types.ts';
 import { makeNodeFunction, makeTarGz } from './support/archives.ts';
 import { deployAndBuild } from './support/flows.ts';
+import { startNpmRegistry } from './support/npm-registry.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { poolSettings, writeSourceDir } from './support/process-fixture.ts';
 import { dockerAvailable, requireService, waitFor } from './support/services.ts';
@@ -33,8 +35,15 @@ const docker = new Docker();
 const hasBase = await docker.getImage(BASE_IMAGE).inspect().then(() => true, () => false);
 if (!requireService(`base image ${BASE_IMAGE}`, hasBase, 'run scripts/setup-services.sh')) process.exit(0);
 
-const t = await startTestPlatform({ RUNTIME_DRIVER: 'docker', REGISTRY, FUNCTION_BASE_IMAGE: BASE_IMAGE, CLEANUP_CRON: 'off' }, { runner: true });
-if (!t) process.exit(0);
+const npm = await startNpmRegistry([{ name: 'shout', version: '2.0.0', files: { 'index.js': "module.exports = (s) => s.toUpperCase() + '!';" } }]);
+const t = await startTestPlatform(
+  { RUNTIME_DRIVER: 'docker', REGISTRY, FUNCTION_BASE_IMAGE: BASE_IMAGE, CLEANUP_CRON: 'off', NPM_REGISTRY: npm.url },
+  { runner: true },
+);
+if (!t) {
+  await npm.close();
+  process.exit(0);
+}
 const tp = t as TestPlatform;
 const driver = tp.driver as DockerDriver;
 /** images built by the driver directly (not through the API): removed at the end */
@@ -46,6 +55,7 @@ test.after(async () => {
   for (const ref of driverBuilt) await driver.removeArtifact(ref).catch(() => {});
   for (const { api, id } of deployed) await api.del(`/api/functions/${id}`).catch(() => {});
   await tp.close();
+  await npm.close();
 });
 
 /** The manifest and config of `repository:latest`, read from the registry. */
@@ -188,6 +198,33 @@ test('dependencies layer: the same install key gives the same layer (cached, the
   } finally {
     await manager.close(0);
   }
+});
+
+test('dependencies end to end: npm ci at build time becomes its own layer, the same digest after a code-only change', async () => {
+  const api = await tp.newUser();
+  const ESM = { main: 'index.mjs', type: 'module' };
+  const withShout = (tag: string) =>
+    makeTarGz([
+      { name: 'package.json', content: npm.packageJson({ shout: '2.0.0' }, 'fn', ESM) },
+      { name: 'package-lock.json', content: npm.lockfile({ shout: '2.0.0' }) },
+      { name: 'index.mjs', content: `import shout from 'shout';\nexport default async (e) => ({ tag: ${JSON.stringify(tag)}, said: shout(e.say) });` },
+    ]);
+  const v1 = await deployAndBuild(api, 'shouter', await withShout('v1'), 60_000);
+  assert.is(v1.built.status, 'active', `${v1.built.error}\n${v1.built.buildLogs}`);
+  deployed.push({ api, id: v1.id });
+  const v2 = await deployAndBuild(api, 'shouter', await withShout('v2'), 60_000);
+  assert.is(v2.built.status, 'active', `${v2.built.error}\n${v2.built.buildLogs}`);
+  assert.match(v2.built.buildLogs, /dependencies layer sha256:[0-9a-f]{64} \([^)]*\): from the cache/);
+  assert.match(v2.built.buildLogs, new RegExp(`dependencies layer sha256:[0-9a-f]{12} \\([^)]*\\): mounted from ${repoOf(v1.id, 1)}`));
+
+  const [i1, i2] = [await imageOf(repoOf(v1.id, 1)), await imageOf(repoOf(v1.id, 2))];
+  const base = baseRegistryName(BASE_IMAGE, (await docker.getImage(BASE_IMAGE).inspect()).Id);
+  const baseCount = (JSON.parse((await registry.getManifest(base.repository, base.tag))!.bytes.toString()) as { layers: unknown[] }).layers.length;
+  assert.is(i1.layers.length, baseCount + 2, 'base, dependencies, function');
+  assert.is(i2.layers.at(-2), i1.layers.at(-2), 'the same dependencies layer');
+  assert.is.not(i2.layers.at(-1), i1.layers.at(-1));
+  const res = await api.post(`/api/functions/${v1.id}/invoke`, { say: 'hey' });
+  assert.equal(res.body.result, { tag: 'v2', said: 'HEY!' });
 });
 
 test('no registry: the same kind of image is docker-loaded into the engine, and runs', async () => {
