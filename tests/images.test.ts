@@ -14,14 +14,13 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DockerDriver } from '../shared/runtime/docker-driver.ts';
 import { baseRegistryName } from '../shared/runtime/image/base-image.ts';
-import { InstanceManager } from '../shared/runtime/pool.ts';
 import { RegistryClient } from '../shared/runtime/registry.ts';
 import type { BuildInput } from '../shared/runtime/types.ts';
 import { makeNodeFunction, makeTarGz } from './support/archives.ts';
 import { deployAndBuild } from './support/flows.ts';
 import { startNpmRegistry } from './support/npm-registry.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
-import { poolSettings, writeSourceDir } from './support/process-fixture.ts';
+import { writeSourceDir } from './support/process-fixture.ts';
 import { dockerAvailable, requireService, waitFor } from './support/services.ts';
 
 const run = promisify(execFile);
@@ -70,7 +69,7 @@ const repoOf = (functionId: string, version: number) => `function-${functionId}-
 
 const handler = `export default async (event) => ({ doubled: event.n * 2, uid: process.getuid(), cwd: process.cwd() });`;
 
-test('deterministic: the same files deployed as two functions, and as a second version, give the same function layer', async () => {
+test('deterministic: the same files deployed as two functions give the same function layer', async () => {
   const api = await tp.newUser();
   // the same files, in archives that differ (entry order, modes): the layer does not
   const first = await makeNodeFunction(handler, { 'lib/data.json': '{"a":1}' });
@@ -84,13 +83,10 @@ test('deterministic: the same files deployed as two functions, and as a second v
   assert.is(a.built.status, 'active', `${a.built.error}\n${a.built.buildLogs}`);
   const b = await deployAndBuild(api, 'twin-b', second, 60_000);
   assert.is(b.built.status, 'active', `${b.built.error}\n${b.built.buildLogs}`);
-  const a2 = await deployAndBuild(api, 'twin-a', second, 60_000);
-  assert.is(a2.built.status, 'active', `${a2.built.error}\n${a2.built.buildLogs}`);
 
   deployed.push({ api, id: a.id }, { api, id: b.id });
-  const [ia, ib, ia2] = [await imageOf(repoOf(a.id, 1)), await imageOf(repoOf(b.id, 1)), await imageOf(repoOf(a.id, 2))];
+  const [ia, ib] = [await imageOf(repoOf(a.id, 1)), await imageOf(repoOf(b.id, 1))];
   assert.is(ib.layers.at(-1), ia.layers.at(-1), 'two functions, the same files: one function layer');
-  assert.is(ia2.layers.at(-1), ia.layers.at(-1), 'a second version, the same files: the same layer');
   assert.match(a.built.buildLogs, `function layer ${ia.layers.at(-1)}`);
   assert.is.not(ib.manifest.config.digest, ia.manifest.config.digest, 'the configs differ by their labels');
 
@@ -151,7 +147,7 @@ test('run by hand: removed from the engine, pulled from the registry and run wit
   assert.equal(JSON.parse(out.stdout.trim()), { ok: true, result: { byHand: 10, uid: 65534, cwd: '/app' } });
 });
 
-test('dependencies layer: the same install key gives the same layer (cached, then mounted) while the function layer changes; the package is imported', async () => {
+test('dependencies layer by hand: the same install key gives the same layer (cached, then mounted) while the function layer changes', async () => {
   const root = path.join(tp.dataDir, 'deps-test');
   const nodeModulesDir = path.join(root, 'node_modules');
   fs.mkdirSync(path.join(nodeModulesDir, 'tiny-shout'), { recursive: true });
@@ -190,14 +186,7 @@ test('dependencies layer: the same install key gives the same layer (cached, the
   assert.is(i2.layers.at(-2), i1.layers.at(-2), 'the dependencies layer is the same');
   assert.is.not(i2.layers.at(-1), i1.layers.at(-1), 'the function layer changed with the code');
   assert.match(i2.config.history.at(-2).created_by, /node_modules/);
-
-  const manager = new InstanceManager(driver.instances, { maxTotal: 2, settings: () => poolSettings({ timeoutMs: 20_000 }) });
-  try {
-    const out = await manager.invoke({ functionId, version: 2, deploymentId: v2.deploymentId, imageTag: v2.imageTag }, { requestId: randomUUID(), body: '{"say":"hi"}' });
-    assert.equal(out.ok ? out.result : out, { version: 2, said: 'HI!' });
-  } finally {
-    await manager.close(0);
-  }
+  // that the image runs and imports the package is the end-to-end test's below
 });
 
 test('dependencies end to end: npm ci at build time becomes its own layer, the same digest after a code-only change', async () => {
