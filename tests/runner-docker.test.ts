@@ -66,7 +66,7 @@ dockerSuite('deploy → image built and pushed → invoke runs it as nobody; rol
   assert.ok((await registry.catalog()).includes(repoOf(id, 1)));
   assert.equal(await registry.tags(repoOf(id, 1)), ['latest']);
   assert.equal(await registry.tags(repoOf(id, 2)), ['latest']);
-  assert.match(v1.buildLogs, /Step|COPY|Successfully/i);
+  assert.match(v1.buildLogs, /function layer sha256:[0-9a-f]{64}/, 'the layers were written and pushed by the runner');
 
   const live = await api.post(`/api/functions/${id}/invoke`, { x: 1 });
   assert.is(live.status, 200, JSON.stringify(live.body));

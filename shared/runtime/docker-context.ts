@@ -58,6 +58,7 @@ export function packContext(dir: string, opts: ContextOptions = {}): tar.Pack {
       sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
     });
     done.catch(() => {}); // awaited below; a read error is the one reported
+    sink?.on('error', () => {}); // reported through `done`: a destroyed context (an abort) must not crash
     try {
       for await (const chunk of fs.createReadStream(file)) {
         if (!sink.write(chunk as Buffer)) await once(sink, 'drain');

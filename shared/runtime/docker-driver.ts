@@ -1,17 +1,41 @@
 // The docker driver: one image per function version (pushed to the registry when one is
 // configured); its instances are long-lived, locked-down containers (docker-instances.ts).
+//
+// Node functions are built without `docker build` (the way ko and jib build images): the
+// function's files and the bootstrap become one deterministic layer (image/layer.ts), on top of the
+// base image's layers and, when the build installed dependencies, a layer of node_modules cached by
+// the install's key. The image config and manifest are written here (image/image-config.ts). With a
+// registry they are pushed straight to it (image/push.ts), the base's layers mounted across
+// repositories, never uploaded again; the engine pulls the image when an instance first starts.
+// Without a registry the same image goes to the engine through `docker load` (image/load.ts).
+// Dockerfile functions are built by the engine, with the build's resource limits.
 import Docker from 'dockerode';
+import os from 'node:os';
+import path from 'node:path';
+import fs from 'node:fs';
 import type { Readable } from 'node:stream';
+import { newBuildWorkDir } from '../work-dirs.ts';
 import { packContext } from './docker-context.ts';
-import { APP_DIR, DockerInstances, LABEL_FUNCTION, LABEL_VERSION } from './docker-instances.ts';
+import { DockerInstances, LABEL_FUNCTION, LABEL_VERSION } from './docker-instances.ts';
+import { checkDockerfileBases } from './dockerfile-policy.ts';
 import { followDockerStream } from './docker-stream.ts';
+import { allOrAbort } from './image/all-settled.ts';
+import { BaseImageInRegistry, engineBaseConfig, localBaseImage, type RegistryBase } from './image/base-image.ts';
+import { engineMessage, engineUnreachable, idleSignal, registryDownInEngineMessage } from './image/engine.ts';
+import { imageManifest, LABEL_RUNTIME, nodeImageConfig, parseManifest, type AddedLayer, type Descriptor } from './image/image-config.ts';
+import { writeLayer, type Layer } from './image/layer.ts';
+import { LayerCache } from './image/layer-cache.ts';
+import { loadImage } from './image/load.ts';
+import { BlobNotMountableError, pushBlob, pushImage, type BlobToPush, type PushedImage } from './image/push.ts';
 import { ArtifactMissingError, BOOTSTRAP_DIR, bootstrapFiles, checkEntry, type RuntimeLogger } from './protocol.ts';
-import { RegistryClient, splitImageTag } from './registry.ts';
+import { MEDIA_TYPE, RegistryClient, splitImageTag } from './registry.ts';
 import {
   BuildError,
+  InfrastructureError,
   type ArtifactRef,
   type BuildInput,
   type BuildResult,
+  type InstalledDependencies,
   type InstanceBackend,
   type RuntimeDriver,
 } from './types.ts';
@@ -35,50 +59,56 @@ export interface DockerDriverOptions {
   pidsLimit: number;
   /** the Docker network of instances with network "outbound" (FUNCTION_NETWORK); made if missing */
   network?: string;
+  /**
+   * DATA_DIR: layers are written in a build work directory under DATA_DIR/builds, dependencies
+   * layers cached in DATA_DIR/image-layers. Default: a directory under the OS's temp directory.
+   */
+  dataDir?: string;
+  /** BUILD_IO_TIMEOUT_MS: one registry call, or an engine push/load that sends nothing, gives up after this long */
+  ioTimeoutMs?: number;
+  /** BUILD_MEMORY_MB and BUILD_CPUS: the limits of a Dockerfile build */
+  buildMemoryMb?: number;
+  buildCpus?: number;
+  /** ALLOWED_BASE_IMAGES: what a Dockerfile may build FROM; default: the base image alone */
+  allowedBaseImages?: string[];
   logger?: RuntimeLogger;
 }
 
 export { LABEL_FUNCTION, LABEL_VERSION } from './docker-instances.ts';
-/** Set only on images built from the generated Dockerfile: they run the bootstrap. */
-export const LABEL_RUNTIME = 'containerpub.runtime';
+export { LABEL_RUNTIME } from './image/image-config.ts';
 
-/** Where the generated Dockerfile sits in the context (not `Dockerfile`: never the user's file). */
-const GENERATED_DOCKERFILE = `${BOOTSTRAP_DIR}/Dockerfile`;
+const DEFAULT_IO_TIMEOUT_MS = 30_000;
+/** Layers live under /app: the function's files, and node_modules beside them. */
+const APP_PREFIX = 'app';
 
 /** The image of one function version: `[registry/]function-<id>-v<n>:latest`. */
 export function imageTagFor(registry: string | null | undefined, functionId: string, version: number): string {
   return `${registry ? registry + '/' : ''}function-${functionId}-v${version}:latest`;
 }
 
-/**
- * The generated Dockerfile of a Node function. Every step costs about a second on vfs and the base
- * image has no shell, so there is no RUN/USER/CMD: user, command and workdir are set when the
- * container is created. LABEL comes before COPY so that every intermediate image of the build
- * carries the function's labels: what an aborted or failed build leaves behind can then be found
- * (and removed) by label.
- */
-export function nodeDockerfile(baseImage: string, functionId: string, version: number): string {
-  const labels = [
-    `${LABEL_RUNTIME}="node"`,
-    `${LABEL_FUNCTION}=${JSON.stringify(functionId)}`,
-    `${LABEL_VERSION}="${version}"`,
-  ].join(' ');
-  return `FROM ${baseImage}\nLABEL ${labels}\nCOPY . ${APP_DIR}/\n`;
-}
-
 interface ImageInfo {
-  /** built from the generated Dockerfile: run the bootstrap */
+  /** a Node image built by the platform: run the bootstrap */
   node: boolean;
   /** the image's id (what a container of it keeps using when the tag is removed) */
   id: string;
 }
 
 const statusOf = (err: unknown): number | undefined => (err as { statusCode?: number } | null)?.statusCode;
+const ms = (since: number) => `${Math.round(performance.now() - since)} ms`;
+const short = (digest: string) => digest.slice(0, 'sha256:'.length + 12);
 
-/** The engine's own message from a dockerode error (its JSON body), else the error's message. */
-function engineMessage(err: unknown): string {
-  const e = err as { json?: { message?: string }; reason?: string; message?: string };
-  return (e?.json?.message ?? e?.message ?? String(err)).trim();
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+const layerDescriptor = (layer: Layer): Descriptor => ({ mediaType: MEDIA_TYPE.dockerLayer, size: layer.size, digest: layer.digest });
+
+/** The engine is unreachable: the queue waits it out. Anything else the caller names. */
+function engineFault(err: unknown, otherwise: (message: string) => Error): Error {
+  if (engineUnreachable(err)) return new InfrastructureError('engine', `the Docker engine did not answer: ${engineMessage(err)}`, { cause: err });
+  return otherwise(engineMessage(err));
 }
 
 export class DockerDriver implements RuntimeDriver {
@@ -87,10 +117,31 @@ export class DockerDriver implements RuntimeDriver {
   private readonly registry: string | undefined;
   private readonly images = new Map<string, ImageInfo>();
   readonly instances: InstanceBackend;
+  private readonly ioTimeoutMs: number;
+  private readonly dataDir: string;
+  private readonly client: RegistryClient | null;
+  private readonly base: BaseImageInRegistry | null;
+  private readonly dependencyLayers: LayerCache;
+  /** a repository each dependencies layer was last pushed to: the next image mounts it from there */
+  private readonly layerHomes = new Map<string, string>();
 
   constructor(private readonly opts: DockerDriverOptions) {
     this.docker = opts.docker ?? new Docker();
     this.registry = opts.registry?.trim() || undefined;
+    this.ioTimeoutMs = opts.ioTimeoutMs ?? DEFAULT_IO_TIMEOUT_MS;
+    this.dataDir = opts.dataDir ?? path.join(os.tmpdir(), 'containerpub-docker');
+    this.dependencyLayers = new LayerCache(path.join(this.dataDir, 'image-layers'));
+    this.client = this.registry ? this.registryClient(this.registry) : null;
+    this.base =
+      this.registry && this.client
+        ? new BaseImageInRegistry({
+            docker: this.docker,
+            baseImage: opts.baseImage,
+            registry: this.registry,
+            client: this.client,
+            idleTimeoutMs: this.ioTimeoutMs,
+          })
+        : null;
     this.instances = new DockerInstances({
       docker: this.docker,
       instanceDir: opts.instanceDir,
@@ -105,6 +156,7 @@ export class DockerDriver implements RuntimeDriver {
 
   describe(): string {
     return `docker driver (base image ${this.opts.baseImage}, registry ${this.registry ?? 'none: images stay local'}, ` +
+      `Node images ${this.registry ? 'pushed to the registry' : 'loaded into the engine'} without docker build, ` +
       `${this.opts.cpus} CPU, ${this.opts.pidsLimit} pids per instance, no network)`;
   }
 
@@ -113,52 +165,200 @@ export class DockerDriver implements RuntimeDriver {
     const { signal } = input;
     const aborted = () => new BuildError('build aborted');
     if (signal.aborted) throw aborted();
+    try {
+      if (input.function.kind === 'node') return await this.buildNode(input, input.function.entry, tag);
+      return await this.buildDockerfile(input, tag);
+    } catch (err) {
+      if (signal.aborted) throw aborted();
+      throw err;
+    }
+  }
 
+  /**
+   * A Node function's image, written here: layers, config, manifest; then pushed to the registry,
+   * or loaded into the engine when there is none.
+   */
+  private async buildNode(input: BuildInput, handler: string, tag: string): Promise<BuildResult> {
+    const { signal, log } = input;
+    const entry = await checkEntry(input.sourceDir, handler);
+    const started = performance.now();
+    log(`building ${tag} (node, entry ${entry}) without docker build: ${this.registry ? 'pushed to the registry' : 'docker load'}`);
+    const work = newBuildWorkDir(this.dataDir, input.deploymentId);
+    await fs.promises.mkdir(work, { recursive: true });
+    try {
+      const [base, dependencies, files] = await allOrAbort(signal, [
+        async (s: AbortSignal) => {
+          const t = performance.now();
+          const b = this.base ? await this.base.resolve(s, log) : null;
+          return { registry: b, ms: ms(t) };
+        },
+        (s: AbortSignal) => (input.dependencies ? this.dependenciesLayer(input.dependencies, s) : Promise.resolve(null)),
+        async (s: AbortSignal) => {
+          const t = performance.now();
+          const layer = await writeLayer(
+            {
+              dir: input.sourceDir,
+              prefix: APP_PREFIX,
+              extra: bootstrapFiles(entry),
+              // .containerpub/ is the platform's, and the platform decides what reaches /app: the
+              // user's .dockerignore has no say; installed dependencies have their own layer
+              exclude: ['.dockerignore', BOOTSTRAP_DIR, ...(input.dependencies ? ['node_modules'] : [])],
+            },
+            path.join(work, 'function.tar.gz'),
+            s,
+          );
+          return { layer, ms: ms(t) };
+        },
+      ] as const);
+      if (dependencies) {
+        const d = dependencies.layer;
+        log(
+          `dependencies layer ${d.digest} (${formatBytes(d.size)}, ${d.entries} entries): ` +
+            (dependencies.cached ? `from the cache (key ${input.dependencies!.key.slice(0, 12)})` : `written in ${dependencies.ms} and cached`),
+        );
+      }
+      log(`function layer ${files.layer.digest} (${formatBytes(files.layer.size)}, ${files.layer.entries} entries) written in ${files.ms}`);
+
+      const added: { layer: Layer; history: AddedLayer; what: string }[] = [];
+      if (dependencies) {
+        added.push({
+          layer: dependencies.layer,
+          what: 'dependencies layer',
+          history: { diffId: dependencies.layer.diffId, createdBy: `containerpub: /app/node_modules (npm ci, key ${input.dependencies!.key.slice(0, 12)})` },
+        });
+      }
+      added.push({ layer: files.layer, what: 'function layer', history: { diffId: files.layer.diffId, createdBy: `containerpub: /app (function files and bootstrap, entry ${entry})` } });
+      const labels = { functionId: input.functionId, version: input.version };
+
+      if (base.registry) {
+        log(`base image ${this.registry}/${base.registry.repository}:${base.registry.tag}, ${base.registry.layers.length} layer(s), ready in ${base.ms}`);
+        await this.pushNodeImage(tag, base.registry, added, labels, input);
+        log(`image ${tag} in the registry ${ms(started)} after the build began`);
+      } else {
+        const inspect = await localBaseImage(this.docker, this.opts.baseImage);
+        const config = nodeImageConfig(engineBaseConfig(inspect, this.opts.baseImage), added.map((a) => a.history), labels);
+        const t = performance.now();
+        await loadImage(
+          this.docker,
+          {
+            tag,
+            config,
+            layers: [...(inspect.RootFS?.Layers ?? []).map((diffId) => ({ diffId })), ...added.map((a) => ({ diffId: a.layer.diffId, file: a.layer.file }))],
+          },
+          { signal, idleTimeoutMs: this.ioTimeoutMs },
+        );
+        const loaded = await this.inspectImage(tag);
+        if (loaded?.Id !== config.digest) {
+          throw new Error(`docker load reported success but ${tag} is ${loaded ? `the image ${loaded.Id}, not ${config.digest}` : 'not there'}`);
+        }
+        this.images.set(tag, { node: true, id: config.digest });
+        log(`loaded ${tag} (image ${config.digest}) into the engine in ${ms(t)}; ${ms(started)} after the build began`);
+      }
+      return { imageTag: tag };
+    } finally {
+      await fs.promises.rm(work, { recursive: true, force: true }).catch(() => {});
+    }
+  }
+
+  /** The dependencies layer: from the cache when an earlier build made it with the same key. */
+  private async dependenciesLayer(deps: InstalledDependencies, signal: AbortSignal): Promise<{ layer: Layer; cached: boolean; ms: string }> {
+    const t = performance.now();
+    const got = await this.dependencyLayers.get(deps.key, (out) =>
+      writeLayer({ dir: deps.nodeModulesDir, prefix: `${APP_PREFIX}/node_modules` }, out, signal),
+    );
+    return { ...got, ms: ms(t) };
+  }
+
+  /**
+   * Pushes the image: the base's layers mounted from the base's repository, the new layers and the
+   * config uploaded (or mounted, or found there already), then the manifest under the version's tag.
+   * When the base's layers turn out to be gone from the registry, the base is looked up (and pushed)
+   * again, once.
+   */
+  private async pushNodeImage(
+    tag: string,
+    base: RegistryBase,
+    added: { layer: Layer; history: AddedLayer; what: string }[],
+    labels: { functionId: string; version: number },
+    input: BuildInput,
+  ): Promise<void> {
+    const { repository, tag: reference } = splitImageTag(tag);
+    for (let attempt = 1; ; attempt++) {
+      const config = nodeImageConfig(base.config, added.map((a) => a.history), labels);
+      const configDescriptor: Descriptor = { mediaType: MEDIA_TYPE.dockerConfig, size: config.bytes.length, digest: config.digest };
+      const manifest = imageManifest(configDescriptor, [...base.layers, ...added.map((a) => layerDescriptor(a.layer))]);
+      const blobs: BlobToPush[] = [
+        ...base.layers.map((d) => ({ descriptor: d, what: 'base layer', mountFrom: base.repository })),
+        ...added.map((a) => ({
+          descriptor: layerDescriptor(a.layer),
+          what: a.what,
+          body: { file: a.layer.file, size: a.layer.size },
+          mountFrom: this.layerHomes.get(a.layer.digest),
+        })),
+        { descriptor: configDescriptor, what: 'config', body: { bytes: config.bytes } },
+      ];
+      const t = performance.now();
+      let pushed: PushedImage;
+      try {
+        pushed = await pushImage(this.client!, repository, reference, { blobs, manifest }, { signal: input.signal });
+      } catch (err) {
+        if (err instanceof BlobNotMountableError && attempt === 1 && err.from === base.repository) {
+          input.log(`${err.message}: looking the base image up again`);
+          this.base!.forget(base.imageId);
+          base = await this.base!.resolve(input.signal, input.log);
+          continue;
+        }
+        throw err;
+      }
+      for (const { blob, outcome } of pushed.outcomes) {
+        const how = outcome === 'mounted' ? `mounted from ${blob.mountFrom}` : outcome === 'present' ? 'already there' : 'uploaded';
+        input.log(`  ${blob.what} ${short(blob.descriptor.digest)} (${formatBytes(blob.descriptor.size)}): ${how}`);
+        if (blob.what === 'dependencies layer') this.layerHomes.set(blob.descriptor.digest, repository);
+      }
+      input.log(`pushed ${tag} (manifest ${pushed.digest}) in ${ms(t)}`);
+      return;
+    }
+  }
+
+  /** A Dockerfile function: built by the engine, within the build limits, then pushed by it. */
+  private async buildDockerfile(input: BuildInput, tag: string): Promise<BuildResult> {
+    const { signal } = input;
+    const aborted = () => new BuildError('build aborted');
+    // a tenant's Dockerfile may build only from the allowed images: refused before anything is built
+    const allowed = this.opts.allowedBaseImages?.length ? this.opts.allowedBaseImages : [this.opts.baseImage];
+    await checkDockerfileBases(input.sourceDir, allowed);
     // an earlier attempt at this version (aborted, or failed mid-way) may have left layers
     await this.sweepBuildLeftovers(input.functionId, input.version);
-    const fn = input.function;
-    const node = fn.kind === 'node';
-    const entry = fn.kind === 'node' ? await checkEntry(input.sourceDir, fn.entry) : null;
-    const context =
-      entry !== null
-        ? packContext(input.sourceDir, {
-            extra: [
-              ...bootstrapFiles(entry),
-              {
-                path: GENERATED_DOCKERFILE,
-                content: Buffer.from(nodeDockerfile(this.opts.baseImage, input.functionId, input.version)),
-              },
-            ],
-            // the platform writes the Dockerfile, so the user's .dockerignore has no say in what
-            // reaches /app, and .containerpub/ is the platform's
-            exclude: ['.dockerignore', BOOTSTRAP_DIR],
-          })
-        : packContext(input.sourceDir);
+    const context = packContext(input.sourceDir);
 
     const started = performance.now();
-    input.log(`building ${tag} (${entry ? `node, entry ${entry}` : 'custom Dockerfile'})`);
+    input.log(`building ${tag} (custom Dockerfile)`);
     let built = false;
     try {
+      const memory = (this.opts.buildMemoryMb ?? 2048) * 1024 * 1024;
+      const cpuPeriod = 100_000;
       const buildOptions: Record<string, unknown> = {
         t: tag,
         networkmode: 'none',
         rm: true,
         forcerm: true,
         abortSignal: signal,
+        // labels through the build's own option rather than a LABEL line of ours in the tenant's
+        // Dockerfile: the engine applies them to the image it tags
+        labels: { [LABEL_FUNCTION]: input.functionId, [LABEL_VERSION]: String(input.version) },
+        // every RUN step runs within these limits (memswap = memory: no swap on top)
+        memory,
+        memswap: memory,
+        cpuperiod: cpuPeriod,
+        cpuquota: Math.round((this.opts.buildCpus ?? 1) * cpuPeriod),
       };
-      if (node) {
-        buildOptions.dockerfile = GENERATED_DOCKERFILE;
-      } else {
-        // each label is one more build step: the generated Dockerfile carries them itself
-        buildOptions.labels = { [LABEL_FUNCTION]: input.functionId, [LABEL_VERSION]: String(input.version) };
-      }
       let stream: Readable;
       try {
         stream = (await this.docker.buildImage(context as unknown as NodeJS.ReadableStream, buildOptions)) as Readable;
       } catch (err) {
         context.destroy();
         if (signal.aborted) throw aborted();
-        throw new BuildError(`the engine refused the build: ${engineMessage(err)}`);
+        throw engineFault(err, (m) => new BuildError(`the engine refused the build: ${m}`));
       }
       let scan;
       try {
@@ -166,7 +366,7 @@ export class DockerDriver implements RuntimeDriver {
       } catch (err) {
         context.destroy();
         if (signal.aborted) throw aborted();
-        throw new BuildError(`the build stream broke: ${(err as Error).message}`);
+        throw new InfrastructureError('engine', `the build stream broke: ${(err as Error).message}`, { cause: err });
       }
       // the engine reports a failed step inside a stream that ends normally
       if (scan.error) throw new BuildError(`the build failed: ${scan.error}`);
@@ -174,41 +374,70 @@ export class DockerDriver implements RuntimeDriver {
       try {
         imageId = (await this.docker.getImage(tag).inspect()).Id;
       } catch (err) {
-        throw new BuildError(`the build reported success but ${tag} is not there: ${engineMessage(err)}`);
+        throw engineFault(err, (m) => new Error(`the build reported success but ${tag} is not there: ${m}`));
       }
       built = true; // this build made the image: a later failure (the push) removes it
-      input.log(`built ${tag} in ${Math.round(performance.now() - started)} ms`);
+      input.log(`built ${tag} in ${ms(started)}`);
 
       if (this.registry) {
         if (signal.aborted) throw aborted();
         await this.push(tag, input.log, signal);
       }
-      this.images.set(tag, { node, id: imageId });
+      this.images.set(tag, { node: false, id: imageId });
       return { imageTag: tag };
     } catch (err) {
       if (built) await this.removeLocalImage(tag).catch(() => {});
       await this.sweepBuildLeftovers(input.functionId, input.version);
-      if (err instanceof BuildError) throw err;
-      if (signal.aborted) throw aborted();
       throw err;
     }
   }
 
+  /**
+   * A configuration change: version `to` gets the image of `from` as its own. With a registry the
+   * manifest is copied into the new version's repository (its blobs mounted, nothing uploaded, no
+   * engine work); without one the engine tags the image.
+   */
   async cloneArtifact(from: ArtifactRef, to: { functionId: string; version: number }, log: (line: string) => void): Promise<BuildResult> {
     const source = from.imageTag ?? imageTagFor(this.registry, from.functionId, from.version);
     const tag = imageTagFor(this.registry, to.functionId, to.version);
+    const src = splitImageTag(source);
+    if (this.registry && src.registry === this.registry) {
+      await this.copyManifest(source, tag, log);
+      return { imageTag: tag };
+    }
     const info = await this.ensureImage(source); // pulled when another host built it
     const { registry, repository, tag: version } = splitImageTag(tag);
     try {
       await this.docker.getImage(source).tag({ repo: registry ? `${registry}/${repository}` : repository, tag: version });
     } catch (err) {
-      throw new BuildError(`tagging ${source} as ${tag} failed: ${engineMessage(err)}`);
+      throw engineFault(err, (m) => new BuildError(`tagging ${source} as ${tag} failed: ${m}`));
     }
     log(`tagged ${source} as ${tag} (the same image: no build)`);
     // its own repository in the registry: removing one version's image never touches the other's
     if (this.registry) await this.push(tag, log, new AbortController().signal);
     this.images.set(tag, info);
     return { imageTag: tag };
+  }
+
+  private async copyManifest(source: string, tag: string, log: (line: string) => void): Promise<void> {
+    const started = performance.now();
+    const src = splitImageTag(source);
+    const dst = splitImageTag(tag);
+    const client = this.client!;
+    const manifest = await client.getManifest(src.repository, src.tag);
+    if (!manifest) throw new ArtifactMissingError(`the image ${source} is not in the registry`);
+    const parsed = parseManifest(manifest, `the image ${source}`);
+    try {
+      for (const descriptor of [parsed.config, ...parsed.layers]) {
+        await pushBlob(client, dst.repository, { descriptor, what: 'blob', mountFrom: src.repository });
+      }
+    } catch (err) {
+      if (err instanceof BlobNotMountableError) throw new ArtifactMissingError(`the image ${source} is incomplete in the registry: ${err.message}`);
+      throw err;
+    }
+    // the same bytes: the same manifest digest, so the same image wherever it is pulled
+    const digest = await client.putManifest(dst.repository, dst.tag, manifest);
+    log(`tagged ${source} as ${tag} in the registry (manifest ${digest} copied, ${parsed.layers.length + 1} blobs mounted) in ${ms(started)}: no build`);
   }
 
   private async push(tag: string, log: (line: string) => void, signal: AbortSignal): Promise<void> {
@@ -219,15 +448,24 @@ export class DockerDriver implements RuntimeDriver {
       stream = (await this.docker.getImage(`${registry}/${repository}`).push({ tag: version, abortSignal: signal })) as Readable;
     } catch (err) {
       if (signal.aborted) throw new BuildError('build aborted');
-      throw new BuildError(`the push of ${tag} was refused: ${engineMessage(err)}`);
+      throw engineFault(err, (m) => new Error(`the push of ${tag} was refused: ${m}`));
     }
     // push progress is mostly per-layer noise: only the outcome goes to the build log
-    const scan = await followDockerStream(stream, { signal }).catch((err: Error) => {
-      if (signal.aborted) throw new BuildError('build aborted');
-      throw new BuildError(`the push stream of ${tag} broke: ${err.message}`);
-    });
-    if (scan.error) throw new BuildError(`the push of ${tag} to ${registry} failed: ${scan.error}`);
-    log(`pushed ${tag}${scan.digest ? ` (${scan.digest})` : ''} in ${Math.round(performance.now() - started)} ms`);
+    const idle = idleSignal(stream, this.ioTimeoutMs, signal);
+    let scan;
+    try {
+      scan = await followDockerStream(stream, { signal: idle.signal }).catch((err: Error) => {
+        if (signal.aborted) throw new BuildError('build aborted');
+        throw new InfrastructureError('registry', `the push stream of ${tag} broke: ${err.message}`, { cause: err });
+      });
+    } finally {
+      idle.stop();
+    }
+    if (scan.error) {
+      const message = `the push of ${tag} to ${registry} failed: ${scan.error}`;
+      throw registryDownInEngineMessage(scan.error) ? new InfrastructureError('registry', message) : new Error(message);
+    }
+    log(`pushed ${tag}${scan.digest ? ` (${scan.digest})` : ''} in ${ms(started)}`);
   }
 
   /** The image's facts, pulling it from the registry when it is not on this engine. */
@@ -276,7 +514,10 @@ export class DockerDriver implements RuntimeDriver {
   }
 
   private registryClient(registryInTag: string): RegistryClient {
-    return new RegistryClient(registryInTag === this.registry && this.opts.registryApiUrl ? this.opts.registryApiUrl : registryInTag);
+    if (registryInTag === this.registry && this.client) return this.client;
+    return new RegistryClient(registryInTag === this.registry && this.opts.registryApiUrl ? this.opts.registryApiUrl : registryInTag, {
+      timeoutMs: this.ioTimeoutMs,
+    });
   }
 
   async hasArtifact(ref: ArtifactRef): Promise<boolean> {

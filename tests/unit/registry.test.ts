@@ -2,12 +2,18 @@
 // 127.0.0.1:5000): a pushed image is listed, deleteTag removes it and is idempotent. A throwaway
 // HTTP server stands in for the registry where a real one cannot be made to misbehave.
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import Docker from 'dockerode';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RegistryClient, splitImageTag } from '../../shared/runtime/registry.ts';
+import { RegistryClient, RegistryError, sha256Digest, splitImageTag } from '../../shared/runtime/registry.ts';
+import { BlobNotMountableError, pushBlob, pushImage } from '../../shared/runtime/image/push.ts';
+import { imageManifest } from '../../shared/runtime/image/image-config.ts';
+import { InfrastructureError } from '../../shared/runtime/types.ts';
 import { dockerAvailable, requireService } from '../support/services.ts';
 
 const REGISTRY = process.env.TEST_REGISTRY ?? '127.0.0.1:5000';
@@ -144,6 +150,142 @@ function registerTests(): void {
     await rejects(() => gone.tags('fn-x'), new RegExp(`registry ${fake.address}, repository fn-x: .*ECONNREFUSED`));
   });
 
+  const blob = (bytes: Buffer, what = 'blob') => ({ descriptor: { mediaType: 'application/octet-stream', size: bytes.length, digest: sha256Digest(bytes) }, what, body: { bytes } });
+
+  test('happy: blobs are uploaded once, found again, and mounted into another repository without being sent', async () => {
+    const a = `${repository}-a`;
+    const b = `${repository}-b`;
+    const bytes = randomBytes(64 * 1024);
+    const digest = sha256Digest(bytes);
+    assert.is(await client.blobExists(a, digest), false);
+    assert.is(await pushBlob(client, a, blob(bytes)), 'uploaded');
+    assert.is(await client.blobExists(a, digest), true);
+    assert.is(await pushBlob(client, a, blob(bytes)), 'present');
+    assert.is(await client.blobExists(b, digest), false, 'a blob of another repository does not count');
+    assert.is(await pushBlob(client, b, { descriptor: blob(bytes).descriptor, what: 'layer', mountFrom: a }), 'mounted');
+    assert.ok((await client.getBlob(b, digest)).equals(bytes));
+  });
+
+  test('happy: a blob streamed from a file (several chunks) arrives whole', async () => {
+    const file = path.join(os.tmpdir(), `cp-registry-blob-${randomBytes(4).toString('hex')}`);
+    const bytes = randomBytes(3 * 1024 * 1024 + 17);
+    fs.writeFileSync(file, bytes);
+    try {
+      const digest = sha256Digest(bytes);
+      const repo = `${repository}-file`;
+      const url = await client.startUpload(repo);
+      await client.uploadBlob(repo, url, digest, { file, size: bytes.length });
+      assert.ok((await client.getBlob(repo, digest)).equals(bytes));
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+  });
+
+  test('error: a blob that can only be mounted, from where it is not, is BlobNotMountableError; with its bytes the refused mount becomes an upload', async () => {
+    const bytes = randomBytes(1024);
+    const target = `${repository}-c`;
+    const nowhere = `${repository}-nowhere`;
+    await pushBlob(client, target, { descriptor: blob(bytes).descriptor, what: 'base layer', mountFrom: nowhere }).then(
+      () => assert.unreachable('nothing to mount'),
+      (err) => {
+        assert.instance(err, BlobNotMountableError);
+        assert.match((err as Error).message, new RegExp(`base layer ${sha256Digest(bytes)} could not be mounted into ${target} from ${nowhere}`));
+      },
+    );
+    assert.is(await pushBlob(client, target, { ...blob(bytes), mountFrom: nowhere }), 'uploaded');
+  });
+
+  test('happy: pushImage stores a manifest under its tag, read back byte for byte; the registry keeps it under our digest', async () => {
+    const repo = `${repository}-image`;
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha256Digest(Buffer.from('x'))] } }));
+    const layer = randomBytes(2048);
+    const manifest = imageManifest(
+      { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha256Digest(config) },
+      [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha256Digest(layer) }],
+    );
+    const pushed = await pushImage(client, repo, 'latest', { blobs: [blob(config, 'config'), blob(layer, 'layer')], manifest });
+    assert.is(pushed.digest, manifest.digest);
+    assert.equal(pushed.outcomes.map((o) => o.outcome), ['uploaded', 'uploaded']);
+    const stored = await client.getManifest(repo, 'latest');
+    assert.ok(stored!.bytes.equals(manifest.bytes));
+    assert.is(stored!.digest, manifest.digest);
+    assert.is(stored!.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
+    assert.is(await client.manifestDigest(repo, 'latest'), manifest.digest);
+    assert.is((await client.getManifest(repo, manifest.digest))!.digest, manifest.digest);
+    assert.is(await client.deleteTag(repo, 'latest'), true);
+    assert.is(await client.getManifest(repo, 'latest'), null);
+  });
+
+  test('error: what the registry refuses as wrong (bytes not matching the digest, a manifest naming a missing blob) is a RegistryError, not an outage', async () => {
+    const repo = `${repository}-wrong`;
+    const url = await client.startUpload(repo);
+    const err = await rejects(() => client.uploadBlob(repo, url, sha256Digest(Buffer.from('other')), { bytes: Buffer.from('these') }), /HTTP 400.*DIGEST_INVALID/);
+    assert.instance(err, RegistryError);
+    assert.not.instance(err, InfrastructureError);
+    const missing = imageManifest({ mediaType: 'application/vnd.docker.container.image.v1+json', size: 1, digest: sha256Digest(randomBytes(8)) }, []);
+    const bad = await rejects(() => client.putManifest(repo, 'latest', missing), /HTTP 400.*MANIFEST_BLOB_UNKNOWN|HTTP 400/);
+    assert.instance(bad, RegistryError);
+  });
+
+  test("error: an outage (5xx, 429, no answer, refused) is an InfrastructureError; a 4xx is not; the caller's abort is its own", async () => {
+    let mode = 'ok';
+    const fake = await fakeRegistry((req, res) => {
+      if (mode === '503') return json(res, 503, { errors: [{ code: 'UNAVAILABLE', message: 'maintenance' }] });
+      if (mode === '429') return json(res, 429, { errors: [{ code: 'TOOMANYREQUESTS' }] });
+      if (mode === '401') return json(res, 401, { errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] });
+      if (mode === 'hang') return; // never answers
+      json(res, 404, {});
+    });
+    const digest = sha256Digest(Buffer.from('x'));
+    try {
+      const c = new RegistryClient(fake.address, { timeoutMs: 300 });
+      mode = '503';
+      assert.instance(await rejects(() => c.blobExists('fn-x', digest), /HTTP 503/), InfrastructureError);
+      const down = await rejects(() => c.getManifest('fn-x', 'latest'), /HTTP 503.*UNAVAILABLE: maintenance/);
+      assert.instance(down, InfrastructureError);
+      assert.is((down as InfrastructureError).service, 'registry');
+      mode = '429';
+      assert.instance(await rejects(() => c.getManifest('fn-x', 'latest'), /HTTP 429/), InfrastructureError);
+      mode = '401';
+      const refused = await rejects(() => c.startUpload('fn-x'), /HTTP 401.*UNAUTHORIZED/);
+      assert.instance(refused, RegistryError);
+      assert.not.instance(refused, InfrastructureError);
+      mode = 'hang';
+      const started = performance.now();
+      const slow = await rejects(() => c.blobExists('fn-x', digest), /no answer within 300 ms/);
+      assert.instance(slow, InfrastructureError);
+      assert.ok(performance.now() - started < 3000);
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(new Error('the build was aborted')), 50);
+      const c2 = new RegistryClient(fake.address, { timeoutMs: 10_000 });
+      const aborted = await rejects(() => c2.blobExists('fn-x', digest, { signal: ac.signal }), /the build was aborted/);
+      assert.not.instance(aborted, InfrastructureError);
+    } finally {
+      await fake.close();
+    }
+    const gone = new RegistryClient(fake.address, { timeoutMs: 2000 });
+    assert.instance(await rejects(() => gone.putManifest('fn-x', 'latest', { bytes: Buffer.from('{}'), mediaType: 'x' }), /failed: (ECONNREFUSED|UND_ERR_SOCKET)/), InfrastructureError);
+  });
+
+  test('security: a blob whose bytes do not match its digest is refused; an upload sent to another origin is not followed', async () => {
+    const fake = await fakeRegistry((req, res) => {
+      if (req.url!.includes('/blobs/uploads/')) {
+        res.writeHead(202, { Location: 'http://198.51.100.7/v2/fn-x/blobs/uploads/abc' });
+        return res.end();
+      }
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
+      res.end('not the bytes you asked for');
+    });
+    try {
+      const c = new RegistryClient(fake.address, { timeoutMs: 2000 });
+      await rejects(() => c.getBlob('fn-x', sha256Digest(Buffer.from('expected'))), /do not match the digest/);
+      const url = await c.startUpload('fn-x');
+      await rejects(() => c.uploadBlob('fn-x', url, sha256Digest(Buffer.from('b')), { bytes: Buffer.from('b') }), /another origin/);
+    } finally {
+      await fake.close();
+    }
+  });
+
   test('splitImageTag: registry, repository and tag', () => {
     assert.equal(splitImageTag('127.0.0.1:5000/function-abc-v3:latest'), {
       registry: '127.0.0.1:5000',
@@ -176,7 +318,7 @@ async function rejects(fn: () => Promise<unknown>, expected: RegExp): Promise<Er
     await fn();
   } catch (err) {
     assert.instance(err, Error);
-    assert.match((err as Error).message, expected);
+    assert.match((err as Error).message, expected, (err as Error).message);
     return err as Error;
   }
   assert.unreachable(`expected a rejection matching ${expected}`);

@@ -4,6 +4,7 @@
 // custom Dockerfile images, pulls, removal from engine and registry.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -14,7 +15,7 @@ import { DockerDriver, imageTagFor, LABEL_FUNCTION } from '../../shared/runtime/
 import { RegistryClient, splitImageTag } from '../../shared/runtime/registry.ts';
 import { ArtifactMissingError } from '../../shared/runtime/protocol.ts';
 import { InstanceManager, type InstanceTarget, type InvokeOutcome, type PoolSettings } from '../../shared/runtime/pool.ts';
-import { BuildError, type BuildInput, type FunctionKind } from '../../shared/runtime/types.ts';
+import { BuildError, InfrastructureError, type BuildInput, type FunctionKind } from '../../shared/runtime/types.ts';
 import { poolSettings, writeSourceDir } from '../support/process-fixture.ts';
 import { dockerAvailable, requireService, waitFor } from '../support/services.ts';
 
@@ -172,16 +173,26 @@ test('imageTagFor: the seed naming, with and without a registry', () => {
   assert.is(imageTagFor(undefined, 'abc', 3), 'function-abc-v3:latest');
 });
 
-test('build + push a Node function: the image is on the engine and its tag in the registry', async () => {
+test('build + push a Node function: no docker build, layers and config straight to the registry', async () => {
   const built = await getProbe();
   assert.is(built.imageTag, imageTagFor(REGISTRY, built.functionId, 1));
-  assert.ok(built.lines.some((l) => /^Step \d\/3 : COPY \. \/app\/$/.test(l)), built.lines.join('\n'));
-  assert.ok(built.lines.some((l) => l.startsWith('pushed ')), built.lines.join('\n'));
+  const log = built.lines.join('\n');
+  assert.not.match(log, /^Step \d/m, 'no docker build');
+  assert.match(log, /function layer sha256:[0-9a-f]{64} \(/);
+  assert.match(log, /base layer sha256:[0-9a-f]{12} \([^)]*\): (mounted from|already there)/, 'the base layers are mounted, never uploaded');
+  assert.match(log, /function layer sha256:[0-9a-f]{12} \([^)]*\): uploaded/);
+  assert.ok(built.lines.some((l) => l.startsWith('pushed ')), log);
   const { repository } = splitImageTag(built.imageTag!);
-  assert.equal(await new RegistryClient(REGISTRY).tags(repository), ['latest']);
-  const inspect = await docker.getImage(built.imageTag!).inspect();
-  assert.is(inspect.Config.Labels[LABEL_FUNCTION], built.functionId);
-  assert.is(inspect.Config.Labels['containerpub.runtime'], 'node');
+  const registry = new RegistryClient(REGISTRY);
+  assert.equal(await registry.tags(repository), ['latest']);
+  const manifest = JSON.parse((await registry.getManifest(repository, 'latest'))!.bytes.toString());
+  assert.is(manifest.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
+  const config = JSON.parse((await registry.getBlob(repository, manifest.config.digest)).toString());
+  assert.is(config.config.Labels[LABEL_FUNCTION], built.functionId);
+  assert.is(config.config.Labels['containerpub.runtime'], 'node');
+  assert.is(config.config.User, '65534:65534');
+  assert.equal(config.config.Cmd, ['node', '/app/.containerpub/bootstrap.mjs']);
+  assert.is(config.rootfs.diff_ids.length, manifest.layers.length);
   assert.ok(await driver.hasArtifact(built));
 });
 
@@ -346,44 +357,89 @@ test('a build whose COPY fails is a BuildError with the engine message, and leav
   assert.not.ok(await imageExists(imageTagFor(REGISTRY, functionId, 1)));
 });
 
-test('an aborted build throws and leaves no tagged image', async () => {
-  const ac = new AbortController();
-  const lines: string[] = [];
+for (const kind of ['node', 'dockerfile'] as const) {
+  test(`an aborted build (${kind}) throws and leaves no tagged image`, async () => {
+    const ac = new AbortController();
+    const lines: string[] = [];
+    const functionId = newFunctionId();
+    const input: BuildInput = {
+      functionId,
+      deploymentId: randomUUID(),
+      version: 1,
+      sourceDir: sourceDir(
+        kind === 'node'
+          ? { 'index.mjs': 'export default () => 1;' }
+          : { Dockerfile: `FROM ${BASE_IMAGE}\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n`, 'a.txt': randomUUID(), 'b.txt': 'b' },
+      ),
+      function: kind === 'node' ? { kind: 'node', entry: 'index.mjs' } : { kind: 'dockerfile' },
+      log: (line) => {
+        lines.push(line);
+        // the node build: before its layers are pushed; the Dockerfile build: inside the engine's build
+        if (line.startsWith(kind === 'node' ? 'building ' : 'Step 1/')) ac.abort();
+      },
+      signal: ac.signal,
+    };
+    await driver.build(input).then(
+      () => assert.unreachable('should abort'),
+      (err) => {
+        assert.instance(err, BuildError);
+        assert.match((err as Error).message, /aborted/);
+      },
+    );
+    const tag = imageTagFor(REGISTRY, functionId, 1);
+    assert.not.ok(await imageExists(tag));
+    assert.equal(await new RegistryClient(REGISTRY).tags(splitImageTag(tag).repository), [], 'nothing was pushed');
+    // the engine finishes the step it was in after the cancel, and keeps it as an untagged image:
+    // removing the version's artifact also removes those (repeated until the engine is done)
+    await waitFor(
+      'the aborted build to leave no image',
+      async () => {
+        await driver.removeArtifact({ functionId, version: 1, imageTag: tag });
+        return (await imagesOf(functionId)).length === 0;
+      },
+      { timeoutMs: 30_000, intervalMs: 250 },
+    );
+  });
+}
+
+// ---------------------------------------------------------------- custom images, pulls, removal
+
+test('a Dockerfile FROM an image outside ALLOWED_BASE_IMAGES fails before anything is built, naming it', async () => {
   const functionId = newFunctionId();
+  const err = await build({ Dockerfile: `FROM ${BASE_IMAGE}\nCOPY a /a\nFROM someone-else/private:1\n`, a: 'a' }, { kind: 'dockerfile' }, functionId).then(
+    () => assert.unreachable('refused'),
+    (e: Error) => e,
+  );
+  assert.instance(err, BuildError);
+  assert.match((err as Error).message, /line 3: FROM someone-else\/private:1 is not an allowed base image/);
+  assert.equal(await imagesOf(functionId), []);
+});
+
+test('a Dockerfile build runs within the build memory limit: a RUN step allocating without bound is killed', async () => {
+  const limited = new DockerDriver({ docker, registry: REGISTRY, baseImage: BASE_IMAGE, instanceDir, cpus: 1, pidsLimit: 64, buildMemoryMb: 96, buildCpus: 0.5 });
+  const functionId = newFunctionId();
+  const lines: string[] = [];
   const input: BuildInput = {
     functionId,
     deploymentId: randomUUID(),
     version: 1,
-    sourceDir: sourceDir({ 'index.mjs': 'export default () => 1;' }),
-    function: { kind: 'node', entry: 'index.mjs' },
-    log: (line) => {
-      lines.push(line);
-      if (line.startsWith('Step 1/')) ac.abort();
-    },
-    signal: ac.signal,
+    // exec form: the base image has no shell
+    sourceDir: sourceDir({ Dockerfile: `FROM ${BASE_IMAGE}\nRUN ["node", "-e", "const a = []; for (;;) a.push(Buffer.alloc(16 << 20, 1))"]\n` }),
+    function: { kind: 'dockerfile' },
+    log: (line) => lines.push(line),
+    signal: new AbortController().signal,
   };
-  await driver.build(input).then(
-    () => assert.unreachable('should abort'),
-    (err) => {
-      assert.instance(err, BuildError);
-      assert.match((err as Error).message, /aborted/);
-    },
+  const started = performance.now();
+  const err = await limited.build(input).then(
+    () => assert.unreachable('the step is killed'),
+    (e: Error) => e,
   );
-  const tag = imageTagFor(REGISTRY, functionId, 1);
-  assert.not.ok(await imageExists(tag));
-  // the engine finishes the step it was in after the cancel, and keeps it as an untagged image:
-  // removing the version's artifact also removes those (repeated until the engine is done)
-  await waitFor(
-    'the aborted build to leave no image',
-    async () => {
-      await driver.removeArtifact({ functionId, version: 1, imageTag: tag });
-      return (await imagesOf(functionId)).length === 0;
-    },
-    { timeoutMs: 30_000, intervalMs: 250 },
-  );
+  assert.instance(err, BuildError);
+  assert.match((err as Error).message, /returned a non-zero code: 137/, 'killed by the memory limit');
+  assert.ok(performance.now() - started < 30_000);
+  assert.not.ok(await imageExists(imageTagFor(REGISTRY, functionId, 1)));
+  await limited.close();
 });
-
-// ---------------------------------------------------------------- custom images, pulls, removal
 
 test('a custom Dockerfile image speaking the protocol with its own CMD', async () => {
   const built = await build(
@@ -407,7 +463,8 @@ test('a custom Dockerfile image speaking the protocol with its own CMD', async (
 test('an image gone from the engine is pulled back from the registry', async () => {
   const built = await build({ 'index.mjs': `export default async () => 'pulled';` });
   const fresh = newDriver();
-  await docker.getImage(built.imageTag!).remove({ force: true });
+  // the build pushed it without the engine; a start by this process may have pulled it
+  await docker.getImage(built.imageTag!).remove({ force: true }).catch(() => {});
   assert.not.ok(await imageExists(built.imageTag!));
   assert.ok(await fresh.hasArtifact(built), 'still in the registry');
   const started = performance.now();
@@ -446,6 +503,42 @@ test('an image removed while an instance still runs on it goes once that instanc
     await manager.close(0);
   }
   assert.equal(await imagesOf(built.functionId), [], 'no untagged image is left behind');
+});
+
+test('a registry that is down is an outage (InfrastructureError), not a failed build; REGISTRY_API_URL is how the runner reaches the registry', async () => {
+  const closed = await new Promise<number>((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+  // the tags name a registry engines reach; the runner's own calls go to REGISTRY_API_URL
+  const down = new DockerDriver({ docker, registry: REGISTRY, registryApiUrl: `http://127.0.0.1:${closed}`, baseImage: BASE_IMAGE, instanceDir, cpus: 1, pidsLimit: 64, ioTimeoutMs: 2000 });
+  const functionId = newFunctionId();
+  const input: BuildInput = {
+    functionId,
+    deploymentId: randomUUID(),
+    version: 1,
+    sourceDir: sourceDir({ 'index.mjs': 'export default async () => 1;' }),
+    function: { kind: 'node', entry: 'index.mjs' },
+    log: () => {},
+    signal: new AbortController().signal,
+  };
+  const err = await down.build(input).then(
+    () => assert.unreachable('nothing answers there'),
+    (e: Error) => e,
+  );
+  assert.instance(err, InfrastructureError);
+  assert.is((err as InfrastructureError).service, 'registry');
+  assert.match((err as Error).message, new RegExp(`registry http://127.0.0.1:${closed}.*ECONNREFUSED`));
+  await down.close();
+
+  // the same through a different name of the same registry: the tag keeps REGISTRY's name
+  const viaApiUrl = new DockerDriver({ docker, registry: REGISTRY, registryApiUrl: `http://localhost:${REGISTRY.split(':')[1]}`, baseImage: BASE_IMAGE, instanceDir, cpus: 1, pidsLimit: 64 });
+  const { imageTag } = await viaApiUrl.build({ ...input, deploymentId: randomUUID() });
+  assert.is(imageTag, imageTagFor(REGISTRY, functionId, 1));
+  assert.equal(await new RegistryClient(REGISTRY).tags(splitImageTag(imageTag!).repository), ['latest']);
+  await viaApiUrl.close();
 });
 
 test('without a registry: a local tag, no push, removal from the engine only', async () => {
