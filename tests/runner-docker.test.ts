@@ -178,6 +178,21 @@ dockerSuite('a failing build keeps v1 live and serving; the engine error is in t
   assert.is((await api.post(`/api/functions/${id}/invoke`, {})).body.result.tag, 'sturdy-v1');
 });
 
+dockerSuite("a Dockerfile FROM another tenant's function image fails at once, naming it; nothing is built and v1 stays live", async () => {
+  const victim = await tp.newUser();
+  const victimId = await builtVersions(victim, 'victim', 1);
+  const stolen = `${REGISTRY}/${repoOf(victimId, 1)}:latest`;
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'thief', 1);
+  const theft = await makeTarGz([{ name: 'Dockerfile', content: `FROM ${BASE_IMAGE} AS ok\nFROM ${stolen}\nCMD ["node", "/app/.containerpub/bootstrap.mjs"]\n` }]);
+  const bad = await deployAndBuild(api, 'thief', theft, 60_000);
+  assert.is(bad.built.status, 'failed');
+  assert.match(bad.built.error ?? '', new RegExp(`line 2: FROM ${stolen.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not an allowed base image`));
+  assert.is(bad.built.attempts, 1, 'the function’s own failure: final at the first attempt, no retry');
+  assert.not.match(bad.built.buildLogs ?? '', /Step 1\/|Successfully built/, 'refused before the engine built anything');
+  assert.is((await api.get(`/api/functions/${id}`)).body.activeVersion, 1);
+});
+
 dockerSuite('a custom Dockerfile image speaking the protocol', async () => {
   const api = await tp.newUser();
   const archive = await makeTarGz([
