@@ -43,11 +43,11 @@ export async function runningCanary(trx: Knex | Knex.Transaction, functionId: st
  */
 export async function endCanaryInTransaction(
   trx: Knex.Transaction,
-  input: { functionId: string; status: Exclude<CanaryStatus, 'running'>; reason: string },
+  input: { functionId: string; status: Exclude<CanaryStatus, 'running'>; reason: string; at?: string },
 ): Promise<CanaryRow | null> {
   const canary = await runningCanary(trx, input.functionId);
   if (!canary) return null;
-  const now = nowIso();
+  const now = input.at ?? nowIso();
   await trx('function_canaries')
     .where({ id: canary.id, status: 'running' })
     .update({ status: input.status, reason: input.reason, finished_at: now, updated_at: now });
@@ -57,6 +57,7 @@ export async function endCanaryInTransaction(
     version: num(canary.version),
     event: input.status === 'promoted' ? 'canary_promoted' : input.status === 'rolled_back' ? 'canary_rolled_back' : 'canary_aborted',
     message: `canary of version ${canary.version} ${input.status.replace('_', ' ')}: ${input.reason}`,
+    at: now,
   });
   return { ...canary, status: input.status, reason: input.reason };
 }

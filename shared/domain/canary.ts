@@ -278,6 +278,8 @@ export async function decideCanary(db: Db, canaryId: string, stepIndex: number):
         version,
         event: 'canary_advanced',
         message: `canary of version ${version} advanced to ${next} % (step ${stepIndex + 2} of ${steps.length}); the last step had ${figuresText}`,
+        // the instant the step was decided and the next one started (step_started_at), not when this row was written
+        at: nowText,
       });
       return 'advanced';
     }
@@ -288,6 +290,7 @@ export async function decideCanary(db: Db, canaryId: string, stepIndex: number):
       functionId: c.function_id,
       status: 'promoted',
       reason: `all ${steps.length} steps passed (the last one at ${percent} % had ${figuresText})`,
+      at: nowText,
     });
     return 'promoted';
   });
@@ -345,6 +348,7 @@ export async function startCanary(db: Db, userId: string, functionId: string, in
         message:
           `canary of version ${input.version} started${actor ? ` by ${actor}` : ''}: ${input.steps.map((s) => `${s} %`).join(' → ')}, ` +
           `every ${input.intervalSeconds} s, ${limits.join(', ')}, at least ${input.minRequests} requests per step`,
+        at: now,
       });
     });
   } catch (err) {

@@ -47,6 +47,8 @@ export interface EventInput {
   version?: number | null;
   event: FunctionEvent;
   message: string;
+  /** when it happened, if not now: a decision made at one instant (a canary's step) records that instant */
+  at?: string;
 }
 
 export async function recordEvent(trx: Knex | Knex.Transaction, e: EventInput): Promise<void> {
@@ -56,7 +58,7 @@ export async function recordEvent(trx: Knex | Knex.Transaction, e: EventInput): 
     version: e.version ?? null,
     event: e.event,
     message: e.message,
-    created_at: nowIso(),
+    created_at: e.at ?? nowIso(),
   });
 }
 
