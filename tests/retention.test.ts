@@ -16,7 +16,7 @@ import { waitFor } from './support/services.ts';
 import type { Client } from './support/http.ts';
 
 // s3rver knows the classic storage classes only (no GLACIER_IR, the production default)
-const t = await startTestPlatform({ KEEP_LAST_N: '3', CLEANUP_CRON: 'off', ARCHIVE_STORAGE_CLASS: 'STANDARD_IA' }, { runner: true });
+const t = await startTestPlatform({ KEEP_LAST_N: '3', CLEANUP_CRON: 'off', ARCHIVE_STORAGE_CLASS: 'STANDARD_IA', FUNCTION_IDLE_MS: '5000' }, { runner: true });
 if (!t) process.exit(0);
 const tp = t as TestPlatform;
 const db = tp.platform.db.knex;
