@@ -1,9 +1,9 @@
 // The build context sent to the engine: the unpacked function as a tar stream, walked from disk
 // (symlinks kept as symlinks, other special files skipped), plus files the platform adds.
-import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import tar from 'tar-stream';
+import { addTarEntry, addTarFile, type TarHeader } from './tar-entries.ts';
 
 export interface ExtraFile {
   /** path inside the context, with forward slashes */
@@ -26,7 +26,6 @@ const MTIME = new Date(0);
  * Files and directories are made readable (and directories traversable) by everyone, because the
  * function runs as nobody while COPY gives everything to root; setuid/setgid bits are dropped.
  */
-type EntryHeader = Partial<tar.Header> & { name: string };
 
 const fileMode = (mode: number) => (mode & 0o777) | 0o444;
 const dirMode = (mode: number) => (mode & 0o777) | 0o555;
@@ -45,31 +44,8 @@ export function packContext(dir: string, opts: ContextOptions = {}): tar.Pack {
     }
   }
 
-  const addEntry = (header: EntryHeader, content?: Buffer) =>
-    new Promise<void>((resolve, reject) => {
-      const cb = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (content) pack.entry(header, content, cb);
-      else pack.entry(header, cb); // a directory or symlink: no body, done once written
-    });
-
-  const addFile = async (header: EntryHeader, file: string) => {
-    let sink!: ReturnType<tar.Pack['entry']>;
-    const done = new Promise<void>((resolve, reject) => {
-      sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
-    });
-    done.catch(() => {}); // awaited below; a read error is the one reported
-    sink?.on('error', () => {}); // reported through `done`: a destroyed context (an abort) must not crash
-    try {
-      for await (const chunk of fs.createReadStream(file)) {
-        if (!sink.write(chunk as Buffer)) await once(sink, 'drain');
-      }
-      sink.end(Buffer.alloc(0));
-    } catch (err) {
-      sink.destroy(err as Error);
-      throw err;
-    }
-    await done;
-  };
+  const addEntry = (header: TarHeader, content?: Buffer) => addTarEntry(pack, header, content);
+  const addFile = (header: TarHeader, file: string) => addTarFile(pack, header, file);
 
   const walk = async (rel: string) => {
     const abs = rel === '' ? dir : path.join(dir, rel);

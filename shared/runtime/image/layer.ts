@@ -12,13 +12,13 @@
 // blob digest (of the .tar.gz, what the registry stores) and the diff_id (of the .tar, what the
 // image config lists). Memory stays bounded whatever the size of the directory.
 import { createHash, type Hash } from 'node:crypto';
-import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import tar from 'tar-stream';
+import { addTarEntry, addTarFile } from '../tar-entries.ts';
 
 /** A file the platform adds to the layer (path relative to the layer's prefix, forward slashes). */
 export interface ExtraFile {
@@ -145,35 +145,13 @@ async function writeEntries(pack: tar.Pack, entries: Entry[]): Promise<void> {
     // the pipeline was torn down (an abort, a write error): stop reading files for nothing
     if (pack.destroyed || pack.destroying) throw new Error('the layer was abandoned');
     if (e.type === 'directory') {
-      await new Promise<void>((resolve, reject) => pack.entry({ ...base, name: e.name, type: 'directory', mode: DIR_MODE }, (err) => (err ? reject(err) : resolve())));
+      await addTarEntry(pack, { ...base, name: e.name, type: 'directory', mode: DIR_MODE });
     } else if (e.type === 'symlink') {
-      await new Promise<void>((resolve, reject) =>
-        pack.entry({ ...base, name: e.name, type: 'symlink', linkname: e.linkname, mode: 0o777 }, (err) => (err ? reject(err) : resolve())),
-      );
+      await addTarEntry(pack, { ...base, name: e.name, type: 'symlink', linkname: e.linkname, mode: 0o777 });
     } else if ('content' in e) {
-      await new Promise<void>((resolve, reject) =>
-        pack.entry({ ...base, name: e.name, type: 'file', mode: e.mode, size: e.size }, e.content, (err) => (err ? reject(err) : resolve())),
-      );
+      await addTarEntry(pack, { ...base, name: e.name, type: 'file', mode: e.mode, size: e.size }, e.content);
     } else {
-      let sink!: ReturnType<tar.Pack['entry']>;
-      const done = new Promise<void>((resolve, reject) => {
-        sink = pack.entry({ ...base, name: e.name, type: 'file', mode: e.mode, size: e.size }, (err) => (err ? reject(err) : resolve()));
-      });
-      done.catch(() => {}); // awaited below; a read error is the one reported
-      // a destroyed pack (an abort) errors the entry too: reported through `done`, not as an
-      // unhandled 'error' event
-      sink?.on('error', () => {});
-      try {
-        // a file that changes size while it is read makes the entry fail: the layer must not lie
-        for await (const chunk of fs.createReadStream(e.source)) {
-          if (!sink.write(chunk as Buffer)) await once(sink, 'drain');
-        }
-        sink.end(Buffer.alloc(0));
-      } catch (err) {
-        sink.destroy(err as Error);
-        throw err;
-      }
-      await done;
+      await addTarFile(pack, { ...base, name: e.name, type: 'file', mode: e.mode, size: e.size }, e.source);
     }
   }
   pack.finalize();

@@ -7,6 +7,7 @@ import type Docker from 'dockerode';
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
+import { addTarEntry, addTarFile } from '../tar-entries.ts';
 import { followDockerStream } from '../docker-stream.ts';
 import { InfrastructureError } from '../types.ts';
 import { engineMessage, engineUnreachable, idleSignal } from './engine.ts';
@@ -25,22 +26,12 @@ const EPOCH = new Date(0);
 function saveArchive(tag: string, config: Document, layers: LoadLayer[]): tar.Pack {
   const pack = tar.pack();
   const header = (name: string, size: number) => ({ name, size, mode: 0o644, mtime: EPOCH, uid: 0, gid: 0, type: 'file' as const });
-  const add = (name: string, content: Buffer) =>
-    new Promise<void>((resolve, reject) => pack.entry(header(name, content.length), content, (err) => (err ? reject(err) : resolve())));
+  const add = (name: string, content: Buffer) => addTarEntry(pack, header(name, content.length), content);
   (async () => {
     for (const layer of layers) {
       if (!layer.file) continue;
       const { size } = await fs.promises.stat(layer.file);
-      await new Promise<void>((resolve, reject) => {
-        const sink = pack.entry(header(`${hex(layer.diffId)}/layer.tar`, size), (err) => (err ? reject(err) : resolve()));
-        sink.on('error', () => {}); // reported through the callback (an abort destroys the pack)
-        const source = fs.createReadStream(layer.file!);
-        source.on('error', (err) => {
-          sink.destroy(err);
-          reject(err);
-        });
-        source.pipe(sink);
-      });
+      await addTarFile(pack, header(`${hex(layer.diffId)}/layer.tar`, size), layer.file);
     }
     await add(`${hex(config.digest)}.json`, config.bytes);
     const manifest = [{ Config: `${hex(config.digest)}.json`, RepoTags: [tag], Layers: layers.map((l) => `${hex(l.diffId)}/layer.tar`) }];
