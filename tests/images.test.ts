@@ -21,18 +21,14 @@ import { deployAndBuild } from './support/flows.ts';
 import { startNpmRegistry } from './support/npm-registry.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { writeSourceDir } from './support/process-fixture.ts';
-import { dockerAvailable, requireService, waitFor } from './support/services.ts';
+import { TEST_BASE_IMAGE, TEST_REGISTRY, dockerBuildServices, waitFor } from './support/services.ts';
 
 const run = promisify(execFile);
-const REGISTRY = process.env.TEST_REGISTRY ?? '127.0.0.1:5000';
-const BASE_IMAGE = process.env.FUNCTION_BASE_IMAGE ?? 'containerpub/node-base:20';
-const why = await dockerAvailable();
-if (!requireService('Docker engine', why === null, why ?? '')) process.exit(0);
+const REGISTRY = TEST_REGISTRY;
+const BASE_IMAGE = TEST_BASE_IMAGE;
+if (!(await dockerBuildServices())) process.exit(0);
 const registry = new RegistryClient(REGISTRY);
-if (!requireService(`registry at ${REGISTRY}`, await registry.ping(), 'no answer')) process.exit(0);
 const docker = new Docker();
-const hasBase = await docker.getImage(BASE_IMAGE).inspect().then(() => true, () => false);
-if (!requireService(`base image ${BASE_IMAGE}`, hasBase, 'run scripts/setup-services.sh')) process.exit(0);
 
 const npm = await startNpmRegistry([{ name: 'shout', version: '2.0.0', files: { 'index.js': "module.exports = (s) => s.toUpperCase() + '!';" } }]);
 const t = await startTestPlatform(

@@ -8,23 +8,19 @@ import { RegistryClient } from '../shared/runtime/registry.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { makeNodeFunction, makeTarGz } from './support/archives.ts';
 import { deployAndBuild, waitForBuild } from './support/flows.ts';
-import { dockerAvailable, requireService, waitFor } from './support/services.ts';
+import { TEST_BASE_IMAGE, TEST_REGISTRY, dockerBuildServices, waitFor } from './support/services.ts';
 import { runnerEnv, spawnApi } from './support/processes.ts';
 import { client } from './support/http.ts';
 import os from 'node:os';
 import type { Client } from './support/http.ts';
 
-const REGISTRY = process.env.TEST_REGISTRY ?? '127.0.0.1:5000';
+const REGISTRY = TEST_REGISTRY;
 /** the Docker network of "outbound" functions in this file (made by the driver on first use) */
 const TEST_NETWORK = `containerpub-test-${process.pid}`;
-const BASE_IMAGE = process.env.FUNCTION_BASE_IMAGE ?? 'containerpub/node-base:20';
-const why = await dockerAvailable();
-if (!requireService('Docker engine', why === null, why ?? '')) process.exit(0);
+const BASE_IMAGE = TEST_BASE_IMAGE;
+if (!(await dockerBuildServices())) process.exit(0);
 const registry = new RegistryClient(REGISTRY);
-if (!requireService(`registry at ${REGISTRY}`, await registry.ping(), 'no answer')) process.exit(0);
 const docker = new Docker();
-const hasBase = await docker.getImage(BASE_IMAGE).inspect().then(() => true, () => false);
-if (!requireService(`base image ${BASE_IMAGE}`, hasBase, 'run scripts/setup-services.sh')) process.exit(0);
 
 const t = await startTestPlatform(
   {

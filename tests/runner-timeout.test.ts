@@ -4,21 +4,16 @@
 import Docker from 'dockerode';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RegistryClient } from '../shared/runtime/registry.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { makeNodeFunction, makeTarGz } from './support/archives.ts';
 import { deployPresigned, waitForBuild } from './support/flows.ts';
-import { dockerAvailable, requireService, waitFor } from './support/services.ts';
+import { TEST_BASE_IMAGE, TEST_REGISTRY, dockerBuildServices, waitFor } from './support/services.ts';
 
-const REGISTRY = process.env.TEST_REGISTRY ?? '127.0.0.1:5000';
-const BASE_IMAGE = process.env.FUNCTION_BASE_IMAGE ?? 'containerpub/node-base:20';
+const REGISTRY = TEST_REGISTRY;
+const BASE_IMAGE = TEST_BASE_IMAGE;
 const TIMEOUT_MS = 8000;
-const why = await dockerAvailable();
-if (!requireService('Docker engine', why === null, why ?? '')) process.exit(0);
-if (!requireService(`registry at ${REGISTRY}`, await new RegistryClient(REGISTRY).ping(), 'no answer')) process.exit(0);
+if (!(await dockerBuildServices())) process.exit(0);
 const docker = new Docker();
-const hasBase = await docker.getImage(BASE_IMAGE).inspect().then(() => true, () => false);
-if (!requireService(`base image ${BASE_IMAGE}`, hasBase, 'run scripts/setup-services.sh')) process.exit(0);
 
 const t = await startTestPlatform(
   {

@@ -89,6 +89,25 @@ export async function dockerAvailable(): Promise<string | null> {
   }
 }
 
+/** The registry and base image the docker suites build with (scripts/setup-services.sh runs both). */
+export const TEST_REGISTRY = process.env.TEST_REGISTRY ?? '127.0.0.1:5000';
+export const TEST_BASE_IMAGE = process.env.FUNCTION_BASE_IMAGE ?? 'containerpub/node-base:20';
+
+/**
+ * For the suites that build images: the Docker engine answers, the registry answers and the base
+ * image is on the engine. False (after saying why) when one is missing outside CI: the file skips;
+ * under CI=true a missing one is a failure (requireService).
+ */
+export async function dockerBuildServices(): Promise<boolean> {
+  const why = await dockerAvailable();
+  if (!requireService('Docker engine', why === null, why ?? '')) return false;
+  const { RegistryClient } = await import('../../shared/runtime/registry.ts');
+  if (!requireService(`registry at ${TEST_REGISTRY}`, await new RegistryClient(TEST_REGISTRY).ping(), 'no answer')) return false;
+  const { default: Docker } = await import('dockerode');
+  const hasBase = await new Docker().getImage(TEST_BASE_IMAGE).inspect().then(() => true, () => false);
+  return requireService(`base image ${TEST_BASE_IMAGE}`, hasBase, 'run scripts/setup-services.sh');
+}
+
 /** Polls `check` until it returns a value other than undefined/false, or fails after `timeoutMs`. */
 export async function waitFor<T>(
   what: string,
