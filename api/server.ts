@@ -29,6 +29,9 @@ import * as invoke from './routes/invoke.ts';
 import * as logs from './routes/logs.ts';
 import * as metrics from './routes/metrics.ts';
 import * as rollback from './routes/rollback.ts';
+import * as prometheus from './routes/prometheus.ts';
+import * as status from './routes/status.ts';
+import { observeRequests } from '../shared/observability/http.ts';
 import * as delivery from './routes/delivery.ts';
 import * as tokens from './routes/tokens.ts';
 import * as uploads from './routes/uploads.ts';
@@ -44,6 +47,8 @@ const JSON_BODY_LIMIT = 1024 * 1024;
 
 export function createApi(p: Platform, opts: ApiOptions = {}): App {
   const app = createHonoApp(p);
+  // first: every request gets its id (and its log lines carry it), and is counted
+  app.use('*', observeRequests(p.metrics));
   const tokenCache = createTokenCache(p);
   const keyCache = new FunctionKeyCache(p.db, (err) => p.logger.warn('could not record a function key as used', { err: (err as Error)?.message ?? String(err) }));
   const { driver, invoker } = opts;
@@ -55,7 +60,8 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
       throw errors.unavailable('this API process has no runtime driver configured');
     });
   }
-  health.register(app, p);
+  health.register(app, p, { driver });
+  prometheus.register(app, p);
   // JSON bodies are small; the multipart deploy and invocation set their own limits.
   app.use('/api/*', async (c, next) => {
     if ((c.req.header('content-type') ?? '').toLowerCase().startsWith('multipart/form-data')) return next();
@@ -69,8 +75,9 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   const user = requireUser(p, tokenCache);
   app.use('/api/functions', user);
   app.use('/api/functions/*', user);
-  for (const path of ['/api/auth/tokens', '/api/auth/tokens/*', '/api/auth/logout', '/api/auth/me']) app.use(path, user);
+  for (const path of ['/api/auth/tokens', '/api/auth/tokens/*', '/api/auth/logout', '/api/auth/me', '/api/status']) app.use(path, user);
   tokens.register(app, p, tokenCache);
+  status.register(app, p, { driver });
   // one routing cache per process: the invoker keeps it in step with activations and deletions
   const owned = requireOwnedFunction(invoker?.routes ?? new LiveRoutes(p.db, () => false));
   app.use('/api/functions/:id', owned);

@@ -12,6 +12,7 @@ import * as config from './20261202000500_config.ts';
 import * as platformSettings from './20261202000600_platform_settings.ts';
 import * as delivery from './20261202000700_delivery.ts';
 import * as builds from './20261202000800_builds.ts';
+import * as observability from './20261202001100_observability.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -30,6 +31,7 @@ const migrations: Record<string, Migration> = {
   '20261202000600_platform_settings': platformSettings,
   '20261202000700_delivery': delivery,
   '20261202000800_builds': builds,
+  '20261202001100_observability': observability,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

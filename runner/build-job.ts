@@ -28,6 +28,8 @@ import { BUILT_STATUS, type DeploymentRow } from '../shared/domain/model.ts';
 import { versionDriver } from '../shared/domain/version-driver.ts';
 import { BuildLog } from './build-log.ts';
 import { newBuildWorkDir } from '../shared/work-dirs.ts';
+import { withRequestId } from '../shared/observability/request-context.ts';
+import type { BuildOutcome } from '../shared/observability/metrics.ts';
 
 export interface BuildContext {
   p: Platform;
@@ -43,7 +45,12 @@ class LeaseLost extends Error {}
 /** After an abort, how long the work may take to stop (kill its build, close its streams) before the runner moves on anyway. */
 const ABORT_GRACE_MS = 5_000;
 
-export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<void> {
+export function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<void> {
+  // every line the build logs carries the id of the request that created the version
+  return build.requestId ? withRequestId(build.requestId, () => runBuildAttempt(ctx, build)) : runBuildAttempt(ctx, build);
+}
+
+async function runBuildAttempt(ctx: BuildContext, build: ClaimedBuild): Promise<void> {
   const { p, driver, runnerId } = ctx;
   const cfg = p.config.runner;
   const log = ctx.logger.child({ functionId: build.functionId, deploymentId: build.id, version: build.version });
@@ -75,6 +82,7 @@ export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<
 
   const workDir = newBuildWorkDir(p.config.dataDir, build.id);
   const started = Date.now();
+  let outcomeLabel: BuildOutcome = 'failed';
   try {
     await recordBuildStarted(p.db, build, runnerId);
     buildLog.line(`[containerpub] build of version ${build.version} (attempt ${build.attempts}) on ${runnerId}, claim ${build.claimToken.slice(0, 8)}`);
@@ -99,6 +107,7 @@ export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<
       driver: driver.name,
       buildLogs: buildLog.text(),
     });
+    outcomeLabel = outcome.fenced ? 'lost' : 'succeeded';
     if (outcome.fenced) {
       log.warn('build finished but the claim was lost; nothing recorded');
     } else {
@@ -109,11 +118,13 @@ export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<
   } catch (err) {
     const reason = signal.aborted ? signal.reason : err;
     if (reason instanceof LeaseLost) {
+      outcomeLabel = 'lost';
       log.warn('build abandoned: lease lost');
       return;
     }
     if (ctx.shutdown.aborted) {
       await releaseClaim(p.db, claim).catch(() => {});
+      outcomeLabel = 'handed_back';
       log.info('build handed back on shutdown');
       return;
     }
@@ -127,10 +138,12 @@ export async function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<
       buildLogs: buildLog.text(),
       policy: cfg,
     });
+    outcomeLabel = failed.fenced ? 'lost' : failed.willRetry ? 'retrying' : 'failed';
     if (failed.fenced) log.warn('build failed but the claim was lost; nothing recorded', { err: failure.message });
     else if (failed.willRetry) log.warn('build attempt failed; will retry', { err: failure.message, kind: failure.kind, retryInMs: failed.retryInMs });
     else log.warn('build failed', { err: failed.error });
   } finally {
+    p.metrics.observeBuild(outcomeLabel, (Date.now() - started) / 1000);
     clearTimeout(timer);
     clearInterval(renewal);
     ctx.shutdown.removeEventListener('abort', onShutdown);

@@ -27,7 +27,11 @@ export class CleanupSchedule {
 
   runOnce(): Promise<unknown> {
     this.running ??= runCleanup(this.p, this.driver, { holder: this.holder })
-      .catch((err) => this.p.logger.error('scheduled cleanup failed', { err }))
+      .then((summary) => this.p.metrics.observeCleanup(summary))
+      .catch((err) => {
+        this.p.metrics.observeCleanup(null);
+        this.p.logger.error('scheduled cleanup failed', { err });
+      })
       .finally(() => (this.running = undefined));
     return this.running;
   }

@@ -11,5 +11,5 @@ if (!config.s3.endpoint) {
   process.exit(2);
 }
 const platform = await openPlatformOrExit(config);
-const service = await startRunnerService(platform);
+const service = await startRunnerService(platform, { metricsPort: config.observability.runnerMetricsPort });
 onShutdown(platform.logger, [...service.stopSteps, () => platform.close()]);

@@ -17,6 +17,7 @@ import type { Logger } from '../shared/logger.ts';
 import type { Platform } from '../shared/platform.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
 import { runBuild } from './build-job.ts';
+import { RunnerHeartbeat } from '../shared/observability/heartbeat.ts';
 
 export function defaultRunnerId(): string {
   return `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -35,6 +36,8 @@ export class Runner {
   private ticking = false;
   private again = false;
   private stopped = false;
+  private heartbeat?: RunnerHeartbeat;
+  private untrackRunning?: () => void;
 
   constructor(
     private readonly p: Platform,
@@ -59,6 +62,15 @@ export class Runner {
     // RUNNER_NOTIFY=off means polling only: no NOTIFY and no in-process wake-up either.
     if (cfg.notify) this.unsubscribeLocal = onBuildQueuedLocally(() => this.wake());
     this.pollTimer = setInterval(() => this.wake(), cfg.pollMs);
+    // GET /api/status lists the runners alive; GET /metrics counts running builds
+    this.untrackRunning = this.p.metrics.trackRunningBuilds(() => this.inflight.size);
+    this.heartbeat = new RunnerHeartbeat(this.p.db, this.logger, {
+      id: this.id,
+      driver: this.driver.name,
+      concurrency: cfg.concurrency,
+      running: () => this.inflight.size,
+    });
+    await this.heartbeat.start();
     this.wake();
   }
 
@@ -153,6 +165,8 @@ export class Runner {
       await all;
     }
     clearTimeout(timer);
+    this.untrackRunning?.();
+    await this.heartbeat?.stop();
     this.logger.info('runner stopped');
   }
 

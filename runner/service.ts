@@ -7,15 +7,26 @@ import type { RuntimeDriver } from '../shared/runtime/types.ts';
 import { CanaryController } from './canary-controller.ts';
 import { CleanupSchedule } from './cleanup-schedule.ts';
 import { Runner } from './runner.ts';
+import { serveMetrics, type MetricsServer } from '../shared/observability/metrics-server.ts';
 
 export interface RunnerService {
   driver: RuntimeDriver;
   runner: Runner;
+  /** RUNNER_METRICS_PORT's server, when asked for */
+  metricsServer?: MetricsServer;
   /** in shutdown order: stop claiming (in-flight builds get a deadline), stop the schedule and the canary controller, close the driver */
   stopSteps: (() => Promise<unknown>)[];
 }
 
-export async function startRunnerService(platform: Platform): Promise<RunnerService> {
+export interface RunnerServiceOptions {
+  /**
+   * Serve this platform's Prometheus metrics on this port (`npm run start:runner` passes
+   * RUNNER_METRICS_PORT). `npm start` passes none: its API's GET /metrics serves the same registry.
+   */
+  metricsPort?: number | null;
+}
+
+export async function startRunnerService(platform: Platform, opts: RunnerServiceOptions = {}): Promise<RunnerService> {
   const d = await driverFromConfig(platform.config, platform.logger);
   // readiness checks start instances too, and builds unpack into work directories: a runner
   // killed during either leaves them behind
@@ -31,5 +42,18 @@ export async function startRunnerService(platform: Platform): Promise<RunnerServ
   cleanup.start();
   const canaries = new CanaryController(platform, runner.id);
   canaries.start();
-  return { driver: d, runner, stopSteps: [() => runner.stop(), () => cleanup.stop(), () => canaries.stop(), () => d.close()] };
+  const metricsServer = opts.metricsPort
+    ? await serveMetrics(platform.metrics, {
+        host: platform.config.server.host,
+        port: opts.metricsPort,
+        token: platform.config.observability.metricsToken,
+      })
+    : undefined;
+  if (metricsServer) platform.logger.info('runner metrics served', { url: `${metricsServer.url}/metrics` });
+  return {
+    driver: d,
+    runner,
+    metricsServer,
+    stopSteps: [() => runner.stop(), () => cleanup.stop(), () => canaries.stop(), () => d.close(), async () => metricsServer?.close()],
+  };
 }

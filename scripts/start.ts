@@ -15,6 +15,7 @@ const platform = await openPlatformOrExit(config, { secretsKey: 'generate' });
 // Temporary files of multipart deploys a killed predecessor left (its uploads died with it).
 const swept = await sweepUploadTemp(config.dataDir);
 if (swept > 0) platform.logger.info('removed temporary upload files left by a stopped process', { files: swept });
+// one platform, one metrics registry: the API's GET /metrics serves the runner's metrics too
 const service = await startRunnerService(platform);
 const invoker = new Invoker(platform, service.driver);
 await invoker.start();

@@ -40,6 +40,14 @@ const envSchema = z.object({
   MAX_ARCHIVE_BYTES: int(50 * MiB, 1),
   KEEP_LAST_N: int(10, 1),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  // json: one JSON object a line (for log shippers); pretty: readable (the default on a terminal)
+  LOG_FORMAT: z.enum(['json', 'pretty']).optional(),
+  // GET /metrics (Prometheus) asks for `Authorization: Bearer <METRICS_TOKEN>` when set
+  METRICS_TOKEN: optionalString.refine((v) => v === undefined || v.length >= 16, {
+    message: 'METRICS_TOKEN must be at least 16 characters',
+  }),
+  // a runner started alone (`npm run start:runner`) serves its Prometheus metrics on this port (0 or unset: not served)
+  RUNNER_METRICS_PORT: int(0).pipe(z.number().max(65535)),
 
   RUNTIME_DRIVER: z.enum(['docker', 'process', 'auto']).default('auto'),
   RUNNER_CONCURRENCY: int(2, 1).pipe(z.number().max(64)),
@@ -220,6 +228,14 @@ export interface Config {
     allowedBaseImages: string[];
   };
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** LOG_FORMAT; without it, pretty when stderr is a terminal */
+  logFormat: 'json' | 'pretty';
+  observability: {
+    /** GET /metrics wants this bearer token; null: open */
+    metricsToken: string | null;
+    /** the runner's own metrics server (start:runner); null: none */
+    runnerMetricsPort: number | null;
+  };
   auth: {
     /** lifetime of the tokens login and register hand out, and the default for named tokens */
     tokenTtlDays: number;
@@ -353,6 +369,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         : [e.FUNCTION_BASE_IMAGE],
     },
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT ?? (process.stderr.isTTY ? 'pretty' : 'json'),
+    observability: { metricsToken: e.METRICS_TOKEN ?? null, runnerMetricsPort: e.RUNNER_METRICS_PORT || null },
     auth: {
       tokenTtlDays: e.TOKEN_TTL_DAYS,
       registration: e.REGISTRATION,

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Config } from './config.ts';
 import { openDatabase, type Db } from './db/knex.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { bindMetrics, PlatformMetrics } from './observability/metrics.ts';
 import { loadSecretBox, SecretsKeyError, UnavailableSecretBox, type SecretBox } from './secrets.ts';
 import { EMBEDDED_S3_CREDENTIALS, startEmbeddedS3, type EmbeddedS3 } from './storage/embedded-s3.ts';
 import { S3Storage } from './storage/s3-storage.ts';
@@ -13,6 +14,8 @@ export interface Platform {
   db: Db;
   storage: S3Storage;
   logger: Logger;
+  /** Prometheus metrics of this platform (its own registry): GET /metrics, the runner's metrics port */
+  metrics: PlatformMetrics;
   /** set when S3_ENDPOINT is unset and the embedded server was started */
   embeddedS3?: EmbeddedS3;
   /** issues upload URLs: S3 presigned ones, or the API's own while S3 is embedded */
@@ -40,7 +43,7 @@ export interface OpenPlatformOptions {
 }
 
 export async function openPlatform(config: Config, opts: OpenPlatformOptions = {}): Promise<Platform> {
-  const logger = opts.logger ?? createLogger(config.logLevel);
+  const logger = opts.logger ?? createLogger(config.logLevel, {}, undefined, config.logFormat);
   let embeddedS3: EmbeddedS3 | undefined;
   let s3 = config.s3;
   if (!s3.endpoint) {
@@ -78,6 +81,8 @@ export async function openPlatform(config: Config, opts: OpenPlatformOptions = {
     await embeddedS3?.close();
     throw err;
   }
+  const metrics = new PlatformMetrics(db);
+  bindMetrics(db, metrics);
   const uploadRelay = embeddedS3
     ? new ApiUploadUrls(loadUploadSigningSecret(config.dataDir, config.uploads.signingSecret), config.uploads.publicUrl)
     : undefined;
@@ -86,6 +91,7 @@ export async function openPlatform(config: Config, opts: OpenPlatformOptions = {
     db,
     storage,
     logger,
+    metrics,
     embeddedS3,
     uploadUrls: uploadRelay ?? new S3UploadUrls(storage),
     uploadRelay,

@@ -13,6 +13,7 @@ import type { Config } from './config.ts';
 import type { Db } from './db/knex.ts';
 import type { Logger } from './logger.ts';
 import type { SecretSealer } from './domain/release-config.ts';
+import { rememberSecretValue } from './observability/redact.ts';
 
 const ALGORITHM = 'aes-256-gcm';
 const KEY_BYTES = 32;
@@ -93,7 +94,10 @@ export class SecretBox implements SecretSealer {
       const decipher = createDecipheriv(ALGORITHM, this.#key, iv, { authTagLength: TAG_BYTES });
       decipher.setAAD(Buffer.from(context, 'utf8'));
       decipher.setAuthTag(tag);
-      return Buffer.concat([decipher.update(ciphertext), decipher.final()]).toString('utf8');
+      const plaintext = Buffer.concat([decipher.update(ciphertext), decipher.final()]).toString('utf8');
+      // from here on no log line of this process can carry it (shared/observability/redact.ts)
+      rememberSecretValue(plaintext);
+      return plaintext;
     } catch {
       throw new SecretDecryptError(
         `the stored secret ${context} could not be decrypted: SECRETS_KEY is not the key it was sealed with, or the stored value was altered`,

@@ -7,7 +7,6 @@
 // every answer carries X-Request-Id, and X-Function-Version once a version is chosen.
 // Written straight to Node's response (no web Response in between): it is the hot path, and a
 // stream must reach the caller chunk by chunk.
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ENDPOINT_PREFIX, type EndpointAddress, parseEndpointHost, parseEndpointPath } from '../../shared/domain/endpoint-address.ts';
 import type { FunctionKeyCache } from '../../shared/domain/function-keys.ts';
@@ -28,6 +27,7 @@ import { ChannelError, type InstanceChannel } from '../../shared/runtime/pool.ts
 import type { ForwardedRequest } from '../../shared/runtime/instance.ts';
 import { errorAnswer, type App } from '../http/app.ts';
 import { readIncoming } from '../http/body.ts';
+import { observeEndpointRequest } from '../../shared/observability/http.ts';
 
 export interface EndpointDeps {
   invoker: Invoker;
@@ -86,7 +86,7 @@ export function register(app: App, p: Platform, deps: EndpointDeps): void {
   listeners.set(app, (req, res) => {
     const found = addressOf(req);
     if (!found) return false;
-    void serveEndpoint(p, deps, req, res, found.address);
+    observeEndpointRequest(p.metrics, req, res, (requestId) => serveEndpoint(p, deps, req, res, found.address, requestId));
     return true;
   });
 }
@@ -106,8 +106,8 @@ interface Exchange {
   trafficCookie?: string;
 }
 
-async function serveEndpoint(p: Platform, deps: EndpointDeps, req: IncomingMessage, res: ServerResponse, address: EndpointAddress | null): Promise<void> {
-  const ex: Exchange = { req, res, requestId: randomUUID() };
+async function serveEndpoint(p: Platform, deps: EndpointDeps, req: IncomingMessage, res: ServerResponse, address: EndpointAddress | null, requestId: string): Promise<void> {
+  const ex: Exchange = { req, res, requestId };
   try {
     if (!address) throw errors.functionNotFound();
     await handle(p, deps, ex, address);

@@ -1,6 +1,13 @@
-// GET /healthz: the process answers. GET /readyz: its database and S3 answer too.
+// GET /healthz: the process answers. GET /readyz: every dependency answers too (the database, S3,
+// the Docker engine when this process runs the docker driver, the registry when REGISTRY is set),
+// each reported with its latency; 503 when one does not.
+import Docker from 'dockerode';
 import type { Platform } from '../../shared/platform.ts';
+import type { RuntimeDriver } from '../../shared/runtime/types.ts';
+import { RegistryClient } from '../../shared/runtime/registry.ts';
 import { errorBody, type App } from '../http/app.ts';
+
+const CHECK_TIMEOUT_MS = 2000;
 
 async function within<T>(ms: number, work: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -14,15 +21,49 @@ async function within<T>(ms: number, work: Promise<T>): Promise<T> {
   }
 }
 
-export function register(app: App, p: Platform): void {
+export interface DependencyCheck {
+  ok: boolean;
+  latencyMs: number;
+  /** why it is not ok */
+  error?: string;
+}
+
+/** Runs one check, timed, bounded by CHECK_TIMEOUT_MS; never throws. */
+export async function timedCheck(work: () => Promise<unknown>): Promise<DependencyCheck> {
+  const started = performance.now();
+  try {
+    const result = await within(CHECK_TIMEOUT_MS, work());
+    const latencyMs = Math.round((performance.now() - started) * 10) / 10;
+    if (result === false) return { ok: false, latencyMs, error: 'not answering as expected' };
+    return { ok: true, latencyMs };
+  } catch (err) {
+    return { ok: false, latencyMs: Math.round((performance.now() - started) * 10) / 10, error: (err as Error)?.message ?? String(err) };
+  }
+}
+
+export const checkDatabase = (p: Platform) => timedCheck(() => p.db.knex.raw('select 1'));
+export const checkStorage = (p: Platform) => timedCheck(() => p.storage.ping());
+
+export function register(app: App, p: Platform, opts: { driver?: RuntimeDriver } = {}): void {
+  const engine = opts.driver?.name === 'docker' ? ((opts.driver as { docker?: Docker }).docker ?? new Docker()) : null;
+  const registryUrl = p.config.runtime.registryApiUrl ?? p.config.runtime.registry;
+  const registry = registryUrl ? new RegistryClient(registryUrl, { timeoutMs: CHECK_TIMEOUT_MS }) : null;
+
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', async (c) => {
-    const checks = await Promise.allSettled([
-      within(2000, p.db.knex.raw('select 1')),
-      within(2000, p.storage.ping()),
-    ]);
-    const [database, storage] = checks.map((r) => (r.status === 'fulfilled' ? 'ok' : `error: ${(r.reason as Error).message}`));
-    if (database === 'ok' && storage === 'ok') return c.json({ status: 'ready', database, storage });
-    return c.json({ ...errorBody('unavailable', 'a dependency is not answering'), database, storage }, 503);
+    const named: [string, Promise<DependencyCheck>][] = [
+      ['database', checkDatabase(p)],
+      ['storage', checkStorage(p)],
+    ];
+    if (engine) named.push(['engine', timedCheck(() => engine.ping())]);
+    if (registry) named.push(['registry', timedCheck(() => registry.ping())]);
+    const checks: Record<string, DependencyCheck> = {};
+    for (const [name, check] of named) checks[name] = await check;
+    // `database` and `storage` as before: "ok" or "error: why"
+    const word = (ch: DependencyCheck) => (ch.ok ? 'ok' : `error: ${ch.error}`);
+    const summary = { database: word(checks.database!), storage: word(checks.storage!), checks };
+    if (Object.values(checks).every((ch) => ch.ok)) return c.json({ status: 'ready', ...summary });
+    const down = Object.entries(checks).filter(([, ch]) => !ch.ok).map(([name]) => name);
+    return c.json({ ...errorBody('unavailable', `a dependency is not answering: ${down.join(', ')}`), ...summary }, 503);
   });
 }

@@ -14,6 +14,7 @@ import { recordEvent } from './events.ts';
 import { announceFunctionChanged } from './function-changes.ts';
 import { runningCanary } from './canary-state.ts';
 import { BUILT_STATUS, type DeploymentRow, type FunctionRow } from './model.ts';
+import { metricsOf } from '../observability/metrics.ts';
 
 export type ActivationReason =
   /** a build finished; its deploy request's intent decides */
@@ -139,6 +140,7 @@ export async function activateDeploymentInTransaction(
       updated_at: now,
     });
   await announceFunctionChanged(db, trx, fn.id);
+  trx.executionPromise.then(() => metricsOf(db)?.activations.inc({ reason: input.reason.kind }), () => {});
   const by = input.reason.kind !== 'build' && input.reason.actor ? ` by ${input.reason.actor}` : '';
   await recordEvent(trx, {
     functionId: fn.id,

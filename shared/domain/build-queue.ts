@@ -126,6 +126,8 @@ export interface ClaimedBuild {
    * build again, and two runners sharing a RUNNER_ID hold different ones.
    */
   claimToken: string;
+  /** the X-Request-Id of the request that created the version: its build logs with it */
+  requestId: string | null;
 }
 
 /** What the queue does with failed attempts (config.runner). */
@@ -180,7 +182,7 @@ export async function claimBuilds(
          ORDER BY queued_at, id
          LIMIT ? ${lock})
       RETURNING id, function_id, version, COALESCE(archive_key, s3_key) AS source_key, attempts, archive_sha256, config,
-                base_deployment_id, deployed_at, claim_token`,
+                base_deployment_id, deployed_at, claim_token, request_id`,
     [input.runnerId, nowIso(), input.maxAttempts, input.limit],
   );
   const rows: any[] = db.dialect === 'pg' ? result.rows : result;
@@ -195,6 +197,7 @@ export async function claimBuilds(
     // once built, a configuration change owns its artifact and archive: a rebuild uses its archive
     reuseFrom: r.base_deployment_id && !r.deployed_at ? r.base_deployment_id : null,
     claimToken: r.claim_token,
+    requestId: r.request_id ?? null,
   }));
 }
 

@@ -32,6 +32,7 @@ import { BUILT_STATUS } from './model.ts';
 import { versionDriver, type DriverName } from './version-driver.ts';
 import { instanceQuotaError } from './quotas.ts';
 import { effectiveSettings, instanceVariables, parseStoredConfig } from './release-config.ts';
+import { currentRequestId } from '../observability/request-context.ts';
 
 /** Which version a request asks for: a pinned one, a tag, or the split's choice (with a traffic key for a sticky split). */
 export interface TrafficPick {
@@ -90,6 +91,7 @@ export class Invoker {
   private unsubscribe?: () => void;
   /** the owner of each function this process has served: MAX_INSTANCES_PER_USER counts by owner */
   private readonly owners = new Map<string, string>();
+  private readonly untrackInstances: () => void;
 
   constructor(
     private readonly p: Platform,
@@ -113,6 +115,7 @@ export class Invoker {
     this.routes = new LiveRoutes(p.db, () => this.feed?.healthy ?? false);
     this.recorder = new InvocationRecorder(p.db, p.logger);
     this.metrics = new MetricsRecorder(p.db, p.logger, { flushMs: p.config.delivery.metricsFlushMs });
+    this.untrackInstances = p.metrics.trackInstances(() => this.manager.stateCounts());
   }
 
   /** Removes what a killed predecessor left running, and follows changes to functions. */
@@ -238,6 +241,7 @@ export class Invoker {
   record(r: InvocationRecord): void {
     this.recorder.record(r);
     this.metrics.record(r);
+    this.p.metrics.observeInvocation(r);
   }
 
   /** The error a failed exchange is, as the platform reports it. */
@@ -253,7 +257,8 @@ export class Invoker {
   /** `body` is the event as JSON text (already checked to parse). */
   async invoke(input: { userId: string; functionId: string; body: string } & TrafficPick): Promise<InvocationResult> {
     const target = await this.resolveTarget(input.userId, input.functionId, input);
-    const requestId = randomUUID();
+    // the API request's own id (its X-Request-Id): its log lines and the record share it
+    const requestId = currentRequestId() ?? randomUUID();
     const out = await this.exchange(target, requestId, (channel, signal) => channel.invoke(requestId, input.body, signal));
     const reply = out.ok ? out.value : null;
     const outcome = !out.ok ? out : reply!.ok ? null : { kind: 'error' as const, message: reply!.error };
@@ -279,6 +284,7 @@ export class Invoker {
   /** Shutdown: in-flight invocations get `graceMs`, then every instance is stopped; records are written. */
   async close(graceMs: number): Promise<void> {
     this.unsubscribe?.();
+    this.untrackInstances();
     await this.feed?.stop();
     await this.manager.close(graceMs);
     await this.recorder.close();

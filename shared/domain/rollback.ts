@@ -12,6 +12,7 @@ import { requeueBuild } from './build-queue.ts';
 import { findDeploymentByVersion } from './deployments.ts';
 import { recordEvent } from './events.ts';
 import { BUILT_STATUS } from './model.ts';
+import { metricsOf } from '../observability/metrics.ts';
 
 export interface RollbackResult {
   version: number;
@@ -37,7 +38,7 @@ export interface RollbackOptions {
 export async function rollbackToVersion(db: Db, functionId: string, version: number, opts: RollbackOptions = {}): Promise<RollbackResult> {
   const kind = opts.kind ?? 'rollback';
   const actor = opts.actor ?? null;
-  return withTransaction(db, async (trx) => {
+  const result = await withTransaction(db, async (trx): Promise<RollbackResult> => {
     // Lock before reading: the decision below must still hold when it is written.
     if (!(await lockFunctionRow(db, trx, functionId))) throw errors.functionNotFound();
     const dep = await findDeploymentByVersion(trx, functionId, version);
@@ -79,4 +80,6 @@ export async function rollbackToVersion(db: Db, functionId: string, version: num
     });
     return { ...base, changed: result.activated, restoring: false };
   });
+  metricsOf(db)?.rollbacks.inc({ kind, outcome: result.restoring ? 'restoring' : result.changed ? 'switched' : 'already_live' });
+  return result;
 }

@@ -13,6 +13,7 @@ import { checkArchiveBytes, checkBuildSlot, checkNewFunction, lockAccount, type 
 import { archiveKey, type DeploymentRow, type DeploymentStatus, type FunctionRow } from './model.ts';
 import type { Config } from '../config.ts';
 import { applyConfigPatch, checkConfig, parseStoredConfig, type ConfigPatch, type DeployMetadata, type SecretSealer } from './release-config.ts';
+import { currentRequestId } from '../observability/request-context.ts';
 
 export interface AllocatedDeployment {
   fn: FunctionRow;
@@ -130,6 +131,8 @@ async function allocateInTransaction(db: Db, trx: Knex.Transaction, input: Alloc
     attempts: 0,
     upload_expires_at: input.uploadExpiresAt ?? null,
     queued_at: input.status === 'building' ? now : null,
+    // its build logs with the id of the request that asked for it
+    request_id: currentRequestId() ?? null,
     created_at: now,
     updated_at: now,
   };

@@ -277,6 +277,18 @@ export class InstanceManager {
     }
   }
 
+  /** How many instances of every function are starting, idle and busy (the metrics read it at each scrape). */
+  stateCounts(): Record<InstanceInfo['state'], number> {
+    const counts = { starting: 0, idle: 0, busy: 0 };
+    for (const pool of this.pools.values()) {
+      for (const i of pool.instances) {
+        if (i.state === 'stopping') continue;
+        counts[i.state === 'starting' ? 'starting' : i.inflight > 0 ? 'busy' : 'idle']++;
+      }
+    }
+    return counts;
+  }
+
   /** The instances of one function in this process. */
   list(functionId: string): InstanceInfo[] {
     const out: InstanceInfo[] = [];
