@@ -21,7 +21,8 @@ export interface RunnerService {
 export interface RunnerServiceOptions {
   /**
    * Serve this platform's Prometheus metrics on this port (`npm run start:runner` passes
-   * RUNNER_METRICS_PORT). `npm start` passes none: its API's GET /metrics serves the same registry.
+   * RUNNER_METRICS_PORT; 0: any free port). `npm start` passes none: its API's GET /metrics serves
+   * the same registry.
    */
   metricsPort?: number | null;
 }
@@ -42,7 +43,7 @@ export async function startRunnerService(platform: Platform, opts: RunnerService
   cleanup.start();
   const canaries = new CanaryController(platform, runner.id);
   canaries.start();
-  const metricsServer = opts.metricsPort
+  const metricsServer = opts.metricsPort !== undefined && opts.metricsPort !== null
     ? await serveMetrics(platform.metrics, {
         host: platform.config.server.host,
         port: opts.metricsPort,

@@ -51,7 +51,7 @@ export function errorAnswer(p: Platform, err: unknown, where: { method: string; 
       'Retry-After': String(OUTAGE_RETRY_AFTER_SECONDS),
     });
   }
-  p.logger.error('unhandled error', { ...where, err: (err as Error)?.stack ?? String(err) });
+  p.logger.error('unhandled error', { ...where, err });
   return answer(500, 'internal', 'internal server error');
 }
 
