@@ -28,7 +28,7 @@ import { BUILT_STATUS, type DeploymentRow } from '../shared/domain/model.ts';
 import { versionDriver } from '../shared/domain/version-driver.ts';
 import { BuildLog } from './build-log.ts';
 import { newBuildWorkDir } from '../shared/work-dirs.ts';
-import { withRequestId } from '../shared/observability/request-context.ts';
+import { outsideRequest, withRequestId } from '../shared/observability/request-context.ts';
 import type { BuildOutcome } from '../shared/observability/metrics.ts';
 
 export interface BuildContext {
@@ -46,8 +46,9 @@ class LeaseLost extends Error {}
 const ABORT_GRACE_MS = 5_000;
 
 export function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<void> {
-  // every line the build logs carries the id of the request that created the version
-  return build.requestId ? withRequestId(build.requestId, () => runBuildAttempt(ctx, build)) : runBuildAttempt(ctx, build);
+  // every line the build logs carries the id of the request that created the version (and no other:
+  // the runner may have been woken while serving some other request)
+  return build.requestId ? withRequestId(build.requestId, () => runBuildAttempt(ctx, build)) : outsideRequest(() => runBuildAttempt(ctx, build));
 }
 
 async function runBuildAttempt(ctx: BuildContext, build: ClaimedBuild): Promise<void> {

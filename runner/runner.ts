@@ -18,6 +18,7 @@ import type { Platform } from '../shared/platform.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
 import { runBuild } from './build-job.ts';
 import { RunnerHeartbeat } from '../shared/observability/heartbeat.ts';
+import { outsideRequest } from '../shared/observability/request-context.ts';
 
 export function defaultRunnerId(): string {
   return `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -82,7 +83,8 @@ export class Runner {
       return;
     }
     this.ticking = true;
-    void this.tick()
+    // woken in-process by a request that queued a build: the claim loop is not part of that request
+    void outsideRequest(() => this.tick())
       .catch((err) => this.logger.error('claiming builds failed', { err }))
       .finally(() => {
         this.ticking = false;

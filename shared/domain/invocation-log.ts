@@ -5,6 +5,7 @@ import type { Db } from '../db/knex.ts';
 import { num } from '../db/dialect.ts';
 import { nowIso, toIso } from '../db/time.ts';
 import type { Logger } from '../logger.ts';
+import { outsideRequest } from '../observability/request-context.ts';
 
 /** Logs kept per invocation; the rest of a chatty function's output is dropped from the front. */
 export const STORED_LOG_BYTES = 16 * 1024;
@@ -80,10 +81,12 @@ export class InvocationRecorder {
       this.pending.splice(0, excess);
       this.dropped += excess;
     }
-    this.timer ??= setTimeout(() => {
-      this.timer = undefined;
-      void this.flush();
-    }, this.flushMs);
+    this.timer ??= outsideRequest(() =>
+      setTimeout(() => {
+        this.timer = undefined;
+        void this.flush();
+      }, this.flushMs),
+    );
   }
 
   /** Writes everything recorded so far (one flush at a time). */

@@ -14,6 +14,7 @@ import type { Db } from '../db/knex.ts';
 import { isForeignKeyViolation, num } from '../db/dialect.ts';
 import { toIso } from '../db/time.ts';
 import type { Logger } from '../logger.ts';
+import { outsideRequest } from '../observability/request-context.ts';
 
 /**
  * Upper bounds (ms, inclusive) of the latency buckets; the last is Infinity. Roughly log-spaced
@@ -163,10 +164,12 @@ export class MetricsRecorder {
 
   private schedule(): void {
     if (this.timer || this.closed) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.flush();
-    }, this.flushMs);
+    this.timer = outsideRequest(() =>
+      setTimeout(() => {
+        this.timer = undefined;
+        void this.flush();
+      }, this.flushMs),
+    );
   }
 
   /** Writes what was counted since the last write (one flush at a time); never throws. */

@@ -21,6 +21,14 @@ export function withRequestId<T>(requestId: string, fn: () => T): T {
 }
 
 /**
+ * Runs `fn` outside any request: a batch written later for many requests (a timer set while serving
+ * one) must not log with the id of whichever request happened to start it.
+ */
+export function outsideRequest<T>(fn: () => T): T {
+  return storage.exit(fn);
+}
+
+/**
  * A caller's X-Request-Id is honoured when it is a plain token (letters, digits and `._:-`, up to
  * 128 characters): it lands in log lines and records, so nothing that could forge a log field or
  * bloat one. Anything else gets a fresh UUID.
