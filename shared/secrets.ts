@@ -70,6 +70,8 @@ export class SecretBox implements SecretSealer {
 
   /** Encrypts `plaintext` for `context` (e.g. `${functionId}/${NAME}`). A fresh IV each time. */
   seal(plaintext: string, context: string): string {
+    // the API holds the plaintext while it seals it: no log line of this process may carry it either
+    rememberSecretValue(plaintext);
     const iv = randomBytes(IV_BYTES);
     const cipher = createCipheriv(ALGORITHM, this.#key, iv, { authTagLength: TAG_BYTES });
     cipher.setAAD(Buffer.from(context, 'utf8'));

@@ -16,7 +16,10 @@ import { makeNodeFunction } from './support/archives.ts';
 import { declaration, waitForBuild } from './support/flows.ts';
 import type { Client } from './support/http.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
-import { createPgDatabase, testDbKind, waitFor } from './support/services.ts';
+import { createPgDatabase, dockerAvailable, testDbKind, waitFor } from './support/services.ts';
+import Docker from 'dockerode';
+import { createApi, serveApi } from '../api/server.ts';
+import type { RuntimeDriver } from '../shared/runtime/types.ts';
 
 const METRICS_TOKEN = `metrics-${randomBytes(12).toString('hex')}`;
 const SECRET = `s3cr3t-${randomBytes(12).toString('hex')}`;
@@ -289,6 +292,30 @@ health('/readyz: each dependency with its latency', async () => {
   // the process driver: no engine to ask; no REGISTRY: no registry
   assert.is(res.body.checks.engine, undefined);
   assert.is(res.body.checks.registry, undefined);
+});
+
+health('/readyz asks the Docker engine when the driver is docker', async () => {
+  const engineAt = (docker: Docker) => ({ name: 'docker', docker }) as unknown as RuntimeDriver;
+  const readyWith = async (driver: RuntimeDriver) => {
+    const served = await serveApi(createApi(tp.platform, { driver }), { host: '127.0.0.1', port: 0 });
+    try {
+      const res = await fetch(`${served.url}/readyz`);
+      return { status: res.status, body: (await res.json()) as any };
+    } finally {
+      await served.close();
+    }
+  };
+  const down = await readyWith(engineAt(new Docker({ socketPath: path.join(tp.dataDir, 'no-engine.sock') })));
+  assert.is(down.status, 503);
+  assert.is(down.body.checks.engine.ok, false);
+  assert.type(down.body.checks.engine.error, 'string');
+  assert.match(down.body.error.message, /engine/);
+  if ((await dockerAvailable()) === null) {
+    const up = await readyWith(engineAt(new Docker()));
+    assert.is(up.status, 200, JSON.stringify(up.body));
+    assert.is(up.body.checks.engine.ok, true);
+    assert.type(up.body.checks.engine.latencyMs, 'number');
+  }
 });
 
 health('/api/status: signed in only; version, database, storage, driver, the running runner, the queue', async () => {

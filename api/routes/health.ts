@@ -46,7 +46,8 @@ export const checkStorage = (p: Platform) => timedCheck(() => p.storage.ping());
 
 export function register(app: App, p: Platform, opts: { driver?: RuntimeDriver } = {}): void {
   const engine = opts.driver?.name === 'docker' ? ((opts.driver as { docker?: Docker }).docker ?? new Docker()) : null;
-  const registryUrl = p.config.runtime.registryApiUrl ?? p.config.runtime.registry;
+  // REGISTRY may carry a path (host:port/namespace): the registry's API is at the host
+  const registryUrl = p.config.runtime.registryApiUrl ?? p.config.runtime.registry?.split('/')[0];
   const registry = registryUrl ? new RegistryClient(registryUrl, { timeoutMs: CHECK_TIMEOUT_MS }) : null;
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
