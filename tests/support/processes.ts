@@ -143,10 +143,11 @@ export async function spawnApi(env: Record<string, string>): Promise<ApiProcess>
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the API did not start:\n${out}`)), 30_000);
     const look = () => {
-      const m = /"msg":"API listening","url":"([^"]+)"/.exec(out);
+      // one JSON object a line; the field order is the logger's business
+      const m = /^\{.*"msg":"API listening".*\}$/m.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolve(m[1]!);
+        resolve((JSON.parse(m[0]) as { url: string }).url);
       }
     };
     child.stderr!.on('data', look);
