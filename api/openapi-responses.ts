@@ -26,7 +26,7 @@ export const notReadyView = z.strictObject({
 
 export const sessionView = z.strictObject({ userId: uuid, token: z.string().meta({ description: 'a bearer token (cp_…)' }) });
 export const registeredView = sessionView.extend({ handle: z.string() });
-export const accountView = z.strictObject({ userId: uuid, email: z.string(), handle: z.string() });
+export const accountView = z.strictObject({ userId: uuid, email: z.string(), handle: z.string() }).meta({ id: 'Account' });
 export const tokenView = z.strictObject({
   id: uuid,
   name: z.string(),
@@ -34,7 +34,7 @@ export const tokenView = z.strictObject({
   lastUsedAt: iso.nullable(),
   expiresAt: iso,
   current: z.boolean().meta({ description: 'the token this request was made with' }),
-});
+}).meta({ id: 'Token' });
 export const tokenList = z.strictObject({ tokens: z.array(tokenView) });
 export const issuedToken = z.strictObject({
   id: uuid,
@@ -51,7 +51,7 @@ export const trafficShare = z.strictObject({
   deploymentId: uuid,
   percent: int,
   role: z.enum(['live', 'candidate']),
-});
+}).meta({ id: 'TrafficShare' });
 
 export const functionView = z.strictObject({
   id: uuid,
@@ -68,7 +68,7 @@ export const functionView = z.strictObject({
   requireApproval: z.boolean(),
   createdAt: iso.nullable(),
   updatedAt: iso.nullable(),
-});
+}).meta({ id: 'Function' });
 export const functionList = z.strictObject({ functions: z.array(functionView) });
 
 export const configView = z.strictObject({
@@ -80,7 +80,7 @@ export const configView = z.strictObject({
   maxInstances: int,
   concurrency: int,
   network: z.enum(NETWORK_MODES),
-});
+}).meta({ id: 'Config' });
 export const currentConfigView = configView.extend({ version: int.nullable() });
 export const configChangeView = z.strictObject({
   id: uuid,
@@ -119,8 +119,8 @@ export const deploymentView = z.strictObject({
   awaitingApproval: z.boolean(),
   approvedBy: z.string().nullable(),
   approvedAt: iso.nullable(),
-});
-export const deploymentDetailView = deploymentView.extend({ buildLogs: z.string().nullable() });
+}).meta({ id: 'Deployment' });
+export const deploymentDetailView = deploymentView.extend({ buildLogs: z.string().nullable() }).meta({ id: 'DeploymentDetail' });
 export const deploymentHistory = z.strictObject({
   deployments: z.array(deploymentView),
   nextBefore: int.nullable().meta({ description: 'pass as ?before= for the next (older) page; null on the last' }),
@@ -166,10 +166,10 @@ export const promotedView = z.strictObject({ message, version: int, deploymentId
 
 // ---------------------------------------------------------------------- delivery, keys
 
-export const tagView = z.strictObject({ tag: z.string(), version: int, deploymentId: uuid, updatedAt: iso.nullable() });
+export const tagView = z.strictObject({ tag: z.string(), version: int, deploymentId: uuid, updatedAt: iso.nullable() }).meta({ id: 'Tag' });
 export const tagList = z.strictObject({ tags: z.array(tagView) });
 
-export const functionKeyView = z.strictObject({ id: uuid, name: z.string(), createdAt: iso, lastUsedAt: iso.nullable() });
+export const functionKeyView = z.strictObject({ id: uuid, name: z.string(), createdAt: iso, lastUsedAt: iso.nullable() }).meta({ id: 'FunctionKey' });
 export const functionKeyList = z.strictObject({ keys: z.array(functionKeyView) });
 export const issuedFunctionKey = z.strictObject({
   id: uuid,
@@ -222,7 +222,7 @@ export const canaryView = z.strictObject({
   createdAt: iso.nullable(),
   updatedAt: iso.nullable(),
   finishedAt: iso.nullable(),
-});
+}).meta({ id: 'Canary' });
 
 // ---------------------------------------------------------------- running and watching
 

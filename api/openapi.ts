@@ -148,8 +148,15 @@ export function errorStatuses(doc: RouteDoc): Map<number, ErrorCode[]> {
 
 const isMedia = (b: unknown): b is MediaBody => typeof b === 'object' && b !== null && 'contentType' in b && !(b instanceof z.ZodType);
 
+/**
+ * Schemas named with `.meta({ id })` (openapi-responses.ts) come out of z.toJSONSchema as `$defs`:
+ * they are gathered here, and become the document's components.
+ */
+let components: Record<string, unknown> = {};
+
 function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
-  const { $schema: _, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'draft-2020-12' }) as Record<string, unknown>;
+  const { $schema: _, $defs, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'draft-2020-12' }) as Record<string, unknown>;
+  Object.assign(components, $defs ?? {});
   return rest;
 }
 
@@ -240,12 +247,14 @@ function platformVersion(): string {
 
 export function buildOpenApiDocument(docs: readonly RouteDoc[]): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
+  components = {};
   for (const doc of docs) {
     const p = (paths[openApiPath(doc.path)] ??= {});
     if (p[doc.method]) throw new Error(`${doc.method.toUpperCase()} ${doc.path} is documented twice`);
     p[doc.method] = operation(doc);
   }
-  return {
+  const schemas = components;
+  const document = {
     openapi: '3.1.0',
     info: {
       title: 'ContainerPub API',
@@ -256,6 +265,7 @@ export function buildOpenApiDocument(docs: readonly RouteDoc[]): Record<string, 
     },
     security: [{ bearer: [] }],
     components: {
+      schemas,
       securitySchemes: {
         bearer: { type: 'http', scheme: 'bearer', description: 'an API token (cp_…) from POST /api/auth/register, /login or /tokens' },
         functionKey: { type: 'apiKey', in: 'header', name: 'X-Function-Key', description: 'a function key (fk_…), for functions with access "key"' },
@@ -265,6 +275,7 @@ export function buildOpenApiDocument(docs: readonly RouteDoc[]): Record<string, 
     tags: [...new Set(docs.map((d) => d.tag))].map((name) => ({ name })),
     paths,
   };
+  return JSON.parse(JSON.stringify(document).replaceAll('"#/$defs/', '"#/components/schemas/')) as Record<string, unknown>;
 }
 
 // ------------------------------------------------------------------------------ serving
