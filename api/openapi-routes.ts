@@ -139,7 +139,7 @@ export const routeDocs: RouteDoc[] = [
   }),
   route('POST /api/functions/:id/deployments/:version/complete', 'The archive is uploaded: build it', {
     tag: fn, auth: bearer, responses: { 202: r.completeView },
-    errors: ['version_not_found', 'upload_expired', 'upload_missing', 'checksum_mismatch', 'size_mismatch', 'conflict'],
+    errors: ['version_not_found', 'upload_expired', 'upload_missing', 'checksum_mismatch', 'size_mismatch', 'conflict', 'quota_exceeded'],
   }),
 
   // functions

@@ -208,7 +208,7 @@ function operation(doc: RouteDoc): Record<string, unknown> {
   for (const [status, codes] of errorStatuses(doc)) {
     responses[String(status)] = {
       description: `${STATUS_TEXT[status] ?? 'Error'} (${codes.join(', ')})`,
-      headers: { 'X-ContainerPub-Error': { description: 'the error code: a platform error, not an answer of a function', schema: { type: 'string' } } },
+      headers: { 'X-ContainerPub-Error': { $ref: '#/components/headers/ContainerPubError' } },
       content: { 'application/json': { schema: jsonSchema(errorEnvelope(codes), 'output') } },
     };
   }
@@ -266,6 +266,9 @@ export function buildOpenApiDocument(docs: readonly RouteDoc[]): Record<string, 
     security: [{ bearer: [] }],
     components: {
       schemas,
+      headers: {
+        ContainerPubError: { description: 'the error code: a platform error, not an answer of a function', schema: { type: 'string' } },
+      },
       securitySchemes: {
         bearer: { type: 'http', scheme: 'bearer', description: 'an API token (cp_…) from POST /api/auth/register, /login or /tokens' },
         functionKey: { type: 'apiKey', in: 'header', name: 'X-Function-Key', description: 'a function key (fk_…), for functions with access "key"' },
@@ -354,6 +357,8 @@ export function checkDocumented(
     if (doc.passthrough) return [];
     return [`${name} answered ${res.status}, a status the document does not list for it (it lists ${Object.keys(doc.responses).join(', ')})`];
   }
+  // an answer to HEAD is a GET's without its body
+  if (req.method.toUpperCase() === 'HEAD') return [];
   if (documented === null) {
     return res.body === null || res.body === '' ? [] : [`${name} answered ${res.status} with a body, documented as empty`];
   }
