@@ -233,7 +233,7 @@ function operationId(doc: RouteDoc): string {
   const words = doc.path
     .split('/')
     .filter((s) => s && s !== 'api')
-    .map((s) => (s.startsWith(':') ? `by-${s.slice(1)}` : s));
+    .map((s) => (s === '*' ? 'by-path' : s.startsWith(':') ? `by-${s.slice(1)}` : s));
   return [doc.method, ...words].join('-').replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ? c.toUpperCase() : ''));
 }
 
@@ -253,6 +253,9 @@ export function buildOpenApiDocument(docs: readonly RouteDoc[]): Record<string, 
     if (p[doc.method]) throw new Error(`${doc.method.toUpperCase()} ${doc.path} is documented twice`);
     p[doc.method] = operation(doc);
   }
+  const ids = Object.values(paths).flatMap((p) => Object.values(p).map((op) => (op as { operationId: string }).operationId));
+  const twice = ids.filter((id, i) => ids.indexOf(id) !== i);
+  if (twice.length > 0) throw new Error(`operationIds used twice: ${twice.join(', ')}`);
   const schemas = components;
   const document = {
     openapi: '3.1.0',
