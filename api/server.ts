@@ -35,6 +35,8 @@ import { observeRequests } from '../shared/observability/http.ts';
 import * as delivery from './routes/delivery.ts';
 import * as tokens from './routes/tokens.ts';
 import * as uploads from './routes/uploads.ts';
+import { registerDocs } from './openapi.ts';
+import { routeDocs } from './openapi-routes.ts';
 
 export interface ApiOptions {
   /** the runtime driver: deleting a function removes its artifacts with it */
@@ -62,6 +64,7 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   }
   health.register(app, p, { driver });
   prometheus.register(app, p);
+  registerDocs(app, routeDocs);
   // JSON bodies are small; the multipart deploy and invocation set their own limits.
   app.use('/api/*', async (c, next) => {
     if ((c.req.header('content-type') ?? '').toLowerCase().startsWith('multipart/form-data')) return next();
@@ -79,7 +82,7 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   tokens.register(app, p, tokenCache);
   status.register(app, p, { driver });
   // one routing cache per process: the invoker keeps it in step with activations and deletions
-  const owned = requireOwnedFunction(invoker?.routes ?? new LiveRoutes(p.db, () => false));
+  const owned = requireOwnedFunction(p.db, invoker?.routes ?? new LiveRoutes(p.db, () => false));
   app.use('/api/functions/:id', owned);
   app.use('/api/functions/:id/*', owned);
   deploy.register(app, p);

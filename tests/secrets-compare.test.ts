@@ -229,7 +229,8 @@ compare('bad versions are 400, missing ones 404, another owner gets 404', async 
   assert.match(missing.body.error.message, /version 9/);
   const other = recorded(await tp.newUser());
   assert.is((await comparison(other, d.id, 1, 1)).status, 404);
-  assert.is((await comparison(user, 'not-a-uuid', 1, 1)).status, 400);
+  assert.is((await comparison(user, 'Not A UUID', 1, 1)).status, 400);
+  assert.is((await comparison(user, 'no-such-function', 1, 1)).status, 404);
 });
 
 compare('no answer of this file held a secret value', () => {

@@ -156,9 +156,14 @@ input('malformed JSON, wrong types, bad names, bad UUIDs, non-numeric versions: 
   assertError(await api.post('/api/functions/deploy', { name: 'ok', ...declaration(), sha256: 'abc' }), 400);
   assertError(await raw('POST', '/api/functions/deploy', 'name=x', 'text/plain'), 415);
 
-  for (const bad of ['not-a-uuid', '123', "1' OR '1'='1", '00000000-0000-4000-8000-00000000000g']) {
+  // neither an id nor a name: 400; shaped like a name, but no function of the caller's: 404
+  for (const bad of ["1' OR '1'='1", 'Not-A-Name', '00000000-0000-4000-8000-00000000000G', '-x']) {
     assertError(await api.get(`/api/functions/${encodeURIComponent(bad)}`), 400, 'bad_request');
     assertError(await api.get(`/api/functions/${encodeURIComponent(bad)}/deployments`), 400);
+  }
+  for (const name of ['not-a-uuid', '123', '00000000-0000-4000-8000-00000000000g']) {
+    assertError(await api.get(`/api/functions/${encodeURIComponent(name)}`), 404, 'function_not_found');
+    assertError(await api.get(`/api/functions/${encodeURIComponent(name)}/deployments`), 404, 'function_not_found');
   }
   for (const v of ['abc', '0', '-1', '1.5', '99999999999999']) {
     assertError(await api.get(`/api/functions/${d.id}/deployments/${v}`), 400, 'bad_request');

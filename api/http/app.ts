@@ -7,7 +7,13 @@ import { isDependencyOutage, OUTAGE_RETRY_AFTER_SECONDS } from '../../shared/out
 import type { Platform } from '../../shared/platform.ts';
 
 export interface AppEnv {
-  Variables: { userId: string; /** the bearer token the request was made with */ tokenId: string };
+  Variables: {
+    userId: string;
+    /** the bearer token the request was made with */
+    tokenId: string;
+    /** the caller's function that /api/functions/:id names, by id or by name (tenant.ts) */
+    functionId?: string;
+  };
 }
 
 export type App = Hono<AppEnv>;

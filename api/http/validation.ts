@@ -3,7 +3,7 @@
 import type { Context } from 'hono';
 import { z } from 'zod';
 import { errors } from '../../shared/errors.ts';
-import { UUID_PATTERN } from '../../shared/domain/model.ts';
+import { FUNCTION_NAME_PATTERN, UUID_PATTERN } from '../../shared/domain/model.ts';
 
 /**
  * The issues as field/message pairs. A record key that fails its schema comes as one "Invalid key
@@ -52,7 +52,6 @@ export async function jsonBody<S extends z.ZodType>(c: Context, schema: S): Prom
   return parseWith(schema, await readJson(c));
 }
 
-export const functionIdParam = z.string().regex(UUID_PATTERN, 'must be a UUID');
 /** A positive integer arriving as text (path segments, query strings). */
 export const positiveIntString = z
   .string()
@@ -60,11 +59,17 @@ export const positiveIntString = z
   .transform(Number);
 export const versionParam = positiveIntString;
 
+/**
+ * The function `:id` names: its id, or the name of one of the caller's functions, resolved to the
+ * id by the tenant guard (tenant.ts) that every /api/functions/:id route passes.
+ */
 export function functionId(c: Context): string {
-  const id = c.req.param('id');
-  const parsed = functionIdParam.safeParse(id);
-  if (!parsed.success) throw errors.badRequest(`function id "${id}" is not a UUID`);
-  return parsed.data.toLowerCase();
+  const resolved = c.get('functionId') as string | undefined;
+  if (resolved) return resolved;
+  const id = c.req.param('id') ?? '';
+  if (UUID_PATTERN.test(id)) return id.toLowerCase();
+  if (FUNCTION_NAME_PATTERN.test(id)) throw errors.functionNotFound();
+  throw errors.badRequest(`"${id}" is neither a function id (a UUID) nor a function name`);
 }
 
 export function versionFrom(c: Context, name = 'version'): number {

@@ -16,7 +16,7 @@ import { urlBase } from './functions.ts';
 
 const tagParam = z.object({ tag: tagNameSchema });
 
-const approveSchema = z.strictObject({
+export const approveSchema = z.strictObject({
   version: z.number().int('must be an integer').positive('must be a positive integer'),
 });
 

@@ -44,7 +44,7 @@ const jsonField = <S extends z.ZodType>(schema: S) =>
       }
     })
     .pipe(schema);
-const multipartFields = z.object({
+export const multipartFields = z.object({
   name: functionName,
   config: jsonField(configPatchSchema).optional(),
   metadata: jsonField(deployMetadataSchema).optional(),

@@ -15,8 +15,8 @@ import { functionId, parseWith, positiveIntString } from '../http/validation.ts'
 
 export const MAX_EVENT_BYTES = 6 * 1024 * 1024;
 
-const invokeQuery = z.object({ version: positiveIntString.optional(), tag: tagNameSchema.optional() }).refine((q) => q.version === undefined || q.tag === undefined, 'give "version" or "tag", not both');
-const invocationsQuery = z.object({
+export const invokeQuery = z.object({ version: positiveIntString.optional(), tag: tagNameSchema.optional() }).refine((q) => q.version === undefined || q.tag === undefined, 'give "version" or "tag", not both');
+export const invocationsQuery = z.object({
   limit: positiveIntString.pipe(z.number().max(200, 'must be at most 200')).optional(),
   version: positiveIntString.optional(),
 });

@@ -1,4 +1,8 @@
 // A plain HTTP client for tests: what a real client sends, with the raw status and body back.
+// Every answer is checked against the OpenAPI document (documented.ts); `documented: false` skips
+// that for a request that means to get an answer outside it.
+import { expectDocumented } from './documented.ts';
+
 export interface Reply<T = any> {
   status: number;
   body: T;
@@ -9,7 +13,14 @@ export function client(baseUrl: string, token?: string) {
   async function request<T = any>(
     method: string,
     path: string,
-    opts: { json?: unknown; body?: RequestInit['body']; headers?: Record<string, string>; token?: string | null } = {},
+    opts: {
+      json?: unknown;
+      body?: RequestInit['body'];
+      headers?: Record<string, string>;
+      token?: string | null;
+      /** false: do not check the answer against the OpenAPI document */
+      documented?: boolean;
+    } = {},
   ): Promise<Reply<T>> {
     const headers: Record<string, string> = { ...(opts.headers ?? {}) };
     const bearer = opts.token === null ? undefined : (opts.token ?? token);
@@ -27,7 +38,9 @@ export function client(baseUrl: string, token?: string) {
     } catch {
       /* not JSON: keep the text, tests assert on it */
     }
-    return { status: res.status, body: parsed as T, headers: res.headers };
+    const reply = { status: res.status, body: parsed as T, headers: res.headers };
+    if (opts.documented !== false) expectDocumented(reply, method, path);
+    return reply;
   }
   return {
     request,
