@@ -96,7 +96,7 @@ export async function tagsByDeployment(q: Knex | Knex.Transaction, functionId: s
 }
 
 // The history list never reads build_logs: they can be large and the list can be long.
-const LIST_COLUMNS = [
+export const LIST_COLUMNS = [
   'id', 'function_id', 'version', 'image_tag', 's3_key', 'status', 'is_active', 'error',
   'archive_size', 'archive_sha256', 'attempts', 'deployed_at', 'activated_at', 'created_at',
   'archive_key', 'archive_storage_class', 'archive_removed_at', 'archived_at', 'cleanup_note',
