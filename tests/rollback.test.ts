@@ -90,6 +90,33 @@ rollback('concurrent rollbacks between versions never leave two or zero live row
   assert.is(fn.activeDeploymentId, active[0].id);
 });
 
+rollback('concurrent rollbacks and finishing builds: one live row, and the last switch is the live version', async () => {
+  const { api, id } = await builtFunction('mixed', 3);
+  // v4..v9 requested (each takes an intent tick), their builds finishing amid the rollbacks
+  for (let v = 4; v <= 9; v++) await deployPresigned(api, 'mixed', archive(`${v}`));
+  const moves: Promise<unknown>[] = [];
+  for (let i = 0; i < 30; i++) {
+    moves.push(api.post(`/api/functions/${id}/rollback`, { version: (i % 3) + 1 }).then((r) => assert.is(r.status, 200, JSON.stringify(r.body))));
+    if (i % 5 === 0) moves.push(simulateBuilt(tp.platform, id, 4 + i / 5));
+  }
+  await Promise.all(moves);
+  const active = await activeRows(id);
+  assert.is(active.length, 1);
+  const fn = await tp.platform.db.knex('functions').where({ id }).first();
+  assert.is(fn.active_deployment_id, active[0].id);
+  // no built version with a newer intent than the live one's was passed over
+  const built = await tp.platform.db.knex('function_deployments').where({ function_id: id, status: 'active' });
+  for (const d of built) assert.ok(Number(d.intent_seq) <= Number(fn.active_intent_seq), `v${d.version}'s intent ${d.intent_seq} > live ${fn.active_intent_seq}`);
+  assert.ok(Number(fn.intent_seq) >= Number(fn.active_intent_seq));
+  // switches are serialized: the newest switch event names the live version
+  const last = await tp.platform.db.knex('function_logs')
+    .where({ function_id: id })
+    .whereIn('event', ['rolled_back', 'activated'])
+    .orderBy('id', 'desc')
+    .first();
+  assert.is(Number(last.version), Number(active[0].version));
+});
+
 const intent = suite('activation: latest intent wins');
 
 intent('v3 takes over even when v2 finishes building after it', async () => {

@@ -1,7 +1,6 @@
 // POST /api/functions/:id/rollback {version}
 import { z } from 'zod';
 import { rollbackToVersion } from '../../shared/domain/rollback.ts';
-import { actorOf } from '../../shared/domain/traffic.ts';
 import type { Platform } from '../../shared/platform.ts';
 import type { App } from '../http/app.ts';
 import { functionId, jsonBody } from '../http/validation.ts';
@@ -14,7 +13,8 @@ export function register(app: App, p: Platform): void {
   app.post('/api/functions/:id/rollback', async (c) => {
     const id = functionId(c);
     const { version } = await jsonBody(c, rollbackSchema);
-    const result = await rollbackToVersion(p.db, id, version, { actor: await actorOf(p.db.knex, c.get('userId')) });
+    // the actor's email is read with the rest of the rollback's reads
+    const result = await rollbackToVersion(p.db, id, version, { actorUserId: c.get('userId') });
     if (result.restoring) {
       return c.json(
         {

@@ -14,7 +14,15 @@ local.setMaxListeners(0);
 export async function announceFunctionChanged(db: Db, trx: Knex.Transaction, functionId: string): Promise<void> {
   // PostgreSQL folds identical notifications of one transaction into one
   if (db.dialect === 'pg') await trx.raw('SELECT pg_notify(?, ?)', [FUNCTION_CHANGED_CHANNEL, functionId]);
-  trx.executionPromise.then(() => local.emit('changed', functionId), () => {});
+  trx.executionPromise.then(() => announceCommittedLocally(functionId), () => {});
+}
+
+/**
+ * The local half of announceFunctionChanged, for a change that has committed and whose NOTIFY the
+ * caller sent itself (a statement that carries `pg_notify` along with its writes), or on SQLite.
+ */
+export function announceCommittedLocally(functionId: string): void {
+  local.emit('changed', functionId);
 }
 
 /** Changes committed by this process; returns the unsubscribe function. */

@@ -52,6 +52,8 @@ export class LiveRoutes {
   private dataVersion: number | null = null;
   /** endpoint addresses ("handle/name") to function ids: a function keeps its id and name for life */
   private readonly addresses = new Map<string, { functionId: string | null; at: number }>();
+  /** reads under way, with the epoch they started in */
+  private readonly loading = new Map<string, { epoch: number; promise: Promise<LiveRoute | null> }>();
 
   constructor(
     private readonly db: Db,
@@ -72,7 +74,19 @@ export class LiveRoutes {
     const ttl = this.feedHealthy() || this.db.dialect === 'sqlite' ? TTL_WITH_FEED_MS : TTL_WITHOUT_FEED_MS;
     if (hit && performance.now() - hit.at < ttl) return hit.route;
     const epoch = this.epoch;
-    const route = await this.load(functionId);
+    // A load under way since the last invalidation is shared: the reload a change triggers and the
+    // request right behind it (its tenant check) then make one read, not two.
+    let pending = this.loading.get(functionId);
+    if (!pending || pending.epoch !== epoch) {
+      const started = { epoch, promise: this.load(functionId) };
+      this.loading.set(functionId, started);
+      const done = () => {
+        if (this.loading.get(functionId) === started) this.loading.delete(functionId);
+      };
+      started.promise.then(done, done);
+      pending = started;
+    }
+    const route = await pending.promise;
     if (route && epoch === this.epoch) {
       this.entries.delete(functionId);
       this.entries.set(functionId, { route, at: performance.now() });

@@ -113,6 +113,10 @@ export interface TokenCacheOptions {
 export class TokenCache {
   private readonly entries = new Map<string, TokenIdentity & { until: number }>();
   private readonly touching = new Map<string, Promise<void>>();
+  /** lookups under way, by token hash: a burst of requests with one token makes one round trip */
+  private readonly looking = new Map<string, Promise<TokenIdentity | null>>();
+  /** bumped by forget(): a lookup that raced with a revocation here is not cached */
+  private generation = 0;
   private readonly cacheMs: number;
   private readonly touchEveryMs: number;
 
@@ -131,6 +135,16 @@ export class TokenCache {
     const hit = this.entries.get(key);
     if (hit && hit.until > now) return { userId: hit.userId, tokenId: hit.tokenId };
     this.entries.delete(key);
+    let lookup = this.looking.get(key);
+    if (!lookup) {
+      lookup = this.lookup(key, now).finally(() => this.looking.delete(key));
+      this.looking.set(key, lookup);
+    }
+    return lookup;
+  }
+
+  private async lookup(key: string, now: number): Promise<TokenIdentity | null> {
+    const generation = this.generation;
     const row = await this.db
       .knex('api_tokens')
       .select('id', 'user_id', 'expires_at', 'last_used_at')
@@ -141,7 +155,7 @@ export class TokenCache {
     const msLeft = Date.parse(toIso(row.expires_at) ?? '') - Date.now();
     if (!(msLeft > 0)) return null;
     const identity: TokenIdentity = { userId: row.user_id, tokenId: row.id };
-    this.entries.set(key, { ...identity, until: now + Math.min(this.cacheMs, msLeft) });
+    if (generation === this.generation) this.entries.set(key, { ...identity, until: now + Math.min(this.cacheMs, msLeft) });
     if (this.entries.size > TOKEN_CACHE_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
     this.touch(row.id, toIso(row.last_used_at));
     return identity;
@@ -149,6 +163,8 @@ export class TokenCache {
 
   /** Drops a revoked token at once in this process (other processes take up to TOKEN_CACHE_MS). */
   forget(tokenId: string): void {
+    this.generation++;
+    this.looking.clear();
     for (const [key, entry] of this.entries) if (entry.tokenId === tokenId) this.entries.delete(key);
   }
 

@@ -15,7 +15,7 @@ import { recordEvent } from './events.ts';
 import type { DeploymentRow, FunctionRow } from './model.ts';
 import { allocateVersion } from './versions.ts';
 import type { ConfigPatch, DeployMetadata } from './release-config.ts';
-import { checkArchiveBytes, checkBuildSlot, lockAccount } from './quotas.ts';
+import { checkAccountQuotas, lockAccount } from './quotas.ts';
 
 /** What a deploy may carry besides its code: a configuration patch, metadata for history, whether it goes live. */
 export interface ReleaseInput {
@@ -171,8 +171,7 @@ async function enqueueWithinQuotas(p: Platform, dep: DeploymentRow, archive: { s
     await withTransaction(p.db, async (trx) => {
       if (fn) {
         await lockAccount(p.db, trx, quotas, fn.user_id);
-        await checkArchiveBytes(trx, quotas, fn.user_id, archive.size);
-        await checkBuildSlot(trx, quotas, fn.user_id);
+        await checkAccountQuotas(trx, quotas, fn.user_id, { adding: archive.size, bytesFirst: true });
       }
       if (await enqueueBuild(p.db, trx, dep.id, archive)) {
         await recordEvent(trx, { functionId: dep.function_id, deploymentId: dep.id, version: num(dep.version), event: 'upload_completed', message });

@@ -9,7 +9,7 @@ import { nowIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
 import { recordEvent } from './events.ts';
 import { announceQueued } from './build-queue.ts';
-import { checkArchiveBytes, checkBuildSlot, checkNewFunction, lockAccount, type Quotas } from './quotas.ts';
+import { checkAccountQuotas, lockAccount, type Quotas } from './quotas.ts';
 import { archiveKey, type DeploymentRow, type DeploymentStatus, type FunctionRow } from './model.ts';
 import type { Config } from '../config.ts';
 import { applyConfigPatch, checkConfig, parseStoredConfig, type ConfigPatch, type DeployMetadata, type SecretSealer } from './release-config.ts';
@@ -67,10 +67,7 @@ async function allocateInTransaction(db: Db, trx: Knex.Transaction, input: Alloc
   if (input.quotas) {
     // the account's lock first (before the function's): concurrent deploys count one at a time
     await lockAccount(db, trx, input.quotas, input.userId);
-    const existing = await trx('functions').where({ user_id: input.userId, name: input.name }).first('id');
-    if (!existing) await checkNewFunction(trx, input.quotas, input.userId);
-    await checkBuildSlot(trx, input.quotas, input.userId);
-    await checkArchiveBytes(trx, input.quotas, input.userId, input.declaredSize ?? 0);
+    await checkAccountQuotas(trx, input.quotas, input.userId, { newFunctionName: input.name, adding: input.declaredSize ?? 0 });
   }
   const now = nowIso();
   const candidateId = randomUUID();
@@ -90,15 +87,16 @@ async function allocateInTransaction(db: Db, trx: Knex.Transaction, input: Alloc
     .onConflict(['user_id', 'name'])
     .ignore();
   // The increment is the lock: PostgreSQL row-locks it until commit, SQLite holds its write lock.
-  const updated = await trx('functions')
+  // RETURNING: the row as incremented, without a second statement under the lock.
+  const [fn] = (await trx('functions')
     .where({ user_id: input.userId, name: input.name })
     .update({
       last_version: trx.raw('last_version + 1'),
       intent_seq: trx.raw('intent_seq + 1'),
       updated_at: now,
-    });
-  if (updated === 0) return null;
-  const fn = (await trx('functions').where({ user_id: input.userId, name: input.name }).first()) as FunctionRow;
+    })
+    .returning('*')) as FunctionRow[];
+  if (!fn) return null;
   const version = num(fn.last_version);
   // the configuration: the latest version's (whatever its status: it is the owner's latest word)
   const latest = await trx('function_deployments').where({ function_id: fn.id }).orderBy('version', 'desc').first('config');
@@ -136,7 +134,7 @@ async function allocateInTransaction(db: Db, trx: Knex.Transaction, input: Alloc
     created_at: now,
     updated_at: now,
   };
-  await trx('function_deployments').insert(deployment);
+  const [row] = (await trx('function_deployments').insert(deployment).returning('*')) as DeploymentRow[];
   if (input.status === 'building') await announceQueued(db, trx);
   await recordEvent(trx, {
     functionId: fn.id,
@@ -147,6 +145,5 @@ async function allocateInTransaction(db: Db, trx: Knex.Transaction, input: Alloc
       (base ? `configuration change requested: version ${version} runs version ${num(base.version)}'s code` : `deploy of version ${version} requested`) +
       (deployment.auto_activate ? '' : '; it will wait for approval'),
   });
-  const row = (await trx('function_deployments').where({ id: deployment.id }).first()) as DeploymentRow;
   return { fn, deployment: row, isNewFunction: fn.id === candidateId };
 }

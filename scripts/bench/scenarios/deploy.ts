@@ -3,10 +3,14 @@
 //    object's size, the object streamed back to hash it, the build queued), each under 1, 16 and
 //    64 concurrent clients, over 8 functions in turn. The uploads between the two are made
 //    beforehand and not measured. Floor: Hono answering /healthz under the same load.
+//    And POST …/complete of a 1 MiB archive, one client, beside its floor: one GetObject of the
+//    same object from the same S3 server, read to the end (what complete cannot avoid: it must
+//    read the whole object to hash it), in alternating chunks.
+import { randomBytes } from 'node:crypto';
 import { archiveKey } from '../../../shared/domain/model.ts';
 import type { BenchServer, BenchUser } from '../harness.ts';
-import { runLoad, type LoadResult } from '../load.ts';
-import { forEachLimited } from '../stats.ts';
+import { mergeLoads, runLoad, type LoadResult } from '../load.ts';
+import { forEachLimited, summarize, timeSequential } from '../stats.ts';
 import { sha256, smallFunction } from '../seed.ts';
 import { clients, latencyRow, type ResultRow, type Scenario } from '../types.ts';
 
@@ -113,6 +117,54 @@ export const deploy: Scenario = {
       rows.push(row(`POST /deploy, ${clients(connections)}`, d.load, { versionsAllocated: d.created.length }));
       rows.push(row(`POST /complete, ${clients(connections)}`, c.load, { overdrawn: c.overdrawn, queuedForBuildSoFar: Number(queued[0]?.c ?? 0) }));
     }
+    rows.push(await completeLarge(ctx, db, server, user));
     return rows;
   },
 };
+
+/** POST …/complete of a 1 MiB archive, one client, against one GetObject of it read fully. */
+async function completeLarge(ctx: Parameters<Scenario['run']>[0], db: Parameters<Scenario['run']>[1], server: BenchServer, user: BenchUser): Promise<ResultRow> {
+  const archive = randomBytes(1024 * 1024);
+  const total = Math.max(4, Math.floor(ctx.sizes.deploysPerLevel / 5));
+  const chunks = total >= 40 ? 4 : 1;
+  const perChunk = Math.floor(total / chunks);
+  ctx.log(`deploy/${db}: ${perChunk * chunks} × POST /complete of 1 MiB, 1 client, in ${chunks} chunks alternating with GetObject`);
+  const storage = server.platform.storage;
+  const readWhole = async (key: string) => {
+    let bytes = 0;
+    for await (const chunk of await storage.getStream(key)) bytes += (chunk as Buffer).length;
+    if (bytes !== archive.length) throw new Error(`GetObject read ${bytes} bytes`);
+  };
+  const loads: LoadResult[] = [];
+  const gets: number[] = [];
+  let getWallMs = 0;
+  for (let i = 0; i < chunks; i++) {
+    const d = await deploys(server, user, archive, { connections: 1, amount: perChunk, prefix: 'bench-complete-1mib' });
+    if (i === 0) {
+      // warm-up, not recorded: the route and the S3 client's connections
+      const w = d.created.splice(0, Math.min(4, d.created.length - 1));
+      await completes(server, user, w, 1);
+      for (const x of w) await readWhole(archiveKey(x.id, x.version));
+    }
+    loads.push((await completes(server, user, d.created, 1)).load);
+    const keys = d.created.map((x) => archiveKey(x.id, x.version));
+    const t = await timeSequential(keys.length, (k) => readWhole(keys[k]!));
+    gets.push(...t.samples);
+    getWallMs += t.wallMs;
+  }
+  const load = mergeLoads(loads);
+  const floor = summarize(gets);
+  const ratio = { p50: Math.round((load.stat.p50 / floor.p50) * 100) / 100, p99: Math.round((load.stat.p99 / floor.p99) * 100) / 100 };
+  return latencyRow({ scenario: 'deploy', db, variant: 'POST /complete of a 1 MiB archive, 1 client' }, load.stat, load.wallMs, {
+    throughput: { value: load.rps, unit: 'req/s' },
+    errors: { non2xx: load.non2xx, transport: load.transportErrors, statuses: load.statuses },
+    floors: [
+      {
+        label: `GetObject of the same 1 MiB object, read fully, same S3 server; complete is ${ratio.p50}× at p50, ${ratio.p99}× at p99`,
+        stat: floor,
+        throughput: { value: gets.length / (getWallMs / 1000), unit: 'GET/s' },
+      },
+    ],
+    details: { cpu: load.cpu, ratioToFloor: ratio, archiveBytes: archive.length, chunks },
+  });
+}
