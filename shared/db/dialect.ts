@@ -28,6 +28,23 @@ export function lockFunctionRow(db: Db, trx: Knex.Transaction, functionId: strin
   return lockRow(db, trx, 'functions', functionId);
 }
 
+/**
+ * lockFunctionRow for many functions at once (a batch of retention cleanup); returns the ids that
+ * exist. PostgreSQL: one SELECT … FOR NO KEY UPDATE, locking in id order, the order every
+ * multi-function locker uses, so two of them cannot deadlock. SQLite: the write lock is the whole
+ * database's, so one no-op write takes it for all of them.
+ */
+export async function lockFunctionRows(db: Db, trx: Knex.Transaction, functionIds: readonly string[]): Promise<Set<string>> {
+  if (functionIds.length === 0) return new Set();
+  if (db.dialect === 'pg') {
+    const rows: { id: string }[] = await trx('functions').select('id').whereIn('id', functionIds).orderBy('id').forNoKeyUpdate();
+    return new Set(rows.map((r) => r.id));
+  }
+  await trx('functions').where({ id: functionIds[0] }).update({ id: functionIds[0] });
+  const rows: { id: string }[] = await trx('functions').select('id').whereIn('id', functionIds);
+  return new Set(rows.map((r) => r.id));
+}
+
 /** Serializes what one account allocates (quotas): taken before any function row lock. */
 export function lockUserRow(db: Db, trx: Knex.Transaction, userId: string): Promise<boolean> {
   return lockRow(db, trx, 'users', userId);
@@ -59,6 +76,21 @@ export async function dbNowMs(db: Db, q: Knex | Knex.Transaction = db.knex): Pro
   const result = await q.raw(`SELECT ${dbTimeSql(db)} AS now`);
   const row = db.dialect === 'pg' ? result.rows[0] : result[0];
   return new Date(row.now).getTime();
+}
+
+/**
+ * Rows passed as one JSON parameter (the `?` in the SQL returned), as a table named `alias` with
+ * these columns, for a set-based `UPDATE … FROM` that gives each row its own values: one bound
+ * variable however many rows (SQLite allows 32,766), and typed on PostgreSQL, where a uuid
+ * column compares only with a uuid.
+ */
+export function jsonRowsSql(db: Db, alias: string, columns: Record<string, 'uuid' | 'text' | 'timestamptz'>): string {
+  const names = Object.keys(columns);
+  for (const n of [alias, ...names]) if (!/^[a-z_][a-z0-9_]*$/.test(n)) throw new Error(`not a plain SQL name: ${n}`);
+  if (db.dialect === 'pg') {
+    return `json_to_recordset(?::json) AS ${alias}(${names.map((n) => `${n} ${columns[n]}`).join(', ')})`;
+  }
+  return `(SELECT ${names.map((n) => `value ->> '${n}' AS ${n}`).join(', ')} FROM json_each(?)) AS ${alias}`;
 }
 
 /** Counts and bigints come back as strings from pg. */

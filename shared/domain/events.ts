@@ -62,6 +62,22 @@ export async function recordEvent(trx: Knex | Knex.Transaction, e: EventInput): 
   });
 }
 
+/** recordEvent for many events, in one INSERT (retention cleanup records a batch of versions at once). */
+export async function recordEvents(trx: Knex | Knex.Transaction, events: readonly EventInput[]): Promise<void> {
+  if (events.length === 0) return;
+  const now = nowIso();
+  await trx('function_logs').insert(
+    events.map((e) => ({
+      function_id: e.functionId,
+      deployment_id: e.deploymentId ?? null,
+      version: e.version ?? null,
+      event: e.event,
+      message: e.message,
+      created_at: e.at ?? now,
+    })),
+  );
+}
+
 export interface EventView {
   id: number;
   deploymentId: string | null;
