@@ -79,18 +79,20 @@ export async function dbNowMs(db: Db, q: Knex | Knex.Transaction = db.knex): Pro
 }
 
 /**
- * Rows passed as one JSON parameter (the `?` in the SQL returned), as a table named `alias` with
- * these columns, for a set-based `UPDATE … FROM` that gives each row its own values: one bound
- * variable however many rows (SQLite allows 32,766), and typed on PostgreSQL, where a uuid
- * column compares only with a uuid.
+ * Rows passed as one JSON parameter (the `?` in the SQL returned), as a common table expression
+ * named `name` with these columns, for a set-based `WITH … UPDATE … FROM name` that gives each row
+ * its own values: one bound variable however many rows (SQLite allows 32,766), typed on
+ * PostgreSQL, where a uuid column compares only with a uuid. MATERIALIZED: otherwise SQLite may
+ * drive the join from an index of the updated table and scan the JSON once per row it finds
+ * (2 s instead of 20 ms for 1,000 rows).
  */
-export function jsonRowsSql(db: Db, alias: string, columns: Record<string, 'uuid' | 'text' | 'timestamptz'>): string {
+export function jsonRowsCte(db: Db, name: string, columns: Record<string, 'uuid' | 'text' | 'integer' | 'timestamptz'>): string {
   const names = Object.keys(columns);
-  for (const n of [alias, ...names]) if (!/^[a-z_][a-z0-9_]*$/.test(n)) throw new Error(`not a plain SQL name: ${n}`);
+  for (const n of [name, ...names]) if (!/^[a-z_][a-z0-9_]*$/.test(n)) throw new Error(`not a plain SQL name: ${n}`);
   if (db.dialect === 'pg') {
-    return `json_to_recordset(?::json) AS ${alias}(${names.map((n) => `${n} ${columns[n]}`).join(', ')})`;
+    return `${name} AS MATERIALIZED (SELECT * FROM json_to_recordset(?::json) AS r(${names.map((n) => `${n} ${columns[n]}`).join(', ')}))`;
   }
-  return `(SELECT ${names.map((n) => `value ->> '${n}' AS ${n}`).join(', ')} FROM json_each(?)) AS ${alias}`;
+  return `${name} AS MATERIALIZED (SELECT ${names.map((n) => `value ->> '${n}' AS ${n}`).join(', ')} FROM json_each(?))`;
 }
 
 /** Counts and bigints come back as strings from pg. */

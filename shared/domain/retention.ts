@@ -25,7 +25,7 @@
 // the one write lock every deploy waits for.
 import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
-import { bool, jsonRowsSql, lockFunctionRows, num, withTransaction } from '../db/dialect.ts';
+import { bool, jsonRowsCte, lockFunctionRows, num, withTransaction } from '../db/dialect.ts';
 import { tryAcquireLock } from '../db/lock.ts';
 import { nowIso } from '../db/time.ts';
 import type { Logger } from '../logger.ts';
@@ -324,44 +324,55 @@ export class Cleanup {
   private async scanFunctions(summary: CleanupSummary): Promise<void> {
     let after: string | null = null;
     const pageSize = 200;
-    for (;;) {
-      const page = this.db.knex('functions as f').orderBy('f.id').limit(pageSize).select('f.id');
-      if (after !== null) page.where('f.id', '>', after);
-      const fns: { id: string }[] = await this.functionFilter(page);
-      if (fns.length === 0) break;
-      after = fns[fns.length - 1]!.id;
-      const rows: Row[] = await this.db
-        .knex('function_deployments as d')
-        .join('functions as f', 'f.id', 'd.function_id')
-        .whereIn('d.function_id', fns.map((f) => f.id))
-        .whereIn('d.status', [BUILT_STATUS, 'archiving', 'failed'])
-        .select(ROW_COLUMNS);
-      const guarded = await protectedDeployments(this.db.knex, fns.map((f) => f.id));
-      const byFunction = new Map<string, Row[]>();
-      for (const r of rows) {
-        const list = byFunction.get(r.function_id) ?? [];
-        list.push(r);
-        byFunction.set(r.function_id, list);
-      }
-      summary.functionsScanned += fns.length;
-      const archive: PlannedAction[] = [];
-      const failed: PlannedAction[] = [];
-      for (const fn of fns) {
-        const { plan, kept } = planFunction(byFunction.get(fn.id) ?? [], this.opts.keepLastN, this.opts.archiveMode, guarded);
-        summary.plan.push(...plan);
-        summary.kept.push(...kept);
-        for (const action of plan) (action.action === 'delete-failed-archive' ? failed : archive).push(action);
-      }
-      if (!this.opts.dryRun) {
-        const rowsById = new Map(rows.map((r) => [r.id, r]));
-        for (const batch of chunks(archive, BATCH_VERSIONS)) await this.archiveBatch(summary, batch, rowsById);
-        // two keys a version at most (the original and a moved archive)
-        for (const batch of chunks(failed, BATCH_VERSIONS / 2)) {
-          const failedRows = batch.map((a) => rowsById.get(a.deploymentId)!);
-          await this.guard(summary, failedRows, () => this.deleteFailedArchives(summary, failedRows));
+    // One batch's side effects and record overlap the next batch's planning and claim (one batch in
+    // flight at most): the former wait on S3 and the engine, the latter on the database.
+    let finishing: Promise<void> = Promise.resolve();
+    try {
+      for (;;) {
+        const page = this.db.knex('functions as f').orderBy('f.id').limit(pageSize).select('f.id');
+        if (after !== null) page.where('f.id', '>', after);
+        const fns: { id: string }[] = await this.functionFilter(page);
+        if (fns.length === 0) break;
+        after = fns[fns.length - 1]!.id;
+        const rows: Row[] = await this.db
+          .knex('function_deployments as d')
+          .join('functions as f', 'f.id', 'd.function_id')
+          .whereIn('d.function_id', fns.map((f) => f.id))
+          .whereIn('d.status', [BUILT_STATUS, 'archiving', 'failed'])
+          .select(ROW_COLUMNS);
+        const guarded = await protectedDeployments(this.db.knex, fns.map((f) => f.id));
+        const byFunction = new Map<string, Row[]>();
+        for (const r of rows) {
+          const list = byFunction.get(r.function_id) ?? [];
+          list.push(r);
+          byFunction.set(r.function_id, list);
         }
+        summary.functionsScanned += fns.length;
+        const archive: PlannedAction[] = [];
+        const failed: PlannedAction[] = [];
+        for (const fn of fns) {
+          const { plan, kept } = planFunction(byFunction.get(fn.id) ?? [], this.opts.keepLastN, this.opts.archiveMode, guarded);
+          summary.plan.push(...plan);
+          summary.kept.push(...kept);
+          for (const action of plan) (action.action === 'delete-failed-archive' ? failed : archive).push(action);
+        }
+        if (!this.opts.dryRun) {
+          const rowsById = new Map(rows.map((r) => [r.id, r]));
+          for (const batch of chunks(archive, BATCH_VERSIONS)) {
+            const claimed = await this.claimBatch(summary, batch, rowsById);
+            await finishing;
+            finishing = this.finishBatch(summary, claimed);
+          }
+          // two keys a version at most (the original and a moved archive)
+          for (const batch of chunks(failed, BATCH_VERSIONS / 2)) {
+            const failedRows = batch.map((a) => rowsById.get(a.deploymentId)!);
+            await this.guard(summary, failedRows, () => this.deleteFailedArchives(summary, failedRows));
+          }
+        }
+        if (fns.length < pageSize) break;
       }
-      if (fns.length < pageSize) break;
+    } finally {
+      await finishing;
     }
   }
 
@@ -387,7 +398,8 @@ export class Cleanup {
     });
   }
 
-  private async archiveBatch(summary: CleanupSummary, actions: readonly PlannedAction[], rowsById: ReadonlyMap<string, Row>): Promise<void> {
+  /** The versions of `actions` this driver can clean up, claimed (step 1); the others are reported as errors. */
+  private async claimBatch(summary: CleanupSummary, actions: readonly PlannedAction[], rowsById: ReadonlyMap<string, Row>): Promise<Row[]> {
     // Another driver's artifact is invisible to this one: "removing" it would remove nothing and
     // record the image as gone. Leave the version untouched; a cleanup with the right driver does it.
     const ours: Row[] = [];
@@ -401,16 +413,28 @@ export class Cleanup {
       const why = `version ${r.version} was built by the ${builtBy} driver but this cleanup runs the ${this.driver.name} driver: left as it is (run cleanup with RUNTIME_DRIVER=${builtBy})`;
       this.failed(summary, [r], new Error(why));
     }
-    if (ours.length === 0) return;
-    await this.opts.beforeClaim?.(actions.filter((a) => ours.some((r) => r.id === a.deploymentId)));
+    if (ours.length === 0) return [];
+    if (this.opts.beforeClaim) {
+      const ids = new Set(ours.map((r) => r.id));
+      await this.opts.beforeClaim(actions.filter((a) => ids.has(a.deploymentId)));
+    }
     let claimed: Row[] = [];
     await this.guard(summary, ours, async () => {
       claimed = await this.claim(summary, ours);
     });
+    return claimed;
+  }
+
+  /** Steps 2 and 3 for claimed versions. Never throws: a failure is counted and the rows stay `archiving`. */
+  private async finishBatch(summary: CleanupSummary, claimed: readonly Row[]): Promise<void> {
     if (claimed.length === 0) return;
-    const outcomes = await this.applyBatch(summary, claimed);
-    if (outcomes.length === 0) return;
-    await this.guard(summary, outcomes.map((o) => o.row), () => this.recordBatch(summary, outcomes));
+    try {
+      const outcomes = await this.applyBatch(summary, claimed);
+      if (outcomes.length === 0) return;
+      await this.guard(summary, outcomes.map((o) => o.row), () => this.recordBatch(summary, outcomes));
+    } catch (err) {
+      this.failed(summary, claimed, err);
+    }
   }
 
   /**
@@ -582,7 +606,7 @@ export class Cleanup {
       removed_at: o.status === 'deleted' ? now : null,
       note: o.notes.join('; '),
     }));
-    const rows = jsonRowsSql(this.db, 'v', {
+    const rows = jsonRowsCte(this.db, 'v', {
       deployment_id: 'uuid',
       new_status: 'text',
       new_archive_key: 'text',
@@ -590,22 +614,21 @@ export class Cleanup {
       removed_at: 'timestamptz',
       note: 'text',
     });
-    await withTransaction(this.db, async (trx) => {
+    const recorded = await withTransaction(this.db, async (trx) => {
       const result = await trx.raw(
-        `UPDATE function_deployments
+        `WITH ${rows}
+         UPDATE function_deployments
             SET status = v.new_status, archive_key = v.new_archive_key, archive_storage_class = v.new_storage_class,
                 archive_removed_at = v.removed_at, image_removed_at = ?, archived_at = ?, cleanup_note = v.note, updated_at = ?
-           FROM ${rows}
+           FROM v
           WHERE function_deployments.id = v.deployment_id AND function_deployments.status = 'archiving'
       RETURNING id`,
-        [now, now, now, JSON.stringify(values)],
+        [JSON.stringify(values), now, now, now],
       );
       const changed = new Set<string>((this.db.dialect === 'pg' ? result.rows : result).map((r: { id: string }) => r.id));
       const events: EventInput[] = [];
       for (const o of outcomes) {
         if (!changed.has(o.row.id)) continue;
-        if (o.status === 'deleted') summary.archivesDeleted++;
-        else summary.versionsArchived++;
         events.push({
           functionId: o.row.function_id,
           deploymentId: o.row.id,
@@ -615,8 +638,14 @@ export class Cleanup {
           at: now,
         });
       }
-      await recordEvents(trx, events);
+      await recordEvents(this.db, trx, events);
+      return outcomes.filter((o) => changed.has(o.row.id));
     });
+    // counted once committed: a failed record leaves the rows `archiving` for the next run
+    for (const o of recorded) {
+      if (o.status === 'deleted') summary.archivesDeleted++;
+      else summary.versionsArchived++;
+    }
   }
 
   /** Old failed versions: delete, then record. Killed in between, the next run deletes again (harmless) and records. */
