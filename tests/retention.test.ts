@@ -14,6 +14,7 @@ import { declaration, deployAndBuild, waitForBuild } from './support/flows.ts';
 import { runnerEnv, spawnCleanup, startStallingProxy } from './support/processes.ts';
 import { waitFor } from './support/services.ts';
 import type { Client } from './support/http.ts';
+import { builtFunctionRows, insertInBatches } from '../scripts/bench/seed.ts';
 
 // s3rver knows the classic storage classes only (no GLACIER_IR, the production default)
 const t = await startTestPlatform({ KEEP_LAST_N: '3', CLEANUP_CRON: 'off', ARCHIVE_STORAGE_CLASS: 'STANDARD_IA', FUNCTION_IDLE_MS: '5000' }, { runner: true });
@@ -85,6 +86,32 @@ for (const mode of ['prefix', 'storage-class', 'delete'] as const) {
     assert.is(again.versionsArchived + again.archivesDeleted + again.errors, 0);
   });
 }
+
+keep('more versions than one batch: 2 functions × 1,300 versions, keep 3, each old version deleted and logged once', async () => {
+  // rows written straight into the database, as the bench does: 2,594 versions are 3 batches
+  const fnIds: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const userId = randomUUID();
+    await db('users').insert({ id: userId, email: `batches-${userId}@example.com`, password_hash: 'x', created_at: new Date().toISOString() });
+    const made = builtFunctionRows(userId, 'many-batches', 1300);
+    await db('functions').insert(made.fn);
+    await insertInBatches(db, 'function_deployments', made.deployments, 500);
+    fnIds.push(made.fn.id);
+  }
+  const summary = await cleanup({ archiveMode: 'delete', functionName: 'many-batches' });
+  assert.is(summary.errors, 0);
+  assert.is(summary.archivesDeleted, 2594);
+  assert.is(summary.objectsRemoved, 2594);
+  const byStatus = await db('function_deployments').whereIn('function_id', fnIds).select('status').count({ n: '*' }).groupBy('status');
+  assert.equal(Object.fromEntries(byStatus.map((r: any) => [r.status, Number(r.n)])), { active: 6, deleted: 2594 });
+  const live = await db('function_deployments').whereIn('function_id', fnIds).andWhere('is_active', true).select('version');
+  assert.equal(live.map((r: any) => Number(r.version)), [1300, 1300]);
+  const events = await db('function_logs').whereIn('function_id', fnIds).andWhere('event', 'archive_deleted').select('deployment_id', 'message');
+  assert.is(events.length, 2594);
+  assert.is(new Set(events.map((e: any) => e.deployment_id)).size, 2594, 'one event per version');
+  assert.match(events[0].message, /^version \d+ deleted by retention cleanup: unpacked artifact removed; archive deleted/);
+  assert.is((await cleanup({ archiveMode: 'delete', functionName: 'many-batches' })).archivesDeleted, 0);
+});
 
 keep('the live version survives every run, whatever its age', async () => {
   const api = await tp.newUser();

@@ -466,15 +466,16 @@ export class Cleanup {
           else taken.push(c);
         }
       }
-      if (taken.length > 0) {
-        const marked = await trx('function_deployments')
-          .whereIn('id', taken.map((c) => c.id))
-          .andWhere('status', BUILT_STATUS)
-          .update({ status: 'archiving', updated_at: nowIso() });
-        // the functions' locks are held: nothing can have changed these rows since they were read
-        if (marked !== taken.length) throw new Error(`claimed ${marked} of ${taken.length} versions: rows changed under the lock`);
-      }
-      return [...resumed, ...taken];
+      if (taken.length === 0) return resumed;
+      // Every writer of a built row holds its function's lock, so all of `taken` is marked; the
+      // status condition and RETURNING keep a writer that did not from being overruled.
+      const marked: { id: string }[] = await trx('function_deployments')
+        .whereIn('id', taken.map((c) => c.id))
+        .andWhere('status', BUILT_STATUS)
+        .update({ status: 'archiving', updated_at: nowIso() })
+        .returning('id');
+      const markedIds = new Set(marked.map((m) => m.id));
+      return [...resumed, ...taken.filter((c) => markedIds.has(c.id))];
     });
     // in the plan's order (newest first within a function), as the report lists them
     const order = new Map(rows.map((r, i) => [r.id, i]));
@@ -502,15 +503,20 @@ export class Cleanup {
     });
     const [, archives] = await Promise.all([removals, this.moveArchives(summary, claimed, errors)]);
     const outcomes: Outcome[] = [];
+    // one log line per error: a failed DeleteObjects is the same error for up to 1,000 versions
+    const failedBy = new Map<unknown, Row[]>();
     for (const r of claimed) {
       const err = errors.get(r.id);
       if (err !== undefined) {
-        this.failed(summary, [r], err);
+        const same = failedBy.get(err);
+        if (same) same.push(r);
+        else failedBy.set(err, [r]);
         continue;
       }
       const archive = archives.get(r.id)!;
       outcomes.push({ ...archive, row: r, notes: [imageNotes.get(r.id)!, archive.note] });
     }
+    for (const [err, rows] of failedBy) this.failed(summary, rows, err);
     return outcomes;
   }
 
