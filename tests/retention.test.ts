@@ -14,6 +14,7 @@ import { declaration, deployAndBuild, waitForBuild } from './support/flows.ts';
 import { runnerEnv, spawnCleanup, startStallingProxy } from './support/processes.ts';
 import { waitFor } from './support/services.ts';
 import type { Client } from './support/http.ts';
+import { builtFunctionRows, insertInBatches } from '../scripts/bench/seed.ts';
 
 // s3rver knows the classic storage classes only (no GLACIER_IR, the production default)
 const t = await startTestPlatform({ KEEP_LAST_N: '3', CLEANUP_CRON: 'off', ARCHIVE_STORAGE_CLASS: 'STANDARD_IA', FUNCTION_IDLE_MS: '5000' }, { runner: true });
@@ -85,6 +86,32 @@ for (const mode of ['prefix', 'storage-class', 'delete'] as const) {
     assert.is(again.versionsArchived + again.archivesDeleted + again.errors, 0);
   });
 }
+
+keep('more versions than one batch: 2 functions × 1,300 versions, keep 3, each old version deleted and logged once', async () => {
+  // rows written straight into the database, as the bench does: 2,594 versions are 3 batches
+  const fnIds: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const userId = randomUUID();
+    await db('users').insert({ id: userId, email: `batches-${userId}@example.com`, password_hash: 'x', created_at: new Date().toISOString() });
+    const made = builtFunctionRows(userId, 'many-batches', 1300);
+    await db('functions').insert(made.fn);
+    await insertInBatches(db, 'function_deployments', made.deployments, 500);
+    fnIds.push(made.fn.id);
+  }
+  const summary = await cleanup({ archiveMode: 'delete', functionName: 'many-batches' });
+  assert.is(summary.errors, 0);
+  assert.is(summary.archivesDeleted, 2594);
+  assert.is(summary.objectsRemoved, 2594);
+  const byStatus = await db('function_deployments').whereIn('function_id', fnIds).select('status').count({ n: '*' }).groupBy('status');
+  assert.equal(Object.fromEntries(byStatus.map((r: any) => [r.status, Number(r.n)])), { active: 6, deleted: 2594 });
+  const live = await db('function_deployments').whereIn('function_id', fnIds).andWhere('is_active', true).select('version');
+  assert.equal(live.map((r: any) => Number(r.version)), [1300, 1300]);
+  const events = await db('function_logs').whereIn('function_id', fnIds).andWhere('event', 'archive_deleted').select('deployment_id', 'message');
+  assert.is(events.length, 2594);
+  assert.is(new Set(events.map((e: any) => e.deployment_id)).size, 2594, 'one event per version');
+  assert.match(events[0].message, /^version \d+ deleted by retention cleanup: unpacked artifact removed; archive deleted/);
+  assert.is((await cleanup({ archiveMode: 'delete', functionName: 'many-batches' })).archivesDeleted, 0);
+});
 
 keep('the live version survives every run, whatever its age', async () => {
   const api = await tp.newUser();
@@ -212,28 +239,82 @@ reachable('the dry run and the report name what was kept and why', async () => {
   assert.is(await statuses(api, id), 'v1:active v2:active v3:archived v4:active');
 });
 
-reachable('a tag set after the plan was made still protects the version: the claim re-checks', async () => {
+reachable('a rollback, a candidate and a tag made after the plan, before the bulk claim, still protect their versions', async () => {
   const api = await tp.newUser();
-  const id = await builtVersions(api, 'late-tag', 4);
-  // The plan archives v3, v2, v1 in that order; the run is held on v3's archive copy (after the
-  // plan, before v1's claim) while v1 is tagged.
+  const id = await builtVersions(api, 'late-change', 5); // v5 live
+  let planned: string[] = [];
+  const summary = await cleanup({
+    functionName: 'late-change',
+    keepLastN: 1,
+    // the plan (v4, v3, v2, v1) is made; each change below takes the function's lock before the claim does
+    beforeClaim: async (batch) => {
+      planned = batch.map((a) => `${a.action} v${a.version}`);
+      assert.is((await api.post(`/api/functions/${id}/rollback`, { version: 4 })).status, 200);
+      await setCandidate(api, id, 3, 0);
+      await tagVersion(api, id, 'late', 2);
+    },
+  });
+  assert.equal(planned, ['archive v4', 'archive v3', 'archive v2', 'archive v1']);
+  assert.is(summary.errors, 0);
+  assert.equal(summary.kept.map((k) => `v${k.version} ${k.reason}`), ['v3 candidate', 'v2 tagged:late']);
+  assert.is(summary.versionsArchived, 1);
+  assert.is(await statuses(api, id), 'v1:archived v2:active v3:active v4:active v5:active');
+  for (const v of [2, 3, 4, 5]) assert.ok(fs.existsSync(artifactDir(id, v)), `v${v} artifact kept`);
+  assert.not.ok(fs.existsSync(artifactDir(id, 1)));
+  const inv = await api.post(`/api/functions/${id}/invoke`, {});
+  assert.is(inv.body.result.tag, 'late-change-v4');
+  assert.is((await api.post(`/api/functions/${id}/invoke?tag=late`, {})).body.result.tag, 'late-change-v2');
+});
+
+reachable('a deploy during a cleanup goes live; the cleanup archives only what it planned, the next run the rest', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'busy', 3); // v3 live
+  const summary = await cleanup({
+    functionName: 'busy',
+    keepLastN: 1,
+    beforeClaim: async () => {
+      const d = await deployAndBuild(api, 'busy', await fn('busy-v4'));
+      assert.is(d.built.status, 'active', d.built.error ?? '');
+    },
+  });
+  assert.is(summary.errors, 0);
+  assert.equal(summary.plan.map((a) => `${a.action} v${a.version}`), ['archive v2', 'archive v1']);
+  assert.is(await statuses(api, id), 'v1:archived v2:archived v3:active v4:active');
+  assert.is((await api.post(`/api/functions/${id}/invoke`, {})).body.result.tag, 'busy-v4');
+  const next = await cleanup({ functionName: 'busy', keepLastN: 1 });
+  assert.is(next.versionsArchived, 1);
+  assert.is(await statuses(api, id), 'v1:archived v2:archived v3:archived v4:active');
+  assert.ok(fs.existsSync(artifactDir(id, 4)));
+});
+
+reachable('while its batch is being archived, a version refuses a tag and a rollback (409); the live one is untouched', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'in-flight', 4); // v4 live
+  // the whole batch (v3, v2, v1) is claimed at once; the run is held on v3's archive copy
   const proxy = await startStallingProxy(
     tp.platform.embeddedS3!.endpoint,
     (req) => req.method === 'PUT' && Boolean(req.url?.includes('/v3/')) && Boolean(req.headers['x-amz-copy-source']),
   );
   try {
-    const run = spawnCleanup(['--keep', '1', '--function', 'late-tag'], runnerEnv(tp, { S3_ENDPOINT: proxy.url }));
+    const run = spawnCleanup(['--keep', '1', '--function', 'in-flight'], runnerEnv(tp, { S3_ENDPOINT: proxy.url }));
     await waitFor('the copy of v3 to be held', () => proxy.held() > 0, { timeoutMs: 30_000 });
-    await tagVersion(api, id, 'late', 1);
+    const tag = await api.request('PUT', `/api/functions/${id}/tags/late`, { json: { version: 1 } });
+    assert.is(tag.status, 409, JSON.stringify(tag.body));
+    assert.is(tag.body.error.code, 'version_not_built');
+    const rb = await api.post(`/api/functions/${id}/rollback`, { version: 1 });
+    assert.is(rb.status, 409, JSON.stringify(rb.body));
+    assert.match(rb.body.error.message, /being archived/);
+    assert.is((await api.post(`/api/functions/${id}/invoke`, {})).body.result.tag, 'in-flight-v4');
     proxy.release();
     assert.is(await run.exited, 0, run.stderr() + run.stdout());
-    assert.match(run.stdout(), /kept\s+late-tag v1 \(tagged:late\)\n/);
-    assert.match(run.stdout(), /versions archived 2,/);
+    assert.match(run.stdout(), /versions archived 3,/);
   } finally {
     await proxy.close();
   }
-  assert.is(await statuses(api, id), 'v1:active v2:archived v3:archived v4:active');
-  assert.ok(fs.existsSync(artifactDir(id, 1)));
+  assert.is(await statuses(api, id), 'v1:archived v2:archived v3:archived v4:active');
+  // archived, the version is one rollback (a rebuild) away again
+  assert.is((await api.post(`/api/functions/${id}/rollback`, { version: 1 })).status, 202);
+  assert.is((await waitForBuild(api, id, 1)).status, 'active');
 });
 
 const restore = suite('bringing a version back');
@@ -349,6 +430,32 @@ safety('a cleanup killed half-way, then re-run, finishes with no orphans and no 
   assert.is((await api.post(`/api/functions/${id}/rollback`, { version: 3 })).status, 202);
   assert.is((await waitForBuild(api, id, 3)).status, 'active');
   assert.is((await api.post(`/api/functions/${id}/invoke`, {})).body.result.tag, 'interrupted-v3');
+});
+
+safety('killed after the batch delete and before the record: the re-run records the moves, once', async () => {
+  const api = await tp.newUser();
+  const id = await builtVersions(api, 'half-recorded', 4);
+  const rows = await db('function_deployments').where({ function_id: id }).orderBy('version');
+  // v1: claimed, copied, original deleted (the DeleteObjects went through); v2: claimed and
+  // copied, original still there (killed before the delete); v3: claimed only
+  for (const r of rows.slice(0, 3)) await db('function_deployments').where({ id: r.id }).update({ status: 'archiving' });
+  for (const r of rows.slice(0, 2)) await tp.platform.storage.copy(r.s3_key, `archive/${r.s3_key}`);
+  await tp.platform.storage.delete(rows[0].s3_key);
+  const summary = await cleanup({ functionName: 'half-recorded', keepLastN: 1 });
+  assert.is(summary.errors, 0);
+  assert.equal(summary.plan.map((a) => `${a.action} v${a.version}`).sort(), ['resume-archive v1', 'resume-archive v2', 'resume-archive v3']);
+  assert.is(summary.versionsArchived, 3);
+  const h = await history(api, id);
+  for (let v = 1; v <= 3; v++) {
+    const key = rows[v - 1].s3_key as string;
+    assert.is(h.get(v).status, 'archived', `v${v}`);
+    assert.is(h.get(v).archiveKey, `archive/${key}`);
+    assert.is(await tp.platform.storage.head(key), null, `v${v} original gone`);
+    assert.ok(await tp.platform.storage.head(`archive/${key}`), `v${v} archive present`);
+  }
+  const events = (await api.get(`/api/functions/${id}/logs`)).body.logs.filter((l: any) => l.event === 'archived');
+  assert.equal(events.map((e: any) => e.version).sort(), [1, 2, 3]);
+  assert.is((await cleanup({ functionName: 'half-recorded', keepLastN: 1 })).versionsArchived, 0);
 });
 
 safety('two cleanups at once: one works, the other stands aside', async () => {

@@ -28,6 +28,23 @@ export function lockFunctionRow(db: Db, trx: Knex.Transaction, functionId: strin
   return lockRow(db, trx, 'functions', functionId);
 }
 
+/**
+ * lockFunctionRow for many functions at once (a batch of retention cleanup); returns the ids that
+ * exist. PostgreSQL: one SELECT … FOR NO KEY UPDATE, locking in id order, the order every
+ * multi-function locker uses, so two of them cannot deadlock. SQLite: the write lock is the whole
+ * database's, so one no-op write takes it for all of them.
+ */
+export async function lockFunctionRows(db: Db, trx: Knex.Transaction, functionIds: readonly string[]): Promise<Set<string>> {
+  if (functionIds.length === 0) return new Set();
+  if (db.dialect === 'pg') {
+    const rows: { id: string }[] = await trx('functions').select('id').whereIn('id', functionIds).orderBy('id').forNoKeyUpdate();
+    return new Set(rows.map((r) => r.id));
+  }
+  await trx('functions').where({ id: functionIds[0] }).update({ id: functionIds[0] });
+  const rows: { id: string }[] = await trx('functions').select('id').whereIn('id', functionIds);
+  return new Set(rows.map((r) => r.id));
+}
+
 /** Serializes what one account allocates (quotas): taken before any function row lock. */
 export function lockUserRow(db: Db, trx: Knex.Transaction, userId: string): Promise<boolean> {
   return lockRow(db, trx, 'users', userId);
@@ -59,6 +76,23 @@ export async function dbNowMs(db: Db, q: Knex | Knex.Transaction = db.knex): Pro
   const result = await q.raw(`SELECT ${dbTimeSql(db)} AS now`);
   const row = db.dialect === 'pg' ? result.rows[0] : result[0];
   return new Date(row.now).getTime();
+}
+
+/**
+ * Rows passed as one JSON parameter (the `?` in the SQL returned), as a common table expression
+ * named `name` with these columns, for a set-based `WITH … UPDATE … FROM name` that gives each row
+ * its own values: one bound variable however many rows (SQLite allows 32,766), typed on
+ * PostgreSQL, where a uuid column compares only with a uuid. MATERIALIZED: otherwise SQLite may
+ * drive the join from an index of the updated table and scan the JSON once per row it finds
+ * (2 s instead of 20 ms for 1,000 rows).
+ */
+export function jsonRowsCte(db: Db, name: string, columns: Record<string, 'uuid' | 'text' | 'integer' | 'timestamptz'>): string {
+  const names = Object.keys(columns);
+  for (const n of [name, ...names]) if (!/^[a-z_][a-z0-9_]*$/.test(n)) throw new Error(`not a plain SQL name: ${n}`);
+  if (db.dialect === 'pg') {
+    return `${name} AS MATERIALIZED (SELECT * FROM json_to_recordset(?::json) AS r(${names.map((n) => `${n} ${columns[n]}`).join(', ')}))`;
+  }
+  return `${name} AS MATERIALIZED (SELECT ${names.map((n) => `value ->> '${n}' AS ${n}`).join(', ')} FROM json_each(?))`;
 }
 
 /** Counts and bigints come back as strings from pg. */

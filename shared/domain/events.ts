@@ -1,6 +1,7 @@
 // The per-function event log (the seed's function_logs): what happened to which deployment, when.
 import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
+import { jsonRowsCte } from '../db/dialect.ts';
 import { nowIso, toIso } from '../db/time.ts';
 
 export type FunctionEvent =
@@ -60,6 +61,38 @@ export async function recordEvent(trx: Knex | Knex.Transaction, e: EventInput): 
     message: e.message,
     created_at: e.at ?? nowIso(),
   });
+}
+
+/**
+ * recordEvent for many events in one INSERT, the rows passed as one JSON parameter (retention
+ * cleanup records a batch of up to 1,000 versions at once; knex's multi-row insert costs more to
+ * build than to run, and SQLite caps it at 500 rows).
+ */
+export async function recordEvents(db: Db, trx: Knex | Knex.Transaction, events: readonly EventInput[]): Promise<void> {
+  if (events.length === 0) return;
+  const now = nowIso();
+  const rows = events.map((e) => ({
+    function_id: e.functionId,
+    deployment_id: e.deploymentId ?? null,
+    version: e.version ?? null,
+    event: e.event,
+    message: e.message,
+    created_at: e.at ?? now,
+  }));
+  const cte = jsonRowsCte(db, 'e', {
+    function_id: 'uuid',
+    deployment_id: 'uuid',
+    version: 'integer',
+    event: 'text',
+    message: 'text',
+    created_at: 'timestamptz',
+  });
+  await trx.raw(
+    `WITH ${cte}
+     INSERT INTO function_logs (function_id, deployment_id, version, event, message, created_at)
+     SELECT function_id, deployment_id, version, event, message, created_at FROM e`,
+    [JSON.stringify(rows)],
+  );
 }
 
 export interface EventView {

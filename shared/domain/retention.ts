@@ -4,10 +4,11 @@
 // expire. History rows are never deleted: each says what was removed.
 //
 // Safety rules, each with the failure it prevents:
-// - A version is archived in two steps: a transaction marks it `archiving` after re-checking,
+// - A version is archived in three steps: a transaction marks it `archiving` after re-checking,
 //   under the function's lock, that it is built, not live and not claimed (so a rollback that just
 //   made it live wins); side effects follow; a second transaction records the result. A run killed
-//   in between leaves `archiving` rows, which the next run finishes first.
+//   in between leaves `archiving` rows, which the next run finishes first. While a row is
+//   `archiving`, a rollback to it answers 409 and a tag or the candidate cannot point at it.
 // - An archive is copied before the original is deleted, and every side effect is idempotent, so
 //   repeating a step after a crash is harmless and no row ends up pointing at an object that is gone.
 // - One run at a time across all runners (shared/db/lock.ts).
@@ -15,21 +16,29 @@
 //   the version of a running canary) keeps its image whatever its age: archiving it would turn its
 //   next request into a rebuild. The plan skips it and names it in `kept`; the claim in step 1
 //   re-checks under the function's lock, so a tag set after planning still protects it.
+//
+// Each step works on a batch of up to 1,000 versions (S3's DeleteObjects limit), set-based: the
+// claim is one short transaction for the batch (lock the functions, read the rows and their
+// protections, one UPDATE), the archives go with one DeleteObjects per 1,000 keys (copies and image
+// removals run CLEANUP_CONCURRENCY at once), and the record is one UPDATE … FROM and one INSERT of
+// the events. No S3 or engine call is made while a transaction is open: on SQLite that would hold
+// the one write lock every deploy waits for.
 import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
-import { bool, lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
+import { bool, jsonRowsCte, lockFunctionRows, num, withTransaction } from '../db/dialect.ts';
 import { tryAcquireLock } from '../db/lock.ts';
 import { nowIso } from '../db/time.ts';
 import type { Logger } from '../logger.ts';
 import type { Platform } from '../platform.ts';
 import type { RuntimeDriver } from '../runtime/types.ts';
-import { recordEvent } from './events.ts';
+import { recordEvents, type EventInput } from './events.ts';
 import { BUILT_STATUS, type DeploymentRow } from './model.ts';
 import { versionDriver } from './version-driver.ts';
 import { sweepBuildWorkDirs } from '../work-dirs.ts';
 import { expireUpload } from './uploads.ts';
 import { pruneMetrics } from './metrics.ts';
 import { sweepUploadTemp } from '../storage/upload-temp.ts';
+import { DELETE_OBJECTS_MAX } from '../storage/s3-storage.ts';
 
 export type ArchiveMode = 'storage-class' | 'prefix' | 'delete';
 
@@ -40,12 +49,17 @@ export interface CleanupOptions {
   /** uploads are expired this long after their URL expired */
   uploadGraceSeconds: number;
   invocationLogsKeep: number;
-  /** functions worked on at once (their S3 and engine calls overlap; each function's steps stay in order) */
+  /** S3 copies and artifact removals made at once (each batch's DeleteObjects requests go one at a time) */
   concurrency: number;
   dryRun?: boolean;
   /** only functions with this name (any owner) */
   functionName?: string;
   holder?: string;
+  /**
+   * Called with each batch of archive actions after it was planned and before it is claimed: the
+   * window in which a tag, a rollback or a traffic change can still race the claim (tests use it).
+   */
+  beforeClaim?: (batch: readonly PlannedAction[]) => Promise<void>;
 }
 
 export type PlannedAction =
@@ -107,6 +121,7 @@ interface Row {
   runtime_driver: string | null;
   s3_key: string;
   archive_key: string | null;
+  archive_storage_class: string | null;
   archive_size: unknown;
   archive_removed_at: unknown;
   last_version: number;
@@ -114,8 +129,26 @@ interface Row {
 
 const ROW_COLUMNS = [
   'd.id', 'd.function_id', 'f.name', 'd.version', 'd.status', 'd.is_active', 'd.claimed_by', 'd.image_tag', 'd.runtime_driver',
-  'd.s3_key', 'd.archive_key', 'd.archive_size', 'd.archive_removed_at', 'f.last_version',
+  'd.s3_key', 'd.archive_key', 'd.archive_storage_class', 'd.archive_size', 'd.archive_removed_at', 'f.last_version',
 ];
+
+/** Versions claimed, moved and recorded together: one DeleteObjects request's worth of keys. */
+const BATCH_VERSIONS = DELETE_OBJECTS_MAX;
+
+/** What the side effects did to one claimed version: the row step 3 writes. */
+interface Outcome {
+  row: Row;
+  status: 'archived' | 'deleted';
+  archiveKey: string | null;
+  storageClass: string | null;
+  notes: string[];
+}
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
 
 function emptySummary(dryRun: boolean): CleanupSummary {
   return {
@@ -291,163 +324,357 @@ export class Cleanup {
   private async scanFunctions(summary: CleanupSummary): Promise<void> {
     let after: string | null = null;
     const pageSize = 200;
-    for (;;) {
-      const page = this.db.knex('functions as f').orderBy('f.id').limit(pageSize).select('f.id');
-      if (after !== null) page.where('f.id', '>', after);
-      const fns: { id: string }[] = await this.functionFilter(page);
-      if (fns.length === 0) break;
-      after = fns[fns.length - 1]!.id;
-      const rows: Row[] = await this.db
-        .knex('function_deployments as d')
-        .join('functions as f', 'f.id', 'd.function_id')
-        .whereIn('d.function_id', fns.map((f) => f.id))
-        .whereIn('d.status', [BUILT_STATUS, 'archiving', 'failed'])
-        .select(ROW_COLUMNS);
-      const guarded = await protectedDeployments(this.db.knex, fns.map((f) => f.id));
-      const byFunction = new Map<string, Row[]>();
-      for (const r of rows) {
-        const list = byFunction.get(r.function_id) ?? [];
-        list.push(r);
-        byFunction.set(r.function_id, list);
-      }
-      summary.functionsScanned += fns.length;
-      await forEachLimited(fns, this.opts.concurrency, async (fn) => {
-        const fnRows = byFunction.get(fn.id) ?? [];
-        const { plan, kept } = planFunction(fnRows, this.opts.keepLastN, this.opts.archiveMode, guarded);
-        summary.plan.push(...plan);
-        summary.kept.push(...kept);
-        if (this.opts.dryRun) return;
-        const rowsById = new Map(fnRows.map((r) => [r.id, r]));
-        for (const action of plan) {
-          const row = rowsById.get(action.deploymentId)!;
-          await this.guard(summary, row, () =>
-            action.action === 'delete-failed-archive' ? this.deleteFailedArchive(summary, row) : this.archiveVersion(summary, row),
-          );
+    // One batch's side effects and record overlap the next batch's planning and claim (one batch in
+    // flight at most): the former wait on S3 and the engine, the latter on the database.
+    let finishing: Promise<void> = Promise.resolve();
+    try {
+      for (;;) {
+        const page = this.db.knex('functions as f').orderBy('f.id').limit(pageSize).select('f.id');
+        if (after !== null) page.where('f.id', '>', after);
+        const fns: { id: string }[] = await this.functionFilter(page);
+        if (fns.length === 0) break;
+        after = fns[fns.length - 1]!.id;
+        const rows: Row[] = await this.db
+          .knex('function_deployments as d')
+          .join('functions as f', 'f.id', 'd.function_id')
+          .whereIn('d.function_id', fns.map((f) => f.id))
+          .whereIn('d.status', [BUILT_STATUS, 'archiving', 'failed'])
+          .select(ROW_COLUMNS);
+        const guarded = await protectedDeployments(this.db.knex, fns.map((f) => f.id));
+        const byFunction = new Map<string, Row[]>();
+        for (const r of rows) {
+          const list = byFunction.get(r.function_id) ?? [];
+          list.push(r);
+          byFunction.set(r.function_id, list);
         }
-      });
-      if (fns.length < pageSize) break;
+        summary.functionsScanned += fns.length;
+        const archive: PlannedAction[] = [];
+        const failed: PlannedAction[] = [];
+        for (const fn of fns) {
+          const { plan, kept } = planFunction(byFunction.get(fn.id) ?? [], this.opts.keepLastN, this.opts.archiveMode, guarded);
+          summary.plan.push(...plan);
+          summary.kept.push(...kept);
+          for (const action of plan) (action.action === 'delete-failed-archive' ? failed : archive).push(action);
+        }
+        if (!this.opts.dryRun) {
+          const rowsById = new Map(rows.map((r) => [r.id, r]));
+          for (const batch of chunks(archive, BATCH_VERSIONS)) {
+            const claimed = await this.claimBatch(summary, batch, rowsById);
+            await finishing;
+            finishing = this.finishBatch(summary, claimed);
+          }
+          // two keys a version at most (the original and a moved archive)
+          for (const batch of chunks(failed, BATCH_VERSIONS / 2)) {
+            const failedRows = batch.map((a) => rowsById.get(a.deploymentId)!);
+            await this.guard(summary, failedRows, () => this.deleteFailedArchives(summary, failedRows));
+          }
+        }
+        if (fns.length < pageSize) break;
+      }
+    } finally {
+      await finishing;
     }
   }
 
-  /** Runs one action; a failure is logged and counted, and the run goes on with the next. */
-  private async guard(summary: CleanupSummary, r: Row | null, work: () => Promise<void>): Promise<void> {
+  /**
+   * Runs one step for `rows`; a failure is logged and counted once per version, and the run goes
+   * on with the next batch (the versions stay as the step found them, or `archiving`).
+   */
+  private async guard(summary: CleanupSummary, rows: Row | readonly Row[] | null, work: () => Promise<void>): Promise<void> {
     try {
       await work();
     } catch (err) {
-      summary.errors++;
-      this.log.error('cleanup action failed; the next run retries it', {
-        ...(r ? { functionId: r.function_id, deploymentId: r.id, version: num(r.version) } : {}),
-        err,
-      });
+      this.failed(summary, rows === null ? [] : Array.isArray(rows) ? rows : [rows as Row], err);
     }
   }
 
-  private async archiveVersion(summary: CleanupSummary, r: Row): Promise<void> {
+  private failed(summary: CleanupSummary, rows: readonly Row[], err: unknown): void {
+    summary.errors += Math.max(1, rows.length);
+    const r = rows[0];
+    this.log.error('cleanup action failed; the next run retries it', {
+      ...(rows.length === 1 && r ? { functionId: r.function_id, deploymentId: r.id, version: num(r.version) } : {}),
+      ...(rows.length > 1 ? { versions: rows.length, first: { functionId: r!.function_id, version: num(r!.version) } } : {}),
+      err,
+    });
+  }
+
+  /** The versions of `actions` this driver can clean up, claimed (step 1); the others are reported as errors. */
+  private async claimBatch(summary: CleanupSummary, actions: readonly PlannedAction[], rowsById: ReadonlyMap<string, Row>): Promise<Row[]> {
     // Another driver's artifact is invisible to this one: "removing" it would remove nothing and
     // record the image as gone. Leave the version untouched; a cleanup with the right driver does it.
-    const builtBy = versionDriver(r);
-    if (builtBy !== this.driver.name) {
-      throw new Error(
-        `version ${r.version} was built by the ${builtBy} driver but this cleanup runs the ${this.driver.name} driver: left as it is (run cleanup with RUNTIME_DRIVER=${builtBy})`,
-      );
-    }
-    // Step 1: re-check under the function's lock and claim the row for archiving. The protections
-    // are read again here: the plan's were read before this function's turn came (a tag or a
-    // candidate set since, under the same lock, must still win).
-    let keptFor: KeptReason | undefined;
-    const claimed = await withTransaction(this.db, async (trx) => {
-      await lockFunctionRow(this.db, trx, r.function_id);
-      const current = await trx('function_deployments').where({ id: r.id }).first();
-      if (!current) return null;
-      if (current.status === 'archiving') return current; // resuming a killed run
-      if (current.status !== BUILT_STATUS || bool(current.is_active) || current.claimed_by) return null;
-      keptFor = (await protectedDeployments(trx, [r.function_id])).get(r.id);
-      if (keptFor) return null;
-      await trx('function_deployments').where({ id: r.id }).update({ status: 'archiving', updated_at: nowIso() });
-      return current;
-    });
-    if (keptFor) summary.kept.push({ functionId: r.function_id, name: r.name, version: num(r.version), reason: keptFor });
-    if (!claimed) return;
-
-    // Step 2: side effects, each idempotent.
-    const notes: string[] = [];
-    await this.driver.removeArtifact({ functionId: r.function_id, version: num(r.version), imageTag: claimed.image_tag });
-    summary.imagesRemoved++;
-    notes.push(claimed.image_tag ? `image ${claimed.image_tag} removed` : 'unpacked artifact removed');
-
-    const current: string = claimed.archive_key ?? claimed.s3_key;
-    const size = num(claimed.archive_size);
-    let archiveKey: string | null = claimed.archive_key ?? null;
-    let storageClass: string | null = claimed.archive_storage_class ?? null;
-    let status: 'archived' | 'deleted' = 'archived';
-    const mode = this.opts.archiveMode;
-    if (mode === 'delete') {
-      await this.p.storage.delete(claimed.s3_key);
-      if (claimed.archive_key) await this.p.storage.delete(claimed.archive_key);
-      summary.objectsRemoved++;
-      summary.bytesFreed += size;
-      status = 'deleted';
-      archiveKey = null;
-      notes.push('archive deleted (ARCHIVE_MODE=delete)');
-    } else if (mode === 'prefix') {
-      const target = archivePrefixKey(claimed.s3_key);
-      if (current !== target) {
-        // Copy first, delete after: a run killed between the two leaves both, never neither.
-        if (await this.p.storage.head(current)) await this.p.storage.copy(current, target);
-        else if (!(await this.p.storage.head(target))) throw new Error(`archive of v${r.version} is missing from ${current}`);
-        await this.p.storage.delete(current);
-        summary.objectsMoved++;
+    const ours: Row[] = [];
+    for (const action of actions) {
+      const r = rowsById.get(action.deploymentId)!;
+      const builtBy = versionDriver(r);
+      if (builtBy === this.driver.name) {
+        ours.push(r);
+        continue;
       }
-      archiveKey = target;
-      notes.push(`archive moved to ${target}`);
-    } else {
-      if (storageClass !== this.opts.storageClass) {
-        await this.p.storage.copy(current, current, { storageClass: this.opts.storageClass });
-        storageClass = this.opts.storageClass;
-        summary.objectsMoved++;
-      }
-      notes.push(`archive kept at ${current} in storage class ${storageClass}`);
+      const why = `version ${r.version} was built by the ${builtBy} driver but this cleanup runs the ${this.driver.name} driver: left as it is (run cleanup with RUNTIME_DRIVER=${builtBy})`;
+      this.failed(summary, [r], new Error(why));
     }
-
-    // Step 3: record what is true now.
-    await withTransaction(this.db, async (trx) => {
-      const now = nowIso();
-      const moved = await trx('function_deployments')
-        .where({ id: r.id, status: 'archiving' })
-        .update({
-          status,
-          archive_key: status === 'deleted' ? null : archiveKey,
-          archive_storage_class: status === 'deleted' ? null : storageClass,
-          archive_removed_at: status === 'deleted' ? now : null,
-          image_removed_at: now,
-          archived_at: now,
-          cleanup_note: notes.join('; '),
-          updated_at: now,
-        });
-      if (!moved) return;
-      if (status === 'deleted') summary.archivesDeleted++;
-      else summary.versionsArchived++;
-      await recordEvent(trx, {
-        functionId: r.function_id,
-        deploymentId: r.id,
-        version: num(r.version),
-        event: status === 'deleted' ? 'archive_deleted' : 'archived',
-        message: `version ${r.version} ${status} by retention cleanup: ${notes.join('; ')}`,
-      });
+    if (ours.length === 0) return [];
+    if (this.opts.beforeClaim) {
+      const ids = new Set(ours.map((r) => r.id));
+      await this.opts.beforeClaim(actions.filter((a) => ids.has(a.deploymentId)));
+    }
+    let claimed: Row[] = [];
+    await this.guard(summary, ours, async () => {
+      claimed = await this.claim(summary, ours);
     });
+    return claimed;
   }
 
-  private async deleteFailedArchive(summary: CleanupSummary, r: Row): Promise<void> {
-    // Delete, then record: killed in between, the next run deletes again (harmless) and records.
-    await this.p.storage.delete(r.s3_key);
-    if (r.archive_key) await this.p.storage.delete(r.archive_key);
+  /** Steps 2 and 3 for claimed versions. Never throws: a failure is counted and the rows stay `archiving`. */
+  private async finishBatch(summary: CleanupSummary, claimed: readonly Row[]): Promise<void> {
+    if (claimed.length === 0) return;
+    try {
+      const outcomes = await this.applyBatch(summary, claimed);
+      if (outcomes.length === 0) return;
+      await this.guard(summary, outcomes.map((o) => o.row), () => this.recordBatch(summary, outcomes));
+    } catch (err) {
+      this.failed(summary, claimed, err);
+    }
+  }
+
+  /**
+   * Step 1, for a batch: one transaction that locks the batch's functions, reads the rows and their
+   * protections again (the plan's were read before: a tag, a candidate or a rollback since, made
+   * under the same lock, must still win) and marks what may go `archiving` in one UPDATE. Rows
+   * already `archiving` (a killed run's) are taken as they are.
+   */
+  private async claim(summary: CleanupSummary, rows: readonly Row[]): Promise<Row[]> {
+    const ids = rows.map((r) => r.id);
+    const functionIds = [...new Set(rows.map((r) => r.function_id))];
+    const keptNow: KeptVersion[] = [];
+    const claimed = await withTransaction(this.db, async (trx) => {
+      keptNow.length = 0;
+      await lockFunctionRows(this.db, trx, functionIds);
+      const current: Row[] = await trx('function_deployments as d')
+        .join('functions as f', 'f.id', 'd.function_id')
+        .whereIn('d.id', ids)
+        .select(ROW_COLUMNS);
+      const guarded = await protectedDeployments(trx, functionIds);
+      const resumed: Row[] = [];
+      const taken: Row[] = [];
+      for (const c of current) {
+        if (c.status === 'archiving') resumed.push(c);
+        else if (c.status !== BUILT_STATUS || bool(c.is_active) || c.claimed_by) continue;
+        else {
+          const reason = guarded.get(c.id);
+          if (reason) keptNow.push({ functionId: c.function_id, name: c.name, version: num(c.version), reason });
+          else taken.push(c);
+        }
+      }
+      if (taken.length === 0) return resumed;
+      // Every writer of a built row holds its function's lock, so all of `taken` is marked; the
+      // status condition and RETURNING keep a writer that did not from being overruled.
+      const marked: { id: string }[] = await trx('function_deployments')
+        .whereIn('id', taken.map((c) => c.id))
+        .andWhere('status', BUILT_STATUS)
+        .update({ status: 'archiving', updated_at: nowIso() })
+        .returning('id');
+      const markedIds = new Set(marked.map((m) => m.id));
+      return [...resumed, ...taken.filter((c) => markedIds.has(c.id))];
+    });
+    // in the plan's order (newest first within a function), as the report lists them
+    const order = new Map(rows.map((r, i) => [r.id, i]));
+    keptNow.sort((a, b) => b.version - a.version);
+    summary.kept.push(...keptNow);
+    return claimed.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
+  }
+
+  /**
+   * Step 2, for a batch: the artifacts are removed and the archives moved (or deleted) at the same
+   * time, each side effect idempotent. Returns what is to be recorded: the versions for which both
+   * succeeded. A version that failed stays `archiving`, and the next run repeats it.
+   */
+  private async applyBatch(summary: CleanupSummary, claimed: readonly Row[]): Promise<Outcome[]> {
+    const errors = new Map<string, unknown>();
+    const imageNotes = new Map<string, string>();
+    const removals = forEachLimited([...claimed], this.opts.concurrency, async (r) => {
+      try {
+        await this.driver.removeArtifact({ functionId: r.function_id, version: num(r.version), imageTag: r.image_tag });
+        summary.imagesRemoved++;
+        imageNotes.set(r.id, r.image_tag ? `image ${r.image_tag} removed` : 'unpacked artifact removed');
+      } catch (err) {
+        errors.set(r.id, err);
+      }
+    });
+    const [, archives] = await Promise.all([removals, this.moveArchives(summary, claimed, errors)]);
+    const outcomes: Outcome[] = [];
+    // one log line per error: a failed DeleteObjects is the same error for up to 1,000 versions
+    const failedBy = new Map<unknown, Row[]>();
+    for (const r of claimed) {
+      const err = errors.get(r.id);
+      if (err !== undefined) {
+        const same = failedBy.get(err);
+        if (same) same.push(r);
+        else failedBy.set(err, [r]);
+        continue;
+      }
+      const archive = archives.get(r.id)!;
+      outcomes.push({ ...archive, row: r, notes: [imageNotes.get(r.id)!, archive.note] });
+    }
+    for (const [err, rows] of failedBy) this.failed(summary, rows, err);
+    return outcomes;
+  }
+
+  /** The archive half of step 2, per ARCHIVE_MODE; a version's failure goes into `errors`. */
+  private async moveArchives(
+    summary: CleanupSummary,
+    claimed: readonly Row[],
+    errors: Map<string, unknown>,
+  ): Promise<Map<string, Omit<Outcome, 'row' | 'notes'> & { note: string }>> {
+    const done = new Map<string, Omit<Outcome, 'row' | 'notes'> & { note: string }>();
+    const storage = this.p.storage;
+    /** Deletes each version's keys in DeleteObjects batches; calls `ok` for the versions all of whose keys went. */
+    const deleteKeys = async (items: { row: Row; keys: string[] }[], ok: (row: Row) => void) => {
+      if (items.length === 0) return;
+      let refused: Map<string, string>;
+      try {
+        refused = await storage.deleteMany(items.flatMap((i) => i.keys));
+      } catch (err) {
+        for (const i of items) errors.set(i.row.id, err);
+        return;
+      }
+      for (const { row, keys } of items) {
+        const bad = keys.find((k) => refused.has(k));
+        if (bad) errors.set(row.id, new Error(`S3 did not delete ${bad}: ${refused.get(bad)}`));
+        else ok(row);
+      }
+    };
+
+    const mode = this.opts.archiveMode;
+    if (mode === 'delete') {
+      await deleteKeys(
+        claimed.map((r) => ({ row: r, keys: r.archive_key ? [r.s3_key, r.archive_key] : [r.s3_key] })),
+        (r) => {
+          summary.objectsRemoved++;
+          summary.bytesFreed += num(r.archive_size);
+          done.set(r.id, { status: 'deleted', archiveKey: null, storageClass: null, note: 'archive deleted (ARCHIVE_MODE=delete)' });
+        },
+      );
+    } else if (mode === 'prefix') {
+      // Copy first, delete after: a run killed between the two leaves both, never neither.
+      const copied: { row: Row; keys: string[] }[] = [];
+      await forEachLimited([...claimed], this.opts.concurrency, async (r) => {
+        const current = r.archive_key ?? r.s3_key;
+        const target = archivePrefixKey(r.s3_key);
+        if (current === target) {
+          done.set(r.id, { status: 'archived', archiveKey: target, storageClass: r.archive_storage_class, note: `archive moved to ${target}` });
+          return;
+        }
+        try {
+          // the original gone and the copy there: a killed run got as far as the delete
+          if (!(await storage.copyIfPresent(current, target)) && !(await storage.head(target))) {
+            throw new Error(`archive of v${r.version} is missing from ${current}`);
+          }
+          copied.push({ row: r, keys: [current] });
+        } catch (err) {
+          errors.set(r.id, err);
+        }
+      });
+      await deleteKeys(copied, (r) => {
+        summary.objectsMoved++;
+        const target = archivePrefixKey(r.s3_key);
+        done.set(r.id, { status: 'archived', archiveKey: target, storageClass: r.archive_storage_class, note: `archive moved to ${target}` });
+      });
+    } else {
+      const storageClass = this.opts.storageClass;
+      await forEachLimited([...claimed], this.opts.concurrency, async (r) => {
+        const current = r.archive_key ?? r.s3_key;
+        try {
+          if (r.archive_storage_class !== storageClass) {
+            await storage.copy(current, current, { storageClass });
+            summary.objectsMoved++;
+          }
+          done.set(r.id, { status: 'archived', archiveKey: r.archive_key, storageClass, note: `archive kept at ${current} in storage class ${storageClass}` });
+        } catch (err) {
+          errors.set(r.id, err);
+        }
+      });
+    }
+    return done;
+  }
+
+  /**
+   * Step 3, for a batch: record what is true now, each row its own values, in one UPDATE … FROM
+   * (only rows still `archiving`), and the events of the rows it changed in one INSERT.
+   */
+  private async recordBatch(summary: CleanupSummary, outcomes: readonly Outcome[]): Promise<void> {
     const now = nowIso();
-    const moved = await this.db
+    const values = outcomes.map((o) => ({
+      deployment_id: o.row.id,
+      new_status: o.status,
+      new_archive_key: o.status === 'deleted' ? null : o.archiveKey,
+      new_storage_class: o.status === 'deleted' ? null : o.storageClass,
+      removed_at: o.status === 'deleted' ? now : null,
+      note: o.notes.join('; '),
+    }));
+    const rows = jsonRowsCte(this.db, 'v', {
+      deployment_id: 'uuid',
+      new_status: 'text',
+      new_archive_key: 'text',
+      new_storage_class: 'text',
+      removed_at: 'timestamptz',
+      note: 'text',
+    });
+    const recorded = await withTransaction(this.db, async (trx) => {
+      const result = await trx.raw(
+        `WITH ${rows}
+         UPDATE function_deployments
+            SET status = v.new_status, archive_key = v.new_archive_key, archive_storage_class = v.new_storage_class,
+                archive_removed_at = v.removed_at, image_removed_at = ?, archived_at = ?, cleanup_note = v.note, updated_at = ?
+           FROM v
+          WHERE function_deployments.id = v.deployment_id AND function_deployments.status = 'archiving'
+      RETURNING id`,
+        [JSON.stringify(values), now, now, now],
+      );
+      const changed = new Set<string>((this.db.dialect === 'pg' ? result.rows : result).map((r: { id: string }) => r.id));
+      const events: EventInput[] = [];
+      for (const o of outcomes) {
+        if (!changed.has(o.row.id)) continue;
+        events.push({
+          functionId: o.row.function_id,
+          deploymentId: o.row.id,
+          version: num(o.row.version),
+          event: o.status === 'deleted' ? 'archive_deleted' : 'archived',
+          message: `version ${o.row.version} ${o.status} by retention cleanup: ${o.notes.join('; ')}`,
+          at: now,
+        });
+      }
+      await recordEvents(this.db, trx, events);
+      return outcomes.filter((o) => changed.has(o.row.id));
+    });
+    // counted once committed: a failed record leaves the rows `archiving` for the next run
+    for (const o of recorded) {
+      if (o.status === 'deleted') summary.archivesDeleted++;
+      else summary.versionsArchived++;
+    }
+  }
+
+  /** Old failed versions: delete, then record. Killed in between, the next run deletes again (harmless) and records. */
+  private async deleteFailedArchives(summary: CleanupSummary, rows: readonly Row[]): Promise<void> {
+    const refused = await this.p.storage.deleteMany(rows.flatMap((r) => (r.archive_key ? [r.s3_key, r.archive_key] : [r.s3_key])));
+    const deleted: Row[] = [];
+    for (const r of rows) {
+      const bad = [r.s3_key, r.archive_key].find((k) => k && refused.has(k));
+      if (bad) this.failed(summary, [r], new Error(`S3 did not delete ${bad}: ${refused.get(bad)}`));
+      else deleted.push(r);
+    }
+    if (deleted.length === 0) return;
+    const now = nowIso();
+    const moved: { id: string }[] = await this.db
       .knex('function_deployments')
-      .where({ id: r.id, status: 'failed' })
+      .whereIn('id', deleted.map((r) => r.id))
+      .andWhere('status', 'failed')
       .whereNull('archive_removed_at')
-      .update({ archive_removed_at: now, cleanup_note: 'archive of a failed version deleted by retention cleanup', updated_at: now });
-    if (moved) {
+      .update({ archive_removed_at: now, cleanup_note: 'archive of a failed version deleted by retention cleanup', updated_at: now })
+      .returning('id');
+    const recorded = new Set(moved.map((m) => m.id));
+    for (const r of deleted) {
+      if (!recorded.has(r.id)) continue;
       summary.failedArchivesRemoved++;
       summary.objectsRemoved++;
       summary.bytesFreed += num(r.archive_size);

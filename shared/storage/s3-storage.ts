@@ -6,6 +6,7 @@ import {
   CopyObjectCommand,
   CreateBucketCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
@@ -43,6 +44,9 @@ export interface ObjectInfo {
 }
 
 export const ARCHIVE_CONTENT_TYPE = 'application/gzip';
+
+/** The most keys one DeleteObjects request may name. */
+export const DELETE_OBJECTS_MAX = 1000;
 
 function client(endpoint: string, s: S3Settings): S3Client {
   return new S3Client({
@@ -296,6 +300,32 @@ export class S3Storage {
     }
   }
 
+  /**
+   * Deletes `keys` with DeleteObjects, up to 1,000 a request (S3's limit), one request at a time.
+   * Idempotent like delete(): a missing key is deleted. Returns the keys S3 refused, each with its
+   * reason (S3 answers per key); a request that fails as a whole throws, and the keys of the
+   * requests after it are not tried.
+   */
+  async deleteMany(keys: readonly string[]): Promise<Map<string, string>> {
+    const refused = new Map<string, string>();
+    const unique = [...new Set(keys)];
+    for (let i = 0; i < unique.length; i += DELETE_OBJECTS_MAX) {
+      const batch = unique.slice(i, i + DELETE_OBJECTS_MAX);
+      let out;
+      try {
+        out = await this.s3.send(
+          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
+        );
+      } catch (err) {
+        throw s3Failure(err, `DeleteObjects of ${batch.length} keys`);
+      }
+      for (const e of out.Errors ?? []) {
+        if (e.Key !== undefined && e.Code !== 'NoSuchKey') refused.set(e.Key, `${e.Code ?? 'error'}: ${e.Message ?? ''}`.trim());
+      }
+    }
+    return refused;
+  }
+
   async copy(fromKey: string, toKey: string, opts: { storageClass?: string } & S3CallOptions = {}): Promise<void> {
     const request = new AbortController();
     const onAbort = () => request.abort(opts.signal!.reason);
@@ -312,6 +342,17 @@ export class S3Storage {
       }),
       { abortSignal },
     )).finally(() => opts.signal?.removeEventListener('abort', onAbort));
+  }
+
+  /** copy(), or false when `fromKey` does not exist (no HEAD first: S3 answers the copy with NoSuchKey). */
+  async copyIfPresent(fromKey: string, toKey: string, opts: { storageClass?: string } & S3CallOptions = {}): Promise<boolean> {
+    try {
+      await this.copy(fromKey, toKey, opts);
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
   }
 
   destroy(): void {

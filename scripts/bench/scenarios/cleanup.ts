@@ -2,16 +2,20 @@
 //    database holding F functions × V built versions, KEEP_LAST_N=K, so F×(V−K) versions lose their
 //    image and archive; and its dry run (the planning alone). Each runs in this process against a
 //    database of its own, with S3 (s3rver) in the server process, as a runner would.
-//    - ARCHIVE_MODE=delete over 1,000 × 20: one S3 DELETE per version (the objects are not seeded:
-//      s3rver answers a DELETE of a missing key like any other, without the unlink);
-//    - ARCHIVE_MODE=prefix (the default) over 100 × 20 with real objects: HEAD + COPY + DELETE each.
+//    Cleanup works in batches of up to 1,000 versions (shared/domain/retention.ts):
+//    - ARCHIVE_MODE=delete over 1,000 × 20: one S3 DeleteObjects per 1,000 versions (the objects
+//      are not seeded: s3rver answers for a missing key like for any other, without the unlink);
+//    - ARCHIVE_MODE=prefix (the default) over 100 × 20 with real objects: a COPY each, then one
+//      DeleteObjects per 1,000 originals.
 //    Process driver, so removing an image is removing an unpacked directory (none exist here).
-//    Floors: the same S3 calls bare, as many at once as the cleanup makes (CLEANUP_CONCURRENCY).
+//    Floors: the same S3 calls bare, as many at once as the cleanup makes (CLEANUP_CONCURRENCY
+//    copies; DeleteObjects one request at a time).
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { nowIso } from '../../../shared/db/time.ts';
 import { archivePrefixKey, runCleanup, type CleanupSummary } from '../../../shared/domain/retention.ts';
 import type { Platform } from '../../../shared/platform.ts';
+import { DELETE_OBJECTS_MAX } from '../../../shared/storage/s3-storage.ts';
 import { ProcessDriver } from '../../../shared/runtime/process-driver.ts';
 import { openScratchPlatform, type BenchServer } from '../harness.ts';
 import { builtFunctionRows, insertInBatches, smallFunction } from '../seed.ts';
@@ -78,33 +82,34 @@ async function bareS3(keys: string[], concurrency: number, calls: (key: string) 
   return { stat: summarize(samples), rate: keys.length / (wallMs / 1000), wallMs };
 }
 
-async function deleteFloor(ctx: Context, server: BenchServer, concurrency: number): Promise<Floor> {
-  const n = ctx.sizes.s3DeleteSample;
-  ctx.log(`cleanup/${server.db}: floor, ${n} bare S3 DELETEs, ${concurrency} at once`);
+/** The delete mode's S3 work bare: DeleteObjects of as many missing keys, 1,000 a request, one at a time. */
+async function deleteFloor(ctx: Context, server: BenchServer, n: number): Promise<Floor> {
+  ctx.log(`cleanup/${server.db}: floor, DeleteObjects of ${n} missing keys`);
   const keys = Array.from({ length: n }, (_, i) => `bench-floor/${randomUUID()}/v${i}/function.tar.gz`);
-  const m = await bareS3(keys, concurrency, (key) => server.platform.storage.delete(key));
+  const t0 = performance.now();
+  await server.platform.storage.deleteMany(keys);
+  const wallMs = performance.now() - t0;
   return {
-    label: `bare S3 DELETE of a missing key, ${concurrency} at once (sample of ${n})`,
-    stat: m.stat,
-    throughput: { value: m.rate, unit: 'deletes/s' },
+    label: `bare S3 DeleteObjects of as many missing keys, ${DELETE_OBJECTS_MAX.toLocaleString('en-US')} a request`,
+    ms: wallMs,
+    throughput: { value: n / (wallMs / 1000), unit: 'keys/s' },
   };
 }
 
-/** The prefix mode's S3 work bare: the same number of fresh objects each HEAD, COPY and DELETE. */
+/** The prefix mode's S3 work bare: as many fresh objects each copied, then DeleteObjects of the originals. */
 async function moveFloor(ctx: Context, p: Platform, keys: string[], archive: Buffer): Promise<Floor> {
   const concurrency = p.config.cleanup.concurrency;
-  ctx.log(`cleanup: floor, ${keys.length} bare HEAD + COPY + DELETE, ${concurrency} at once`);
+  ctx.log(`cleanup: floor, ${keys.length} bare COPYs (${concurrency} at once) + DeleteObjects`);
   const floorKeys = keys.map((k) => `bench-floor/${k}`);
   await forEachLimited(floorKeys, 16, (key) => p.storage.putBuffer(key, archive));
-  const m = await bareS3(floorKeys, concurrency, async (key) => {
-    await p.storage.head(key);
-    await p.storage.copy(key, archivePrefixKey(key));
-    await p.storage.delete(key);
-  });
+  const t0 = performance.now();
+  await bareS3(floorKeys, concurrency, (key) => p.storage.copy(key, archivePrefixKey(key)));
+  await p.storage.deleteMany(floorKeys);
+  const wallMs = performance.now() - t0;
   return {
-    label: `bare S3 HEAD + COPY + DELETE of as many objects, ${concurrency} at once`,
-    ms: m.wallMs,
-    throughput: { value: m.rate, unit: 'objects/s' },
+    label: `bare S3 COPY of as many objects, ${concurrency} at once, then DeleteObjects of the originals`,
+    ms: wallMs,
+    throughput: { value: keys.length / (wallMs / 1000), unit: 'objects/s' },
   };
 }
 
@@ -139,7 +144,7 @@ export const cleanup: Scenario = {
         n: done,
         durationMs: real.ms,
         throughput: { value: done / (real.ms / 1000), unit: 'versions/s' },
-        floors: [await deleteFloor(ctx, server, p.config.cleanup.concurrency)],
+        floors: [await deleteFloor(ctx, server, seeded.doomedKeys.length)],
         details: { ...counts(real.summary), cpu: real.cpu, statusesAfter: after, seedMs: seeded.seedMs, concurrency: p.config.cleanup.concurrency },
       });
       rows.push({
