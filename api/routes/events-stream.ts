@@ -53,8 +53,7 @@ export function register(app: App, p: Platform): void {
     if (open >= perUser) {
       throw new AppError('capacity_exceeded', `at most ${perUser} event streams may be open at once per user; close one first`, { limit: perUser }, 5);
     }
-    const feed = await EventFeed.open(p.db, id, from);
-
+    // the place is taken before the first await: concurrent requests must each see the others
     openByUser.set(userId, open + 1);
     let released = false;
     const release = () => {
@@ -86,6 +85,14 @@ export function register(app: App, p: Platform): void {
         };
         wakeTimer = setTimeout(() => wake?.(), ms);
       });
+
+    let feed: EventFeed;
+    try {
+      feed = await EventFeed.open(p.db, id, from);
+    } catch (err) {
+      release();
+      throw err;
+    }
 
     const endsAt = Date.now() + maxMs;
     let lastWrite = Date.now();
