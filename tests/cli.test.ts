@@ -353,7 +353,7 @@ failures('usage errors exit 2 with a pointer to --help', async () => {
   results.forEach((r, i) => oneLineError(r, cases[i][1], 2));
   const help = await run('deploy', '--help');
   assert.is(help.code, 0);
-  assert.match(help.stdout, /Usage: containerpub deploy <dir> --name <name>/);
+  assert.match(help.stdout, /Usage: containerpub deploy <dir> \[--name <name>\]/);
   const general = await run('--help');
   assert.match(general.stdout, /^  instances\s+show a function's warm instances$/m);
   for (const [name, usage] of [
