@@ -19,6 +19,7 @@ import * as compare from './routes/compare.ts';
 import * as deploy from './routes/deploy.ts';
 import * as deployments from './routes/deployments.ts';
 import * as endpoint from './routes/endpoint.ts';
+import * as eventsStream from './routes/events-stream.ts';
 import { endpointListenerOf } from './routes/endpoint.ts';
 import * as keys from './routes/keys.ts';
 import { FunctionKeyCache } from '../shared/domain/function-keys.ts';
@@ -119,6 +120,7 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   delivery.register(app, p);
   canary.register(app, p);
   logs.register(app, p);
+  eventsStream.register(app, p);
   metrics.register(app, p);
   if (invoker) {
     invoke.register(app, p, invoker);

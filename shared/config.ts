@@ -127,6 +127,11 @@ const envSchema = z.object({
   METRICS_FLUSH_MS: int(1000, 50).pipe(z.number().max(60_000)),
   METRICS_RETENTION_DAYS: int(14, 1).pipe(z.number().max(3650)),
   CANARY_TICK_MS: int(1000, 50).pipe(z.number().max(60_000)),
+  // live tails (GET /api/functions/:id/events/stream): open streams per user and process, how long
+  // one lasts before the client resumes with Last-Event-ID, how often it looks for new rows
+  EVENT_STREAMS_PER_USER: int(5, 1).pipe(z.number().max(1000)),
+  EVENT_STREAM_MAX_SECONDS: int(300, 1).pipe(z.number().max(24 * 3600)),
+  EVENT_STREAM_POLL_MS: int(250, 20).pipe(z.number().max(60_000)),
   UPLOAD_SIGNING_SECRET: optionalString.refine((v) => v === undefined || v.length >= 32, {
     message: 'UPLOAD_SIGNING_SECRET must be at least 32 characters',
   }),
@@ -259,6 +264,8 @@ export interface Config {
     metricsRetentionDays: number;
     canaryTickMs: number;
   };
+  /** live tails: GET /api/functions/:id/events/stream */
+  eventStreams: { perUser: number; maxMs: number; pollMs: number };
   /** how long a query may run (PostgreSQL: statement_timeout and the client's wait) and a connection take */
   databaseTimeouts: { queryMs: number; acquireMs: number };
   /** per-account limits (null: no limit) */
@@ -380,6 +387,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     endpoints: { functionsDomain: e.FUNCTIONS_DOMAIN?.toLowerCase(), maxRequestBytes: e.MAX_REQUEST_BYTES },
     delivery: { metricsFlushMs: e.METRICS_FLUSH_MS, metricsRetentionDays: e.METRICS_RETENTION_DAYS, canaryTickMs: e.CANARY_TICK_MS },
+    eventStreams: { perUser: e.EVENT_STREAMS_PER_USER, maxMs: e.EVENT_STREAM_MAX_SECONDS * 1000, pollMs: e.EVENT_STREAM_POLL_MS },
     databaseTimeouts: { queryMs: e.DB_QUERY_TIMEOUT_MS, acquireMs: e.DB_ACQUIRE_TIMEOUT_MS },
     quotas: {
       maxFunctions: e.MAX_FUNCTIONS_PER_USER || null,

@@ -164,7 +164,7 @@ cli('register reads the answers from stdin and saves the token with mode 0600', 
   const login = await runCli(['login', '--email', email, '--password', 'correct horse battery'], other);
   assert.is(login.code, 0, login.stderr);
   const wrong = await runCli(['login', '--email', email, '--password', 'not the password'], other);
-  oneLineError(wrong, /^error: wrong email or password$/);
+  oneLineError(wrong, /^error: wrong email or password$/, 3);
 });
 
 cli('deploy packs, uploads, follows the build and says the version is live; invoke answers', async () => {
@@ -300,9 +300,9 @@ failures('API down: one line naming the URL, exit 1', async () => {
   oneLineError(r, new RegExp(`^error: cannot reach the ContainerPub API at ${url} \\(is it running\\?\\)$`));
 });
 
-failures('not logged in (no saved login, no CONTAINERPUB_TOKEN): one line, exit 1', async () => {
+failures('not logged in (no saved login, no CONTAINERPUB_TOKEN): one line, exit 3', async () => {
   const r = await runCli(['ls'], cliEnv(newHome(scratch), { CONTAINERPUB_URL: tp.url }));
-  oneLineError(r, /^error: not logged in: run "containerpub login" \(or set CONTAINERPUB_TOKEN\)$/);
+  oneLineError(r, /^error: not logged in: run "containerpub login" \(or set CONTAINERPUB_TOKEN\)$/, 3);
 });
 
 failures('wrong name: one line pointing at ls, exit 1', async () => {
@@ -326,9 +326,13 @@ failures('wrong name: one line pointing at ls, exit 1', async () => {
 
 failures('usage errors exit 2 with a pointer to --help', async () => {
   const { cli: run } = await tokenUser();
+  // no containerpub.json, a package.json without "name", a directory name with no letter or digit
+  const unnameable = path.join(newDir('unnamed'), '___');
+  fs.mkdirSync(unnameable, { recursive: true });
+  fs.writeFileSync(path.join(unnameable, 'package.json'), '{"main":"index.mjs"}');
   const cases: [string[], RegExp][] = [
     [['invoke', 'x', '--data', '{not json'], /^error: --data is not valid JSON.*containerpub invoke --help/],
-    [['deploy', scratch], /^error: deploy needs --name/],
+    [['deploy', unnameable], /^error: deploy needs --name/],
     [['deploy', scratch, '--name', 'Not_Valid'], /^error: invalid function name "Not_Valid"/],
     [['rollback', 'x', '--to', 'latest'], /--to must be a positive integer/],
     [['frobnicate'], /^error: unknown command "frobnicate"/],
@@ -349,7 +353,7 @@ failures('usage errors exit 2 with a pointer to --help', async () => {
   results.forEach((r, i) => oneLineError(r, cases[i][1], 2));
   const help = await run('deploy', '--help');
   assert.is(help.code, 0);
-  assert.match(help.stdout, /Usage: containerpub deploy <dir> --name <name>/);
+  assert.match(help.stdout, /Usage: containerpub deploy <dir> \[--name <name>\]/);
   const general = await run('--help');
   assert.match(general.stdout, /^  instances\s+show a function's warm instances$/m);
   for (const [name, usage] of [
@@ -451,7 +455,7 @@ tokenCmds('logout revokes the saved token and removes the credentials file; a se
   const again = await runCli(['logout'], logoutEnv);
   assert.is(again.code, 0, again.stderr);
   assert.match(again.stdout, /not logged in/);
-  oneLineError(await runCli(['tokens', 'ls'], logoutEnv), /^error: not logged in/);
+  oneLineError(await runCli(['tokens', 'ls'], logoutEnv), /^error: not logged in/, 3);
 });
 
 tokenCmds('logout with CONTAINERPUB_TOKEN revokes that token and says the variable is still set', async () => {
@@ -726,7 +730,7 @@ watching('watch refuses a missing directory and a missing login at once', async 
   const dir = newDir('nologin');
   writeFunctionDir(dir, 'x');
   const noLogin = await runCli(['watch', dir, '--name', 'x'], cliEnv(newHome(scratch), { CONTAINERPUB_URL: tp.url }));
-  oneLineError(noLogin, /^error: not logged in/);
+  oneLineError(noLogin, /^error: not logged in/, 3);
 });
 
 watching.after(async () => {

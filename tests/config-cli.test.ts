@@ -269,7 +269,8 @@ project('a bad containerpub.json is refused before any request, without repeatin
   oneLineError(await cli(['deploy', notJson]), /containerpub.json is not valid JSON/);
   const noName = newDir('no-name');
   writeFunction(noName, READER, { env: { A: 'b' } });
-  oneLineError(await cli(['deploy', noName]), /deploy needs --name/, 2);
+  // no name anywhere in containerpub.json: package.json's ("fn") names it
+  assert.match(ok(await cli(['deploy', noName])).stdout, /✔ fn v\d+ is live/);
   const badName = newDir('bad-name');
   writeFunction(badName, READER, { name: 'Bad_Name' });
   oneLineError(await cli(['deploy', badName]), /invalid function name "Bad_Name" \(the "name" of .*containerpub.json\)/, 2);

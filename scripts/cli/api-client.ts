@@ -1,7 +1,7 @@
 // One fetch-based client for the ContainerPub API. Every failure becomes a CliError with a message a
 // person can act on: an unreachable API, a refused token, or the API's own error envelope
 // `{error: {code, message}}` (its message is shown as is).
-import { ApiError, CliError } from './errors.ts';
+import { ApiError, CliError, EXIT_AUTH } from './errors.ts';
 
 // The wire shapes are the API's own view types: one definition on both sides of the HTTP call.
 export type { AccessMode as FunctionAccess } from '../../shared/domain/access.ts';
@@ -137,17 +137,49 @@ export class ApiClient {
       }
     }
     if (res.ok) return parsed as T;
+    throw this.errorOf(res, parsed, auth);
+  }
+
+  /** The CliError for an answer that is not 2xx, from the API's envelope when it sent one. */
+  private errorOf(res: Response, parsed: unknown, auth: boolean): ApiError {
     const envelope = (parsed as { error?: { code?: string; message?: string; details?: Record<string, unknown> } } | null)?.error;
     const code = envelope?.code ?? `http_${res.status}`;
     const message = envelope?.message ?? `the API answered ${res.status} ${res.statusText}`;
     if (res.status === 401 && auth) {
-      throw new ApiError(
+      return new ApiError(
         `the API at ${this.baseUrl} refused the token (${message}): run "containerpub login" (or set CONTAINERPUB_TOKEN)`,
         401,
         code,
       );
     }
-    throw new ApiError(message, res.status, code, envelope?.details);
+    return new ApiError(message, res.status, code, envelope?.details);
+  }
+
+  /**
+   * Opens a server-sent event stream: the Response once it answered 200 (its body is the stream),
+   * else the API's error as an ApiError. A network failure is a CliError.
+   */
+  async openEventStream(path: string, opts: { lastEventId?: string; signal?: AbortSignal } = {}): Promise<Response> {
+    if (!this.token) throw notLoggedIn();
+    const headers: Record<string, string> = { accept: 'text/event-stream', authorization: `Bearer ${this.token}` };
+    if (opts.lastEventId) headers['last-event-id'] = opts.lastEventId;
+    let res: Response;
+    try {
+      res = await fetch(this.baseUrl + path, { headers, signal: opts.signal });
+    } catch (err) {
+      if ((err as Error).name === 'AbortError') throw err;
+      throw new CliError(`cannot reach the ContainerPub API at ${this.baseUrl} (is it running?)`);
+    }
+    if (res.ok && (res.headers.get('content-type') ?? '').startsWith('text/event-stream')) return res;
+    const text = await res.text().catch(() => '');
+    let parsed: unknown = null;
+    try {
+      parsed = text === '' ? null : JSON.parse(text);
+    } catch {
+      /* an older server or a proxy: the status says enough */
+    }
+    if (res.ok) return Promise.reject(new ApiError(`${path} did not answer with an event stream`, 501, 'not_event_stream'));
+    throw this.errorOf(res, parsed, true);
   }
 
   register(email: string, password: string): Promise<Session> {
@@ -176,6 +208,15 @@ export class ApiClient {
 
   getFunction(id: string): Promise<FunctionSummary> {
     return this.request('GET', `/api/functions/${id}`);
+  }
+
+  async deleteFunction(id: string): Promise<void> {
+    await this.request('DELETE', `/api/functions/${id}`);
+  }
+
+  /** The account the token belongs to (GET /api/auth/me). */
+  me(): Promise<{ userId: string; email: string; handle: string }> {
+    return this.request('GET', '/api/auth/me');
   }
 
   setAccess(id: string, access: AccessMode): Promise<FunctionSummary> {
@@ -306,5 +347,5 @@ export class ApiClient {
 }
 
 export function notLoggedIn(): CliError {
-  return new CliError('not logged in: run "containerpub login" (or set CONTAINERPUB_TOKEN)');
+  return new CliError('not logged in: run "containerpub login" (or set CONTAINERPUB_TOKEN)', EXIT_AUTH);
 }

@@ -1,6 +1,8 @@
 // Deploying a packed directory through the presigned path: ask for a version (declaring size and
 // sha256, so an oversized archive is refused before any upload), PUT the bytes to S3, complete, then
 // follow the deployment until it is built or failed and say whether it is the live version.
+// Following reads the function's event stream (opened before the upload, so nothing is missed),
+// printing the build log as the runner writes it; a server without the stream is polled instead.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ApiClient, ConfigPatch, DeployMetadata, DeploymentDetail, FunctionAccess } from './api-client.ts';
 import { endpointUrls } from './endpoint.ts';
@@ -9,6 +11,7 @@ import { formatBytes, formatRetry, plural, shortSha } from './format.ts';
 import type { Output } from './output.ts';
 import type { Packed } from './pack.ts';
 import { uploadArchive } from './upload.ts';
+import { followEvents, StreamUnsupported, type StreamMessage } from './event-stream.ts';
 
 export const PROGRESS_BAR_OVER_BYTES = 1_000_000;
 export const BUILD_LOG_TAIL_LINES = 30;
@@ -79,6 +82,25 @@ export async function deployPacked(api: ApiClient, packed: Packed, opts: DeployO
   const { id: functionId, version } = requested;
   opts.onVersion?.(version);
   const label = `${name} v${version}`;
+  // before the upload: the build can start the moment it is complete
+  const watch = opts.wait === false ? null : await watchEvents(api, functionId);
+  try {
+    return await uploadAndFollow(api, packed, opts, requested, watch);
+  } finally {
+    watch?.close();
+  }
+}
+
+async function uploadAndFollow(
+  api: ApiClient,
+  packed: Packed,
+  opts: DeployOptions,
+  requested: Awaited<ReturnType<ApiClient['requestDeploy']>>,
+  watch: EventWatch | null,
+): Promise<DeployOutcome> {
+  const { name, out } = opts;
+  const { id: functionId, version } = requested;
+  const label = `${name} v${version}`;
   out.info(`${label}: ${requested.isNewFunction ? 'new function; ' : ''}uploading ${formatBytes(packed.size)}`);
 
   const bar = packed.size > PROGRESS_BAR_OVER_BYTES && out.interactive;
@@ -124,7 +146,11 @@ export async function deployPacked(api: ApiClient, packed: Packed, opts: DeployO
   out.info(`${label}: uploaded; ${completed.status}`);
   if (opts.wait === false) return base;
 
-  const built = await followBuild(api, functionId, version, { ...opts, label, lastStatus: completed.status });
+  const follow = { ...opts, label, lastStatus: completed.status };
+  const built =
+    watch && completed.status !== 'active' && completed.status !== 'failed'
+      ? await followBuildLive(api, functionId, version, requested.deploymentId, watch, follow)
+      : await followBuild(api, functionId, version, follow);
   if (built.status === 'failed') {
     return { ...base, status: 'failed', error: built.error, buildLogTail: tail(built.buildLogs, BUILD_LOG_TAIL_LINES) };
   }
@@ -140,6 +166,101 @@ export async function deployPacked(api: ApiClient, packed: Packed, opts: DeployO
     ...endpointUrls(fn),
     access: fn.access,
   };
+}
+
+/** The function's event stream, opened and positioned; next() gives its messages in order. */
+export interface EventWatch {
+  next(): Promise<IteratorResult<StreamMessage>>;
+  close(): void;
+}
+
+const STREAM_OPEN_TIMEOUT_MS = 10_000;
+
+/** null when the server has no event stream (or it does not open in time): the caller polls. */
+export async function watchEvents(api: ApiClient, functionId: string): Promise<EventWatch | null> {
+  const abort = new AbortController();
+  let opened!: () => void;
+  const open = new Promise<'open'>((resolve) => (opened = () => resolve('open')));
+  const gen = followEvents(api, functionId, { signal: abort.signal, onOpen: () => opened() });
+  let pending: Promise<IteratorResult<StreamMessage>> | null = gen.next();
+  pending.catch(() => {}); // read below, or dropped on close
+  let timer: NodeJS.Timeout | undefined;
+  const close = () => {
+    abort.abort();
+    void gen.return(undefined).catch(() => {});
+  };
+  try {
+    const first = await Promise.race([
+      open,
+      pending.then(() => 'message' as const),
+      new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), STREAM_OPEN_TIMEOUT_MS))),
+    ]);
+    if (first === 'timeout') {
+      close();
+      return null;
+    }
+  } catch (err) {
+    close();
+    if (err instanceof StreamUnsupported) return null;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+  return {
+    next() {
+      const p = pending ?? gen.next();
+      pending = null;
+      return p;
+    },
+    close,
+  };
+}
+
+/**
+ * Follows a version's build through the event stream: its status changes and its build log as
+ * they come, until it is built or failed; then the deployment as the API sees it (the same answer
+ * polling gives). A stream that ends without that falls back to polling.
+ */
+export async function followBuildLive(
+  api: ApiClient,
+  functionId: string,
+  version: number,
+  deploymentId: string,
+  watch: EventWatch,
+  opts: DeployOptions & { label: string; lastStatus: string },
+): Promise<DeploymentDetail> {
+  const timeoutMs = opts.timeoutMs ?? 10 * 60_000;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+  let last = opts.lastStatus;
+  try {
+    for (;;) {
+      const r = await Promise.race([watch.next(), deadline]);
+      if (r === 'timeout') {
+        const dep = await api.getDeployment(functionId, version);
+        if (dep.status === 'active' || dep.status === 'failed') return dep;
+        throw new CliError(`${opts.label} is still ${dep.status} after ${Math.round(timeoutMs / 1000)} s; see "containerpub history ${opts.name}" later`);
+      }
+      if (r.done) return followBuild(api, functionId, version, opts);
+      const m = r.value;
+      if (m.event === 'build_log') {
+        const d = m.data as { deploymentId: string; lines: string[] };
+        if (d.deploymentId === deploymentId) for (const line of d.lines) opts.out.info(`  │ ${line}`);
+        continue;
+      }
+      if ((m.data as { deploymentId?: string | null }).deploymentId !== deploymentId) continue;
+      const message = (m.data as { message?: string }).message ?? '';
+      if (m.event === 'build_succeeded' || m.event === 'build_failed') return api.getDeployment(functionId, version);
+      if (m.event === 'build_started' && last !== 'building') {
+        opts.out.info(`${opts.label}: building`);
+        last = 'building';
+      } else if (m.event === 'build_retried' || m.event === 'build_waiting') {
+        opts.out.info(`${opts.label}: ${message}`);
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Polls a version until it is built (active) or failed; past the timeout, a CliError. */

@@ -5,6 +5,17 @@
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
+/** not logged in, or the API refused the credentials (401) */
+export const EXIT_AUTH = 3;
+
+/** For --help and the README: one table, so the two cannot disagree. */
+export const EXIT_CODES_HELP = [
+  'Exit codes:',
+  '  0  ok',
+  '  1  failure (the API refused the request, a build failed, the API cannot be reached)',
+  '  2  usage error (unknown command or option, a missing or malformed argument)',
+  '  3  authentication: not logged in, or the API refused the token or the credentials (401)',
+].join('\n');
 
 export class CliError extends Error {
   constructor(
@@ -32,7 +43,7 @@ export class ApiError extends CliError {
     readonly code: string,
     readonly details?: Record<string, unknown>,
   ) {
-    super(message, EXIT_FAILURE);
+    super(message, status === 401 ? EXIT_AUTH : EXIT_FAILURE);
     this.name = 'ApiError';
   }
 }

@@ -1,65 +1,11 @@
 // The `containerpub` command: parse arguments (node:util parseArgs), dispatch to a command, turn
-// errors into one line on stderr and an exit code (0 ok, 1 failure, 2 usage error).
+// errors into one line on stderr and an exit code (0 ok, 1 failure, 2 usage error, 3 auth).
 // Runs as `npm run cli -- <command>`, or as `containerpub` through bin.js after `npm link`.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { access } from './commands/access.ts';
-import { approve } from './commands/approve.ts';
-import { register, login, logout } from './commands/auth.ts';
-import { canary } from './commands/canary.ts';
 import { createContext, type Command, type Flags, type OptionSpec } from './commands/command.ts';
-import { config, diff, env, secrets } from './commands/config.ts';
-import { deploy } from './commands/deploy.ts';
-import { history } from './commands/history.ts';
-import { instances } from './commands/instances.ts';
-import { invoke } from './commands/invoke.ts';
-import { keys } from './commands/keys.ts';
-import { logs } from './commands/logs.ts';
-import { metrics } from './commands/metrics.ts';
-import { ls } from './commands/ls.ts';
-import { rollback } from './commands/rollback.ts';
-import { tag, tags } from './commands/tag.ts';
-import { tokens } from './commands/tokens.ts';
-import { promote, traffic } from './commands/traffic.ts';
-import { url } from './commands/url.ts';
-import { watchCommand } from './commands/watch.ts';
-import { DEFAULT_URL } from './credentials.ts';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, isCliError, UsageError } from './errors.ts';
+import { COMMANDS, GLOBAL_OPTIONS } from './commands/table.ts';
+import { EXIT_CODES_HELP, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, isCliError, UsageError } from './errors.ts';
 import { Output } from './output.ts';
-
-const COMMANDS: Command[] = [
-  register,
-  login,
-  deploy,
-  watchCommand,
-  ls,
-  history,
-  rollback,
-  canary,
-  traffic,
-  promote,
-  tag,
-  tags,
-  approve,
-  diff,
-  env,
-  secrets,
-  config,
-  invoke,
-  url,
-  access,
-  keys,
-  logs,
-  metrics,
-  instances,
-  tokens,
-  logout,
-];
-
-const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
-  url: { type: 'string', value: 'url', description: `API URL (default: $CONTAINERPUB_URL, the saved login, or ${DEFAULT_URL})` },
-  json: { type: 'boolean', description: 'print machine-readable JSON on stdout (messages go to stderr)' },
-  help: { type: 'boolean', short: 'h', description: 'show help' },
-};
 
 function optionLines(options: Record<string, OptionSpec>): string[] {
   const rows = Object.entries(options).map(([name, o]) => [
@@ -84,8 +30,14 @@ function generalHelp(): string {
     ...optionLines(GLOBAL_OPTIONS),
     '',
     'Environment: CONTAINERPUB_URL (API URL), CONTAINERPUB_TOKEN (bearer token, overrides the saved login),',
-    'XDG_CONFIG_HOME (where containerpub/credentials.json is kept; default ~/.config).',
-    'Run "containerpub <command> --help" for the options of one command.',
+    'XDG_CONFIG_HOME (where containerpub/credentials.json is kept; default ~/.config), NO_COLOR (no colour;',
+    'colour is also off when the output is not a terminal), INIT_CWD (set by npm: paths are relative to it).',
+    '',
+    EXIT_CODES_HELP,
+    '',
+    'Example:',
+    '  containerpub deploy ./hello && containerpub invoke hello --data \'{"name":"ada"}\'',
+    'Run "containerpub <command> --help" for the options and examples of one command.',
   ].join('\n');
 }
 
@@ -98,6 +50,11 @@ function commandHelp(c: Command): string {
     '',
     'Options:',
     ...optionLines({ ...c.options, ...GLOBAL_OPTIONS }),
+    '',
+    c.examples.length === 1 ? 'Example:' : 'Examples:',
+    ...c.examples.map((e) => `  ${/^[a-z]/.test(e) && !e.startsWith(`${c.name} `) && e !== c.name ? e : `containerpub ${e}`}`),
+    '',
+    EXIT_CODES_HELP,
   ].join('\n');
 }
 
@@ -116,7 +73,7 @@ function describeParseError(err: unknown): string {
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const out = new Output(argv.includes('--json'));
+  const out = new Output(argv.includes('--json'), process.stdout, process.stderr, env);
   let command: Command | undefined;
   try {
     const [first, ...rest] = argv;

@@ -8,6 +8,11 @@ export const access: Command = {
   name: 'access',
   summary: "set who may call a function's endpoint",
   usage: 'access <name> public|key|private',
+  examples: [
+    "access hello public",
+    "access hello key",
+    "access hello private --json",
+  ],
   details:
     'private (the default): only your API token (Authorization: Bearer cp_…).\n' +
     'key: a function key (see "containerpub keys") in X-Function-Key or Authorization: Bearer; your token works too.\n' +

@@ -6,6 +6,10 @@ export const approve: Command = {
   name: 'approve',
   summary: 'make a version that awaits approval live',
   usage: 'approve <name> <version>',
+  examples: [
+    "approve hello 4",
+    "approve hello v4 --json",
+  ],
   details:
     'For a version built by "deploy --no-activate" (or under requireApproval): it becomes the live version,\n' +
     'and the event log records you as its approver. "containerpub history" marks the versions awaiting approval.\n' +

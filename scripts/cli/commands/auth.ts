@@ -38,6 +38,10 @@ export const register: Command = {
   name: 'register',
   summary: 'create an account and log in',
   usage: 'register [--email <email>] [--password <password>]',
+  examples: [
+    "register --email ada@example.com",
+    "register --email ada@example.com --password \"$PASSWORD\" || containerpub login --email ada@example.com --password \"$PASSWORD\"",
+  ],
   details: `Creates an account on the API and saves its token to ${'$XDG_CONFIG_HOME'}/containerpub/credentials.json (else ~/.config/…), mode 0600.`,
   options,
   positionals: { names: [], min: 0 },
@@ -48,6 +52,10 @@ export const login: Command = {
   name: 'login',
   summary: 'log in and save the token',
   usage: 'login [--email <email>] [--password <password>]',
+  examples: [
+    "login --email ada@example.com",
+    "login --url https://containerpub.example.com --email ada@example.com --json",
+  ],
   details: `Saves the token to the credentials file (now ${credentialsPath()}), mode 0600.\nCONTAINERPUB_URL and CONTAINERPUB_TOKEN override what is saved.`,
   options,
   positionals: { names: [], min: 0 },
@@ -58,6 +66,10 @@ export const logout: Command = {
   name: 'logout',
   summary: 'revoke the token and remove the saved login',
   usage: 'logout',
+  examples: [
+    "logout",
+    "logout --json",
+  ],
   details:
     'Revokes the token on the API (API processes stop accepting it within 5 seconds) and deletes the saved\n' +
     'credentials file. A token from CONTAINERPUB_TOKEN is revoked too; unset the variable yourself.',
@@ -83,6 +95,23 @@ export const logout: Command = {
     ctx.out.info(revoked ? `✔ logged out of ${url}: the token is revoked` : `✔ logged out of ${url} (the token no longer worked)`);
     if (removed) ctx.out.info(`  removed ${credentialsPath(ctx.env)}`);
     if (tokenSource === 'env') ctx.out.error('note: CONTAINERPUB_TOKEN is still set in your environment; unset it');
+    return 0;
+  },
+};
+
+export const whoami: Command = {
+  name: 'whoami',
+  summary: 'show the account the token belongs to',
+  usage: 'whoami',
+  examples: ['whoami', "whoami --json | jq -r .handle"],
+  details: 'Asks the API (GET /api/auth/me), so it also checks that the token works: exit code 3 when it does not.',
+  options: {},
+  positionals: { names: [], min: 0 },
+  async run(ctx) {
+    const me = await ctx.api().me();
+    const { url, tokenSource } = ctx.connection();
+    ctx.out.data(me);
+    ctx.out.info(`${me.email} (handle ${me.handle}) at ${url}${tokenSource === 'env' ? ', token from CONTAINERPUB_TOKEN' : ''}`);
     return 0;
   },
 };

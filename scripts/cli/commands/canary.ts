@@ -121,6 +121,12 @@ export const canary: Command = {
   name: 'canary',
   summary: 'roll a version out step by step, rolled back automatically when it fails',
   usage: 'canary <name> --to <version> [options] | canary <name> --status | canary <name> --abort',
+  examples: [
+    "canary hello --to 4",
+    "canary hello --to 4 --steps 10,50,100 --interval 30s --max-error-rate 2% --detach",
+    "canary hello --status --json",
+    "canary hello --abort",
+  ],
   details:
     'Starts a canary of --to: it takes the first step\'s share of the traffic, and the runner moves it to the next\n' +
     'step after each interval in which it answered at least --min-requests requests within the limits; after the\n' +

@@ -1,5 +1,6 @@
 // What every command declares: its options (for node:util parseArgs and for --help), how many
 // positionals it takes, and what it does. main.ts parses, builds the context and dispatches.
+import path from 'node:path';
 import { ApiClient } from '../api-client.ts';
 import { resolveConnection, type Connection } from '../credentials.ts';
 import { UsageError } from '../errors.ts';
@@ -20,6 +21,8 @@ export interface Command {
   usage: string;
   /** a longer explanation for --help */
   details?: string;
+  /** shown under "Examples:" in --help: whole command lines, without the "containerpub " */
+  examples: string[];
   options: Record<string, OptionSpec>;
   /** `variadic`: the last name takes any number of words (KEY=VALUE lists) */
   positionals: { names: string[]; min: number; variadic?: boolean };
@@ -37,6 +40,19 @@ export interface CommandContext {
   connection(): Connection;
   /** a client for the resolved URL, carrying the token (requests fail with "not logged in" without one) */
   api(): ApiClient;
+  /** the directory the user typed the command in: INIT_CWD under `npm run`, else the working directory */
+  cwd: string;
+  /** `p` resolved against `cwd` (a path argument means what it means where the user typed it) */
+  resolvePath(p: string): string;
+}
+
+/**
+ * `npm run cli -- deploy ./fn` runs with the package's root as its working directory; npm keeps the
+ * directory the command was typed in as INIT_CWD.
+ */
+export function invocationDir(env: NodeJS.ProcessEnv): string {
+  const init = env.INIT_CWD;
+  return init && path.isAbsolute(init) ? init : process.cwd();
 }
 
 export function createContext(out: Output, flags: Flags, positionals: string[], env: NodeJS.ProcessEnv): CommandContext {
@@ -48,6 +64,8 @@ export function createContext(out: Output, flags: Flags, positionals: string[], 
     env,
     connection: () => (connection ??= resolveConnection(stringFlag(flags, 'url'), env)),
     api: () => new ApiClient(ctx.connection().url, ctx.connection().token),
+    cwd: invocationDir(env),
+    resolvePath: (p) => path.resolve(invocationDir(env), p),
   };
   return ctx;
 }

@@ -107,6 +107,11 @@ export const env: Command = {
   name: 'env',
   summary: "list, set or unset a function's environment variables",
   usage: 'env ls <name> | env set KEY=VALUE… <name> | env unset KEY… <name>',
+  examples: [
+    "env ls hello",
+    "env set LOG_LEVEL=debug REGION=eu hello",
+    "env unset REGION hello --json",
+  ],
   details:
     'set and unset make a new version with the live code and the changed variables (no rebuild);\n' +
     'it goes live once an instance with them is ready. A rollback brings the earlier variables back.\n' +
@@ -163,6 +168,11 @@ export const secrets: Command = {
   name: 'secrets',
   summary: "list, set or unset a function's secrets (values never shown)",
   usage: 'secrets ls <name> | secrets set NAME <name> | secrets unset NAME… <name>',
+  examples: [
+    "secrets ls hello",
+    "printf %s \"$DB_PASSWORD\" | containerpub secrets set DB_PASSWORD hello",
+    "secrets unset DB_PASSWORD hello",
+  ],
   details:
     'set reads the value from stdin when it is not a terminal (printf %s "$TOKEN" | containerpub secrets set TOKEN api),\n' +
     'else asks for it without echo. Values are never taken from the command line: they would stay in the\n' +
@@ -231,6 +241,11 @@ export const config: Command = {
   name: 'config',
   summary: "show or change a function's limits and network",
   usage: 'config <name> [memory=256 timeout=5s min=1 max=4 concurrency=2 network=outbound]',
+  examples: [
+    "config hello",
+    "config hello memory=512 timeout=10s",
+    "config hello --json",
+  ],
   details:
     'Without settings: prints the live version\'s configuration (secrets by name only).\n' +
     `With settings: a new version with the live code and these settings (no rebuild). ${CONFIG_KEYS_HELP}`,
@@ -279,6 +294,10 @@ export const diff: Command = {
   name: 'diff',
   summary: 'show what changed between two versions (code and configuration)',
   usage: 'diff <name> <a> <b>',
+  examples: [
+    "diff hello 3 4",
+    "diff hello v3 v4 --json",
+  ],
   details: 'Compares version a with version b: whether the code changed (sha256), and each variable, secret\n(by name only: "secret value changed") and setting added, removed or changed.',
   options: {},
   positionals: { names: ['name', 'a', 'b'], min: 3 },

@@ -7,6 +7,10 @@ export const history: Command = {
   name: 'history',
   summary: "show a function's versions, newest first",
   usage: 'history <name> [--limit <n>]',
+  examples: [
+    "history hello",
+    "history hello --limit 50 --json",
+  ],
   details:
     'The live version is marked with "*" and "live" in the LIVE column; the candidate (see "containerpub traffic")\n' +
     'shows its share there, and a version built by "deploy --no-activate" shows "awaiting approval"\n' +

@@ -7,6 +7,10 @@ export const instances: Command = {
   name: 'instances',
   summary: "show a function's warm instances",
   usage: 'instances <name>',
+  examples: [
+    "instances hello",
+    "instances hello --json",
+  ],
   details:
     'Instances start on an invoke or when a version goes live, and stop once idle for FUNCTION_IDLE_MS.\n' +
     'Each API process keeps its own: with several behind a load balancer, this shows the one that answered.',

@@ -33,6 +33,10 @@ export const invoke: Command = {
   name: 'invoke',
   summary: 'run a function with a JSON event and print its result',
   usage: 'invoke <name> [--data <json> | --file <path>] [--version <n>]',
+  examples: [
+    "invoke hello --data '{\"name\":\"ada\"}'",
+    "invoke hello --file event.json --version 3 --json",
+  ],
   details: 'Prints the result as JSON (with --json, the whole response: result, version, requestId, durationMs).',
   options: {
     data: { type: 'string', value: 'json', description: 'the event, as JSON (default {})' },
@@ -42,7 +46,8 @@ export const invoke: Command = {
   positionals: { names: ['name'], min: 1 },
   async run(ctx) {
     const [name] = ctx.positionals;
-    const event = readEvent(stringFlag(ctx.flags, 'data'), stringFlag(ctx.flags, 'file'));
+    const file = stringFlag(ctx.flags, 'file');
+    const event = readEvent(stringFlag(ctx.flags, 'data'), file === undefined ? undefined : ctx.resolvePath(file));
     const version = intFlag(ctx.flags, 'version');
     const api = ctx.api();
     const fn = await api.functionNamed(name);

@@ -12,6 +12,11 @@ export const keys: Command = {
   name: 'keys',
   summary: "create, list or revoke a function's keys",
   usage: 'keys create <name> [--key-name <n>] | keys ls <name> | keys rm <name> <keyId>',
+  examples: [
+    "keys create hello --key-name ci",
+    "keys ls hello --json",
+    "keys rm hello 5f0c…",
+  ],
   details:
     'A function key lets a caller use the endpoint of a function whose access is "key"\n' +
     '(see "containerpub access"): send it as X-Function-Key: fk_… or Authorization: Bearer fk_….\n' +

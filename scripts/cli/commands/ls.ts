@@ -6,6 +6,10 @@ export const ls: Command = {
   name: 'ls',
   summary: 'list your functions',
   usage: 'ls',
+  examples: [
+    "ls",
+    "ls --json | jq -r '.functions[].name'",
+  ],
   details: 'ACCESS is who may call the endpoint (see "containerpub access"); "containerpub url <name>" prints its URL.',
   options: {},
   positionals: { names: [], min: 0 },

@@ -17,6 +17,10 @@ export const metrics: Command = {
   name: 'metrics',
   summary: "show a function's requests, errors and latency per version",
   usage: 'metrics <name> [--version <n>] [--minutes <m>]',
+  examples: [
+    "metrics hello",
+    "metrics hello --version 4 --minutes 15 --json",
+  ],
   details:
     'Errors are invocations that threw, timed out or crashed, and answers with a 5xx status.\n' +
     'Latencies are estimated from a histogram; figures lag the invocations by up to METRICS_FLUSH_MS.',

@@ -6,6 +6,10 @@ export const rollback: Command = {
   name: 'rollback',
   summary: 'make an earlier built version live again',
   usage: 'rollback <name> --to <version>',
+  examples: [
+    "rollback hello --to 3",
+    "rollback hello --to v3 --json",
+  ],
   options: {
     to: { type: 'string', value: 'version', description: 'the version to make live (required)' },
   },

@@ -16,6 +16,10 @@ export const tag: Command = {
   name: 'tag',
   summary: 'point a tag at a version, or delete a tag',
   usage: 'tag <name> <tag> <version> | tag <name> <tag> --delete',
+  examples: [
+    "tag hello stable 3",
+    "tag hello stable --delete",
+  ],
   details:
     'A tag (1-31 of a-z, 0-9 and "-", starting with a letter) names one built version: it is served at\n' +
     '/fn/{handle}/{name}@{tag}/… and by POST …/invoke?tag=…, with the function\'s access rules.\n' +
@@ -50,6 +54,10 @@ export const tags: Command = {
   name: 'tags',
   summary: "list a function's tags",
   usage: 'tags <name>',
+  examples: [
+    "tags hello",
+    "tags hello --json",
+  ],
   options: {},
   positionals: { names: ['name'], min: 1 },
   async run(ctx) {

@@ -10,6 +10,11 @@ export const tokens: Command = {
   name: 'tokens',
   summary: 'list, create or revoke API tokens',
   usage: 'tokens ls | tokens create --name <name> [--days <n>] | tokens rm <id>',
+  examples: [
+    "tokens ls",
+    "tokens create --name ci --days 90",
+    "tokens rm 5f0c…",
+  ],
   details:
     'create prints the new token once, on stdout: give it to a CI job as CONTAINERPUB_TOKEN.\n' +
     'rm revokes a token; API processes stop accepting it within 5 seconds.',

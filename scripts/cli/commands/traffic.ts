@@ -25,6 +25,11 @@ export const traffic: Command = {
   name: 'traffic',
   summary: 'show or set the traffic split between the live version and a candidate',
   usage: 'traffic <name> [--to <version> --percent <p> [--sticky | --no-sticky] | --clear]',
+  examples: [
+    "traffic hello",
+    "traffic hello --to 4 --percent 10 --sticky",
+    "traffic hello --clear",
+  ],
   details:
     'Without options: who takes the traffic now.\n' +
     '--to N --percent P: version N (built, not the live one) becomes the candidate and takes P % of the\n' +
@@ -87,6 +92,10 @@ export const promote: Command = {
   name: 'promote',
   summary: 'make the candidate the live version (the split ends)',
   usage: 'promote <name>',
+  examples: [
+    "promote hello",
+    "promote hello --json",
+  ],
   details: 'The candidate set with "containerpub traffic" becomes the live version in one step; a running canary ends as promoted.',
   options: {},
   positionals: { names: ['name'], min: 1 },

@@ -6,6 +6,10 @@ export const url: Command = {
   name: 'url',
   summary: "print a function's endpoint URL",
   usage: 'url <name>',
+  examples: [
+    "url hello",
+    "curl \"$(containerpub url hello)\"",
+  ],
   details:
     'Prints {PUBLIC_URL}/fn/{handle}/{name}; any path and query after it reach the function.\n' +
     'When the platform sets FUNCTIONS_DOMAIN, the host form {name}--{handle}.{domain} follows on a second line.\n' +

@@ -8,7 +8,11 @@ import { deployOptions, functionNameFlag } from './deploy.ts';
 export const watchCommand: Command = {
   name: 'watch',
   summary: 'redeploy a directory on every save',
-  usage: 'watch <dir> --name <name> [options]',
+  usage: 'watch <dir> [--name <name>] [options]',
+  examples: [
+    "watch ./hello",
+    "watch . --name hello --json",
+  ],
   details:
     'Deploys <dir> now (unless the latest version already has exactly these files), then again after every save:\n' +
     'saves are debounced (300 ms), deploys never overlap (the latest change is queued), and a save that does\n' +
@@ -19,8 +23,8 @@ export const watchCommand: Command = {
   options: deployOptions,
   positionals: { names: ['dir'], min: 1 },
   async run(ctx) {
-    const [dir] = ctx.positionals;
-    const name = functionNameFlag(ctx.flags, 'watch', readProject(requireDirectory(dir!)));
+    const dir = ctx.resolvePath(ctx.positionals[0]!);
+    const name = functionNameFlag(ctx.flags, 'watch', readProject(requireDirectory(dir)), dir);
     const maxBytes = intFlag(ctx.flags, 'max-bytes') ?? DEFAULT_MAX_BYTES;
     const timeoutS = intFlag(ctx.flags, 'timeout') ?? 600;
     const watcher = new DirectoryWatcher(ctx.api(), { dir, name, out: ctx.out, maxBytes, buildTimeoutMs: timeoutS * 1000 });
