@@ -260,7 +260,7 @@ export const invokeResultView = z.strictObject({
   result: z.unknown().meta({ description: "the function's return value" }),
   version: int,
   deploymentId: uuid,
-  requestId: uuid,
+  requestId: z.string().meta({ description: "the request's X-Request-Id: the caller's when it sent a sane one, else a UUID" }),
   durationMs: z.number(),
 });
 export const invocationList = z.strictObject({

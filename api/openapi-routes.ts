@@ -16,6 +16,7 @@ import { historyQuery } from './routes/deployments.ts';
 import { invocationsQuery, invokeQuery } from './routes/invoke.ts';
 import { createKeySchema } from './routes/keys.ts';
 import { logsQuery } from './routes/logs.ts';
+import { eventsStreamQuery } from './routes/events-stream.ts';
 import { metricsQuery } from './routes/metrics.ts';
 import { rollbackSchema } from './routes/rollback.ts';
 import { createTokenSchema } from './routes/tokens.ts';
@@ -212,6 +213,14 @@ export const routeDocs: RouteDoc[] = [
   }),
   route('GET /api/functions/:id/invocations', 'What recent invocations printed', { tag: watch, auth: bearer, query: invocationsQuery, responses: { 200: r.invocationList } }),
   route('GET /api/functions/:id/instances', 'Its warm instances in this process', { tag: watch, auth: bearer, responses: { 200: r.instanceList } }),
+  route('GET /api/functions/:id/events/stream', 'Live server-sent events: build progress and logs, activations, rollbacks, canary steps, invocations with their logs', {
+    tag: watch,
+    auth: bearer,
+    query: eventsStreamQuery,
+    description: 'Resumable: send the last `id:` seen as `Last-Event-ID` (or `?since=`; `since=0` replays everything). Closed after EVENT_STREAM_MAX_SECONDS; the client resumes.',
+    responses: { 200: { contentType: 'text/event-stream' } },
+    errors: ['capacity_exceeded'],
+  }),
   route('GET /api/functions/:id/logs', 'Its event log, newest first', { tag: watch, auth: bearer, query: logsQuery, responses: { 200: r.eventList } }),
   route('GET /api/functions/:id/metrics', 'Requests, errors and latency per version', {
     tag: watch, auth: bearer, query: metricsQuery, responses: { 200: r.metricsView }, errors: ['version_not_found'],

@@ -64,7 +64,8 @@ function parsePrometheus(text: string): Sample[] {
     }
     if (line.startsWith('# HELP ')) continue;
     assert.not.ok(line.startsWith('#'), `an unknown comment line: ${line}`);
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (-?[0-9.eE+-]+|NaN|[+-]Inf)$/.exec(line);
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (-?[0-9.eE+-]+|[Nn][Aa][Nn]|[+-]?[Ii]nf)$/.exec(line);
+    // values are Go floats to Prometheus: NaN and Inf in any case (prom-client writes "Nan")
     assert.ok(m, `not a sample line: ${line}`);
     const labels: Record<string, string> = {};
     if (m![2]) {
