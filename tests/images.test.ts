@@ -120,11 +120,12 @@ test('run by hand: removed from the engine, pulled from the registry and run wit
   assert.is(d.built.status, 'active', `${d.built.error}\n${d.built.buildLogs}`);
   deployed.push({ api, id: d.id });
   const tag = d.built.imageTag as string;
-  // no instance may hold the image while it is removed
-  await tp.invoker.manager.dropFunction(d.id);
-  await waitFor('no container of it', async () =>
-    (await docker.listContainers({ all: true, filters: { label: [`containerpub.function=${d.id}`] } })).length === 0 ? true : undefined,
-  );
+  // no instance may hold the image while it is removed; the pre-warm its activation triggered may
+  // start after a first drop (the route reload that starts it is asynchronous): drop until none is left
+  await waitFor('no container of it', async () => {
+    await tp.invoker.manager.dropFunction(d.id);
+    return (await docker.listContainers({ all: true, filters: { label: [`containerpub.function=${d.id}`] } })).length === 0 ? true : undefined;
+  });
   await run('docker', ['rmi', tag]);
   assert.not.ok(await docker.getImage(tag).inspect().then(() => true, () => false), 'gone from the engine');
 
