@@ -4,6 +4,7 @@
 //
 // Label values are bounded: route templates (never raw paths), function ids and versions (never
 // names or anything a caller typed), and small fixed sets (outcomes, states, reasons).
+import type { CleanupSummary } from '../domain/retention.ts';
 import client from 'prom-client';
 import type { Db } from '../db/knex.ts';
 import { queueSnapshot } from './queue.ts';
@@ -17,22 +18,13 @@ const INVOCATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 export type BuildOutcome = 'succeeded' | 'failed' | 'retrying' | 'lost' | 'handed_back';
 
 /** The part of a cleanup run's summary (shared/domain/retention.ts CleanupSummary) that is counted. */
-export interface CleanupCounts {
-  skipped: boolean;
-  versionsArchived: number;
-  archivesDeleted: number;
-  objectsRemoved: number;
-  imagesRemoved: number;
-  failedArchivesRemoved: number;
-  uploadsExpired: number;
-  invocationLogsPruned: number;
-  metricsPruned: number;
-  workDirsRemoved: number;
-  uploadTempFilesRemoved: number;
-  bytesFreed: number;
-  errors: number;
-  durationMs: number;
-}
+/** What a cleanup run reports, as far as the metrics count it (the summary itself is retention.ts's). */
+export type CleanupCounts = Pick<
+  CleanupSummary,
+  | 'skipped' | 'versionsArchived' | 'archivesDeleted' | 'objectsRemoved' | 'imagesRemoved' | 'failedArchivesRemoved'
+  | 'uploadsExpired' | 'invocationLogsPruned' | 'metricsPruned' | 'workDirsRemoved' | 'uploadTempFilesRemoved'
+  | 'bytesFreed' | 'errors' | 'durationMs'
+>;
 
 const CLEANUP_REMOVED: (keyof CleanupCounts)[] = [
   'versionsArchived',
