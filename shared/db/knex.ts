@@ -63,6 +63,7 @@ export function createDb(database: Config['database'], timeouts: Config['databas
           conn.pragma('synchronous = NORMAL');
           conn.pragma('foreign_keys = ON');
           conn.pragma('busy_timeout = 10000');
+          cachePreparedStatements(conn);
           connection = conn;
           dataVersion = conn.prepare('PRAGMA data_version').pluck();
           done(null, conn);
@@ -77,6 +78,32 @@ export function createDb(database: Config['database'], timeouts: Config['databas
     dialect: 'sqlite',
     sqliteDataVersion: () => (connection?.open && dataVersion ? Number(dataVersion.get()) : null),
     close: () => knex.destroy(),
+  };
+}
+
+/** Distinct SQL texts whose prepared statements a connection keeps (least recently used go first). */
+const PREPARED_STATEMENTS_KEPT = 500;
+
+/**
+ * knex's better-sqlite3 client prepares every query it runs, and preparing (parsing and planning)
+ * costs about as much as running a small query: a connection keeps its statements by SQL text
+ * instead, so a hot path's queries are prepared once. knex runs them with all()/run() and binds
+ * on every call; it changes a statement's mode only for the safeIntegers query option, which this
+ * codebase does not use. The cache is bounded (whereIn lists of many lengths make many texts).
+ */
+function cachePreparedStatements(conn: { prepare(sql: string): unknown }): void {
+  const prepare = conn.prepare.bind(conn);
+  const kept = new Map<string, unknown>();
+  conn.prepare = (sql: string) => {
+    let statement = kept.get(sql);
+    if (statement !== undefined) {
+      kept.delete(sql);
+    } else {
+      statement = prepare(sql);
+      if (kept.size >= PREPARED_STATEMENTS_KEPT) kept.delete(kept.keys().next().value!);
+    }
+    kept.set(sql, statement);
+    return statement;
   };
 }
 
