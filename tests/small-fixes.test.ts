@@ -75,6 +75,35 @@ s('an event over the limit without a Content-Length (chunked): 413 naming the ev
   assert.match(((await res.json()) as any).error.message, /^event exceeds the limit/);
 });
 
+s('a JSON body over 1 MiB: 413 whether its length is declared or it comes chunked', async () => {
+  const api = await tp.newUser();
+  const big = JSON.stringify({ name: 'x', pad: 'y'.repeat(1024 * 1024) });
+  const declared = await fetch(`${tp.url}/api/functions/deploy`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${api.token}`, 'content-type': 'application/json' },
+    body: big,
+  });
+  assert.is(declared.status, 413);
+  assert.is(((await declared.json()) as any).error.code, 'payload_too_large');
+  const chunked = await fetch(`${tp.url}/api/functions/deploy`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${api.token}`, 'content-type': 'application/json' },
+    body: new Blob([big]).stream(),
+    duplex: 'half',
+  } as RequestInit);
+  assert.is(chunked.status, 413, 'a body with no declared length is counted as it arrives');
+  assert.is(((await chunked.json()) as any).error.code, 'payload_too_large');
+  // a small chunked body still works
+  const small = await fetch(`${tp.url}/api/functions/deploy`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${api.token}`, 'content-type': 'application/json' },
+    body: new Blob([JSON.stringify({ name: 'small' })]).stream(),
+    duplex: 'half',
+  } as RequestInit);
+  assert.is(small.status, 400, 'read and validated (sizeBytes missing), not refused for its size');
+  assert.is(((await small.json()) as any).error.code, 'validation_failed');
+});
+
 s('a function whose only versions failed is `failed`, and `pending` again while a new one is on its way', async () => {
   const api = await tp.newUser();
   const broken = await makeTarGz([{ name: 'README.md', content: 'no handler here' }]);
