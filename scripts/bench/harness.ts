@@ -129,7 +129,9 @@ export async function startServer(opts: ServerOptions): Promise<BenchServer> {
   } else {
     databaseUrl = `sqlite:${path.join(dataDir, 'containerpub.sqlite')}`;
   }
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'server.ts')], {
+  // BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": profile the server under load
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(here, 'server.ts')], {
     cwd: repoRoot,
     env: serverEnv(dataDir, databaseUrl, opts),
     stdio: ['pipe', 'pipe', 'pipe'],
