@@ -99,7 +99,14 @@ export const functionView = z.strictObject({
   createdAt: iso.nullable(),
   updatedAt: iso.nullable(),
 }).meta({ id: 'Function' });
-export const functionList = z.strictObject({ functions: z.array(functionView) });
+export const functionSummary = functionView
+  .extend({
+    lastHour: z
+      .strictObject({ requests: int, errors: int.meta({ description: 'errors, timeouts, crashes and 5xx answers' }) })
+      .meta({ description: 'invocations over the last hour, every version and serving process (what is not flushed yet, up to METRICS_FLUSH_MS, is not in it)' }),
+  })
+  .meta({ id: 'FunctionSummary' });
+export const functionList = z.strictObject({ functions: z.array(functionSummary) });
 
 export const configView = z.strictObject({
   env: z.record(z.string(), z.string()),
