@@ -57,6 +57,15 @@ export const statusView = z.strictObject({
 export const sessionView = z.strictObject({ userId: uuid, token: z.string().meta({ description: 'a bearer token (cp_…)' }) });
 export const registeredView = sessionView.extend({ handle: z.string() });
 export const accountView = z.strictObject({ userId: uuid, email: z.string(), handle: z.string() }).meta({ id: 'Account' });
+/** the dashboard's session (POST/GET /api/auth/session): the account, and the proof its changes must carry */
+export const browserSessionView = z
+  .strictObject({
+    userId: uuid,
+    email: z.string(),
+    handle: z.string(),
+    csrfToken: z.string().meta({ description: 'send it as X-CSRF-Token with every change made with the session cookie' }),
+  })
+  .meta({ id: 'BrowserSession' });
 export const tokenView = z.strictObject({
   id: uuid,
   name: z.string(),

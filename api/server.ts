@@ -14,6 +14,8 @@ import { createTokenCache, requireUser } from './http/auth.ts';
 import { requireOwnedFunction } from './http/tenant.ts';
 import { LiveRoutes } from '../shared/domain/live-routes.ts';
 import * as auth from './routes/auth.ts';
+import * as session from './routes/session.ts';
+import { authAttemptLimit } from './http/rate-limit.ts';
 import * as canary from './routes/canary.ts';
 import * as compare from './routes/compare.ts';
 import * as deploy from './routes/deploy.ts';
@@ -74,7 +76,10 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
     if (Number(c.req.header('content-length') ?? 0) > JSON_BODY_LIMIT) throw errors.tooLarge(JSON_BODY_LIMIT);
     return bodyLimit({ maxSize: JSON_BODY_LIMIT, onError: () => { throw errors.tooLarge(JSON_BODY_LIMIT); } })(c, next);
   });
-  auth.register(app, p);
+  // one limiter: sign-in through the dashboard and POST /api/auth/login spend the same attempts
+  const authAttempts = authAttemptLimit(p.config.auth);
+  auth.register(app, p, authAttempts);
+  session.register(app, p, { limit: authAttempts, tokens: tokenCache });
   uploads.register(app, p);
   const user = requireUser(p, tokenCache);
   app.use('/api/functions', user);
