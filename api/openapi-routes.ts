@@ -145,6 +145,20 @@ export const routeDocs: RouteDoc[] = [
     tag: 'dashboard', auth: 'session', description: 'Authenticated by the `cp_session` cookie; needs X-CSRF-Token.', responses: { 204: null },
     errors: ['not_found'],
   }),
+  route('GET /', 'The dashboard (a web page)', {
+    tag: 'dashboard',
+    auth: 'none',
+    description: 'Sent with a Content-Security-Policy that allows only this origin, and an ETag (If-None-Match → 304).',
+    responses: { 200: { contentType: 'text/html' }, 304: null },
+    errors: ['not_found'],
+  }),
+  route('GET /ui/*', "The dashboard's files: its scripts, styles and images, and the browser libraries it uses (/ui/vendor/…)", {
+    tag: 'dashboard',
+    auth: 'none',
+    params: { path: z.string().meta({ description: 'a file under api/ui/ (.js, .css, .html, .svg, .png, .ico), or vendor/htm-preact.js, vendor/uplot.js, vendor/uplot.css' }) },
+    responses: { 200: { contentType: '*/*', description: 'the file, with its type' }, 304: null },
+    errors: ['not_found'],
+  }),
 
   // deploying
   route('POST /api/functions/deploy', 'Deploy a new version', {

@@ -174,6 +174,7 @@ const STATUS_TEXT: Record<number, string> = {
   201: 'Created',
   202: 'Accepted',
   204: 'No Content',
+  304: 'Not Modified: the ETag sent in If-None-Match is current',
   400: 'Bad request: the message and details.fields say what is wrong',
   401: 'Missing or invalid credentials',
   403: 'Refused',
@@ -403,10 +404,17 @@ export function checkDocumented(
   }
   if (isMedia(documented)) {
     const type = res.headers.get('content-type') ?? '';
-    if (!type.startsWith(documented.contentType)) return [`${name} answered ${res.status} as ${type}, documented as ${documented.contentType}`];
+    if (!mediaTypeMatches(documented.contentType, type)) return [`${name} answered ${res.status} as ${type}, documented as ${documented.contentType}`];
     return documented.schema ? problemsOf(name, res.status, documented.schema, res.body) : [];
   }
   return problemsOf(name, res.status, documented, res.body);
+}
+
+// A media type against a documented one, which may be a range: text/html, image/*, or any (*/*).
+function mediaTypeMatches(documented: string, actual: string): boolean {
+  if (documented === '*/*') return actual !== '';
+  if (documented.endsWith('/*')) return actual.startsWith(documented.slice(0, -1));
+  return actual.startsWith(documented);
 }
 
 function problemsOf(name: string, status: number, schema: z.ZodType, body: unknown): string[] {

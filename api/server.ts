@@ -14,6 +14,7 @@ import { createTokenCache, requireUser } from './http/auth.ts';
 import { requireOwnedFunction } from './http/tenant.ts';
 import { LiveRoutes } from '../shared/domain/live-routes.ts';
 import * as auth from './routes/auth.ts';
+import * as dashboard from './routes/dashboard.ts';
 import * as session from './routes/session.ts';
 import { authAttemptLimit } from './http/rate-limit.ts';
 import * as canary from './routes/canary.ts';
@@ -68,6 +69,7 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   health.register(app, p, { driver });
   prometheus.register(app, p);
   registerDocs(app, routeDocs);
+  dashboard.register(app);
   // JSON bodies are small; the multipart deploy and invocation set their own limits.
   app.use('/api/*', async (c, next) => {
     if ((c.req.header('content-type') ?? '').toLowerCase().startsWith('multipart/form-data')) return next();
