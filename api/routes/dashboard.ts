@@ -34,7 +34,16 @@ const require = createRequire(import.meta.url);
  * A package's own directory, found from the file its main entry resolves to (htm's "exports" map
  * hides its package.json and the standalone ESM build from require.resolve).
  */
+const packageDirs = new Map<string, string>();
 function packageDir(name: string): string {
+  const known = packageDirs.get(name);
+  if (known) return known;
+  const found = findPackageDir(name);
+  packageDirs.set(name, found);
+  return found;
+}
+
+function findPackageDir(name: string): string {
   let dir = path.dirname(require.resolve(name));
   for (;;) {
     try {
