@@ -57,6 +57,15 @@ export const statusView = z.strictObject({
 export const sessionView = z.strictObject({ userId: uuid, token: z.string().meta({ description: 'a bearer token (cp_…)' }) });
 export const registeredView = sessionView.extend({ handle: z.string() });
 export const accountView = z.strictObject({ userId: uuid, email: z.string(), handle: z.string() }).meta({ id: 'Account' });
+/** the dashboard's session (POST/GET /api/auth/session): the account, and the proof its changes must carry */
+export const browserSessionView = z
+  .strictObject({
+    userId: uuid,
+    email: z.string(),
+    handle: z.string(),
+    csrfToken: z.string().meta({ description: 'send it as X-CSRF-Token with every change made with the session cookie' }),
+  })
+  .meta({ id: 'BrowserSession' });
 export const tokenView = z.strictObject({
   id: uuid,
   name: z.string(),
@@ -99,7 +108,14 @@ export const functionView = z.strictObject({
   createdAt: iso.nullable(),
   updatedAt: iso.nullable(),
 }).meta({ id: 'Function' });
-export const functionList = z.strictObject({ functions: z.array(functionView) });
+export const functionSummary = functionView
+  .extend({
+    lastHour: z
+      .strictObject({ requests: int, errors: int.meta({ description: 'errors, timeouts, crashes and 5xx answers' }) })
+      .meta({ description: 'invocations over the last hour, every version and serving process (what is not flushed yet, up to METRICS_FLUSH_MS, is not in it)' }),
+  })
+  .meta({ id: 'FunctionSummary' });
+export const functionList = z.strictObject({ functions: z.array(functionSummary) });
 
 export const configView = z.strictObject({
   env: z.record(z.string(), z.string()),

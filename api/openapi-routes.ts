@@ -19,6 +19,7 @@ import { logsQuery } from './routes/logs.ts';
 import { eventsStreamQuery } from './routes/events-stream.ts';
 import { metricsQuery } from './routes/metrics.ts';
 import { rollbackSchema } from './routes/rollback.ts';
+import { sessionSignInSchema } from './routes/session.ts';
 import { createTokenSchema } from './routes/tokens.ts';
 import { uploadQuery } from './routes/uploads.ts';
 import { patchFunctionSchema } from './routes/functions.ts';
@@ -125,6 +126,39 @@ export const routeDocs: RouteDoc[] = [
     tag: 'accounts', auth: bearer, params: { id: z.string().meta({ description: 'the token id (UUID)' }) }, responses: { 204: null }, errors: ['not_found'],
   }),
   route('POST /api/auth/logout', 'Revoke the token of this request', { tag: 'accounts', auth: bearer, responses: { 204: null } }),
+
+  // the dashboard's browser session: a cookie rather than a token the page could read
+  route('POST /api/auth/session', 'Sign in from the browser: sets the session cookie', {
+    tag: 'dashboard',
+    auth: 'none',
+    description:
+      'Same checks and rate limit as POST /api/auth/login. Sets `cp_session` (HttpOnly; SameSite=Strict; Path=/; Max-Age the token lifetime; ' +
+      'Secure over https). An Origin header, if sent, must be this site.',
+    body: sessionSignInSchema,
+    responses: { 200: r.browserSessionView },
+    errors: ['invalid_credentials', 'rate_limited', 'csrf_failed', 'not_found'],
+  }),
+  route('GET /api/auth/session', 'Who the session cookie belongs to, with its csrfToken', {
+    tag: 'dashboard', auth: 'session', description: 'Authenticated by the `cp_session` cookie only.', responses: { 200: r.browserSessionView }, errors: ['not_found'],
+  }),
+  route('DELETE /api/auth/session', 'Sign out: revoke the session and clear its cookie', {
+    tag: 'dashboard', auth: 'session', description: 'Authenticated by the `cp_session` cookie; needs X-CSRF-Token.', responses: { 204: null },
+    errors: ['not_found'],
+  }),
+  route('GET /', 'The dashboard (a web page)', {
+    tag: 'dashboard',
+    auth: 'none',
+    description: 'Sent with a Content-Security-Policy that allows only this origin, and an ETag (If-None-Match → 304).',
+    responses: { 200: { contentType: 'text/html' }, 304: null },
+    errors: ['not_found'],
+  }),
+  route('GET /ui/*', "The dashboard's files: its scripts, styles and images, and the browser libraries it uses (/ui/vendor/…)", {
+    tag: 'dashboard',
+    auth: 'none',
+    params: { path: z.string().meta({ description: 'a file under api/ui/ (.js, .css, .html, .svg, .png, .ico), or vendor/htm-preact.js, vendor/uplot.js, vendor/uplot.css' }) },
+    responses: { 200: { contentType: '*/*', description: 'the file, with its type' }, 304: null },
+    errors: ['not_found'],
+  }),
 
   // deploying
   route('POST /api/functions/deploy', 'Deploy a new version', {

@@ -33,8 +33,11 @@ export interface RouteDoc {
   description?: string;
   /** the group it is listed under */
   tag: string;
-  /** bearer: an API token; none; signature: the URL's own signature; endpoint: the function's access mode */
-  auth: 'bearer' | 'none' | 'signature' | 'endpoint';
+  /**
+   * bearer: an API token (or the dashboard's session cookie); session: the session cookie only; none;
+   * signature: the URL's own signature; endpoint: the function's access mode
+   */
+  auth: 'bearer' | 'session' | 'none' | 'signature' | 'endpoint';
   /** path parameters by name; those not given take the default of their name (PATH_PARAMS) */
   params?: Record<string, z.ZodType>;
   query?: z.ZodObject;
@@ -108,7 +111,9 @@ function statusesOf(code: ErrorCode): number[] {
 /** The errors a route can answer because of what it is: authenticated, with a body, a function's… */
 export function impliedErrors(doc: RouteDoc): ErrorCode[] {
   const codes: ErrorCode[] = ['internal', 'unavailable'];
-  if (doc.auth === 'bearer') codes.push('unauthorized');
+  if (doc.auth === 'bearer' || doc.auth === 'session') codes.push('unauthorized');
+  // the dashboard's session cookie authenticates these too, and its changes need the CSRF proof
+  if ((doc.auth === 'bearer' || doc.auth === 'session') && !['get', 'head', 'options'].includes(doc.method)) codes.push('csrf_failed');
   // a JSON body over 1 MiB is refused on every /api route, whatever it is
   if (doc.path.startsWith('/api/')) codes.push('payload_too_large');
   const params = paramNames(doc.path);
@@ -169,6 +174,7 @@ const STATUS_TEXT: Record<number, string> = {
   201: 'Created',
   202: 'Accepted',
   204: 'No Content',
+  304: 'Not Modified: the ETag sent in If-None-Match is current',
   400: 'Bad request: the message and details.fields say what is wrong',
   401: 'Missing or invalid credentials',
   403: 'Refused',
@@ -224,6 +230,7 @@ function operation(doc: RouteDoc): Record<string, unknown> {
     op.requestBody = { required: doc.bodyRequired ?? true, content: Object.assign({}, ...bodies.map((b) => content(b, 'input'))) };
   }
   if (doc.auth === 'none' || doc.auth === 'signature') op.security = [];
+  if (doc.auth === 'session') op.security = [{ session: [] }];
   if (doc.auth === 'endpoint') op.security = [{}, { bearer: [] }, { functionKey: [] }, { functionKeyBearer: [] }];
   return op;
 }
@@ -265,7 +272,7 @@ export function buildOpenApiDocument(docs: readonly RouteDoc[]): Record<string, 
         'Deploy, version, roll back and run functions. Errors are `{"error": {"code", "message", "details"?}}` with the code in ' +
         '`X-ContainerPub-Error`. Every `/api/functions/{id}…` route takes the function\'s id or its name.',
     },
-    security: [{ bearer: [] }],
+    security: [{ bearer: [] }, { session: [] }],
     components: {
       schemas,
       headers: {
@@ -273,6 +280,14 @@ export function buildOpenApiDocument(docs: readonly RouteDoc[]): Record<string, 
       },
       securitySchemes: {
         bearer: { type: 'http', scheme: 'bearer', description: 'an API token (cp_…) from POST /api/auth/register, /login or /tokens' },
+        session: {
+          type: 'apiKey',
+          in: 'cookie',
+          name: 'cp_session',
+          description:
+            "the dashboard's session (POST /api/auth/session), used when no Authorization header is sent; every method but GET, HEAD " +
+            'and OPTIONS then needs X-CSRF-Token (the csrfToken of GET /api/auth/session), and an Origin header, if sent, must be this site (403 csrf_failed)',
+        },
         functionKey: { type: 'apiKey', in: 'header', name: 'X-Function-Key', description: 'a function key (fk_…), for functions with access "key"' },
         functionKeyBearer: { type: 'http', scheme: 'bearer', description: 'a function key (fk_…) as a bearer token' },
       },
@@ -389,10 +404,17 @@ export function checkDocumented(
   }
   if (isMedia(documented)) {
     const type = res.headers.get('content-type') ?? '';
-    if (!type.startsWith(documented.contentType)) return [`${name} answered ${res.status} as ${type}, documented as ${documented.contentType}`];
+    if (!mediaTypeMatches(documented.contentType, type)) return [`${name} answered ${res.status} as ${type}, documented as ${documented.contentType}`];
     return documented.schema ? problemsOf(name, res.status, documented.schema, res.body) : [];
   }
   return problemsOf(name, res.status, documented, res.body);
+}
+
+// A media type against a documented one, which may be a range: text/html, image/*, or any (*/*).
+function mediaTypeMatches(documented: string, actual: string): boolean {
+  if (documented === '*/*') return actual !== '';
+  if (documented.endsWith('/*')) return actual.startsWith(documented.slice(0, -1));
+  return actual.startsWith(documented);
 }
 
 function problemsOf(name: string, status: number, schema: z.ZodType, body: unknown): string[] {

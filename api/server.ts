@@ -14,6 +14,9 @@ import { createTokenCache, requireUser } from './http/auth.ts';
 import { requireOwnedFunction } from './http/tenant.ts';
 import { LiveRoutes } from '../shared/domain/live-routes.ts';
 import * as auth from './routes/auth.ts';
+import * as dashboard from './routes/dashboard.ts';
+import * as session from './routes/session.ts';
+import { authAttemptLimit } from './http/rate-limit.ts';
 import * as canary from './routes/canary.ts';
 import * as compare from './routes/compare.ts';
 import * as deploy from './routes/deploy.ts';
@@ -66,6 +69,7 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   health.register(app, p, { driver });
   prometheus.register(app, p);
   registerDocs(app, routeDocs);
+  dashboard.register(app);
   // JSON bodies are small; the multipart deploy and invocation set their own limits.
   app.use('/api/*', async (c, next) => {
     if ((c.req.header('content-type') ?? '').toLowerCase().startsWith('multipart/form-data')) return next();
@@ -79,7 +83,10 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
     if (declared !== undefined && /^\d+$/.test(declared)) return next();
     return bodyLimit({ maxSize: JSON_BODY_LIMIT, onError: () => { throw errors.tooLarge(JSON_BODY_LIMIT); } })(c, next);
   });
-  auth.register(app, p);
+  // one limiter: sign-in through the dashboard and POST /api/auth/login spend the same attempts
+  const authAttempts = authAttemptLimit(p.config.auth);
+  auth.register(app, p, authAttempts);
+  session.register(app, p, { limit: authAttempts, tokens: tokenCache });
   uploads.register(app, p);
   const user = requireUser(p, tokenCache);
   app.use('/api/functions', user);

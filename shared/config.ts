@@ -107,6 +107,8 @@ const envSchema = z.object({
   AUTH_RATE_LIMIT_PER_MINUTE: int(10, 0),
   AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE: int(10, 0),
   TRUST_PROXY: z.enum(['on', 'off']).default('off'),
+  // the dashboard's session cookie: Secure always, never, or (auto) when the request came over https
+  SESSION_COOKIE_SECURE: z.enum(['auto', 'true', 'false']).default('auto'),
   // per-account quotas; 0 turns one off
   MAX_FUNCTIONS_PER_USER: int(100),
   MAX_BUILDS_PER_USER: int(50),
@@ -251,6 +253,8 @@ export interface Config {
     rateLimitPerEmail: number;
     /** take the client address from X-Forwarded-For (its last entry) instead of the socket */
     trustProxy: boolean;
+    /** the dashboard's cp_session cookie carries Secure: always, never, or when the request is https */
+    sessionCookieSecure: 'auto' | 'true' | 'false';
   };
   endpoints: {
     /** host-based routing: {name}--{handle}.{functionsDomain}, lower case */
@@ -384,6 +388,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       rateLimitPerAddress: e.AUTH_RATE_LIMIT_PER_MINUTE,
       rateLimitPerEmail: e.AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE,
       trustProxy: e.TRUST_PROXY === 'on',
+      sessionCookieSecure: e.SESSION_COOKIE_SECURE,
     },
     endpoints: { functionsDomain: e.FUNCTIONS_DOMAIN?.toLowerCase(), maxRequestBytes: e.MAX_REQUEST_BYTES },
     delivery: { metricsFlushMs: e.METRICS_FLUSH_MS, metricsRetentionDays: e.METRICS_RETENTION_DAYS, canaryTickMs: e.CANARY_TICK_MS },

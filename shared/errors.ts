@@ -37,7 +37,8 @@ export type ErrorCode =
   | 'upload_url_invalid'
   | 'canary_running'
   | 'no_candidate'
-  | 'tag_not_found';
+  | 'tag_not_found'
+  | 'csrf_failed';
 
 const statusByCode: Record<ErrorCode, number> = {
   bad_request: 400,
@@ -67,6 +68,7 @@ const statusByCode: Record<ErrorCode, number> = {
   canary_running: 409,
   no_candidate: 409,
   tag_not_found: 404,
+  csrf_failed: 403,
   unavailable: 503,
   internal: 500,
   registration_closed: 403,
@@ -100,6 +102,8 @@ export const errors = {
   validation: (message: string, details?: Record<string, unknown>) =>
     new AppError('validation_failed', message, details),
   unauthorized: (message = 'missing or invalid bearer token') => new AppError('unauthorized', message),
+  /** a change made with the browser session's cookie that does not prove it came from our own page */
+  csrfFailed: (message: string) => new AppError('csrf_failed', message),
   invalidCredentials: () => new AppError('invalid_credentials', 'wrong email or password'),
   emailTaken: () => new AppError('email_taken', 'an account with this email already exists'),
   handleTaken: (handle: string) => new AppError('handle_taken', `the handle "${handle}" is taken`, { handle }),

@@ -4,7 +4,7 @@ import { loginUser, newAccountSchema, registerUser } from '../../shared/domain/a
 import { errors } from '../../shared/errors.ts';
 import type { Platform } from '../../shared/platform.ts';
 import type { App } from '../http/app.ts';
-import { authAttemptLimit } from '../http/rate-limit.ts';
+import { authAttemptLimit, type AuthAttemptLimit } from '../http/rate-limit.ts';
 import { jsonBody } from '../http/validation.ts';
 
 export const registerSchema = newAccountSchema;
@@ -14,8 +14,8 @@ export const loginSchema = z.object({
   password: z.string().min(1).max(1024),
 });
 
-export function register(app: App, p: Platform): void {
-  const limit = authAttemptLimit(p.config.auth);
+/** `limit`: the attempts' buckets, shared with the dashboard's sign-in (POST /api/auth/session). */
+export function register(app: App, p: Platform, limit: AuthAttemptLimit = authAttemptLimit(p.config.auth)): void {
   const session = { tokenTtlDays: p.config.auth.tokenTtlDays };
   app.post('/api/auth/register', async (c) => {
     if (p.config.auth.registration === 'closed') throw errors.registrationClosed();

@@ -47,6 +47,8 @@ export interface Session {
 export interface SessionOptions {
   /** lifetime of the token handed out (TOKEN_TTL_DAYS) */
   tokenTtlDays: number;
+  /** the name the token is listed under (default "login"; the dashboard's sign-in: "browser") */
+  tokenName?: string;
 }
 
 export interface Account {
@@ -88,7 +90,7 @@ export async function createUser(db: Db, email: string, password: string, handle
 }
 
 async function openSession(db: Db, userId: string, opts: SessionOptions): Promise<Session> {
-  const issued = await issueToken(db, userId, { name: LOGIN_TOKEN_NAME, ttlDays: opts.tokenTtlDays });
+  const issued = await issueToken(db, userId, { name: opts.tokenName ?? LOGIN_TOKEN_NAME, ttlDays: opts.tokenTtlDays });
   return { userId, token: issued.token };
 }
 

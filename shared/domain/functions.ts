@@ -5,6 +5,7 @@ import { toIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
 import { accessOf, type AccessMode } from './access.ts';
 import { functionUrls, type UrlBase } from './endpoint-address.ts';
+import { lastHourByFunction, type RecentCounts } from './metrics.ts';
 import type { FunctionRow } from './model.ts';
 import { trafficShares, type TrafficShare } from './traffic.ts';
 
@@ -85,7 +86,16 @@ export async function getFunctionView(db: Db, userId: string, functionId: string
   return toView(row, base);
 }
 
-export async function listFunctions(db: Db, userId: string, base: UrlBase): Promise<FunctionView[]> {
-  const rows = await summaryQuery(db).where({ 'f.user_id': userId }).orderBy('f.name', 'asc');
-  return rows.map((r: SummaryRow) => toView(r, base));
+/** A function in the owner's list: its view, and its requests and errors over the last hour. */
+export interface FunctionSummary extends FunctionView {
+  lastHour: RecentCounts;
+}
+
+/** Two queries whatever the length of the list: the functions, and their last hour's counts grouped. */
+export async function listFunctions(db: Db, userId: string, base: UrlBase): Promise<FunctionSummary[]> {
+  const [rows, lastHour] = await Promise.all([
+    summaryQuery(db).where({ 'f.user_id': userId }).orderBy('f.name', 'asc'),
+    lastHourByFunction(db, userId),
+  ]);
+  return rows.map((r: SummaryRow) => ({ ...toView(r, base), lastHour: lastHour.get(r.id) ?? { requests: 0, errors: 0 } }));
 }

@@ -438,6 +438,35 @@ export async function functionMetrics(
     });
 }
 
+export interface RecentCounts {
+  requests: number;
+  /** as isError counts them: errors, timeouts, crashes and 5xx answers */
+  errors: number;
+}
+
+/**
+ * Each of a user's functions' requests and errors over the last hour (every version and serving
+ * process), in one grouped query for the whole list: minutes from now − 60 min on, the current one
+ * included (as GET …/metrics?minutes=60). Functions without any are absent from the map.
+ */
+export async function lastHourByFunction(db: Db, userId: string, now = Date.now()): Promise<Map<string, RecentCounts>> {
+  const since = new Date(now - 60 * MINUTE_MS).toISOString();
+  const rows: { function_id: string; requests: unknown; errors: unknown }[] = await db
+    .knex('function_metrics as m')
+    .join('functions as f', 'f.id', 'm.function_id')
+    .where('f.user_id', userId)
+    .andWhere('m.minute', '>=', since)
+    .groupBy('m.function_id')
+    .select('m.function_id')
+    .sum({ requests: 'm.requests', errors: 'm.errors' });
+  const counts = new Map<string, RecentCounts>();
+  for (const r of rows) {
+    const requests = num(r.requests);
+    counts.set(r.function_id, { requests, errors: Math.min(num(r.errors), requests) });
+  }
+  return counts;
+}
+
 /** Retention: drops the buckets of minutes older than `days` days; how many rows went. */
 export function pruneMetrics(db: Db, days: number, now = Date.now()): Promise<number> {
   const cutoff = new Date(now - days * 24 * 60 * MINUTE_MS).toISOString();

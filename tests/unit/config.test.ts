@@ -35,6 +35,7 @@ for (const [name, value] of [
   ['AUTH_RATE_LIMIT_PER_MINUTE', '-1'],
   ['AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE', 'lots'],
   ['TRUST_PROXY', 'yes'],
+  ['SESSION_COOKIE_SECURE', 'yes'],
 ] as const) {
   test(`${name}=${value} is refused with the variable named`, () => {
     try {
@@ -47,13 +48,14 @@ for (const [name, value] of [
   });
 }
 
-test('accounts: 30-day tokens, open sign-up, 10 attempts a minute per address and per email, no proxy trusted', () => {
+test('accounts: 30-day tokens, open sign-up, 10 attempts a minute per address and per email, no proxy trusted, a Secure session cookie over https only', () => {
   assert.equal(loadConfig({}).auth, {
     tokenTtlDays: 30,
     registration: 'open',
     rateLimitPerAddress: 10,
     rateLimitPerEmail: 10,
     trustProxy: false,
+    sessionCookieSecure: 'auto',
   });
 });
 
