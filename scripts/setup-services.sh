@@ -8,6 +8,7 @@
 #     and its database, reachable with a password over TCP on 127.0.0.1
 #   * the base image containerpub/node-base:20, made with `docker import` from the host's node
 #     binary and the libraries it links (no image pulls needed)
+#   * Debian's chromium, for the dashboard's tests in a real browser
 # Re-running it is safe: whatever is already up or present is left alone.
 #
 # Knobs (environment):
@@ -15,6 +16,7 @@
 #   SKIP_REGISTRY=1    skip the registry only
 #   SKIP_BASE_IMAGE=1  skip the base image only
 #   SKIP_POSTGRES=1    skip PostgreSQL
+#   SKIP_BROWSER=1     skip chromium (the dashboard's browser tests drive it)
 #   FORCE_BASE=1       rebuild the base image even if it exists
 #   and the paths, ports, names and password below.
 set -Eeuo pipefail
@@ -38,6 +40,7 @@ SKIP_DOCKER="${SKIP_DOCKER:-0}"
 SKIP_REGISTRY="${SKIP_REGISTRY:-0}"
 SKIP_BASE_IMAGE="${SKIP_BASE_IMAGE:-0}"
 SKIP_POSTGRES="${SKIP_POSTGRES:-0}"
+SKIP_BROWSER="${SKIP_BROWSER:-0}"
 if [[ "$SKIP_DOCKER" == 1 ]]; then SKIP_REGISTRY=1; SKIP_BASE_IMAGE=1; fi
 
 T_START=$(date +%s%N)
@@ -73,6 +76,8 @@ want=()
 if [[ "$SKIP_DOCKER" != 1 ]]; then want+=(docker.io cgroupfs-mount); fi
 if [[ "$SKIP_REGISTRY" != 1 ]]; then want+=(docker-registry curl ca-certificates); fi
 if [[ "$SKIP_POSTGRES" != 1 ]]; then want+=(postgresql); fi
+# Debian's chromium for tests/dashboard.test.ts (playwright-core drives it; npm cannot download one here)
+if [[ "$SKIP_BROWSER" != 1 ]]; then want+=(chromium fonts-liberation); fi
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
