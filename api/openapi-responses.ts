@@ -107,6 +107,7 @@ export const functionView = z.strictObject({
   requireApproval: z.boolean(),
   createdAt: iso.nullable(),
   updatedAt: iso.nullable(),
+  lastDeployedAt: iso.nullable().meta({ description: 'when its newest version was asked for (a deploy or a configuration change)' }),
 }).meta({ id: 'Function' });
 export const functionSummary = functionView
   .extend({

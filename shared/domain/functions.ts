@@ -30,6 +30,8 @@ export interface FunctionView {
   requireApproval: boolean;
   createdAt: string | null;
   updatedAt: string | null;
+  /** when its newest version was asked for (a deploy or a configuration change); null before any */
+  lastDeployedAt: string | null;
 }
 
 function summaryQuery(db: Db) {
@@ -37,12 +39,15 @@ function summaryQuery(db: Db) {
     .knex('functions as f')
     .leftJoin('function_deployments as d', 'd.id', 'f.active_deployment_id')
     .leftJoin('function_deployments as c', 'c.id', 'f.candidate_deployment_id')
+    // the newest version, by the unique (function_id, version) index
+    .leftJoin('function_deployments as l', (j) => j.on('l.function_id', 'f.id').andOn('l.version', 'f.last_version'))
     .join('users as u', 'u.id', 'f.user_id')
     .select(
       'f.*',
       'u.handle',
       'd.version as active_version',
       'c.version as candidate_version',
+      'l.created_at as last_deployed_at',
       db.knex.raw(`EXISTS (SELECT 1 FROM function_deployments x WHERE x.function_id = f.id AND x.status <> 'failed') AS has_unfailed`),
     );
 }
@@ -57,7 +62,14 @@ function functionStatus(row: FunctionRow & { has_unfailed: unknown }): string {
   return row.status;
 }
 
-type SummaryRow = FunctionRow & { handle: string; access: string; active_version: number | null; candidate_version: number | null; has_unfailed: unknown };
+type SummaryRow = FunctionRow & {
+  handle: string;
+  access: string;
+  active_version: number | null;
+  candidate_version: number | null;
+  last_deployed_at: unknown;
+  has_unfailed: unknown;
+};
 
 function toView(row: SummaryRow, base: UrlBase): FunctionView {
   return {
@@ -77,6 +89,7 @@ function toView(row: SummaryRow, base: UrlBase): FunctionView {
     requireApproval: bool(row.require_approval),
     createdAt: toIso(row.created_at),
     updatedAt: toIso(row.updated_at),
+    lastDeployedAt: toIso(row.last_deployed_at as string | null),
   };
 }
 
