@@ -12,6 +12,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Browser, Page } from 'playwright-core';
 import { CanaryController } from '../runner/canary-controller.ts';
+import { runCleanup } from '../shared/domain/retention.ts';
 import { makeNodeFunction, makeTarGz } from './support/archives.ts';
 import { launchBrowser, openPage, overflowsSideways, unlabelledControls, type WatchedPage } from './support/browser.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
@@ -245,6 +246,43 @@ journey("another user's function is out of reach from the dashboard", async () =
     const status = await page.evaluate(async () => (await fetch('/api/functions/secret-fn/deployments')).status);
     assert.is(status, 404);
     w.expectClean('the other user');
+  } finally {
+    await w.close();
+  }
+});
+
+journey('retention: a deleted version says why it cannot come back; an archived one is rebuilt and rolled back to', async () => {
+  const { api, email } = await newAccount();
+  for (let v = 1; v <= 4; v++) {
+    const form = new FormData();
+    form.set('name', 'aged');
+    form.set('archive', new Blob([await archive(v)]), 'a.tar.gz');
+    const res = await fetch(`${tp.url}/api/functions/deploy`, { method: 'POST', body: form, headers: { authorization: `Bearer ${api.token}` } });
+    assert.is(res.status, 201, await res.clone().text());
+    await waitFor(`aged v${v} live`, async () => (await api.get('/api/functions/aged')).body.activeVersion === v, { timeoutMs: 60_000 });
+  }
+  // the real cleanup: v1 beyond the last 3 is deleted, then v2 beyond the last 2 is archived
+  await runCleanup(tp.platform, tp.driver, { functionName: 'aged', keepLastN: 3, archiveMode: 'delete' });
+  await runCleanup(tp.platform, tp.driver, { functionName: 'aged', keepLastN: 2, archiveMode: 'prefix' });
+  const states = (await api.get('/api/functions/aged/deployments')).body.deployments.map((d: any) => [d.version, d.status]);
+  assert.equal(states, [[4, 'active'], [3, 'active'], [2, 'archived'], [1, 'deleted']]);
+
+  const w = await openPage(browser, tp.url);
+  const { page } = w;
+  try {
+    await signIn(w, email);
+    await page.goto('/#/f/aged/history');
+    const deleted = page.locator('li.version[data-version="1"]');
+    await deleted.getByText(/v1 was deleted by retention cleanup: its image and its archive are gone/).waitFor();
+    assert.is(await deleted.getByRole('button').isDisabled(), true, 'no rollback to a deleted version');
+    await page.locator('li.version[data-version="2"]').getByRole('button', { name: 'Rebuild and roll back to v2' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByText(/rebuilt from its archive and then replace v4, which keeps serving until then/).waitFor();
+    await dialog.getByRole('button', { name: 'Rebuild and roll back to v2' }).click();
+    await page.getByRole('status').filter({ hasText: /Restoring version 2 from its archive/ }).waitFor();
+    await waitForText(page, 'v2 live once rebuilt', () => liveVersion(page).textContent(), 'v2');
+    assert.is((await api.get('/api/functions/aged')).body.activeVersion, 2);
+    w.expectClean('retention');
   } finally {
     await w.close();
   }

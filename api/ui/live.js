@@ -74,7 +74,7 @@ export function Live({ f, name, stream }) {
 function InvocationItem({ inv }) {
   const what = inv.method ? `${inv.method} ${inv.path ?? '/'} → ${inv.status ?? '—'}` : 'invoke';
   return html`
-    <li class=${`feed-item invocation outcome-${inv.outcome}`}>
+    <li class="feed-item invocation" data-outcome=${inv.outcome}>
       <div class="feed-head">
         <time>${when(inv.createdAt)}</time>
         <span class="badge">v${inv.version}</span>
