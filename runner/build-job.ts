@@ -13,6 +13,7 @@ import {
   recordBuildStarted,
   releaseClaim,
   renewLease,
+  saveBuildLog,
   type ClaimedBuild,
 } from '../shared/domain/build-queue.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -80,6 +81,19 @@ async function runBuildAttempt(ctx: BuildContext, build: ClaimedBuild): Promise<
       })
       .catch((err) => log.warn('lease renewal failed', { err }));
   }, renewEvery);
+  // New log lines reach watchers within BUILD_LOG_FLUSH_MS, not only at each renewal: one small
+  // UPDATE when the log changed, never two at once.
+  let savedRevision = 0;
+  let saving = false;
+  const logFlush = setInterval(() => {
+    const revision = buildLog.revision;
+    if (saving || revision === savedRevision) return;
+    saving = true;
+    saveBuildLog(p.db, { ...claim, buildLogs: buildLog.text() })
+      .then(() => (savedRevision = revision))
+      .catch((err) => log.warn('could not write the build log so far', { err }))
+      .finally(() => (saving = false));
+  }, cfg.buildLogFlushMs);
 
   const workDir = newBuildWorkDir(p.config.dataDir, build.id);
   const started = Date.now();
@@ -147,6 +161,7 @@ async function runBuildAttempt(ctx: BuildContext, build: ClaimedBuild): Promise<
     p.metrics.observeBuild(outcomeLabel, (Date.now() - started) / 1000);
     clearTimeout(timer);
     clearInterval(renewal);
+    clearInterval(logFlush);
     ctx.shutdown.removeEventListener('abort', onShutdown);
     await fs.promises.rm(workDir, { recursive: true, force: true }).catch(() => {});
   }

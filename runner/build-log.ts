@@ -15,6 +15,8 @@ export class BuildLog {
   private readonly headMax: number;
   private readonly tailMax: number;
   private readonly lineMax: number;
+  /** lines taken so far: whether the text changed since it was last written */
+  private taken = 0;
 
   constructor(maxBytes: number) {
     const budget = Math.max(64, maxBytes - MARKER_RESERVE);
@@ -27,8 +29,16 @@ export class BuildLog {
   line(text: string): void {
     for (const raw of text.split('\n')) {
       const line = raw.replace(/\r$/, '');
-      if (line !== '') this.push(truncateLine(line, this.lineMax));
+      if (line !== '') {
+        this.push(truncateLine(line, this.lineMax));
+        this.taken++;
+      }
     }
+  }
+
+  /** A number that grows with every line taken (compare two readings to see whether it changed). */
+  get revision(): number {
+    return this.taken;
   }
 
   private push(line: string): void {

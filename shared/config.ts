@@ -78,6 +78,8 @@ const envSchema = z.object({
   INSTANCE_DIR: optionalString,
   SHUTDOWN_GRACE_MS: int(10_000, 0),
   BUILD_LOG_MAX_BYTES: int(64 * 1024, 1024),
+  /** how often a running build's new log lines are written for watchers (the event stream, the dashboard) */
+  BUILD_LOG_FLUSH_MS: int(1000, 50).pipe(z.number().max(60_000)),
   // builds (issue 14): a whole build's time limit, retries with backoff, the limits of Dockerfile
   // builds, where dependencies come from, and which images a Dockerfile may build FROM
   BUILD_TIMEOUT_MS: int(600_000, 1000),
@@ -220,6 +222,7 @@ export interface Config {
     /** wake on NOTIFY (PostgreSQL) and on builds queued in this process, as well as by polling */
     notify: boolean;
     buildLogMaxBytes: number;
+    buildLogFlushMs: number;
     /** the whole build (download, validation, build, push, readiness start), and the bound on waiting out an outage */
     buildTimeoutMs: number;
     /** a failed attempt waits retryBaseMs × 2^(attempt−1), ±20 % */
@@ -369,6 +372,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxAttempts: e.BUILD_MAX_ATTEMPTS ?? e.RUNNER_MAX_ATTEMPTS,
       notify: e.RUNNER_NOTIFY === 'on',
       buildLogMaxBytes: e.BUILD_LOG_MAX_BYTES,
+      buildLogFlushMs: e.BUILD_LOG_FLUSH_MS,
       buildTimeoutMs: e.BUILD_TIMEOUT_MS,
       retryBaseMs: e.BUILD_RETRY_BASE_MS,
       ioTimeoutMs: e.BUILD_IO_TIMEOUT_MS,

@@ -2,6 +2,9 @@
 // then activated), invocations with what they printed, resuming with Last-Event-ID without a repeat
 // or a gap, the server closing a stream after EVENT_STREAM_MAX_SECONDS, the per-user limit (429),
 // and what it refuses (a bad cursor, another user's function). Real API, runner and database.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { makeNodeFunction } from './support/archives.ts';
@@ -224,6 +227,30 @@ stream('resuming with Last-Event-ID after a dropped connection repeats nothing a
     assert.is(next.id, whole[6]!.id);
   } finally {
     fromQuery.close();
+  }
+});
+
+stream('a build\'s log lines arrive while it runs, not only when it ends (BUILD_LOG_FLUSH_MS)', async () => {
+  const api = await tp.newUser();
+  const first = await deployAndBuild(api, 'slow-start', await makeNodeFunction(source('one')));
+  // v2's instance does not start until the test says so: its readiness check holds the build
+  const gate = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-gate-')), 'open');
+  const held = `import fs from 'node:fs';
+while (!fs.existsSync(${JSON.stringify(gate)})) await new Promise((r) => setTimeout(r, 50));
+export default async () => ({ ok: true });`;
+  const s = openStream(api.token, first.id);
+  assert.is(await s.ready(), 200);
+  try {
+    const { deploymentId } = await deployPresigned(api, 'slow-start', await makeNodeFunction(held));
+    const line = await s.until((m) => m.event === 'build_log' && (m.data.lines as string[]).some((l) => /readiness check: starting/.test(l)), 8_000);
+    assert.is(line.data.deploymentId, deploymentId);
+    assert.ok(!s.messages.some((m) => m.event === 'build_succeeded' || m.event === 'build_failed'), 'the line came while the build was still running');
+    assert.is((await api.get(`/api/functions/${first.id}/deployments/2`)).body.status, 'building');
+    fs.writeFileSync(gate, '');
+    await s.until((m) => m.event === 'build_succeeded', 30_000);
+  } finally {
+    s.close();
+    fs.writeFileSync(gate, '');
   }
 });
 

@@ -321,6 +321,16 @@ export async function renewLease(
   return moved > 0;
 }
 
+/**
+ * Writes a running build's log so far, for those who follow it (the event stream reads it), fenced
+ * by the claim like the lease: a runner whose claim is over writes nothing.
+ */
+export async function saveBuildLog(db: Db, input: { deploymentId: string; claimToken: string; buildLogs: string }): Promise<void> {
+  await db.knex('function_deployments')
+    .where({ id: input.deploymentId, claim_token: input.claimToken, status: 'building' })
+    .update({ build_logs: input.buildLogs });
+}
+
 export type FinishOutcome =
   | { fenced: true }
   | { fenced: false; activated: boolean; reason?: Extract<ActivationResult, { activated: false }>['reason'] };
