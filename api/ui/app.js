@@ -6,7 +6,8 @@
 //
 // Preact and htm come as one ES module (htm's standalone build), uPlot as its ES module: no build step.
 import { html, render, useEffect, useState } from '/ui/vendor/htm-preact.js';
-import { api, onSignedOut, setCsrfToken } from './api.js';
+import { api, ApiError, onSignedOut, setCsrfToken } from './api.js';
+import { ErrorBanner } from './ui.js';
 import { SignIn } from './sign-in.js';
 import { FunctionList } from './functions.js';
 import { FunctionPage } from './function-page.js';
@@ -21,6 +22,7 @@ function App() {
   /** undefined: not known yet; null: signed out */
   const [session, setSession] = useState(undefined);
   const [route, setRoute] = useState(currentRoute());
+  const [signOutError, setSignOutError] = useState(null);
 
   useEffect(() => {
     const onHash = () => setRoute(currentRoute());
@@ -52,13 +54,19 @@ function App() {
     />`;
 
   const signOut = async () => {
+    setSignOutError(null);
     try {
       await api('DELETE', '/api/auth/session');
-    } finally {
-      setCsrfToken(null);
-      setSession(null);
-      location.hash = '#/';
+    } catch (err) {
+      // a session the server no longer knows is signed out already; anything else is said
+      if (!(err instanceof ApiError && err.status === 401)) {
+        setSignOutError(err);
+        return;
+      }
     }
+    setCsrfToken(null);
+    setSession(null);
+    location.hash = '#/';
   };
 
   return html`
@@ -69,6 +77,7 @@ function App() {
       <button type="button" class="secondary" onClick=${signOut}>Sign out</button>
     </header>
     <main id="main">
+      <${ErrorBanner} error=${signOutError} />
       ${route.page === 'function'
         ? html`<${FunctionPage} key=${route.name} name=${route.name} tab=${route.tab} />`
         : html`<${FunctionList} />`}
