@@ -17,7 +17,7 @@ interface Statement {
 
 interface Connection {
   prepare(sql: string): Statement;
-  transaction<T>(fn: () => T): { immediate(): T };
+  transaction<T>(fn: () => T): { (): T; immediate(): T };
 }
 
 /** Runs `sql` on the transaction's connection, prepared once per connection. */
@@ -47,6 +47,32 @@ export async function sqliteImmediate<T>(db: Db, fn: (tx: SqliteTx) => T): Promi
       run: (sql, ...params) => statement(conn, sql).run(...params).changes,
     };
     return conn.transaction(() => fn(tx)).immediate();
+  } finally {
+    await client.releaseConnection(conn);
+  }
+}
+
+/** Reads on the transaction's connection, prepared once per connection. */
+export interface SqliteReader {
+  get<T>(sql: string, ...params: unknown[]): T | undefined;
+  all<T>(sql: string, ...params: unknown[]): T[];
+}
+
+/**
+ * `fn`'s reads in one read transaction (one snapshot), synchronously, on the pool's connection
+ * (so no knex transaction is open on it meanwhile: its uncommitted writes are never seen). For
+ * hot reads that knex would make a promise round trip each.
+ */
+export async function sqliteRead<T>(db: Db, fn: (r: SqliteReader) => T): Promise<T> {
+  if (db.dialect !== 'sqlite') throw new Error('sqliteRead is for SQLite only');
+  const client = db.knex.client as { acquireConnection(): Promise<Connection>; releaseConnection(c: Connection): Promise<void> };
+  const conn = await client.acquireConnection();
+  try {
+    const r: SqliteReader = {
+      get: <R>(sql: string, ...params: unknown[]) => statement(conn, sql).get(...params) as R | undefined,
+      all: <R>(sql: string, ...params: unknown[]) => statement(conn, sql).all(...params) as R[],
+    };
+    return conn.transaction(() => fn(r))();
   } finally {
     await client.releaseConnection(conn);
   }
