@@ -359,6 +359,17 @@ journey('compare, a canary rolled back by its figures, configuration without sec
     assert.is(await page.getByTestId('candidate').count(), 0, 'no candidate once rolled back');
     await shot(page, 'canary-rolled-back');
 
+    // a tag on v1, listed, reachable by name, then removed
+    const tags = page.getByRole('region', { name: 'Tags', exact: true });
+    await tags.getByLabel('Tag', { exact: true }).fill('stable');
+    await tags.getByLabel('Version').selectOption('1');
+    await tags.getByRole('button', { name: 'Set tag' }).click();
+    await tags.getByRole('rowheader', { name: 'stable' }).waitFor();
+    assert.equal((await api.get('/api/functions/tabs/tags')).body.tags.map((x: any) => [x.tag, x.version]), [['stable', 1]]);
+    await tags.getByRole('button', { name: 'Remove tag stable' }).click();
+    await page.getByText('Tag stable removed.').waitFor();
+    assert.equal((await api.get('/api/functions/tabs/tags')).body.tags, []);
+
     // configuration: a variable, a secret whose value never comes back, access and a key shown once
     await page.getByRole('link', { name: 'Configuration', exact: true }).click();
     await page.getByLabel('Name', { exact: true }).fill('GREETING');
