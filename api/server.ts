@@ -2,7 +2,6 @@
 import { serve, type ServerType } from '@hono/node-server';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { bodyLimit } from 'hono/body-limit';
 import { errors } from '../shared/errors.ts';
 import { API_UPLOAD_PATH } from '../shared/storage/upload-urls.ts';
 import type { Platform } from '../shared/platform.ts';
@@ -11,6 +10,7 @@ import type { RuntimeDriver } from '../shared/runtime/types.ts';
 import { versionDriver } from '../shared/domain/version-driver.ts';
 import { createHonoApp, type App } from './http/app.ts';
 import { createTokenCache, requireUser } from './http/auth.ts';
+import { JSON_BODY_LIMIT } from './http/body.ts';
 import { requireOwnedFunction } from './http/tenant.ts';
 import { LiveRoutes } from '../shared/domain/live-routes.ts';
 import * as auth from './routes/auth.ts';
@@ -49,8 +49,6 @@ export interface ApiOptions {
   invoker?: Invoker;
 }
 
-const JSON_BODY_LIMIT = 1024 * 1024;
-
 export function createApi(p: Platform, opts: ApiOptions = {}): App {
   const app = createHonoApp(p);
   // first: every request gets its id (and its log lines carry it), and is counted
@@ -70,18 +68,15 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   prometheus.register(app, p);
   registerDocs(app, routeDocs);
   dashboard.register(app);
-  // JSON bodies are small; the multipart deploy and invocation set their own limits.
+  // JSON bodies are small (JSON_BODY_LIMIT); the multipart deploy, uploads and invocations set
+  // their own limits. A declared length over it is refused before a byte is read; readJson bounds
+  // the rest as it reads, a chunked body (whose length nobody declared) included.
   app.use('/api/*', async (c, next) => {
     if ((c.req.header('content-type') ?? '').toLowerCase().startsWith('multipart/form-data')) return next();
     if (c.req.path.endsWith('/invoke')) return next();
     if (c.req.path.startsWith(`${API_UPLOAD_PATH}/`)) return next(); // bounded by MAX_ARCHIVE_BYTES there
-    const declared = c.req.header('content-length');
-    if (Number(declared ?? 0) > JSON_BODY_LIMIT) throw errors.tooLarge(JSON_BODY_LIMIT);
-    // A declared length within the limit is the whole bound: Node's HTTP parser delivers exactly
-    // that many bytes. Counting them again (hono's bodyLimit wraps the body in a new stream) costs
-    // ~0.1 ms per request; only a chunked body, whose length nobody declared, needs it.
-    if (declared !== undefined && /^\d+$/.test(declared)) return next();
-    return bodyLimit({ maxSize: JSON_BODY_LIMIT, onError: () => { throw errors.tooLarge(JSON_BODY_LIMIT); } })(c, next);
+    if (Number(c.req.header('content-length') ?? 0) > JSON_BODY_LIMIT) throw errors.tooLarge(JSON_BODY_LIMIT);
+    return next();
   });
   // one limiter: sign-in through the dashboard and POST /api/auth/login spend the same attempts
   const authAttempts = authAttemptLimit(p.config.auth);

@@ -6,6 +6,9 @@ import type { Context } from 'hono';
 
 const EMPTY = Buffer.alloc(0);
 
+/** The bound of a JSON request body (the multipart deploy, uploads and invocations set their own). */
+export const JSON_BODY_LIMIT = 1024 * 1024;
+
 export async function readBodyText(c: Context, limit: number, tooLarge: () => Error): Promise<string> {
   return (await readBodyBytes(c, limit, tooLarge)).toString('utf8');
 }
