@@ -4,6 +4,7 @@
 import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
 import { bool, lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
+import { pgTransaction } from '../db/pg-direct.ts';
 import { sqliteImmediate, type SqliteTx } from '../db/sqlite-direct.ts';
 import { nowIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
@@ -79,17 +80,24 @@ async function rollbackOnce(
     }
     return general(await withTransaction(db, (trx) => rollbackInTransaction(db, trx, functionId, version, { ...opts, actor: fast.actor })));
   }
-  return withTransaction(db, async (trx) => {
-    // Locked in a statement of its own: a statement that waited for the lock would still read
-    // the other rows as they were before the holder committed.
-    if (!(await lockFunctionRow(db, trx, functionId))) throw errors.functionNotFound();
-    const state = (await trx.raw(READ_SQL, [version, opts.actorUserId ?? null, functionId])).rows[0] as RollbackState | undefined;
-    const plan = planRollback(state, functionId, version, opts);
-    if (plan.kind === 'general') return general(await rollbackInTransaction(db, trx, functionId, version, { ...opts, actor: plan.actor }));
-    await writePostgres(trx, plan);
-    if (plan.announce) trx.executionPromise.then(() => announceCommittedLocally(functionId), () => {});
-    return { result: plan.result, fastSwitch: true };
+  // Two round trips (pg-direct.ts): BEGIN, the lock and the read in one message, the writes and
+  // COMMIT in another. The read is a statement of its own after the lock's: a statement that
+  // waited for the lock would still read the other rows as they were before the holder committed.
+  const fast = await pgTransaction(db, async (tx) => {
+    const [, [state]] = await tx.run(`SELECT id FROM functions WHERE id = ? FOR NO KEY UPDATE; ${READ_SQL}`, [
+      functionId, version, opts.actorUserId ?? null, functionId,
+    ]);
+    const plan = planRollback(state as RollbackState | undefined, functionId, version, opts);
+    if (plan.kind === 'general') return plan; // rolled back: the general path reads again under its own lock
+    const write = postgresWrite(plan);
+    await tx.commit(write.sql, write.bindings);
+    return plan;
   });
+  if (fast.kind === 'switch') {
+    if (fast.announce) announceCommittedLocally(functionId);
+    return { result: fast.result, fastSwitch: true };
+  }
+  return general(await withTransaction(db, (trx) => rollbackInTransaction(db, trx, functionId, version, { ...opts, actor: fast.actor })));
 }
 
 /** What the decision reads, in one statement (the function's row, the version, the canary, the candidate, the actor). */
@@ -109,7 +117,7 @@ interface RollbackState {
   dep_approved_at: unknown;
 }
 
-// The same SQL on both databases; `?` placeholders (knex's on PostgreSQL, better-sqlite3's on SQLite).
+// The same SQL on both databases; `?` placeholders (filled in as literals on PostgreSQL, bound by better-sqlite3 on SQLite).
 const READ_SQL = `
 SELECT f.intent_seq,
        cand.id AS candidate_id, cand.version AS candidate_version,
@@ -263,7 +271,7 @@ function writeSqlite(tx: SqliteTx, plan: SwitchPlan): void {
  * `off`, evaluated before any row of it is written): the partial unique index is checked row by
  * row and would refuse the reverse order.
  */
-async function writePostgres(trx: Knex.Transaction, plan: SwitchPlan): Promise<void> {
+function postgresWrite(plan: SwitchPlan): { sql: string; bindings: unknown[] } {
   const ctes: string[] = [];
   const bindings: unknown[] = [];
   const add = (sql: string, ...values: unknown[]) => {
@@ -288,7 +296,7 @@ async function writePostgres(trx: Knex.Transaction, plan: SwitchPlan): Promise<v
   if (plan.events.length > 0) add(`events AS (INSERT INTO function_logs ${EVENT_COLUMNS} VALUES ${eventRows(plan)})`, ...eventValues(plan));
   const main = plan.announce ? 'SELECT pg_notify(?, ?)' : 'SELECT 1';
   if (plan.announce) bindings.push(FUNCTION_CHANGED_CHANNEL, plan.functionId);
-  await trx.raw(`WITH ${ctes.join(',\n')}\n${main}`, bindings as Knex.RawBinding[]);
+  return { sql: `WITH ${ctes.join(',\n')}\n${main}`, bindings };
 }
 
 /**

@@ -1,0 +1,112 @@
+// pg-direct.ts: values written into SQL as literals come back from PostgreSQL exactly as they went
+// in (quotes, backslashes, placeholders inside values), a transaction that does not commit keeps
+// nothing, a failed one leaves its connection usable, and the pool knows its own server processes
+// (a NOTIFY from one of them is this process's own change).
+import knexFactory from 'knex';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createDb, type Db } from '../../shared/db/knex.ts';
+import { inline, literal, pgReads, pgTransaction } from '../../shared/db/pg-direct.ts';
+import { createPgDatabase, postgresAvailable, requireService } from '../support/services.ts';
+
+test('literals: text escaped, numbers, booleans and NULL as themselves, nothing else', () => {
+  assert.is(literal("it's"), "'it''s'");
+  assert.is(literal('a\\b'), " E'a\\\\b'");
+  assert.is(literal(null), 'NULL');
+  assert.is(literal(undefined), 'NULL');
+  assert.is(literal(42), '42');
+  assert.is(literal(true), 'TRUE');
+  assert.throws(() => literal(Number.NaN), /finite/);
+  assert.throws(() => literal({}), /literal/);
+  // a `?` inside a value is not a placeholder
+  assert.is(inline('SELECT ?, ?', ['?', 1]), "SELECT '?', 1");
+  assert.throws(() => inline('SELECT ?, ?', [1]), /placeholders/);
+  assert.throws(() => inline('SELECT ?', [1, 2]), /bindings/);
+});
+
+const pgUp = requireService('PostgreSQL', (await postgresAvailable()) === null, 'no server at TEST_DATABASE_URL');
+
+/** A brand-new database behind a pool of one connection: whatever a failure left on it, the next use meets. */
+async function withDb(fn: (db: Db, url: string) => Promise<void>): Promise<void> {
+  const database = await createPgDatabase(undefined, 'cp_pgdirect');
+  const knex = knexFactory({ client: 'pg', connection: database.url, pool: { min: 0, max: 1 } });
+  const db: Db = { knex, dialect: 'pg', close: () => knex.destroy() };
+  try {
+    await db.knex.raw('CREATE TABLE t (id int PRIMARY KEY, v text)');
+    await fn(db, database.url);
+  } finally {
+    await db.close();
+    await database.drop();
+  }
+}
+
+if (pgUp) {
+  test('values come back from PostgreSQL as they were sent', async () => {
+    await withDb(async (db) => {
+      const values = ["it's", 'back\\slash', "\\'; DROP TABLE t; --", '$1 ? $$ E\'x\'', 'ünï ✓', ''];
+      for (const v of values) {
+        const [[row]] = (await pgReads(db, 'SELECT ? AS v, ? AS n, ? AS b', [v, 7, false])) as { v: string; n: number; b: boolean }[][];
+        assert.equal(row, { v, n: 7, b: false });
+      }
+      assert.is(Number(((await db.knex('t').count({ n: '*' })) as { n: string }[])[0].n), 0, 'the table is still there');
+    });
+  });
+
+  test('a transaction keeps its writes only when it commits; a failed one leaves the connection clean', async () => {
+    await withDb(async (db) => {
+      const ids = async () => ((await db.knex('t').orderBy('id').pluck('id')) as number[]);
+      // commit: kept
+      const read = await pgTransaction(db, async (tx) => {
+        const [rows] = await tx.run('SELECT count(*)::int AS n FROM t');
+        await tx.commit('INSERT INTO t (id, v) VALUES (?, ?)', [1, 'one']);
+        return rows;
+      });
+      assert.equal(read, [{ n: 0 }], 'each statement of the message has its own rows, BEGIN and COMMIT left out');
+      assert.equal(await ids(), [1]);
+      // no commit: rolled back
+      await pgTransaction(db, async (tx) => {
+        await tx.run('INSERT INTO t (id, v) VALUES (?, ?)', [2, 'two']);
+      });
+      assert.equal(await ids(), [1], 'a return without commit keeps nothing');
+      // a statement that fails in the committing message: nothing kept, the error thrown
+      try {
+        await pgTransaction(db, async (tx) => {
+          await tx.run('INSERT INTO t (id, v) VALUES (?, ?)', [3, 'three']);
+          await tx.commit('INSERT INTO t (id, v) VALUES (?, ?)', [1, 'again']);
+        });
+        assert.unreachable('the duplicate key throws');
+      } catch (err) {
+        assert.is((err as { code?: string }).code, '23505');
+      }
+      // the pool's one connection is out of the aborted transaction: knex works on it
+      assert.equal(await ids(), [1]);
+      // a throw in the middle: rolled back too
+      try {
+        await pgTransaction(db, async (tx) => {
+          await tx.run('INSERT INTO t (id, v) VALUES (?, ?)', [4, 'four']);
+          throw new Error('decided otherwise');
+        });
+      } catch (err) {
+        assert.is((err as Error).message, 'decided otherwise');
+      }
+      assert.equal(await ids(), [1]);
+    });
+  });
+
+  test("the pool knows its own server processes (a NOTIFY's sender)", async () => {
+    await withDb(async (scratch, url) => {
+      const db = createDb({ client: 'pg', url } as never);
+      try {
+        const [[{ pid }]] = (await pgReads(db, 'SELECT pg_backend_pid() AS pid')) as { pid: number }[][];
+        assert.ok(db.ownsBackend?.(pid), 'a connection of the pool');
+        const [[{ pid: otherPid }]] = (await pgReads(scratch, 'SELECT pg_backend_pid() AS pid')) as { pid: number }[][];
+        assert.is.not(otherPid, pid);
+        assert.not.ok(db.ownsBackend?.(otherPid), "another pool's connection");
+      } finally {
+        await db.close();
+      }
+    });
+  });
+}
+
+test.run();
