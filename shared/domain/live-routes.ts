@@ -7,6 +7,7 @@
 // (the connection is down), entries live one second only.
 import type { Db } from '../db/knex.ts';
 import { bool, num, sqliteDataVersion } from '../db/dialect.ts';
+import { pgReads } from '../db/pg-direct.ts';
 import { sqliteRead } from '../db/sqlite-direct.ts';
 import { accessOf, type AccessMode } from './access.ts';
 import type { DeploymentStatus } from './model.ts';
@@ -135,32 +136,17 @@ export class LiveRoutes {
    * with the candidate beside it and the tagged versions.
    */
   private async load(functionId: string): Promise<LiveRoute | null> {
-    // SQLite: the three reads as prepared statements in one snapshot, with no promise round trip
-    // each (a route is read again after every change, on the path of the next request)
-    if (this.db.dialect === 'sqlite') {
-      return sqliteRead(this.db, (r) => {
-        const row = r.get<RouteRow>(SQLITE_ROUTE_SQL, functionId);
-        if (!row) return null;
-        const candidate = row.candidate_deployment_id ? r.get<DeploymentRow>(SQLITE_DEPLOYMENT_SQL, row.candidate_deployment_id) : undefined;
-        return toRoute(functionId, row, candidate, r.all<DeploymentRow & { tag: string }>(SQLITE_TAGS_SQL, functionId));
-      });
-    }
-    const row = (await this.db
-      .knex('functions as f')
-      .leftJoin('function_deployments as d', 'd.id', 'f.active_deployment_id')
-      .where({ 'f.id': functionId })
-      .first('f.user_id', 'f.access', 'f.candidate_deployment_id', 'f.candidate_percent', 'f.traffic_sticky', ...deploymentColumns('d'))) as RouteRow | undefined;
+    // One read of the function with its live version and its candidate, one of its tags: as
+    // prepared statements in one snapshot on SQLite, in one message on PostgreSQL. Not through
+    // knex: a route is read again after every change, on the path of the next request.
+    const [rows, tagged] = (
+      this.db.dialect === 'sqlite'
+        ? await sqliteRead(this.db, (r) => [r.all(ROUTE_SQL, functionId), r.all(TAGS_SQL, functionId)])
+        : await pgReads(this.db, `${ROUTE_SQL};\n${TAGS_SQL}`, [functionId, functionId])
+    ) as [RouteRow[], (DeploymentRow & { tag: string })[]];
+    const row = rows[0];
     if (!row) return null;
-    const candidate =
-      row.deployment_id && bool(row.is_active) && row.candidate_deployment_id
-        ? ((await this.db.knex('function_deployments as d').where({ 'd.id': row.candidate_deployment_id }).first(...deploymentColumns('d'))) as DeploymentRow | undefined)
-        : undefined;
-    const tagged = (await this.db
-      .knex('function_tags as t')
-      .join('function_deployments as d', 'd.id', 't.deployment_id')
-      .where({ 't.function_id': functionId })
-      .select('t.tag', ...deploymentColumns('d'))) as (DeploymentRow & { tag: string })[];
-    return toRoute(functionId, row, candidate, tagged);
+    return toRoute(functionId, row, tagged);
   }
 }
 
@@ -179,27 +165,41 @@ type RouteRow = Partial<DeploymentRow> & {
   candidate_deployment_id: string | null;
   candidate_percent: unknown;
   traffic_sticky: unknown;
-};
+} & { [K in keyof DeploymentRow as `cand_${K}`]: DeploymentRow[K] | null };
 
-const DEPLOYMENT_COLUMNS = ['config', 'id as deployment_id', 'version', 'image_tag', 'status', 'is_active', 'runtime_driver'];
-const sqlColumns = (alias: string) => DEPLOYMENT_COLUMNS.map((c) => `${alias}.${c.replace(' as ', ' AS ')}`).join(', ');
-const SQLITE_ROUTE_SQL =
-  `SELECT f.user_id, f.access, f.candidate_deployment_id, f.candidate_percent, f.traffic_sticky, ${sqlColumns('d')} ` +
-  'FROM functions f LEFT JOIN function_deployments d ON d.id = f.active_deployment_id WHERE f.id = ? LIMIT 1';
-const SQLITE_DEPLOYMENT_SQL = `SELECT ${sqlColumns('d')} FROM function_deployments d WHERE d.id = ? LIMIT 1`;
-const SQLITE_TAGS_SQL = `SELECT t.tag, ${sqlColumns('d')} FROM function_tags t JOIN function_deployments d ON d.id = t.deployment_id WHERE t.function_id = ?`;
+const DEPLOYMENT_COLUMNS = ['config', 'id AS deployment_id', 'version', 'image_tag', 'status', 'is_active', 'runtime_driver'];
+const columns = (alias: string, prefix = '') =>
+  DEPLOYMENT_COLUMNS.map((c) => {
+    const [column, name = column] = c.split(' AS ');
+    return `${alias}.${column} AS ${prefix}${name}`;
+  }).join(', ');
+// The same SQL on both databases (`?`: bound by better-sqlite3, filled in as a literal by pg-direct).
+const ROUTE_SQL =
+  `SELECT f.user_id, f.access, f.candidate_deployment_id, f.candidate_percent, f.traffic_sticky, ${columns('d')}, ${columns('c', 'cand_')} ` +
+  'FROM functions f LEFT JOIN function_deployments d ON d.id = f.active_deployment_id ' +
+  'LEFT JOIN function_deployments c ON c.id = f.candidate_deployment_id WHERE f.id = ?';
+const TAGS_SQL = `SELECT t.tag, ${columns('d')} FROM function_tags t JOIN function_deployments d ON d.id = t.deployment_id WHERE t.function_id = ?`;
 
-function toRoute(functionId: string, row: RouteRow, candidateRow: DeploymentRow | undefined, tagged: (DeploymentRow & { tag: string })[]): LiveRoute {
+function toRoute(functionId: string, row: RouteRow, tagged: (DeploymentRow & { tag: string })[]): LiveRoute {
   const live = row.deployment_id && bool(row.is_active) ? liveDeployment(row as DeploymentRow) : null;
   // a candidate only beside a live version
-  const candidate = live && candidateRow ? { ...liveDeployment(candidateRow), percent: num(row.candidate_percent) } : null;
+  const candidate =
+    live && row.cand_deployment_id
+      ? {
+          ...liveDeployment({
+            deployment_id: row.cand_deployment_id,
+            version: row.cand_version,
+            image_tag: row.cand_image_tag,
+            status: row.cand_status!,
+            runtime_driver: row.cand_runtime_driver,
+            config: row.cand_config!,
+          }),
+          percent: num(row.candidate_percent),
+        }
+      : null;
   const tags = new Map<string, LiveDeployment>();
   for (const t of tagged) tags.set(t.tag, liveDeployment(t));
   return { functionId, userId: row.user_id, access: accessOf(row.access), live, candidate, sticky: bool(row.traffic_sticky), tags };
-}
-
-function deploymentColumns(alias: string): string[] {
-  return DEPLOYMENT_COLUMNS.map((c) => `${alias}.${c}`);
 }
 
 function liveDeployment(row: { deployment_id: string; version: unknown; image_tag: string | null; status: DeploymentStatus; runtime_driver: string | null; config: string }): LiveDeployment {
