@@ -15,6 +15,11 @@ export interface Db {
    * knex round trip): it changes when another process commits to the file (see dialect.ts).
    */
   sqliteDataVersion?: () => number | null;
+  /**
+   * PostgreSQL only: whether a server process (a NOTIFY's sender) is one of this pool's
+   * connections, i.e. the change it announces was committed here and announced locally already.
+   */
+  ownsBackend?: (pid: number) => boolean;
   close(): Promise<void>;
 }
 
@@ -22,6 +27,7 @@ const DEFAULT_TIMEOUTS: Config['databaseTimeouts'] = { queryMs: 15_000, acquireM
 
 export function createDb(database: Config['database'], timeouts: Config['databaseTimeouts'] = DEFAULT_TIMEOUTS): Db {
   if (database.client === 'pg') {
+    const backends = new Set<number>();
     const knex = knexFactory({
       client: 'pg',
       // statement_timeout: the server cancels a runaway query. query_timeout: the client gives up
@@ -36,9 +42,20 @@ export function createDb(database: Config['database'], timeouts: Config['databas
       // waiting for a free (or new) connection is bounded too: a pool full of hung queries must not
       // queue requests forever
       acquireConnectionTimeout: timeouts.acquireMs,
-      pool: { min: 0, max: 10 },
+      pool: {
+        min: 0,
+        max: 10,
+        afterCreate(conn: { processID?: number; once(event: 'end', fn: () => void): void }, done: (err: Error | null, conn: unknown) => void) {
+          const pid = conn.processID;
+          if (pid !== undefined) {
+            backends.add(pid);
+            conn.once('end', () => backends.delete(pid));
+          }
+          done(null, conn);
+        },
+      },
     });
-    return { knex, dialect: 'pg', close: () => knex.destroy() };
+    return { knex, dialect: 'pg', ownsBackend: (pid) => backends.has(pid), close: () => knex.destroy() };
   }
   fs.mkdirSync(path.dirname(database.filename), { recursive: true });
   // the pool's one connection, kept for the synchronous data_version read (replaced if the pool

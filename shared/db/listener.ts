@@ -10,7 +10,8 @@ const MAX_BACKOFF_MS = 5_000;
 export interface PgListenerOptions {
   url: string;
   channels: string[];
-  onNotification(channel: string, payload: string | undefined): void;
+  /** `senderPid`: the server process of the connection that sent it */
+  onNotification(channel: string, payload: string | undefined, senderPid: number): void;
   /** the connection came (back) up: anything may have changed while it was down */
   onReset?(): void;
   logger: Logger;
@@ -40,7 +41,7 @@ export class PgListener {
 
   private async connect(): Promise<void> {
     const client = new pg.Client({ connectionString: this.opts.url, connectionTimeoutMillis: 5_000 });
-    client.on('notification', (msg) => this.opts.onNotification(msg.channel, msg.payload));
+    client.on('notification', (msg) => this.opts.onNotification(msg.channel, msg.payload, msg.processId));
     client.on('error', (err) => this.lost(client, err));
     client.on('end', () => this.lost(client, new Error('connection ended')));
     try {

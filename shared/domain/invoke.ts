@@ -128,8 +128,10 @@ export class Invoker {
       this.feed = new PgListener({
         url: db.url,
         channels: [FUNCTION_CHANGED_CHANNEL],
-        onNotification: (_channel, id) => {
-          if (id) this.onChanged(id);
+        // A change committed on this process's own pool was announced locally at commit: its
+        // echo would read the route a second time for nothing.
+        onNotification: (_channel, id, senderPid) => {
+          if (id && !this.p.db.ownsBackend?.(senderPid)) this.onChanged(id);
         },
         // changes announced while the feed was down were missed
         onReset: () => this.routes.clear(),
