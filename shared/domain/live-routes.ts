@@ -7,8 +7,7 @@
 // (the connection is down), entries live one second only.
 import type { Db } from '../db/knex.ts';
 import { bool, num, sqliteDataVersion } from '../db/dialect.ts';
-import { pgReads } from '../db/pg-direct.ts';
-import { sqliteRead } from '../db/sqlite-direct.ts';
+import { readDirect } from '../db/direct-reads.ts';
 import { accessOf, type AccessMode } from './access.ts';
 import type { DeploymentStatus } from './model.ts';
 import { parseStoredConfig, type StoredConfig } from './release-config.ts';
@@ -136,14 +135,12 @@ export class LiveRoutes {
    * with the candidate beside it and the tagged versions.
    */
   private async load(functionId: string): Promise<LiveRoute | null> {
-    // One read of the function with its live version and its candidate, one of its tags: as
-    // prepared statements in one snapshot on SQLite, in one message on PostgreSQL. Not through
-    // knex: a route is read again after every change, on the path of the next request.
-    const [rows, tagged] = (
-      this.db.dialect === 'sqlite'
-        ? await sqliteRead(this.db, (r) => [r.all(ROUTE_SQL, functionId), r.all(TAGS_SQL, functionId)])
-        : await pgReads(this.db, `${ROUTE_SQL};\n${TAGS_SQL}`, [functionId, functionId])
-    ) as [RouteRow[], (DeploymentRow & { tag: string })[]];
+    // One read of the function with its live version and its candidate, one of its tags, not
+    // through knex: a route is read again after every change, on the path of the next request.
+    const [rows, tagged] = (await readDirect(this.db, [
+      { sql: ROUTE_SQL, bindings: [functionId] },
+      { sql: TAGS_SQL, bindings: [functionId] },
+    ])) as [RouteRow[], (DeploymentRow & { tag: string })[]];
     const row = rows[0];
     if (!row) return null;
     return toRoute(functionId, row, tagged);
