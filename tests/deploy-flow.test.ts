@@ -40,7 +40,7 @@ deploy('presigned flow: deploy → PUT → complete puts the exact key in S3 and
   assert.is(complete.status, 202);
   assert.equal(complete.body, { deploymentId: res.body.deploymentId, version: 1, status: 'building' });
 
-  const stored = await tp.platform.storage.sha256(`functions/${res.body.id}/v1/function.tar.gz`);
+  const stored = (await tp.platform.storage.digest(`functions/${res.body.id}/v1/function.tar.gz`))!;
   assert.is(stored.sha256, sha256(body));
   const detail = await api.get(`/api/functions/${res.body.id}/deployments/1`);
   assert.is(detail.body.status, 'building');
@@ -71,7 +71,7 @@ deploy('multipart flow: the API streams the archive to the same key and answers 
   assert.is(res.body.version, 1);
   assert.is(res.body.isNewFunction, true);
   assert.not.ok('upload' in res.body);
-  const stored = await tp.platform.storage.sha256(`functions/${res.body.id}/v1/function.tar.gz`);
+  const stored = (await tp.platform.storage.digest(`functions/${res.body.id}/v1/function.tar.gz`))!;
   assert.is(stored.sha256, sha256(body));
   const detail = await api.get(`/api/functions/${res.body.id}/deployments/1`);
   assert.is(detail.body.sha256, sha256(body));

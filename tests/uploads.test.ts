@@ -163,7 +163,7 @@ relay('PUT without a bearer token stores the declared body; complete queues it; 
   const put = await fetch(res.upload.url, { method: 'PUT', headers: res.upload.headers, body });
   assert.is(put.status, 200, await put.clone().text());
   assert.equal(await put.json(), { deploymentId: res.deploymentId, version: 1, sizeBytes: body.length, sha256: sha256(body) });
-  assert.is((await tp.platform.storage.sha256(key)).sha256, sha256(body));
+  assert.is((await tp.platform.storage.digest(key))?.sha256, sha256(body));
   const again = await fetch(res.upload.url, { method: 'PUT', headers: res.upload.headers, body });
   assert.is(again.status, 409);
   assert.is(((await again.json()) as any).error.code, 'upload_used');

@@ -197,14 +197,16 @@ export async function completeUpload(p: Platform, functionId: string, version: n
     throw errors.uploadExpired(num(dep.version));
   }
 
-  const info = await p.storage.head(dep.s3_key);
-  if (!info) throw errors.uploadMissing(dep.s3_key);
+  // One GET: its size is checked as S3 announces it (an archive over the limit is not read), then
+  // it streams through the hash.
   const max = p.config.uploads.maxArchiveBytes;
-  if (info.size > max) {
-    await rejectUpload(p, dep, `archive is ${info.size} bytes, over the limit of ${max} bytes`);
-    throw errors.tooLarge(max, info.size);
+  const object = await p.storage.digest(dep.s3_key, max);
+  if (!object) throw errors.uploadMissing(dep.s3_key);
+  if (object.sha256 === null || object.size > max) {
+    await rejectUpload(p, dep, `archive is ${object.size} bytes, over the limit of ${max} bytes`);
+    throw errors.tooLarge(max, object.size);
   }
-  const { sha256, size } = await p.storage.sha256(dep.s3_key);
+  const { sha256, size } = object;
   if (dep.declared_sha256 && dep.declared_sha256 !== sha256) {
     await rejectUpload(p, dep, `checksum mismatch: uploaded ${sha256}, declared ${dep.declared_sha256}`);
     throw errors.checksumMismatch(dep.declared_sha256, sha256);

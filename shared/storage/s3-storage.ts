@@ -192,16 +192,22 @@ export class S3Storage {
    * failure, and a connection cut mid-way, errors the stream with InfrastructureError('s3').
    */
   async getStream(key: string, opts: S3CallOptions = {}): Promise<Readable> {
+    return (await this.getObject(key, opts)).body;
+  }
+
+  /** getStream, with the object's size as S3 announced it (before a byte of it is read). */
+  async getObject(key: string, opts: S3CallOptions = {}): Promise<{ body: Readable; size: number }> {
     const what = `GET ${key}`;
     const request = new AbortController();
     const onAbort = () => request.abort(opts.signal!.reason);
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    const body = (await this.bounded(what, request, opts, (abortSignal) =>
+    const out = await this.bounded(what, request, opts, (abortSignal) =>
       this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal }),
     ).catch((err) => {
       opts.signal?.removeEventListener('abort', onAbort);
       throw err;
-    })).Body as Readable;
+    });
+    const body = out.Body as Readable;
 
     const timeoutMs = this.ioTimeoutMs;
     let stall: NodeJS.Timeout | undefined;
@@ -228,7 +234,7 @@ export class S3Storage {
     });
     request.signal.addEventListener('abort', () => watched.destroy(request.signal.reason as Error), { once: true });
     arm();
-    return body.pipe(watched);
+    return { body: body.pipe(watched), size: Number(out.ContentLength ?? 0) };
   }
 
   /**
@@ -252,12 +258,26 @@ export class S3Storage {
     }
   }
 
-  /** Streams the object once to hash it; never holds it in memory. */
-  async sha256(key: string): Promise<{ sha256: string; size: number }> {
-    const body = await this.getStream(key);
+  /**
+   * The object's size and sha256, in one GET that streams it through the hash (never held in
+   * memory); null when there is no such object. An object over `maxBytes` by the size S3 announces
+   * is not read at all: its sha256 is null.
+   */
+  async digest(key: string, maxBytes = Number.POSITIVE_INFINITY): Promise<{ sha256: string | null; size: number } | null> {
+    let object: { body: Readable; size: number };
+    try {
+      object = await this.getObject(key);
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+    if (object.size > maxBytes) {
+      object.body.destroy();
+      return { sha256: null, size: object.size };
+    }
     const hash = createHash('sha256');
     let size = 0;
-    for await (const chunk of body) {
+    for await (const chunk of object.body) {
       hash.update(chunk as Buffer);
       size += (chunk as Buffer).length;
     }
