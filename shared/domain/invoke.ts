@@ -89,6 +89,8 @@ export class Invoker {
   readonly metrics: MetricsRecorder;
   private feed?: PgListener;
   private unsubscribe?: () => void;
+  /** closed: a change heard before is not followed any more (its database may be gone) */
+  private closed = false;
   /** the owner of each function this process has served: MAX_INSTANCES_PER_USER counts by owner */
   private readonly owners = new Map<string, string>();
   private readonly untrackInstances: () => void;
@@ -156,6 +158,14 @@ export class Invoker {
   /** A function changed (possibly elsewhere): drop its route, and warm what is live now. */
   private onChanged(functionId: string): void {
     this.routes.invalidate(functionId);
+    // Read the new route once the current turn is over: the request that made the change answers
+    // first (its response is being written in this turn), the pre-warm follows right after.
+    setImmediate(() => this.followChange(functionId));
+  }
+
+  /** The function's new route: its instances follow it (kept warm, pre-warmed, or dropped). */
+  private followChange(functionId: string): void {
+    if (this.closed) return;
     void this.routes
       .get(functionId)
       .then((route) => {
@@ -285,6 +295,7 @@ export class Invoker {
 
   /** Shutdown: in-flight invocations get `graceMs`, then every instance is stopped; records are written. */
   async close(graceMs: number): Promise<void> {
+    this.closed = true;
     this.unsubscribe?.();
     this.untrackInstances();
     await this.feed?.stop();
