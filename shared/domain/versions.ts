@@ -63,8 +63,8 @@ export interface AllocateInput {
  * SQLite runs them synchronously (sqliteImmediate): through knex each statement is a promise round
  * trip through the pool, several times the statement itself, and this is the deploy's hot path.
  * PostgreSQL gets them in as few round trips as its locking allows, since the account's other
- * deploys queue behind the lock for every one: the lock alone, then the quota counts with the
- * upsert, then the configuration read, then the deployment with its event.
+ * deploys queue behind the lock for every one: the lock alone, then the quota counts, the upsert
+ * and the configuration read in one statement, then the deployment with its event.
  */
 export async function allocateVersion(db: Db, input: AllocateInput): Promise<AllocatedDeployment> {
   if (db.dialect === 'sqlite') {
@@ -127,19 +127,31 @@ async function allocatePostgres(db: Db, trx: Knex.Transaction, input: AllocateIn
   const read = input.quotas ? accountQuotaRead(input.quotas, input.userId, quotaAsk(input)) : null;
   const now = nowIso();
   const candidateId = randomUUID();
-  // The counts are read in the statement's snapshot, before its upsert: as if read first.
-  const upserted = read
-    ? await trx.raw(`WITH q AS (${read.sql}), f AS (${UPSERT_FUNCTION_SQL}) SELECT f.*, (SELECT row_to_json(q) FROM q) AS quota_counts FROM f`, [
-        ...read.bindings,
-        ...upsertBindings(input, candidateId, now),
-      ])
-    : await trx.raw(UPSERT_FUNCTION_SQL, upsertBindings(input, candidateId, now));
-  const { quota_counts: counts, ...fn } = upserted.rows[0] as FunctionRow & { quota_counts?: Record<string, unknown> };
+  // One statement: the quota counts, the upsert, and the latest version's configuration. Both reads
+  // see the statement's snapshot, taken before the upsert, and before any wait for the function's
+  // row lock. The counts: every deploy and complete that adds to them holds the account's lock, so
+  // they are all in the snapshot; a holder of only the function's lock (a build going live, a
+  // cleanup) can only have lowered them, so a wait makes the check stricter, never looser. The
+  // configuration: a holder of the function's lock may have allocated the version just before ours
+  // (without the account's lock: no quota on), which the snapshot does not see; so unless the
+  // version read is the one right before ours, it is read again below, under the lock.
+  const upserted = await trx.raw(
+    `WITH ${read ? `q AS (${read.sql}), ` : ''}f AS (${UPSERT_FUNCTION_SQL})
+     SELECT f.*, ${read ? '(SELECT row_to_json(q) FROM q)' : 'NULL'} AS quota_counts, latest.version AS latest_version, latest.config AS latest_config
+       FROM f LEFT JOIN LATERAL (SELECT version, config FROM function_deployments WHERE function_id = f.id ORDER BY version DESC LIMIT 1) latest ON true`,
+    [...(read?.bindings ?? []), ...upsertBindings(input, candidateId, now)],
+  );
+  const { quota_counts: counts, latest_version: latestVersion, latest_config: latestConfig, ...fn } = upserted.rows[0] as FunctionRow & {
+    quota_counts: Record<string, unknown> | null;
+    latest_version: number | null;
+    latest_config: string | null;
+  };
   if (read) refuseOverQuota(input.quotas!, counts!, quotaAsk(input));
-  // Read in a statement after the upsert's (which may have waited for the function's lock): this
-  // one's snapshot sees what the lock's previous holder committed.
+  // In statements after the upsert's: their snapshots see what the lock's previous holder committed.
   const [latest, base] = await Promise.all([
-    trx.raw(LATEST_CONFIG_SQL, [fn.id]).then((r) => r.rows[0] as { config: string } | undefined),
+    num(latestVersion) === num(fn.last_version) - 1
+      ? { config: latestConfig ?? undefined }
+      : trx.raw(LATEST_CONFIG_SQL, [fn.id]).then((r) => r.rows[0] as { config: string } | undefined),
     input.fromLive && fn.active_deployment_id
       ? trx.raw(LIVE_DEPLOYMENT_SQL, [fn.active_deployment_id, true]).then((r) => r.rows[0] as DeploymentRow | undefined)
       : undefined,
