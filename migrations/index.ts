@@ -13,6 +13,7 @@ import * as platformSettings from './20261202000600_platform_settings.ts';
 import * as delivery from './20261202000700_delivery.ts';
 import * as builds from './20261202000800_builds.ts';
 import * as observability from './20261202001100_observability.ts';
+import * as storedArchivesIndex from './20261203000100_stored_archives_index.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -32,6 +33,7 @@ const migrations: Record<string, Migration> = {
   '20261202000700_delivery': delivery,
   '20261202000800_builds': builds,
   '20261202001100_observability': observability,
+  '20261203000100_stored_archives_index': storedArchivesIndex,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

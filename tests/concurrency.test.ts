@@ -5,6 +5,8 @@ import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { client } from './support/http.ts';
 import { declaration } from './support/flows.ts';
+import { randomUUID } from 'node:crypto';
+import { allocateVersion } from '../shared/domain/versions.ts';
 
 const t = await startTestPlatform();
 if (!t) process.exit(0);
@@ -52,6 +54,43 @@ alloc('failed versions keep their numbers: the next deploy never reuses one', as
   await tp.platform.db.knex('function_deployments').where({ function_id: first.body.id, version: 2 }).update({ status: 'failed' });
   const third = await api.post('/api/functions/deploy', { name: 'gaps', ...declaration() });
   assert.is(third.body.version, 3);
+});
+
+alloc('a deploy that waited for the function\'s lock inherits the configuration of the version committed just before it', async () => {
+  // PostgreSQL reads the latest configuration in the statement that takes the function's lock, in
+  // a snapshot from before any wait for it: a version allocated by the lock's holder (no quota on,
+  // so no account lock) is not in that snapshot, and must be read again.
+  const api = await tp.newUser();
+  const first = await api.post('/api/functions/deploy', { name: 'inherit', ...declaration(), config: { env: { WHO: 'first' } } });
+  assert.is(first.status, 201, JSON.stringify(first.body));
+  const knex = tp.platform.db.knex;
+  const holder = await knex.transaction();
+  let waiting: Promise<unknown> | undefined;
+  try {
+    // what an allocation does: the function's row locked by its increment, the version inserted
+    await holder('functions').where({ id: first.body.id }).update({ last_version: 2 });
+    const v1 = await holder('function_deployments').where({ function_id: first.body.id, version: 1 }).first();
+    await holder('function_deployments').insert({ ...v1, id: randomUUID(), version: 2, s3_key: `held/${randomUUID()}`, config: JSON.stringify({ env: { WHO: 'held' } }) });
+    waiting = allocateVersion(tp.platform.db, { userId: api.userId, name: 'inherit', status: 'pending_upload' });
+    if (tp.platform.db.dialect === 'pg') {
+      // until the allocation waits for the row lock (its snapshot is then taken)
+      for (let i = 0; ; i++) {
+        const { rows } = await knex.raw("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+        if (rows[0].n > 0) break;
+        if (i > 200) throw new Error('the allocation never waited for the lock');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    } else {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await holder.commit();
+  } catch (err) {
+    await holder.rollback();
+    throw err;
+  }
+  const allocated = (await waiting) as Awaited<ReturnType<typeof allocateVersion>>;
+  assert.is(Number(allocated.deployment.version), 3);
+  assert.equal(JSON.parse(allocated.deployment.config as string), { env: { WHO: 'held' } });
 });
 
 alloc.after(() => tp.close());

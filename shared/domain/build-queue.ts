@@ -31,6 +31,11 @@ export async function announceQueued(db: Db, trx: Knex.Transaction): Promise<voi
   trx.executionPromise.then(() => localQueue.emit('queued'), () => {});
 }
 
+/** announceQueued for a transaction run outside knex (sqliteImmediate): call once it has committed. */
+export function announceQueuedCommittedLocally(): void {
+  localQueue.emit('queued');
+}
+
 /** pending_upload → building, once; false when another request already moved it. */
 export async function enqueueBuild(
   db: Db,

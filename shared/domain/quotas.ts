@@ -82,25 +82,28 @@ function refuseArchiveBytes(quotas: Quotas, used: number, adding: number): void 
   }
 }
 
+/** What a deploy (or a complete) asks of the account's quotas. */
+export interface QuotaAsk {
+  /** a new function of this name, unless the account already has one */
+  newFunctionName?: string;
+  /** archive bytes to add (0: only that the account is not already over) */
+  adding: number;
+  /** check the bytes before the build slot (complete) */
+  bytesFirst?: boolean;
+}
+
 /**
- * The quotas a deploy (or a complete) is checked against, read in one statement (each count by
- * its own index) instead of one per quota: the account's lock is held meanwhile, and every
- * statement under it holds up that account's other deploys. In the order the separate checks
- * run: a new function (when `newFunctionName` is given and the account has no function of that
- * name), a build slot, room for `adding` bytes; `bytesFirst` puts the bytes first (complete).
+ * The counts the quotas are checked against, as one SELECT (each count by its own index) instead
+ * of one per quota: the account's lock is held meanwhile, and every statement under it holds up
+ * that account's other deploys. `?` placeholders, the same SQL on both databases; null when no
+ * quota the ask touches is on.
  */
-export async function checkAccountQuotas(
-  trx: Knex.Transaction,
-  quotas: Quotas,
-  userId: string,
-  opts: { newFunctionName?: string; adding: number; bytesFirst?: boolean },
-): Promise<void> {
+export function accountQuotaRead(quotas: Quotas, userId: string, ask: QuotaAsk): { sql: string; bindings: string[] } | null {
   const parts: string[] = [];
   const bindings: string[] = [];
-  const checkName = opts.newFunctionName !== undefined && quotas.maxFunctions !== null;
-  if (checkName) {
+  if (ask.newFunctionName !== undefined && quotas.maxFunctions !== null) {
     parts.push('(SELECT count(*) FROM functions WHERE user_id = ?) AS functions', '(SELECT count(*) FROM functions WHERE user_id = ? AND name = ?) AS named');
-    bindings.push(userId, userId, opts.newFunctionName!);
+    bindings.push(userId, userId, ask.newFunctionName);
   }
   if (quotas.maxBuilds !== null) {
     parts.push(
@@ -114,13 +117,27 @@ export async function checkAccountQuotas(
     );
     bindings.push(userId);
   }
-  if (parts.length === 0) return;
-  const result = await trx.raw(`SELECT ${parts.join(', ')}`, bindings);
-  const row = (Array.isArray(result) ? result[0] : result.rows[0]) as Record<string, unknown>;
-  if (checkName && num(row.named) === 0) refuseNewFunction(quotas, num(row.functions));
-  if (opts.bytesFirst) refuseArchiveBytes(quotas, num(row.bytes), opts.adding);
-  refuseBuild(quotas, num(row.builds));
-  if (!opts.bytesFirst) refuseArchiveBytes(quotas, num(row.bytes), opts.adding);
+  return parts.length === 0 ? null : { sql: `SELECT ${parts.join(', ')}`, bindings };
+}
+
+/**
+ * Throws the QuotaError the counts read by accountQuotaRead call for, in the order the separate
+ * checks run: a new function (when the account has no function of that name), a build slot, room
+ * for the bytes (`bytesFirst`: the bytes before the build slot).
+ */
+export function refuseOverQuota(quotas: Quotas, counts: Record<string, unknown>, ask: QuotaAsk): void {
+  if (ask.newFunctionName !== undefined && quotas.maxFunctions !== null && num(counts.named) === 0) refuseNewFunction(quotas, num(counts.functions));
+  if (ask.bytesFirst) refuseArchiveBytes(quotas, num(counts.bytes), ask.adding);
+  refuseBuild(quotas, num(counts.builds));
+  if (!ask.bytesFirst) refuseArchiveBytes(quotas, num(counts.bytes), ask.adding);
+}
+
+/** The quotas a deploy (or a complete) is checked against, read in one statement under the account's lock. */
+export async function checkAccountQuotas(trx: Knex.Transaction, quotas: Quotas, userId: string, ask: QuotaAsk): Promise<void> {
+  const read = accountQuotaRead(quotas, userId, ask);
+  if (!read) return;
+  const result = await trx.raw(read.sql, read.bindings);
+  refuseOverQuota(quotas, (Array.isArray(result) ? result[0] : result.rows[0]) as Record<string, unknown>, ask);
 }
 
 /** The instance quota as the serving process applies it; null when it is off. */

@@ -5,11 +5,11 @@ import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
 import { bool, num, withTransaction } from '../db/dialect.ts';
+import { sqliteImmediate, type SqliteTx } from '../db/sqlite-direct.ts';
 import { nowIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
-import { recordEvent } from './events.ts';
-import { announceQueued } from './build-queue.ts';
-import { checkAccountQuotas, lockAccount, type Quotas } from './quotas.ts';
+import { announceQueued, announceQueuedCommittedLocally } from './build-queue.ts';
+import { accountQuotaRead, lockAccount, refuseOverQuota, type QuotaAsk, type Quotas } from './quotas.ts';
 import { archiveKey, type DeploymentRow, type DeploymentStatus, type FunctionRow } from './model.ts';
 import type { Config } from '../config.ts';
 import { applyConfigPatch, checkConfig, parseStoredConfig, type ConfigPatch, type DeployMetadata, type SecretSealer } from './release-config.ts';
@@ -53,61 +53,139 @@ export interface AllocateInput {
   fromLive?: boolean;
 }
 
+/**
+ * Allocates the function's next version and records its deployment, in one transaction under the
+ * account's lock (when a quota is on) and the function's row lock. Both databases run the same
+ * steps (the same SQL where they agree): the quota counts, the function upserted with its version
+ * incremented, the latest version's configuration, the deployment and its event. A refusal (a
+ * quota, a bad configuration) throws before the commit, so no version number is spent.
+ *
+ * SQLite runs them synchronously (sqliteImmediate): through knex each statement is a promise round
+ * trip through the pool, several times the statement itself, and this is the deploy's hot path.
+ * PostgreSQL gets them in as few round trips as its locking allows, since the account's other
+ * deploys queue behind the lock for every one: the lock alone, then the quota counts, the upsert
+ * and the configuration read in one statement, then the deployment with its event.
+ */
 export async function allocateVersion(db: Db, input: AllocateInput): Promise<AllocatedDeployment> {
-  // A concurrent DELETE of the function can remove the row between our insert and update; the
-  // insert then succeeds on the next attempt.
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const result = await withTransaction(db, (trx) => allocateInTransaction(db, trx, input));
-    if (result) return result;
+  if (db.dialect === 'sqlite') {
+    const allocated = await sqliteImmediate(db, (tx) => allocateSqlite(tx, input));
+    if (input.status === 'building') announceQueuedCommittedLocally();
+    return allocated;
   }
-  throw new Error(`could not allocate a version for ${input.name}: function kept disappearing`);
+  return withTransaction(db, (trx) => allocatePostgres(db, trx, input));
 }
 
-async function allocateInTransaction(db: Db, trx: Knex.Transaction, input: AllocateInput): Promise<AllocatedDeployment | null> {
-  if (input.quotas) {
-    // the account's lock first (before the function's): concurrent deploys count one at a time
-    await lockAccount(db, trx, input.quotas, input.userId);
-    await checkAccountQuotas(trx, input.quotas, input.userId, { newFunctionName: input.name, adding: input.declaredSize ?? 0 });
-  }
+/**
+ * One statement creates the function (its first version is 1) or increments its version: the
+ * increment is the function's lock (PostgreSQL row-locks it until commit; SQLite holds its write
+ * lock), and there is no moment between an insert and an update in which a concurrent DELETE of
+ * the function could leave nothing to increment. Concurrent first deploys create exactly one
+ * function (the unique (user_id, name)). RETURNING: the row as incremented, without a second
+ * statement under the lock.
+ */
+const UPSERT_FUNCTION_SQL = `INSERT INTO functions (id, user_id, name, status, last_version, intent_seq, active_intent_seq, created_at, updated_at)
+VALUES (?, ?, ?, 'pending', 1, 1, 0, ?, ?)
+ON CONFLICT (user_id, name) DO UPDATE SET last_version = functions.last_version + 1, intent_seq = functions.intent_seq + 1, updated_at = excluded.updated_at
+RETURNING *`;
+
+/** the configuration: the latest version's (whatever its status: it is the owner's latest word) */
+const LATEST_CONFIG_SQL = 'SELECT config FROM function_deployments WHERE function_id = ? ORDER BY version DESC LIMIT 1';
+const LIVE_DEPLOYMENT_SQL = 'SELECT * FROM function_deployments WHERE id = ? AND is_active = ?';
+const EVENT_COLUMNS = 'function_id, deployment_id, version, event, message, created_at';
+
+function quotaAsk(input: AllocateInput): QuotaAsk {
+  return { newFunctionName: input.name, adding: input.declaredSize ?? 0 };
+}
+
+function upsertBindings(input: AllocateInput, candidateId: string, now: string): string[] {
+  return [candidateId, input.userId, input.name, now, now];
+}
+
+function allocateSqlite(tx: SqliteTx, input: AllocateInput): AllocatedDeployment {
+  // BEGIN IMMEDIATE has taken the write lock, which is the account's lock on SQLite.
+  const read = input.quotas ? accountQuotaRead(input.quotas, input.userId, quotaAsk(input)) : null;
+  if (read) refuseOverQuota(input.quotas!, tx.get<Record<string, unknown>>(read.sql, ...read.bindings)!, quotaAsk(input));
   const now = nowIso();
   const candidateId = randomUUID();
-  // ON CONFLICT DO NOTHING: 50 concurrent first deploys create exactly one function.
-  await trx('functions')
-    .insert({
-      id: candidateId,
-      user_id: input.userId,
-      name: input.name,
-      status: 'pending',
-      last_version: 0,
-      intent_seq: 0,
-      active_intent_seq: 0,
-      created_at: now,
-      updated_at: now,
-    })
-    .onConflict(['user_id', 'name'])
-    .ignore();
-  // The increment is the lock: PostgreSQL row-locks it until commit, SQLite holds its write lock.
-  // RETURNING: the row as incremented, without a second statement under the lock.
-  const [fn] = (await trx('functions')
-    .where({ user_id: input.userId, name: input.name })
-    .update({
-      last_version: trx.raw('last_version + 1'),
-      intent_seq: trx.raw('intent_seq + 1'),
-      updated_at: now,
-    })
-    .returning('*')) as FunctionRow[];
-  if (!fn) return null;
+  const fn = tx.get<FunctionRow>(UPSERT_FUNCTION_SQL, ...upsertBindings(input, candidateId, now))!;
+  const latest = tx.get<{ config: string }>(LATEST_CONFIG_SQL, fn.id);
+  const base = input.fromLive && fn.active_deployment_id ? tx.get<DeploymentRow>(LIVE_DEPLOYMENT_SQL, fn.active_deployment_id, 1) : undefined;
+  const plan = planDeployment(input, fn, latest?.config, base, now);
+  const columns = Object.keys(plan.deployment);
+  // better-sqlite3 binds no booleans (knex turns them into 0/1 itself)
+  const values = Object.values(plan.deployment).map((v) => (typeof v === 'boolean' ? Number(v) : v));
+  const row = tx.get<DeploymentRow>(`INSERT INTO function_deployments (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')}) RETURNING *`, ...values)!;
+  tx.run(`INSERT INTO function_logs (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`, ...plan.event);
+  return { fn, deployment: row, isNewFunction: fn.id === candidateId };
+}
+
+async function allocatePostgres(db: Db, trx: Knex.Transaction, input: AllocateInput): Promise<AllocatedDeployment> {
+  // The account's lock first (before the function's): concurrent deploys count one at a time. In a
+  // statement of its own: a statement that waited for the lock would still read the counts as they
+  // were before the holder committed.
+  if (input.quotas) await lockAccount(db, trx, input.quotas, input.userId);
+  const read = input.quotas ? accountQuotaRead(input.quotas, input.userId, quotaAsk(input)) : null;
+  const now = nowIso();
+  const candidateId = randomUUID();
+  // One statement: the quota counts, the upsert, and the latest version's configuration. Both reads
+  // see the statement's snapshot, taken before the upsert, and before any wait for the function's
+  // row lock. The counts: every deploy and complete that adds to them holds the account's lock, so
+  // they are all in the snapshot; a holder of only the function's lock (a build going live, a
+  // cleanup) can only have lowered them, so a wait makes the check stricter, never looser. The
+  // configuration: a holder of the function's lock may have allocated the version just before ours
+  // (without the account's lock: no quota on), which the snapshot does not see; so unless the
+  // version read is the one right before ours, it is read again below, under the lock.
+  const upserted = await trx.raw(
+    `WITH ${read ? `q AS (${read.sql}), ` : ''}f AS (${UPSERT_FUNCTION_SQL})
+     SELECT f.*, ${read ? '(SELECT row_to_json(q) FROM q)' : 'NULL'} AS quota_counts, latest.version AS latest_version, latest.config AS latest_config
+       FROM f LEFT JOIN LATERAL (SELECT version, config FROM function_deployments WHERE function_id = f.id ORDER BY version DESC LIMIT 1) latest ON true`,
+    [...(read?.bindings ?? []), ...upsertBindings(input, candidateId, now)],
+  );
+  const { quota_counts: counts, latest_version: latestVersion, latest_config: latestConfig, ...fn } = upserted.rows[0] as FunctionRow & {
+    quota_counts: Record<string, unknown> | null;
+    latest_version: number | null;
+    latest_config: string | null;
+  };
+  if (read) refuseOverQuota(input.quotas!, counts!, quotaAsk(input));
+  // In statements after the upsert's: their snapshots see what the lock's previous holder committed.
+  const [latest, base] = await Promise.all([
+    num(latestVersion) === num(fn.last_version) - 1
+      ? { config: latestConfig ?? undefined }
+      : trx.raw(LATEST_CONFIG_SQL, [fn.id]).then((r) => r.rows[0] as { config: string } | undefined),
+    input.fromLive && fn.active_deployment_id
+      ? trx.raw(LIVE_DEPLOYMENT_SQL, [fn.active_deployment_id, true]).then((r) => r.rows[0] as DeploymentRow | undefined)
+      : undefined,
+  ]);
+  const plan = planDeployment(input, fn, latest?.config, base, now);
+  const columns = Object.keys(plan.deployment);
+  // one round trip: the deployment and its event (whose foreign key is checked at the statement's end)
+  const inserted = await trx.raw(
+    `WITH d AS (INSERT INTO function_deployments (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')}) RETURNING *),
+     e AS (INSERT INTO function_logs (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?))
+     SELECT * FROM d`,
+    [...Object.values(plan.deployment), ...plan.event],
+  );
+  if (input.status === 'building') await announceQueued(db, trx);
+  return { fn, deployment: inserted.rows[0] as DeploymentRow, isNewFunction: fn.id === candidateId };
+}
+
+/**
+ * The deployment row and its event, from what the transaction read: the function as incremented,
+ * the latest version's configuration and, for a configuration change, the live version. Throws (a
+ * bad configuration, no live version) before anything is written for the version.
+ */
+function planDeployment(
+  input: AllocateInput,
+  fn: FunctionRow,
+  latestConfig: string | undefined,
+  base: DeploymentRow | undefined,
+  now: string,
+): { deployment: Record<string, Knex.Value> & { id: string; auto_activate: boolean }; event: (string | number)[] } {
   const version = num(fn.last_version);
-  // the configuration: the latest version's (whatever its status: it is the owner's latest word)
-  const latest = await trx('function_deployments').where({ function_id: fn.id }).orderBy('version', 'desc').first('config');
-  let stored = parseStoredConfig(latest?.config);
+  let stored = parseStoredConfig(latestConfig);
   if (input.config?.patch) stored = applyConfigPatch(stored, input.config.patch, { functionId: fn.id, sealer: input.config.sealer });
   if (input.config) checkConfig(stored, input.config.platform);
-  let base: DeploymentRow | undefined;
-  if (input.fromLive) {
-    base = fn.active_deployment_id ? await trx('function_deployments').where({ id: fn.active_deployment_id, is_active: true }).first() : undefined;
-    if (!base) throw errors.noActiveDeployment();
-  }
+  if (input.fromLive && !base) throw errors.noActiveDeployment();
   const deployment = {
     id: randomUUID(),
     function_id: fn.id,
@@ -134,16 +212,8 @@ async function allocateInTransaction(db: Db, trx: Knex.Transaction, input: Alloc
     created_at: now,
     updated_at: now,
   };
-  const [row] = (await trx('function_deployments').insert(deployment).returning('*')) as DeploymentRow[];
-  if (input.status === 'building') await announceQueued(db, trx);
-  await recordEvent(trx, {
-    functionId: fn.id,
-    deploymentId: deployment.id,
-    version,
-    event: 'deploy_requested',
-    message:
-      (base ? `configuration change requested: version ${version} runs version ${num(base.version)}'s code` : `deploy of version ${version} requested`) +
-      (deployment.auto_activate ? '' : '; it will wait for approval'),
-  });
-  return { fn, deployment: row, isNewFunction: fn.id === candidateId };
+  const message =
+    (base ? `configuration change requested: version ${version} runs version ${num(base.version)}'s code` : `deploy of version ${version} requested`) +
+    (deployment.auto_activate ? '' : '; it will wait for approval');
+  return { deployment, event: [fn.id, deployment.id, version, 'deploy_requested', message, now] };
 }

@@ -14,9 +14,9 @@ import {
   S3Client,
   type StorageClass,
 } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { isDependencyOutage } from '../outage.ts';
 import { InfrastructureError } from '../runtime/types.ts';
+import { presignV4, uriEscape, uriEscapePath } from './sigv4-presign.ts';
 
 // Node 20 is supported by the SDK versions we pin; its notice about future releases is printed on
 // every start otherwise. An operator can still turn it back on by setting the variable to false.
@@ -55,7 +55,7 @@ function client(endpoint: string, s: S3Settings): S3Client {
     forcePathStyle: true,
     credentials: { accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey },
     // The SDK's defaults send streamed bodies aws-chunked (s3rver stores the chunk framing inside
-    // the object) and put a checksum of an empty body into presigned URLs.
+    // the object).
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
@@ -90,8 +90,6 @@ export interface S3CallOptions {
 export class S3Storage {
   readonly bucket: string;
   private readonly s3: S3Client;
-  /** Signs URLs with the host clients use to reach S3, which may differ from ours. */
-  private readonly signer: S3Client;
   private probing: Promise<void> | null = null;
   private reachableUntil = 0;
   /** 0: no limit */
@@ -105,7 +103,6 @@ export class S3Storage {
     this.ioTimeoutMs = opts.ioTimeoutMs ?? 0;
     this.bucket = settings.bucket;
     this.s3 = client(settings.endpoint, settings);
-    this.signer = settings.publicEndpoint ? client(settings.publicEndpoint, settings) : this.s3;
   }
 
   async ensureBucket(): Promise<void> {
@@ -123,37 +120,37 @@ export class S3Storage {
 
   /**
    * A PUT URL bound to one body: content-length and x-amz-checksum-sha256 are signed headers
-   * (kept out of the query string), so S3 or MinIO refuse any other length or content. The
-   * client must send every header in `headers`, with exactly these values.
+   * (kept out of the query string, where S3 would not compare them with the body), so S3 or MinIO
+   * refuse any other length or content. The client must send every header in `headers`, with
+   * exactly these values. Path-style, on the host clients use to reach S3 (which may differ from
+   * ours); signed by sigv4-presign.ts (the SDK's presigner cost more than the rest of a deploy).
    */
-  async presignPut(
-    key: string,
-    opts: { expiresInSeconds: number; contentLength: number; sha256: string },
-  ): Promise<PresignedUpload> {
+  presignPut(key: string, opts: { expiresInSeconds: number; contentLength: number; sha256: string; now?: Date }): PresignedUpload {
     const checksum = Buffer.from(opts.sha256, 'hex').toString('base64');
-    const command = new PutObjectCommand({
-      Bucket: this.bucket,
-      Key: key,
-      ContentType: ARCHIVE_CONTENT_TYPE,
-      ContentLength: opts.contentLength,
-      ChecksumSHA256: checksum,
-    });
-    const url = await getSignedUrl(this.signer, command, {
-      expiresIn: opts.expiresInSeconds,
-      // x-amz-* headers are hoisted into the query by default, where S3 does not compare them with
-      // the body; as signed headers they must arrive, and match, with the PUT.
-      unhoistableHeaders: new Set(['x-amz-checksum-sha256']),
-      signableHeaders: new Set(['content-length', 'content-type', 'x-amz-checksum-sha256']),
+    const endpoint = (this.settings.publicEndpoint || this.settings.endpoint).replace(/\/+$/, '');
+    const headers = {
+      'Content-Type': ARCHIVE_CONTENT_TYPE,
+      'Content-Length': String(opts.contentLength),
+      'x-amz-checksum-sha256': checksum,
+    };
+    const url = presignV4({
+      method: 'PUT',
+      url: `${endpoint}/${uriEscape(this.bucket)}/${uriEscapePath(key)}`,
+      // what the SDK's presigner added (the payload hash is UNSIGNED-PAYLOAD either way): kept,
+      // so the URL is the one it made
+      query: { 'X-Amz-Content-Sha256': 'UNSIGNED-PAYLOAD', 'x-id': 'PutObject' },
+      signedHeaders: headers,
+      expiresInSeconds: opts.expiresInSeconds,
+      region: this.settings.region,
+      service: 's3',
+      credentials: { accessKeyId: this.settings.accessKeyId, secretAccessKey: this.settings.secretAccessKey },
+      now: opts.now,
     });
     return {
       method: 'PUT',
       url,
-      headers: {
-        'Content-Type': ARCHIVE_CONTENT_TYPE,
-        'Content-Length': String(opts.contentLength),
-        'x-amz-checksum-sha256': checksum,
-      },
-      expiresAt: new Date(Date.now() + opts.expiresInSeconds * 1000).toISOString(),
+      headers,
+      expiresAt: new Date((opts.now?.getTime() ?? Date.now()) + opts.expiresInSeconds * 1000).toISOString(),
     };
   }
 
@@ -377,6 +374,5 @@ export class S3Storage {
 
   destroy(): void {
     this.s3.destroy();
-    if (this.signer !== this.s3) this.signer.destroy();
   }
 }

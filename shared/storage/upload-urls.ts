@@ -29,7 +29,7 @@ export class S3UploadUrls implements UploadUrlIssuer {
 
   async issue(t: UploadTarget): Promise<PresignedUpload> {
     const expiresInSeconds = Math.max(1, Math.floor((t.expiresAt.getTime() - Date.now()) / 1000));
-    const signed = await this.storage.presignPut(t.key, { expiresInSeconds, contentLength: t.sizeBytes, sha256: t.sha256 });
+    const signed = this.storage.presignPut(t.key, { expiresInSeconds, contentLength: t.sizeBytes, sha256: t.sha256 });
     return { ...signed, expiresAt: t.expiresAt.toISOString() };
   }
 }
