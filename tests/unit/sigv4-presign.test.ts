@@ -151,7 +151,7 @@ test('s3rver takes a PUT through the URL with its headers; refuses an expired UR
     const res = await put(ok.url, ok.headers);
     assert.is(res.status, 200, await res.text());
     assert.is((await storage.head(key))?.size, body.length);
-    assert.equal(await storage.sha256(key), { sha256, size: body.length });
+    assert.equal(await storage.digest(key), { sha256, size: body.length });
 
     const expired = storage.presignPut('functions/late', { expiresInSeconds: 60, contentLength: body.length, sha256, now: new Date(Date.now() - 3600_000) });
     const late = await put(expired.url, expired.headers);
