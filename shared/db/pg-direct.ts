@@ -7,6 +7,7 @@
 // The simple protocol has no parameters, so `?` placeholders are filled in as literals: text with
 // pg's own escaping (quotes doubled, E'' for backslashes), numbers, booleans and NULL as themselves.
 // The connection's limits still hold: statement_timeout on the server, query_timeout in the client.
+import { createHash } from 'node:crypto';
 import { escapeLiteral } from 'pg';
 import type { Db } from './knex.ts';
 
@@ -22,32 +23,53 @@ interface Connection {
   __knex__disposed?: unknown;
 }
 
+/** One statement; `prepare`: made a prepared statement of this connection's on first use (below). */
+export interface PgStatement {
+  sql: string;
+  bindings?: readonly unknown[];
+  prepare?: boolean;
+}
+
 export interface PgTx {
-  /** The statements (`;`-separated) in one message, the first run opening the transaction; each statement's rows. */
-  run(sql: string, bindings?: readonly unknown[]): Promise<Row[][]>;
+  /** The statements in one message, the first run opening the transaction; each statement's rows. */
+  run(...statements: PgStatement[]): Promise<Row[][]>;
   /** run(), then COMMIT in the same message. */
-  commit(sql: string, bindings?: readonly unknown[]): Promise<Row[][]>;
+  commit(...statements: PgStatement[]): Promise<Row[][]>;
 }
 
 /**
  * `fn` in one transaction on one pooled connection. A return without commit() rolls back (a read
  * that decided to go another way keeps nothing); so does a throw, and a connection whose ROLLBACK
  * fails is dropped from the pool rather than handed out mid-transaction.
+ *
+ * A statement with `prepare` is sent as PREPARE (the first time on this connection) and EXECUTE:
+ * the server parses it once per connection, and plans it once it has a generic plan, instead of
+ * both on every call (a rollback's 5-table read and its write: p50 2.9 → 2.6 ms in the bench). A
+ * message that fails after a PREPARE leaves the statement's existence unknown: its connection is
+ * dropped from the pool.
  */
 export function pgTransaction<T>(db: Db, fn: (tx: PgTx) => Promise<T>): Promise<T> {
   return withConnection(db, async (conn) => {
     let open = false;
-    const send = async (sql: string, bindings: readonly unknown[], commit: boolean): Promise<Row[][]> => {
+    const send = async (statements: PgStatement[], commit: boolean): Promise<Row[][]> => {
+      const message = compose(conn, statements);
       const begin = !open;
       open = true;
-      const out = await conn.query(`${begin ? 'BEGIN; ' : ''}${inline(sql, bindings)}${commit ? '; COMMIT' : ''}`);
+      let out: Result | Result[];
+      try {
+        out = await conn.query(`${begin ? 'BEGIN; ' : ''}${message.text}${commit ? '; COMMIT' : ''}`);
+      } catch (err) {
+        if (message.preparing.length > 0) conn.__knex__disposed = err;
+        throw err;
+      }
+      for (const name of message.preparing) preparedOn(conn).add(name);
       if (commit) open = false;
-      const results = (Array.isArray(out) ? out : [out]).map((r) => r.rows);
-      return results.slice(begin ? 1 : 0, commit ? -1 : undefined);
+      const results = (Array.isArray(out) ? out : [out]).slice(begin ? 1 : 0, commit ? -1 : undefined);
+      return results.filter((_, i) => message.answers[i]).map((r) => r.rows);
     };
     const tx: PgTx = {
-      run: (sql, bindings = []) => send(sql, bindings, false),
-      commit: (sql, bindings = []) => send(sql, bindings, true),
+      run: (...statements) => send(statements, false),
+      commit: (...statements) => send(statements, true),
     };
     try {
       const result = await fn(tx);
@@ -64,6 +86,40 @@ export function pgTransaction<T>(db: Db, fn: (tx: PgTx) => Promise<T>): Promise<
       throw err;
     }
   });
+}
+
+/** The names of the statements each connection has prepared (a session's, so a connection's). */
+const prepared = new WeakMap<Connection, Set<string>>();
+
+function preparedOn(conn: Connection): Set<string> {
+  let names = prepared.get(conn);
+  if (!names) prepared.set(conn, (names = new Set()));
+  return names;
+}
+
+/** The statements as one message's text; which of its statements answer for one of them; the PREPAREs it makes. */
+function compose(conn: Connection, statements: PgStatement[]): { text: string; answers: boolean[]; preparing: string[] } {
+  const parts: string[] = [];
+  const answers: boolean[] = [];
+  const preparing: string[] = [];
+  for (const st of statements) {
+    const bindings = st.bindings ?? [];
+    if (!st.prepare) {
+      parts.push(inline(st.sql, bindings));
+      answers.push(true);
+      continue;
+    }
+    const name = `cp_${createHash('sha1').update(st.sql).digest('hex').slice(0, 24)}`;
+    if (!preparedOn(conn).has(name) && !preparing.includes(name)) {
+      let n = 0;
+      parts.push(`PREPARE ${name} AS ${st.sql.replace(/\?/g, () => `$${++n}`)}`);
+      answers.push(false);
+      preparing.push(name);
+    }
+    parts.push(bindings.length === 0 ? `EXECUTE ${name}` : `EXECUTE ${name}(${bindings.map(literal).join(', ')})`);
+    answers.push(true);
+  }
+  return { text: parts.join(';\n'), answers, preparing };
 }
 
 /**

@@ -84,13 +84,14 @@ async function rollbackOnce(
   // COMMIT in another. The read is a statement of its own after the lock's: a statement that
   // waited for the lock would still read the other rows as they were before the holder committed.
   const fast = await pgTransaction(db, async (tx) => {
-    const [, [state]] = await tx.run(`SELECT id FROM functions WHERE id = ? FOR NO KEY UPDATE; ${READ_SQL}`, [
-      functionId, version, opts.actorUserId ?? null, functionId,
-    ]);
+    const [, [state]] = await tx.run(
+      { sql: 'SELECT id FROM functions WHERE id = ? FOR NO KEY UPDATE', bindings: [functionId] },
+      { sql: READ_SQL, bindings: [version, opts.actorUserId ?? null, functionId], prepare: true },
+    );
     const plan = planRollback(state as RollbackState | undefined, functionId, version, opts);
     if (plan.kind === 'general') return plan; // rolled back: the general path reads again under its own lock
     const write = postgresWrite(plan);
-    await tx.commit(write.sql, write.bindings);
+    await tx.commit({ ...write, prepare: true });
     return plan;
   });
   if (fast.kind === 'switch') {

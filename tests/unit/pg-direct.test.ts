@@ -57,22 +57,22 @@ if (pgUp) {
       const ids = async () => ((await db.knex('t').orderBy('id').pluck('id')) as number[]);
       // commit: kept
       const read = await pgTransaction(db, async (tx) => {
-        const [rows] = await tx.run('SELECT count(*)::int AS n FROM t');
-        await tx.commit('INSERT INTO t (id, v) VALUES (?, ?)', [1, 'one']);
+        const [rows] = await tx.run({ sql: 'SELECT count(*)::int AS n FROM t' });
+        await tx.commit({ sql: 'INSERT INTO t (id, v) VALUES (?, ?)', bindings: [1, 'one'] });
         return rows;
       });
       assert.equal(read, [{ n: 0 }], 'each statement of the message has its own rows, BEGIN and COMMIT left out');
       assert.equal(await ids(), [1]);
       // no commit: rolled back
       await pgTransaction(db, async (tx) => {
-        await tx.run('INSERT INTO t (id, v) VALUES (?, ?)', [2, 'two']);
+        await tx.run({ sql: 'INSERT INTO t (id, v) VALUES (?, ?)', bindings: [2, 'two'] });
       });
       assert.equal(await ids(), [1], 'a return without commit keeps nothing');
       // a statement that fails in the committing message: nothing kept, the error thrown
       try {
         await pgTransaction(db, async (tx) => {
-          await tx.run('INSERT INTO t (id, v) VALUES (?, ?)', [3, 'three']);
-          await tx.commit('INSERT INTO t (id, v) VALUES (?, ?)', [1, 'again']);
+          await tx.run({ sql: 'INSERT INTO t (id, v) VALUES (?, ?)', bindings: [3, 'three'] });
+          await tx.commit({ sql: 'INSERT INTO t (id, v) VALUES (?, ?)', bindings: [1, 'again'] });
         });
         assert.unreachable('the duplicate key throws');
       } catch (err) {
@@ -83,13 +83,41 @@ if (pgUp) {
       // a throw in the middle: rolled back too
       try {
         await pgTransaction(db, async (tx) => {
-          await tx.run('INSERT INTO t (id, v) VALUES (?, ?)', [4, 'four']);
+          await tx.run({ sql: 'INSERT INTO t (id, v) VALUES (?, ?)', bindings: [4, 'four'] });
           throw new Error('decided otherwise');
         });
       } catch (err) {
         assert.is((err as Error).message, 'decided otherwise');
       }
       assert.equal(await ids(), [1]);
+    });
+  });
+
+  test('a prepared statement is prepared once per connection; a failed message that prepared drops its connection', async () => {
+    await withDb(async (db) => {
+      const insert = (id: number, v: string) => ({ sql: 'INSERT INTO t (id, v) VALUES (?, ?) RETURNING id', bindings: [id, v], prepare: true });
+      const count = { sql: 'SELECT count(*)::int AS n FROM t WHERE v <> ?', bindings: ["it's"], prepare: true };
+      for (let id = 1; id <= 7; id++) {
+        // past 5 executions PostgreSQL may plan it generically: still the same answers
+        const [inserted, [{ n }]] = (await pgTransaction(db, (tx) => tx.commit(insert(id, `v${id}`), count))) as [{ id: number }[], { n: number }[]];
+        assert.equal(inserted, [{ id }]);
+        assert.is(n, id);
+      }
+      const names = (await db.knex.raw('SELECT name FROM pg_prepared_statements')).rows as { name: string }[];
+      assert.is(names.filter((r) => r.name.startsWith('cp_')).length, 2, 'two statements, each prepared once on the pool\'s one connection');
+      const before = ((await db.knex.raw('SELECT pg_backend_pid() AS pid')).rows[0] as { pid: number }).pid;
+      // fails in the message that prepares a third statement: that connection is not used again
+      try {
+        await pgTransaction(db, (tx) => tx.commit({ sql: 'INSERT INTO t (id, v) VALUES (?, ?)', bindings: [1, 'dup'], prepare: true }));
+        assert.unreachable('the duplicate key throws');
+      } catch (err) {
+        assert.is((err as { code?: string }).code, '23505');
+      }
+      const after = ((await db.knex.raw('SELECT pg_backend_pid() AS pid')).rows[0] as { pid: number }).pid;
+      assert.is.not(after, before, 'a new connection');
+      // and the statements are prepared again there
+      const [[{ n }]] = (await pgTransaction(db, (tx) => tx.run(count))) as { n: number }[][];
+      assert.is(n, 7);
     });
   });
 
