@@ -162,25 +162,39 @@ export function expireUpload(p: Platform, dep: DeploymentRow): Promise<boolean> 
  * the archive is refused for good (403); with every build slot taken it stays pending_upload and the
  * client may complete again later (429, Retry-After).
  */
-async function enqueueWithinQuotas(p: Platform, dep: DeploymentRow, archive: { size: number; sha256: string }, message: string): Promise<void> {
+/**
+ * Queues the version's build within the owner's quotas; false when another request queued it
+ * first. `ownerId`: the function's owner (it never changes), read by the caller beside what it reads
+ * anyway: on SQLite a transaction must begin with its write (the account lock), or another
+ * process's write makes it fail at once, so it is not read inside.
+ */
+async function enqueueWithinQuotas(
+  p: Platform,
+  dep: DeploymentRow,
+  ownerId: string | null,
+  archive: { size: number; sha256: string },
+  message: string,
+): Promise<boolean> {
   const quotas = p.config.quotas;
   try {
-    // The owner is read before the transaction (it never changes): on SQLite a transaction must
-    // begin with its write (the account lock), or another process's write makes it fail at once.
-    const fn = await p.db.knex('functions').where({ id: dep.function_id }).first('user_id');
-    await withTransaction(p.db, async (trx) => {
-      if (fn) {
-        await lockAccount(p.db, trx, quotas, fn.user_id);
-        await checkAccountQuotas(trx, quotas, fn.user_id, { adding: archive.size, bytesFirst: true });
+    return await withTransaction(p.db, async (trx) => {
+      if (ownerId !== null) {
+        await lockAccount(p.db, trx, quotas, ownerId);
+        await checkAccountQuotas(trx, quotas, ownerId, { adding: archive.size, bytesFirst: true });
       }
-      if (await enqueueBuild(p.db, trx, dep.id, archive)) {
-        await recordEvent(trx, { functionId: dep.function_id, deploymentId: dep.id, version: num(dep.version), event: 'upload_completed', message });
-      }
+      if (!(await enqueueBuild(p.db, trx, dep.id, archive))) return false;
+      await recordEvent(trx, { functionId: dep.function_id, deploymentId: dep.id, version: num(dep.version), event: 'upload_completed', message });
+      return true;
     });
   } catch (err) {
     if (err instanceof QuotaError && err.details?.limit === 'MAX_ARCHIVE_BYTES_PER_USER') await rejectUpload(p, dep, err.message);
     throw err;
   }
+}
+
+async function ownerOf(p: Platform, functionId: string): Promise<string | null> {
+  const fn = (await p.db.knex('functions').where({ id: functionId }).first('user_id')) as { user_id: string } | undefined;
+  return fn?.user_id ?? null;
 }
 
 /**
@@ -189,7 +203,8 @@ async function enqueueWithinQuotas(p: Platform, dep: DeploymentRow, archive: { s
  * Idempotent: a deployment already past pending_upload just reports its status.
  */
 export async function completeUpload(p: Platform, functionId: string, version: number): Promise<CompleteResult> {
-  const dep = await getDeploymentByVersion(p.db, functionId, version);
+  // both at once: on PostgreSQL two pooled connections, one round trip
+  const [dep, ownerId] = await Promise.all([getDeploymentByVersion(p.db, functionId, version), ownerOf(p, functionId)]);
   const current = (d: DeploymentRow): CompleteResult => ({ deploymentId: d.id, version: num(d.version), status: d.status });
   if (dep.status !== 'pending_upload') return current(dep);
   if (isUploadExpired(dep, p.config.cleanup.uploadGraceSeconds)) {
@@ -215,8 +230,9 @@ export async function completeUpload(p: Platform, functionId: string, version: n
     await rejectUpload(p, dep, `size mismatch: uploaded ${size} bytes, declared ${num(dep.declared_size)}`);
     throw errors.sizeMismatch(num(dep.declared_size), size);
   }
-  await enqueueWithinQuotas(p, dep, { size, sha256 }, `archive for version ${dep.version} uploaded (${size} bytes, sha256 ${sha256}); queued for build`);
-  return current(await getDeploymentByVersion(p.db, functionId, version));
+  const queued = await enqueueWithinQuotas(p, dep, ownerId, { size, sha256 }, `archive for version ${dep.version} uploaded (${size} bytes, sha256 ${sha256}); queued for build`);
+  // queued here: building, as the queue wrote it; queued by another request first: as it is now
+  return queued ? current({ ...dep, status: 'building' }) : current(await getDeploymentByVersion(p.db, functionId, version));
 }
 
 /**
@@ -247,7 +263,7 @@ export async function deployFromFile(
     await rejectUpload(p, dep, `storing the archive failed: ${(err as Error).message}`);
     throw err;
   }
-  await enqueueWithinQuotas(p, dep, input, `archive for version ${dep.version} received through the API (${input.size} bytes); queued for build`);
+  await enqueueWithinQuotas(p, dep, input.userId, input, `archive for version ${dep.version} received through the API (${input.size} bytes); queued for build`);
   const deployment = await getDeploymentByVersion(p.db, dep.function_id, num(dep.version));
   return { ...allocated, deployment };
 }
