@@ -10,7 +10,7 @@ import type { RuntimeDriver } from '../shared/runtime/types.ts';
 import { versionDriver } from '../shared/domain/version-driver.ts';
 import { createHonoApp, type App } from './http/app.ts';
 import { createTokenCache, requireUser } from './http/auth.ts';
-import { JSON_BODY_LIMIT } from './http/body.ts';
+import { JSON_BODY_LIMIT, jsonBodyTooLarge } from './http/body.ts';
 import { requireOwnedFunction } from './http/tenant.ts';
 import { LiveRoutes } from '../shared/domain/live-routes.ts';
 import * as auth from './routes/auth.ts';
@@ -75,7 +75,8 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
     if ((c.req.header('content-type') ?? '').toLowerCase().startsWith('multipart/form-data')) return next();
     if (c.req.path.endsWith('/invoke')) return next();
     if (c.req.path.startsWith(`${API_UPLOAD_PATH}/`)) return next(); // bounded by MAX_ARCHIVE_BYTES there
-    if (Number(c.req.header('content-length') ?? 0) > JSON_BODY_LIMIT) throw errors.tooLarge(JSON_BODY_LIMIT);
+    const declared = Number(c.req.header('content-length') ?? 0);
+    if (declared > JSON_BODY_LIMIT) throw jsonBodyTooLarge(declared);
     return next();
   });
   // one limiter: sign-in through the dashboard and POST /api/auth/login spend the same attempts

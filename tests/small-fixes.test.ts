@@ -84,7 +84,9 @@ s('a JSON body over 1 MiB: 413 whether its length is declared or it comes chunke
     body: big,
   });
   assert.is(declared.status, 413);
-  assert.is(((await declared.json()) as any).error.code, 'payload_too_large');
+  const declaredError = ((await declared.json()) as any).error;
+  assert.is(declaredError.code, 'payload_too_large');
+  assert.is(declaredError.message, `request body is ${Buffer.byteLength(big)} bytes, over the limit of 1048576 bytes`);
   const chunked = await fetch(`${tp.url}/api/functions/deploy`, {
     method: 'POST',
     headers: { authorization: `Bearer ${api.token}`, 'content-type': 'application/json' },
@@ -92,7 +94,9 @@ s('a JSON body over 1 MiB: 413 whether its length is declared or it comes chunke
     duplex: 'half',
   } as RequestInit);
   assert.is(chunked.status, 413, 'a body with no declared length is counted as it arrives');
-  assert.is(((await chunked.json()) as any).error.code, 'payload_too_large');
+  const chunkedError = ((await chunked.json()) as any).error;
+  assert.is(chunkedError.code, 'payload_too_large');
+  assert.is(chunkedError.message, 'request body exceeds the limit of 1048576 bytes');
   // a small chunked body still works
   const small = await fetch(`${tp.url}/api/functions/deploy`, {
     method: 'POST',

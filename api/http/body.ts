@@ -3,11 +3,15 @@
 // route is the hot path). Elsewhere (app.request in tests) the web way, with the same bound.
 import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
+import { errors } from '../../shared/errors.ts';
 
 const EMPTY = Buffer.alloc(0);
 
 /** The bound of a JSON request body (the multipart deploy, uploads and invocations set their own). */
 export const JSON_BODY_LIMIT = 1024 * 1024;
+
+/** The 413 of a JSON body over JSON_BODY_LIMIT (`declared`: the Content-Length it came with). */
+export const jsonBodyTooLarge = (declared?: number) => errors.tooLarge(JSON_BODY_LIMIT, declared, 'request body');
 
 export async function readBodyText(c: Context, limit: number, tooLarge: () => Error): Promise<string> {
   return (await readBodyBytes(c, limit, tooLarge)).toString('utf8');

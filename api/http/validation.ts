@@ -4,7 +4,7 @@ import type { Context } from 'hono';
 import { z } from 'zod';
 import { errors } from '../../shared/errors.ts';
 import { FUNCTION_NAME_PATTERN, UUID_PATTERN } from '../../shared/domain/model.ts';
-import { JSON_BODY_LIMIT, readBodyText } from './body.ts';
+import { JSON_BODY_LIMIT, jsonBodyTooLarge, readBodyText } from './body.ts';
 
 /**
  * The issues as field/message pairs. A record key that fails its schema comes as one "Invalid key
@@ -42,7 +42,7 @@ export function parseWith<S extends z.ZodType>(schema: S, value: unknown): z.out
  * and a Request (~0.15 ms, more than a rollback's own statements).
  */
 export async function readJson(c: Context, opts: { optional?: boolean } = {}): Promise<unknown> {
-  const text = await readBodyText(c, JSON_BODY_LIMIT, () => errors.tooLarge(JSON_BODY_LIMIT));
+  const text = await readBodyText(c, JSON_BODY_LIMIT, () => jsonBodyTooLarge());
   if (text.trim() === '') {
     if (opts.optional) return {};
     throw errors.badRequest('request body must be a JSON object');

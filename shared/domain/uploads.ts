@@ -160,11 +160,9 @@ export function expireUpload(p: Platform, dep: DeploymentRow): Promise<boolean> 
  * Queues the build of a verified archive, within the account's quotas (checked under its lock, so
  * concurrent completes cannot both take the last build slot or the last bytes). Over the byte quota
  * the archive is refused for good (403); with every build slot taken it stays pending_upload and the
- * client may complete again later (429, Retry-After).
- */
-/**
- * Queues the version's build within the owner's quotas; false when another request queued it
- * first. `ownerId`: the function's owner (it never changes), read by the caller beside what it reads
+ * client may complete again later (429, Retry-After). False when another request queued it first.
+ *
+ * `ownerId`: the function's owner (it never changes), read by the caller beside what it reads
  * anyway: on SQLite a transaction must begin with its write (the account lock), or another
  * process's write makes it fail at once, so it is not read inside.
  */
