@@ -61,12 +61,16 @@ warm('capacity: 8 concurrent 300 ms invocations with FUNCTION_MAX_INSTANCES=2 ru
   const runs = responses.map((r) => r.body.result);
   const perInstance = new Map<string, number>();
   for (const r of runs) perInstance.set(r.instanceId, (perInstance.get(r.instanceId) ?? 0) + 1);
-  assert.equal([...perInstance.values()], [4, 4], 'two instances, four invocations each');
+  // the split depends on which instance is ready first (the live one is pre-warmed; the second
+  // starts cold, and under load its start can outlast a 300 ms invocation): 4/4 or 5/3
+  assert.is(perInstance.size, 2, 'two instances served everything');
   const events = runs.flatMap((r) => [[r.start, 1], [r.end, -1]] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   let running = 0;
   let most = 0;
   for (const [, delta] of events) most = Math.max(most, (running += delta));
   assert.is(most, 2, 'never more than two at once');
+  const span = Math.max(...runs.map((r) => r.end)) - Math.min(...runs.map((r) => r.start));
+  assert.ok(span >= 4 * 300, `all 8 ran within ${span} ms: fewer than 4 waves`);
 });
 
 warm('a tiny FUNCTION_QUEUE_MS: a request that cannot get an instance in time gets 429 capacity_exceeded', async () => {
