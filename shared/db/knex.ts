@@ -16,6 +16,11 @@ export interface Db {
    */
   sqliteDataVersion?: () => number | null;
   /**
+   * SQLite only: the pool's one connection when no knex query or transaction holds it and none is
+   * waiting for it, else null. Valid until the caller next yields to the event loop.
+   */
+  sqliteIdleConnection?: () => unknown;
+  /**
    * PostgreSQL only: whether a server process (a NOTIFY's sender) is one of this pool's
    * connections, i.e. the change it announces was committed here and announced locally already.
    */
@@ -61,7 +66,7 @@ export function createDb(database: Config['database'], timeouts: Config['databas
   // the pool's one connection, kept for the synchronous data_version read (replaced if the pool
   // ever makes a new one)
   let dataVersion: { get(): unknown } | null = null;
-  let connection: { open: boolean } | null = null;
+  let connection: { open: boolean; inTransaction: boolean } | null = null;
   const knex = knexFactory({
     client: 'better-sqlite3',
     connection: { filename: database.filename },
@@ -94,6 +99,11 @@ export function createDb(database: Config['database'], timeouts: Config['databas
     knex,
     dialect: 'sqlite',
     sqliteDataVersion: () => (connection?.open && dataVersion ? Number(dataVersion.get()) : null),
+    sqliteIdleConnection: () => {
+      const pool = knex.client.pool as { numUsed(): number; numFree(): number; numPendingAcquires(): number } | undefined;
+      if (!connection?.open || connection.inTransaction || !pool) return null;
+      return pool.numUsed() === 0 && pool.numFree() === 1 && pool.numPendingAcquires() === 0 ? connection : null;
+    },
     close: () => knex.destroy(),
   };
 }

@@ -3,7 +3,9 @@
 // statement is a promise round trip through the pool and the query builder (~50 µs each on this
 // driver, several times the statement itself), and the request waits for each in turn.
 //
-// The connection is taken from knex's pool (max 1), so no knex transaction is open on it meanwhile;
+// The connection is knex's pool's one connection, used only while no knex query or transaction
+// holds it: taken straight when the pool has it idle (nothing here awaits, so nobody can take it in
+// between; acquiring through the pool costs two promise hops and a timer), acquired otherwise.
 // BEGIN IMMEDIATE takes the database's write lock first, as lockFunctionRow's no-op write does
 // (a transaction that read first and wrote later could be refused with SQLITE_BUSY when another
 // process wrote in between). Nothing here awaits: the event loop is held only for the statements.
@@ -38,18 +40,13 @@ function statement(conn: Connection, sql: string): Statement {
 
 /** `fn` inside BEGIN IMMEDIATE … COMMIT (ROLLBACK when it throws), synchronously. */
 export async function sqliteImmediate<T>(db: Db, fn: (tx: SqliteTx) => T): Promise<T> {
-  if (db.dialect !== 'sqlite') throw new Error('sqliteImmediate is for SQLite only');
-  const client = db.knex.client as { acquireConnection(): Promise<Connection>; releaseConnection(c: Connection): Promise<void> };
-  const conn = await client.acquireConnection();
-  try {
+  return withConnection(db, 'sqliteImmediate', (conn) => {
     const tx: SqliteTx = {
       get: <R>(sql: string, ...params: unknown[]) => statement(conn, sql).get(...params) as R | undefined,
       run: (sql, ...params) => statement(conn, sql).run(...params).changes,
     };
     return conn.transaction(() => fn(tx)).immediate();
-  } finally {
-    await client.releaseConnection(conn);
-  }
+  });
 }
 
 /** Reads on the transaction's connection, prepared once per connection. */
@@ -64,15 +61,24 @@ export interface SqliteReader {
  * hot reads that knex would make a promise round trip each.
  */
 export async function sqliteRead<T>(db: Db, fn: (r: SqliteReader) => T): Promise<T> {
-  if (db.dialect !== 'sqlite') throw new Error('sqliteRead is for SQLite only');
-  const client = db.knex.client as { acquireConnection(): Promise<Connection>; releaseConnection(c: Connection): Promise<void> };
-  const conn = await client.acquireConnection();
-  try {
+  return withConnection(db, 'sqliteRead', (conn) => {
     const r: SqliteReader = {
       get: <R>(sql: string, ...params: unknown[]) => statement(conn, sql).get(...params) as R | undefined,
       all: <R>(sql: string, ...params: unknown[]) => statement(conn, sql).all(...params) as R[],
     };
     return conn.transaction(() => fn(r))();
+  });
+}
+
+/** `run` on the pool's connection, synchronously: the idle one at once, or once the pool gives it. */
+async function withConnection<T>(db: Db, caller: string, run: (conn: Connection) => T): Promise<T> {
+  if (db.dialect !== 'sqlite') throw new Error(`${caller} is for SQLite only`);
+  const idle = db.sqliteIdleConnection?.() as Connection | null | undefined;
+  if (idle) return run(idle);
+  const client = db.knex.client as { acquireConnection(): Promise<Connection>; releaseConnection(c: Connection): Promise<void> };
+  const conn = await client.acquireConnection();
+  try {
+    return run(conn);
   } finally {
     await client.releaseConnection(conn);
   }
