@@ -108,6 +108,51 @@ s('a JSON body over 1 MiB: 413 whether its length is declared or it comes chunke
   assert.is(((await small.json()) as any).error.code, 'validation_failed');
 });
 
+s('a JSON body is read whole on a kept-alive connection, in one packet or split over several', async () => {
+  const api = await tp.newUser();
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const url = new URL(tp.url);
+  // each request's body names its own function; the split one arrives in parts
+  const post = (name: string, split: boolean) =>
+    new Promise<{ status: number; body: any; reused: boolean }>((resolve, reject) => {
+      const body = Buffer.from(JSON.stringify({ name, ...declaration() }));
+      const req = http.request(
+        {
+          agent,
+          host: url.hostname,
+          port: url.port,
+          path: '/api/functions/deploy',
+          method: 'POST',
+          headers: { authorization: `Bearer ${api.token}`, 'content-type': 'application/json', 'content-length': body.length },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(Buffer.concat(chunks).toString()), reused: req.reusedSocket }));
+        },
+      );
+      req.on('error', reject);
+      if (!split) return req.end(body);
+      // the headers and a first part now, the rest once the server has begun on the request
+      req.write(body.subarray(0, 5));
+      setImmediate(() => {
+        req.write(body.subarray(5, 9));
+        setImmediate(() => req.end(body.subarray(9)));
+      });
+    });
+  try {
+    const results = [];
+    for (const [i, split] of [false, true, false, true, false].entries()) results.push(await post(`kept-${i}`, split));
+    for (const [i, r] of results.entries()) {
+      assert.is(r.status, 201, JSON.stringify(r.body));
+      assert.is(r.body.name, `kept-${i}`, 'each answer is for its own body');
+    }
+    assert.ok(results.slice(1).every((r) => r.reused), 'one connection, kept alive between the requests');
+  } finally {
+    agent.destroy();
+  }
+});
+
 s('a function whose only versions failed is `failed`, and `pending` again while a new one is on its way', async () => {
   const api = await tp.newUser();
   const broken = await makeTarGz([{ name: 'README.md', content: 'no handler here' }]);

@@ -34,6 +34,18 @@ export function readIncoming(incoming: IncomingMessage, limit: number, tooLarge:
     incoming.resume();
     return Promise.resolve(EMPTY);
   }
+  // The whole declared body already buffered (a small body comes in the request's first packet):
+  // taken at once, not through the stream's events, a few ticks later. resume() lets the stream
+  // end as usual.
+  const declared = Number(incoming.headers['content-length']);
+  if (declared > 0 && declared <= limit && incoming.headers['transfer-encoding'] === undefined && incoming.readableLength === declared) {
+    const whole = incoming.read(declared) as Buffer | null;
+    if (whole?.length === declared) {
+      incoming.resume();
+      return Promise.resolve(whole);
+    }
+    if (whole) incoming.unshift(whole);
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
