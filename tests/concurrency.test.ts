@@ -93,5 +93,32 @@ alloc('a deploy that waited for the function\'s lock inherits the configuration 
   assert.equal(JSON.parse(allocated.deployment.config as string), { env: { WHO: 'held' } });
 });
 
+alloc('8 concurrent completes of one upload, through two replicas: queued once, one event, every answer 202', async () => {
+  const replica = await tp.replica();
+  try {
+    const api = await tp.newUser();
+    const viaReplica = client(replica.url, api.token);
+    const archive = Buffer.from('an archive completed by many at once');
+    const res = await api.post('/api/functions/deploy', { name: 'completed-once', ...declaration(archive) });
+    assert.is(res.status, 201, JSON.stringify(res.body));
+    const put = await fetch(res.body.upload.url, { method: res.body.upload.method, headers: res.body.upload.headers, body: archive });
+    assert.is(put.status, 200);
+    const path = `/api/functions/${res.body.id}/deployments/${res.body.version}/complete`;
+    const replies = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? api : viaReplica).post(path)));
+    for (const r of replies) {
+      assert.is(r.status, 202, JSON.stringify(r.body));
+      assert.is(r.body.status, 'building');
+    }
+    const db = tp.platform.db.knex;
+    const row = await db('function_deployments').where({ id: res.body.deploymentId }).first();
+    assert.is(row.status, 'building');
+    assert.is(Number(row.archive_size), archive.length);
+    const events = await db('function_logs').where({ function_id: res.body.id, event: 'upload_completed' });
+    assert.is(events.length, 1, 'one request queued it; the others answered what it had become');
+  } finally {
+    await replica.close();
+  }
+});
+
 alloc.after(() => tp.close());
 alloc.run();

@@ -105,6 +105,18 @@ s('MAX_ARCHIVE_BYTES_PER_USER: a declared size over what is left is 403 before a
   const row = await db('function_deployments').where({ function_id: y.res.body.id, version: y.res.body.version }).first();
   assert.is(row.status, 'failed');
   assert.is(await tp.platform.storage.head(row.s3_key), null);
+  // the same race with both completes at once, each sent twice: the account's lock lets exactly one in
+  const both = await tp.newUser();
+  const p = await upload(both, 'both-p', await bulky(2000));
+  const q = await upload(both, 'both-q', await bulky(2000));
+  const answers = await Promise.all([p.complete!(), q.complete!(), p.complete!(), q.complete!()]);
+  // a repeat of the refused one answers what it became (failed), or that its archive is gone
+  for (const a of answers) assert.ok([202, 403, 409].includes(a.status), JSON.stringify(a.body));
+  assert.ok(answers.some((a) => a.status === 403 && a.body.error.details?.limit === 'MAX_ARCHIVE_BYTES_PER_USER'), 'one was over');
+  const rows = await db('function_deployments').whereIn('function_id', [p.res.body.id, q.res.body.id]).orderBy('status');
+  assert.equal(rows.map((r: any) => r.status), ['building', 'failed'], 'one queued, one refused');
+  const queued = await db('function_logs').whereIn('function_id', [p.res.body.id, q.res.body.id]).where({ event: 'upload_completed' });
+  assert.is(queued.length, 1);
   // multipart: the size is known before allocation
   const form = new FormData();
   form.set('name', 'bytes');

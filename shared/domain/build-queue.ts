@@ -36,6 +36,27 @@ export function announceQueuedCommittedLocally(): void {
   localQueue.emit('queued');
 }
 
+/**
+ * enqueueBuild as one PostgreSQL statement (pg-direct.ts), with the upload's event and the runners'
+ * wake-up: it answers one row when it moved the version, none when another request moved it first
+ * (then it records and announces nothing). pg_notify is NOTIFY's function form: delivered at commit.
+ */
+export function enqueueBuildPgStatement(
+  dep: { id: string; function_id: string; version: number },
+  archive: { size: number; sha256: string },
+  event: { event: FunctionEvent; message: string },
+): { sql: string; bindings: unknown[] } {
+  const now = nowIso();
+  return {
+    sql:
+      "WITH q AS (UPDATE function_deployments SET status = 'building', archive_size = ?, archive_sha256 = ?, queued_at = ?, updated_at = ? " +
+      "WHERE id = ? AND status = 'pending_upload' RETURNING id), " +
+      'e AS (INSERT INTO function_logs (function_id, deployment_id, version, event, message, created_at) SELECT ?, q.id, ?, ?, ?, ? FROM q) ' +
+      'SELECT pg_notify(?, ?) FROM q',
+    bindings: [archive.size, archive.sha256, now, now, dep.id, dep.function_id, dep.version, event.event, event.message, now, BUILD_QUEUED_CHANNEL, ''],
+  };
+}
+
 /** pending_upload → building, once; false when another request already moved it. */
 export async function enqueueBuild(
   db: Db,

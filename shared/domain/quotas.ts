@@ -14,7 +14,12 @@ const BUSY_RETRY_SECONDS = 10;
 
 /** Takes the account's lock when any quota the caller checks is on. Call before any function lock. */
 export async function lockAccount(db: Db, trx: Knex.Transaction, quotas: Quotas, userId: string): Promise<void> {
-  if (quotas.maxFunctions ?? quotas.maxBuilds ?? quotas.maxArchiveBytes) await lockUserRow(db, trx, userId);
+  if (needsAccountLock(quotas)) await lockUserRow(db, trx, userId);
+}
+
+/** Whether an account's quotas are checked under its lock (none is when every quota is off). */
+export function needsAccountLock(quotas: Quotas): boolean {
+  return Boolean(quotas.maxFunctions ?? quotas.maxBuilds ?? quotas.maxArchiveBytes);
 }
 
 export async function checkNewFunction(trx: Knex.Transaction, quotas: Quotas, userId: string): Promise<void> {

@@ -9,13 +9,14 @@ import { QuotaError, errors, isAppError } from '../errors.ts';
 import { OUTAGE_RETRY_AFTER_SECONDS } from '../outage.ts';
 import { VerifyingStream } from '../storage/verifying-stream.ts';
 import type { PresignedUpload } from '../storage/s3-storage.ts';
-import { enqueueBuild } from './build-queue.ts';
+import { pgTransaction } from '../db/pg-direct.ts';
+import { enqueueBuild, enqueueBuildPgStatement } from './build-queue.ts';
 import { getDeploymentByVersion } from './deployments.ts';
 import { recordEvent } from './events.ts';
 import type { DeploymentRow, FunctionRow } from './model.ts';
 import { allocateVersion } from './versions.ts';
 import type { ConfigPatch, DeployMetadata } from './release-config.ts';
-import { checkAccountQuotas, lockAccount } from './quotas.ts';
+import { accountQuotaRead, checkAccountQuotas, lockAccount, needsAccountLock, refuseOverQuota } from './quotas.ts';
 
 /** What a deploy may carry besides its code: a configuration patch, metadata for history, whether it goes live. */
 export interface ReleaseInput {
@@ -174,11 +175,13 @@ async function enqueueWithinQuotas(
   message: string,
 ): Promise<boolean> {
   const quotas = p.config.quotas;
+  const ask = { adding: archive.size, bytesFirst: true };
   try {
+    if (p.db.dialect === 'pg') return await enqueuePostgres(p, dep, ownerId, archive, message);
     return await withTransaction(p.db, async (trx) => {
       if (ownerId !== null) {
         await lockAccount(p.db, trx, quotas, ownerId);
-        await checkAccountQuotas(trx, quotas, ownerId, { adding: archive.size, bytesFirst: true });
+        await checkAccountQuotas(trx, quotas, ownerId, ask);
       }
       if (!(await enqueueBuild(p.db, trx, dep.id, archive))) return false;
       await recordEvent(trx, { functionId: dep.function_id, deploymentId: dep.id, version: num(dep.version), event: 'upload_completed', message });
@@ -188,6 +191,35 @@ async function enqueueWithinQuotas(
     if (err instanceof QuotaError && err.details?.limit === 'MAX_ARCHIVE_BYTES_PER_USER') await rejectUpload(p, dep, err.message);
     throw err;
   }
+}
+
+/**
+ * The same on PostgreSQL in two round trips (pg-direct.ts) instead of seven: BEGIN, the account's
+ * lock and the quota read in one message; the queue's write, its event and NOTIFY, and COMMIT in
+ * the other. With no quota to check, one message.
+ */
+async function enqueuePostgres(
+  p: Platform,
+  dep: DeploymentRow,
+  ownerId: string | null,
+  archive: { size: number; sha256: string },
+  message: string,
+): Promise<boolean> {
+  const quotas = p.config.quotas;
+  const ask = { adding: archive.size, bytesFirst: true };
+  return pgTransaction(p.db, async (tx) => {
+    const read = ownerId === null ? null : accountQuotaRead(quotas, ownerId, ask);
+    if (ownerId !== null && needsAccountLock(quotas)) {
+      const [, counts] = await tx.run(
+        { sql: 'SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE', bindings: [ownerId] },
+        ...(read ? [{ ...read, prepare: true }] : []),
+      );
+      if (read) refuseOverQuota(quotas, counts![0] as Record<string, unknown>, ask);
+    }
+    const enqueue = enqueueBuildPgStatement({ ...dep, version: num(dep.version) }, archive, { event: 'upload_completed', message });
+    const [moved] = await tx.commit({ ...enqueue, prepare: true });
+    return moved!.length > 0;
+  });
 }
 
 async function ownerOf(p: Platform, functionId: string): Promise<string | null> {
