@@ -4,7 +4,7 @@
 //   tests/unit/*.test.ts   run once (no database)
 //   tests/*.test.ts        run with TEST_DB=sqlite and TEST_DB=postgres
 //
-// Options (env): TEST_DBS=sqlite,postgres  TEST_JOBS=2  TEST_FILTER=<substring>  TEST_FILE_TIMEOUT_MS
+// Options (env): TEST_DBS=sqlite,postgres  TEST_JOBS=2  TEST_FILTER=<substring>[,<substring>…]  TEST_FILE_TIMEOUT_MS
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -95,7 +95,7 @@ async function main() {
   const runs: Run[] = [
     ...list(path.join(here, 'unit')).map((file) => ({ file, db: null })),
     ...activeDbs.flatMap((db) => list(here).map((file) => ({ file, db }))),
-  ].filter((r) => r.file.includes(filter));
+  ].filter((r) => filter.split(',').some((f) => r.file.includes(f)));
 
   const outcomes: Outcome[] = [];
   let next = 0;
