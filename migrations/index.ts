@@ -14,6 +14,7 @@ import * as delivery from './20261202000700_delivery.ts';
 import * as builds from './20261202000800_builds.ts';
 import * as observability from './20261202001100_observability.ts';
 import * as storedArchivesIndex from './20261203000100_stored_archives_index.ts';
+import * as buildingIndex from './20261203120000_building_index.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -34,6 +35,7 @@ const migrations: Record<string, Migration> = {
   '20261202000800_builds': builds,
   '20261202001100_observability': observability,
   '20261203000100_stored_archives_index': storedArchivesIndex,
+  '20261203120000_building_index': buildingIndex,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -35,17 +35,6 @@ function refuseNewFunction(quotas: Quotas, functions: number): void {
   }
 }
 
-/** Room for one more build queued or running. */
-export async function checkBuildSlot(trx: Knex.Transaction, quotas: Quotas, userId: string): Promise<void> {
-  if (quotas.maxBuilds === null) return;
-  const row = await trx('function_deployments as d')
-    .join('functions as f', 'f.id', 'd.function_id')
-    .where({ 'f.user_id': userId, 'd.status': 'building' })
-    .count({ n: '*' })
-    .first();
-  refuseBuild(quotas, num(row?.n));
-}
-
 function refuseBuild(quotas: Quotas, builds: number): void {
   const max = quotas.maxBuilds;
   if (max !== null && builds >= max) {
@@ -56,23 +45,6 @@ function refuseBuild(quotas: Quotas, builds: number): void {
       BUSY_RETRY_SECONDS,
     );
   }
-}
-
-/** Bytes of archives this account stores: versions whose archive has not been deleted. */
-export async function storedArchiveBytes(trx: Knex.Transaction | Knex, userId: string): Promise<number> {
-  const row = await trx('function_deployments as d')
-    .join('functions as f', 'f.id', 'd.function_id')
-    .where('f.user_id', userId)
-    .whereNull('d.archive_removed_at')
-    .sum({ n: 'd.archive_size' })
-    .first();
-  return num(row?.n);
-}
-
-/** Room for `adding` more archive bytes (0: only that the account is not already over). */
-export async function checkArchiveBytes(trx: Knex.Transaction, quotas: Quotas, userId: string, adding: number): Promise<void> {
-  if (quotas.maxArchiveBytes === null) return;
-  refuseArchiveBytes(quotas, await storedArchiveBytes(trx, userId), adding);
 }
 
 function refuseArchiveBytes(quotas: Quotas, used: number, adding: number): void {
@@ -103,6 +75,14 @@ export interface QuotaAsk {
  * that account's other deploys. `?` placeholders, the same SQL on both databases; null when no
  * quota the ask touches is on.
  */
+/*
+ * The counts go from the account's functions to their versions through the partial indexes that
+ * hold exactly the rows counted (migrations …_stored_archives_index and …_building_index), so a read
+ * costs what the account has, not what the platform has. CROSS JOIN keeps SQLite's planner to that
+ * order (it never reorders one; PostgreSQL treats it as any inner join and plans from its
+ * statistics): without statistics (SQLite is never ANALYZEd here) it counted builds through the
+ * status index instead, every account's queued builds: 2.7 ms at 10,000 of them, 19 µs this way.
+ */
 export function accountQuotaRead(quotas: Quotas, userId: string, ask: QuotaAsk): { sql: string; bindings: string[] } | null {
   const parts: string[] = [];
   const bindings: string[] = [];
@@ -112,13 +92,13 @@ export function accountQuotaRead(quotas: Quotas, userId: string, ask: QuotaAsk):
   }
   if (quotas.maxBuilds !== null) {
     parts.push(
-      "(SELECT count(*) FROM function_deployments d JOIN functions f ON f.id = d.function_id WHERE f.user_id = ? AND d.status = 'building') AS builds",
+      "(SELECT count(*) FROM functions f CROSS JOIN function_deployments d WHERE d.function_id = f.id AND f.user_id = ? AND d.status = 'building') AS builds",
     );
     bindings.push(userId);
   }
   if (quotas.maxArchiveBytes !== null) {
     parts.push(
-      '(SELECT sum(d.archive_size) FROM function_deployments d JOIN functions f ON f.id = d.function_id WHERE f.user_id = ? AND d.archive_removed_at IS NULL) AS bytes',
+      '(SELECT sum(d.archive_size) FROM functions f CROSS JOIN function_deployments d WHERE d.function_id = f.id AND f.user_id = ? AND d.archive_removed_at IS NULL) AS bytes',
     );
     bindings.push(userId);
   }
