@@ -93,6 +93,44 @@ alloc('a deploy that waited for the function\'s lock inherits the configuration 
   assert.equal(JSON.parse(allocated.deployment.config as string), { env: { WHO: 'held' } });
 });
 
+// SQLite has one writer at a time (its write lock is every lock): there the case is reported as skipped
+(tp.platform.db.dialect === 'pg' ? alloc : alloc.skip)("PostgreSQL: a deploy of an existing function does not wait for the account's lock; a new function's does", async () => {
+  const api = await tp.newUser();
+  const existing = await api.post('/api/functions/deploy', { name: 'side-by-side', ...declaration() });
+  assert.is(existing.status, 201, JSON.stringify(existing.body));
+  const knex = tp.platform.db.knex;
+  // the account's lock, as a complete or a new function's deploy holds it
+  const holder = await knex.transaction();
+  let created: Promise<{ status: number; body: any }> | undefined;
+  try {
+    await holder.raw('SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE', [api.userId]);
+    // bounded: before this change it waited for the holder, which waits for it
+    const again = await Promise.race([
+      api.post('/api/functions/deploy', { name: 'side-by-side', ...declaration() }),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the deploy waited for the account's lock")), 5_000).unref()),
+    ]);
+    assert.is(again.status, 201, JSON.stringify(again.body));
+    assert.is(again.body.version, 2, 'allocated while the account was locked');
+    created = api.post('/api/functions/deploy', { name: 'brand-new', ...declaration() });
+    // the new function's deploy waits for the account's lock (its functions are counted exactly)
+    for (let i = 0; ; i++) {
+      const { rows } = await knex.raw("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+      if (rows[0].n > 0) break;
+      if (i > 200) throw new Error("the new function's deploy never waited for the account's lock");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.is(await knex('functions').where({ user_id: api.userId, name: 'brand-new' }).first(), undefined, 'not created while the lock is held');
+    await holder.commit();
+  } catch (err) {
+    await holder.rollback();
+    throw err;
+  }
+  const made = await created!;
+  assert.is(made.status, 201, JSON.stringify(made.body));
+  assert.is(made.body.version, 1);
+  assert.ok(made.body.isNewFunction);
+});
+
 alloc('8 concurrent completes of one upload, through two replicas: queued once, one event, every answer 202', async () => {
   const replica = await tp.replica();
   try {

@@ -4,12 +4,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
-import { bool, num, withTransaction } from '../db/dialect.ts';
+import { bool, num } from '../db/dialect.ts';
+import { pgTransaction, type PgTx } from '../db/pg-direct.ts';
 import { sqliteImmediate, type SqliteTx } from '../db/sqlite-direct.ts';
 import { nowIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
-import { announceQueued, announceQueuedCommittedLocally } from './build-queue.ts';
-import { accountQuotaRead, lockAccount, refuseOverQuota, type QuotaAsk, type Quotas } from './quotas.ts';
+import { announceQueuedCommittedLocally, BUILD_QUEUED_CHANNEL } from './build-queue.ts';
+import { accountQuotaRead, needsAccountLock, refuseOverQuota, type QuotaAsk, type Quotas } from './quotas.ts';
 import { archiveKey, type DeploymentRow, type DeploymentStatus, type FunctionRow } from './model.ts';
 import type { Config } from '../config.ts';
 import { applyConfigPatch, checkConfig, parseStoredConfig, type ConfigPatch, type DeployMetadata, type SecretSealer } from './release-config.ts';
@@ -55,16 +56,15 @@ export interface AllocateInput {
 
 /**
  * Allocates the function's next version and records its deployment, in one transaction under the
- * account's lock (when a quota is on) and the function's row lock. Both databases run the same
+ * function's row lock (and the account's, when it adds to a count a quota binds here). Both databases run the same
  * steps (the same SQL where they agree): the quota counts, the function upserted with its version
  * incremented, the latest version's configuration, the deployment and its event. A refusal (a
  * quota, a bad configuration) throws before the commit, so no version number is spent.
  *
  * SQLite runs them synchronously (sqliteImmediate): through knex each statement is a promise round
  * trip through the pool, several times the statement itself, and this is the deploy's hot path.
- * PostgreSQL gets them in as few round trips as its locking allows, since the account's other
- * deploys queue behind the lock for every one: the lock alone, then the quota counts, the upsert
- * and the configuration read in one statement, then the deployment with its event.
+ * PostgreSQL gets them in two round trips (allocatePostgres), and a deploy of an existing function
+ * takes that function's lock only, not the account's.
  */
 export async function allocateVersion(db: Db, input: AllocateInput): Promise<AllocatedDeployment> {
   if (db.dialect === 'sqlite') {
@@ -72,7 +72,7 @@ export async function allocateVersion(db: Db, input: AllocateInput): Promise<All
     if (input.status === 'building') announceQueuedCommittedLocally();
     return allocated;
   }
-  return withTransaction(db, (trx) => allocatePostgres(db, trx, input));
+  return allocatePostgres(db, input);
 }
 
 /**
@@ -87,6 +87,10 @@ const UPSERT_FUNCTION_SQL = `INSERT INTO functions (id, user_id, name, status, l
 VALUES (?, ?, ?, 'pending', 1, 1, 0, ?, ?)
 ON CONFLICT (user_id, name) DO UPDATE SET last_version = functions.last_version + 1, intent_seq = functions.intent_seq + 1, updated_at = excluded.updated_at
 RETURNING *`;
+
+/** A deploy of an existing function: the same increment, taking the function's row lock; no row when there is no such function. */
+const INCREMENT_FUNCTION_SQL = `UPDATE functions SET last_version = last_version + 1, intent_seq = intent_seq + 1, updated_at = ?
+WHERE user_id = ? AND name = ? RETURNING *`;
 
 /** the configuration: the latest version's (whatever its status: it is the owner's latest word) */
 const LATEST_CONFIG_SQL = 'SELECT config FROM function_deployments WHERE function_id = ? ORDER BY version DESC LIMIT 1';
@@ -119,54 +123,79 @@ function allocateSqlite(tx: SqliteTx, input: AllocateInput): AllocatedDeployment
   return { fn, deployment: row, isNewFunction: fn.id === candidateId };
 }
 
-async function allocatePostgres(db: Db, trx: Knex.Transaction, input: AllocateInput): Promise<AllocatedDeployment> {
-  // The account's lock first (before the function's): concurrent deploys count one at a time. In a
-  // statement of its own: a statement that waited for the lock would still read the counts as they
-  // were before the holder committed.
-  if (input.quotas) await lockAccount(db, trx, input.quotas, input.userId);
+/**
+ * PostgreSQL, in two round trips outside knex (pg-direct.ts), since deploys queue behind the locks
+ * for every one of them: BEGIN with the locks and the reads, then the deployment, its event and
+ * COMMIT (a third only when the configuration must be read again, below).
+ *
+ * Which locks. A new function, or a version that enters the build queue at once (a configuration
+ * change), adds to counts the quotas bind here (functions, builds, archive bytes): the account's
+ * lock first, as every other writer of those counts takes it, in a statement of its own (a
+ * statement that waited for a lock would still read as things were before the holder committed).
+ * A plain deploy of an existing function adds to none of them: its version waits for its upload,
+ * and /complete checks builds and bytes again under the account's lock, where they bind. It takes
+ * the function's lock only, so an account's deploys of different functions run side by side; its
+ * counts are read all the same, to refuse early a deploy whose complete would be refused (a race
+ * with a concurrent complete can let one through, which its own complete then refuses).
+ */
+async function allocatePostgres(db: Db, input: AllocateInput): Promise<AllocatedDeployment> {
   const read = input.quotas ? accountQuotaRead(input.quotas, input.userId, quotaAsk(input)) : null;
-  const now = nowIso();
-  const candidateId = randomUUID();
-  // One statement: the quota counts, the upsert, and the latest version's configuration. Both reads
-  // see the statement's snapshot, taken before the upsert, and before any wait for the function's
-  // row lock. The counts: every deploy and complete that adds to them holds the account's lock, so
-  // they are all in the snapshot; a holder of only the function's lock (a build going live, a
-  // cleanup) can only have lowered them, so a wait makes the check stricter, never looser. The
-  // configuration: a holder of the function's lock may have allocated the version just before ours
-  // (without the account's lock: no quota on), which the snapshot does not see; so unless the
-  // version read is the one right before ours, it is read again below, under the lock.
-  const upserted = await trx.raw(
-    `WITH ${read ? `q AS (${read.sql}), ` : ''}f AS (${UPSERT_FUNCTION_SQL})
+  const withReads = (functionSql: string) => ({
+    // Both reads see the statement's snapshot, taken before the function's row lock is waited
+    // for: the counts are then at most stricter (a holder of only the function's lock can only
+    // have lowered them); the configuration may miss a version allocated just before ours, so
+    // unless the version read is the one right before ours it is read again (finishPostgres).
+    sql: `WITH ${read ? `q AS (${read.sql}), ` : ''}f AS (${functionSql})
      SELECT f.*, ${read ? '(SELECT row_to_json(q) FROM q)' : 'NULL'} AS quota_counts, latest.version AS latest_version, latest.config AS latest_config
        FROM f LEFT JOIN LATERAL (SELECT version, config FROM function_deployments WHERE function_id = f.id ORDER BY version DESC LIMIT 1) latest ON true`,
-    [...(read?.bindings ?? []), ...upsertBindings(input, candidateId, now)],
-  );
-  const { quota_counts: counts, latest_version: latestVersion, latest_config: latestConfig, ...fn } = upserted.rows[0] as FunctionRow & {
-    quota_counts: Record<string, unknown> | null;
-    latest_version: number | null;
-    latest_config: string | null;
-  };
-  if (read) refuseOverQuota(input.quotas!, counts!, quotaAsk(input));
-  // In statements after the upsert's: their snapshots see what the lock's previous holder committed.
-  const [latest, base] = await Promise.all([
-    num(latestVersion) === num(fn.last_version) - 1
-      ? { config: latestConfig ?? undefined }
-      : trx.raw(LATEST_CONFIG_SQL, [fn.id]).then((r) => r.rows[0] as { config: string } | undefined),
-    input.fromLive && fn.active_deployment_id
-      ? trx.raw(LIVE_DEPLOYMENT_SQL, [fn.active_deployment_id, true]).then((r) => r.rows[0] as DeploymentRow | undefined)
-      : undefined,
-  ]);
+    prepare: true,
+  });
+  const now = nowIso();
+  if (input.status !== 'building') {
+    const existing = await pgTransaction(db, async (tx) => {
+      const [rows] = await tx.run({ ...withReads(INCREMENT_FUNCTION_SQL), bindings: [...(read?.bindings ?? []), now, input.userId, input.name] });
+      // no such function: nothing was written, and it is created under the account's lock below
+      return rows!.length === 0 ? null : finishPostgres(tx, input, rows![0] as UpsertedRow, null, now);
+    });
+    if (existing) return existing;
+  }
+  const allocated = await pgTransaction(db, async (tx) => {
+    const candidateId = randomUUID();
+    const lock = input.quotas && needsAccountLock(input.quotas) ? [{ sql: 'SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE', bindings: [input.userId] }] : [];
+    const results = await tx.run(...lock, { ...withReads(UPSERT_FUNCTION_SQL), bindings: [...(read?.bindings ?? []), ...upsertBindings(input, candidateId, now)] });
+    return finishPostgres(tx, input, results[results.length - 1]![0] as UpsertedRow, candidateId, now);
+  });
+  if (input.status === 'building') announceQueuedCommittedLocally();
+  return allocated;
+}
+
+type UpsertedRow = FunctionRow & { quota_counts: Record<string, unknown> | null; latest_version: number | null; latest_config: string | null };
+
+/** The checks, the configuration, and the deployment with its event, committed; under the function's lock. */
+async function finishPostgres(tx: PgTx, input: AllocateInput, row: UpsertedRow, candidateId: string | null, now: string): Promise<AllocatedDeployment> {
+  const { quota_counts: counts, latest_version: latestVersion, latest_config: latestConfig, ...fn } = row;
+  if (input.quotas && counts) refuseOverQuota(input.quotas, counts, quotaAsk(input));
+  // In statements after the function's: their snapshots see what the lock's previous holder committed.
+  const again = num(latestVersion) === num(fn.last_version) - 1 ? null : { sql: LATEST_CONFIG_SQL, bindings: [fn.id] };
+  const live = input.fromLive && fn.active_deployment_id ? { sql: LIVE_DEPLOYMENT_SQL, bindings: [fn.active_deployment_id, true] } : null;
+  const reads = again || live ? await tx.run(...[again, live].filter((r) => r !== null)) : [];
+  const latest = again ? (reads[0]![0] as { config: string } | undefined) : { config: latestConfig ?? undefined };
+  const base = live ? (reads[again ? 1 : 0]![0] as DeploymentRow | undefined) : undefined;
   const plan = planDeployment(input, fn, latest?.config, base, now);
   const columns = Object.keys(plan.deployment);
-  // one round trip: the deployment and its event (whose foreign key is checked at the statement's end)
-  const inserted = await trx.raw(
-    `WITH d AS (INSERT INTO function_deployments (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')}) RETURNING *),
+  // the deployment and its event (whose foreign key is checked at the statement's end), and the
+  // runners' wake-up for a version queued at once (NOTIFY is delivered at commit)
+  const [inserted] = await tx.commit(
+    {
+      sql: `WITH d AS (INSERT INTO function_deployments (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')}) RETURNING *),
      e AS (INSERT INTO function_logs (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?))
      SELECT * FROM d`,
-    [...Object.values(plan.deployment), ...plan.event],
+      bindings: [...Object.values(plan.deployment), ...plan.event],
+      prepare: true,
+    },
+    ...(input.status === 'building' ? [{ sql: `NOTIFY ${BUILD_QUEUED_CHANNEL}` }] : []),
   );
-  if (input.status === 'building') await announceQueued(db, trx);
-  return { fn, deployment: inserted.rows[0] as DeploymentRow, isNewFunction: fn.id === candidateId };
+  return { fn, deployment: inserted![0] as DeploymentRow, isNewFunction: fn.id === candidateId };
 }
 
 /**
