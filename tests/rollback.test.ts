@@ -3,6 +3,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { activateDeployment } from '../shared/domain/activation.ts';
+import { LiveRoutes } from '../shared/domain/live-routes.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { declaration, deployPresigned, simulateBuilt } from './support/flows.ts';
 
@@ -48,6 +49,31 @@ rollback('rolls back to an earlier built version in one step, with the seed mess
   assert.equal(history.map((d: any) => [d.version, d.isActive]), [[3, false], [2, false], [1, true]]);
   const logs = (await api.get(`/api/functions/${id}/logs?limit=1`)).body.logs;
   assert.is(logs[0].event, 'rolled_back');
+});
+
+rollback("the serving process's cached route after a rollback is the route as the database has it", async () => {
+  // the rollback hands this process's routing cache the switch it made instead of a re-read: what
+  // the cache then serves must equal a fresh read (live version, candidate gone, tags, owner)
+  const { api, id } = await builtFunction('cached-route', 3);
+  // each version with a configuration of its own, so that the route's configuration is checked too
+  for (const v of [1, 2, 3]) {
+    await tp.platform.db.knex('function_deployments').where({ function_id: id, version: v }).update({ config: JSON.stringify({ env: { V: String(v) } }) });
+  }
+  assert.is((await api.request('PUT', `/api/functions/${id}/tags/stable`, { json: { version: 1 } })).status, 200);
+  assert.is((await api.request('PUT', `/api/functions/${id}/traffic`, { json: { candidate: { version: 2, percent: 10 }, sticky: true } })).status, 200);
+  const fresh = () => new LiveRoutes(tp.platform.db, () => false).get(id);
+  const before = await tp.invoker.routes.get(id);
+  assert.equal(before, await fresh(), 'cached before the rollback');
+  assert.is(before!.candidate?.version, 2);
+  for (const [version, why] of [[1, 'a switch'], [1, 'a no-op'], [3, 'a switch back']] as const) {
+    assert.is((await api.post(`/api/functions/${id}/rollback`, { version })).status, 200);
+    const cached = await tp.invoker.routes.get(id);
+    assert.equal(cached, await fresh(), why);
+    assert.is(cached!.live?.version, version);
+    assert.is(cached!.candidate, null);
+    assert.is(cached!.tags.get('stable')?.version, 1);
+    assert.equal(cached!.live?.config.env, { V: String(version) });
+  }
 });
 
 rollback('the version already live is a 200 no-op', async () => {

@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
+import type { LiveDeployment } from './live-routes.ts';
 
 export const FUNCTION_CHANGED_CHANNEL = 'containerpub_function_changed';
 
@@ -18,15 +19,24 @@ export async function announceFunctionChanged(db: Db, trx: Knex.Transaction, fun
 }
 
 /**
+ * What a change made of the function's route, when the change knows it whole: this process's
+ * routing cache takes it as it is instead of reading the route again (other processes still read).
+ */
+export interface KnownRouteChange {
+  /** the version now live; the candidate is gone; nothing else of the route changed */
+  live: LiveDeployment;
+}
+
+/**
  * The local half of announceFunctionChanged, for a change that has committed and whose NOTIFY the
  * caller sent itself (a statement that carries `pg_notify` along with its writes), or on SQLite.
  */
-export function announceCommittedLocally(functionId: string): void {
-  local.emit('changed', functionId);
+export function announceCommittedLocally(functionId: string, change?: KnownRouteChange): void {
+  local.emit('changed', functionId, change);
 }
 
 /** Changes committed by this process; returns the unsubscribe function. */
-export function onFunctionChangedLocally(listener: (functionId: string) => void): () => void {
+export function onFunctionChangedLocally(listener: (functionId: string, change?: KnownRouteChange) => void): () => void {
   local.on('changed', listener);
   return () => local.off('changed', listener);
 }

@@ -23,7 +23,7 @@ import type { RuntimeDriver } from '../runtime/types.ts';
 import { requestRebuild } from './build-queue.ts';
 import { findDeploymentByVersion } from './deployments.ts';
 import { recordEvent } from './events.ts';
-import { FUNCTION_CHANGED_CHANNEL, onFunctionChangedLocally } from './function-changes.ts';
+import { FUNCTION_CHANGED_CHANNEL, onFunctionChangedLocally, type KnownRouteChange } from './function-changes.ts';
 import { InvocationRecorder, type InvocationRecord } from './invocation-log.ts';
 import { LiveRoutes, type LiveDeployment, type LiveRoute } from './live-routes.ts';
 import { MetricsRecorder } from './metrics.ts';
@@ -123,7 +123,7 @@ export class Invoker {
   /** Removes what a killed predecessor left running, and follows changes to functions. */
   async start(): Promise<void> {
     await this.driver.instances.sweepOrphans().catch((err) => this.p.logger.warn('the orphan sweep failed', { err }));
-    this.unsubscribe = onFunctionChangedLocally((id) => this.onChanged(id));
+    this.unsubscribe = onFunctionChangedLocally((id, change) => this.onChanged(id, change));
     await this.warmKeptVersions().catch((err) => this.p.logger.warn('could not start the instances live versions keep warm', { err }));
     const db = this.p.config.database;
     if (db.client === 'pg') {
@@ -155,9 +155,10 @@ export class Invoker {
     }
   }
 
-  /** A function changed (possibly elsewhere): drop its route, and warm what is live now. */
-  private onChanged(functionId: string): void {
-    this.routes.invalidate(functionId);
+  /** A function changed (possibly elsewhere): drop its route (or take the change as it is known), and warm what is live now. */
+  private onChanged(functionId: string, change?: KnownRouteChange): void {
+    if (change) this.routes.switchLive(functionId, change.live);
+    else this.routes.invalidate(functionId);
     // Read the new route once the current turn is over: the request that made the change answers
     // first (its response is being written in this turn), the pre-warm follows right after.
     setImmediate(() => this.followChange(functionId));

@@ -124,6 +124,17 @@ export class LiveRoutes {
     this.entries.delete(functionId);
   }
 
+  /**
+   * A switch of the live version this process committed (a rollback): the cached route takes the
+   * new live version and loses its candidate, as the switch wrote them, instead of being read again
+   * on the next request's path. With nothing cached, the same as invalidate().
+   */
+  switchLive(functionId: string, live: LiveDeployment): void {
+    const hit = this.entries.get(functionId);
+    this.invalidate(functionId);
+    if (hit) this.entries.set(functionId, { route: { ...hit.route, live, candidate: null }, at: hit.at });
+  }
+
   clear(): void {
     this.epoch++;
     this.entries.clear();
@@ -199,6 +210,7 @@ function toRoute(functionId: string, row: RouteRow, tagged: (DeploymentRow & { t
   return { functionId, userId: row.user_id, access: accessOf(row.access), live, candidate, sticky: bool(row.traffic_sticky), tags };
 }
 
-function liveDeployment(row: { deployment_id: string; version: unknown; image_tag: string | null; status: DeploymentStatus; runtime_driver: string | null; config: string }): LiveDeployment {
+/** The route's view of a deployment row (its id as deployment_id). */
+export function liveDeployment(row: { deployment_id: string; version: unknown; image_tag: string | null; status: DeploymentStatus; runtime_driver: string | null; config: string }): LiveDeployment {
   return { deploymentId: row.deployment_id, version: num(row.version), imageTag: row.image_tag ?? null, status: row.status, driver: versionDriver(row), config: parseStoredConfig(row.config) };
 }

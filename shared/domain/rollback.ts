@@ -16,6 +16,7 @@ import { findDeploymentByVersion } from './deployments.ts';
 import { recordEvent, type FunctionEvent } from './events.ts';
 import { announceCommittedLocally, FUNCTION_CHANGED_CHANNEL } from './function-changes.ts';
 import { BUILT_STATUS } from './model.ts';
+import { liveDeployment, type LiveDeployment } from './live-routes.ts';
 import { metricsOf } from '../observability/metrics.ts';
 
 export interface RollbackResult {
@@ -75,7 +76,7 @@ async function rollbackOnce(
       return plan;
     });
     if (fast.kind === 'switch') {
-      if (fast.announce) announceCommittedLocally(functionId);
+      if (fast.announce) announceCommittedLocally(functionId, { live: fast.live });
       return { result: fast.result, fastSwitch: true };
     }
     return general(await withTransaction(db, (trx) => rollbackInTransaction(db, trx, functionId, version, { ...opts, actor: fast.actor })));
@@ -95,7 +96,7 @@ async function rollbackOnce(
     return plan;
   });
   if (fast.kind === 'switch') {
-    if (fast.announce) announceCommittedLocally(functionId);
+    if (fast.announce) announceCommittedLocally(functionId, { live: fast.live });
     return { result: fast.result, fastSwitch: true };
   }
   return general(await withTransaction(db, (trx) => rollbackInTransaction(db, trx, functionId, version, { ...opts, actor: fast.actor })));
@@ -116,6 +117,9 @@ interface RollbackState {
   dep_is_active: unknown;
   dep_auto_activate: unknown;
   dep_approved_at: unknown;
+  dep_image_tag: string | null;
+  dep_runtime_driver: string | null;
+  dep_config: string | null;
 }
 
 // The same SQL on both databases; `?` placeholders (filled in as literals on PostgreSQL, bound by better-sqlite3 on SQLite).
@@ -125,7 +129,8 @@ SELECT f.intent_seq,
        c.id AS canary_id, c.deployment_id AS canary_deployment_id, c.version AS canary_version,
        u.email AS actor_email,
        d.id AS dep_id, d.version AS dep_version, d.status AS dep_status, d.is_active AS dep_is_active,
-       d.auto_activate AS dep_auto_activate, d.approved_at AS dep_approved_at
+       d.auto_activate AS dep_auto_activate, d.approved_at AS dep_approved_at,
+       d.image_tag AS dep_image_tag, d.runtime_driver AS dep_runtime_driver, d.config AS dep_config
   FROM functions f
   LEFT JOIN function_deployments d ON d.function_id = f.id AND d.version = ?
   LEFT JOIN function_canaries c ON c.function_id = f.id AND c.status = 'running'
@@ -155,6 +160,8 @@ interface SwitchPlan {
   approvedBy: string | null;
   /** the function changed as the serving processes cache it (live version, candidate) */
   announce: boolean;
+  /** the version live once it commits, as the routing cache holds it */
+  live: LiveDeployment;
   events: EventRow[];
   result: RollbackResult;
 }
@@ -222,6 +229,14 @@ function planRollback(
     canary,
     approvedBy: approve ? (actor ?? 'unknown') : null,
     announce: activate || state.candidate_id !== null,
+    live: liveDeployment({
+      deployment_id: state.dep_id,
+      version: v,
+      image_tag: state.dep_image_tag,
+      status: BUILT_STATUS,
+      runtime_driver: state.dep_runtime_driver,
+      config: state.dep_config ?? '{}',
+    }),
     events,
     result: { version: v, deploymentId: state.dep_id, changed: activate, restoring: false },
   };
