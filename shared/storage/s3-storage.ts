@@ -89,6 +89,8 @@ export interface S3CallOptions {
 
 /** How long a bucket that answered is taken to be reachable (checkReachable). */
 const REACHABLE_MEMO_MS = 1000;
+/** The key the reachability probe asks for: never written. */
+const REACHABILITY_PROBE_KEY = '.containerpub/reachability-probe';
 
 export class S3Storage {
   readonly bucket: string;
@@ -117,8 +119,20 @@ export class S3Storage {
     }
   }
 
-  async ping(): Promise<void> {
-    await this.s3.send(new HeadBucketCommand({ Bucket: this.bucket }));
+  /**
+   * Throws unless the bucket answers: a GET of a key that does not exist, answered NoSuchKey (not
+   * NoSuchBucket, and not AccessDenied: the same ListBucket right HeadBucket needed). Not
+   * HeadBucket: the embedded store (s3rver) answers that by listing the whole bucket,
+   * synchronously, on the API's event loop: a stall of 100 ms and more once it holds a few thousand
+   * archives, at every readiness check and every second of deploys.
+   */
+  async ping(abortSignal?: AbortSignal): Promise<void> {
+    try {
+      const found = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: REACHABILITY_PROBE_KEY }), { abortSignal });
+      (found.Body as Readable | undefined)?.destroy();
+    } catch (err) {
+      if ((err as { name?: string })?.name !== 'NoSuchKey') throw err;
+    }
   }
 
   /**
@@ -179,8 +193,7 @@ export class S3Storage {
   }
 
   private probeBucket(timeoutMs: number): Promise<void> {
-    return (this.probing ??= this.s3
-      .send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: AbortSignal.timeout(timeoutMs) })
+    return (this.probing ??= this.ping(AbortSignal.timeout(timeoutMs))
       .then(() => {
         this.reachableUntil = Date.now() + REACHABLE_MEMO_MS;
       })

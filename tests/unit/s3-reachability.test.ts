@@ -43,6 +43,12 @@ test('a remembered success is renewed in the background before it lapses; a stor
     await storage.checkReachable();
     assert.is(probes, 2, 'renewed: no probe past the first second');
 
+    // a bucket that does not exist is not reachable storage (the probe's key is missing either way)
+    const elsewhere = new S3Storage({ endpoint: s3.endpoint, bucket: 'no-such-bucket', region: 'us-east-1', ...EMBEDDED_S3_CREDENTIALS });
+    let missing: { name?: string } | undefined;
+    await elsewhere.checkReachable().catch((err) => (missing = err));
+    assert.is(missing?.name, 'NoSuchBucket');
+
     // the store goes down: remembered for at most a second after the last success, then refused
     await s3.close();
     await clockPast(renewedBy + 1100);
