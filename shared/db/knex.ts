@@ -4,6 +4,7 @@ import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import type { Config } from '../config.ts';
 import { migrationSource } from '../../migrations/index.ts';
+import { SERVING_AUTOCHECKPOINT_PAGES, startCheckpointer, type Checkpointer } from './sqlite-checkpointer.ts';
 
 export type Dialect = 'sqlite' | 'pg';
 
@@ -25,6 +26,8 @@ export interface Db {
    * connections, i.e. the change it announces was committed here and announced locally already.
    */
   ownsBackend?: (pid: number) => boolean;
+  /** SQLite only: the worker that checkpoints the WAL off the event loop (sqlite-checkpointer.ts) */
+  checkpointer?: Checkpointer;
   close(): Promise<void>;
 }
 
@@ -67,6 +70,8 @@ export function createDb(database: Config['database'], timeouts: Config['databas
   // ever makes a new one)
   let dataVersion: { get(): unknown } | null = null;
   let connection: { open: boolean; inTransaction: boolean } | null = null;
+  // started by the first connection, once the file exists in WAL mode
+  let checkpointer: Checkpointer | undefined;
   const knex = knexFactory({
     client: 'better-sqlite3',
     connection: { filename: database.filename },
@@ -85,9 +90,12 @@ export function createDb(database: Config['database'], timeouts: Config['databas
           conn.pragma('synchronous = NORMAL');
           conn.pragma('foreign_keys = ON');
           conn.pragma('busy_timeout = 10000');
+          // checkpoints are the worker's (below); this is the safety net if it falls behind
+          conn.pragma(`wal_autocheckpoint = ${SERVING_AUTOCHECKPOINT_PAGES}`);
           cachePreparedStatements(conn);
           connection = conn;
           dataVersion = conn.prepare('PRAGMA data_version').pluck();
+          checkpointer ??= startCheckpointer(database.filename, (message) => process.emitWarning(`SQLite checkpoint: ${message}`));
           done(null, conn);
         } catch (err) {
           done(err as Error, conn);
@@ -98,13 +106,19 @@ export function createDb(database: Config['database'], timeouts: Config['databas
   return {
     knex,
     dialect: 'sqlite',
+    get checkpointer() {
+      return checkpointer;
+    },
     sqliteDataVersion: () => (connection?.open && dataVersion ? Number(dataVersion.get()) : null),
     sqliteIdleConnection: () => {
       const pool = knex.client.pool as { numUsed(): number; numFree(): number; numPendingAcquires(): number } | undefined;
       if (!connection?.open || connection.inTransaction || !pool) return null;
       return pool.numUsed() === 0 && pool.numFree() === 1 && pool.numPendingAcquires() === 0 ? connection : null;
     },
-    close: () => knex.destroy(),
+    close: async () => {
+      await checkpointer?.close();
+      await knex.destroy();
+    },
   };
 }
 
