@@ -238,14 +238,14 @@ live('an activation reaches another API replica: it serves the new version witho
     const onReplica = client(replica.url, api.token);
     assert.is((await onReplica.post(`/api/functions/${v1.id}/invoke`, {})).headers.get('x-function-version'), '2');
     assert.is((await api.post(`/api/functions/${v1.id}/rollback`, { version: 1 })).status, 200);
-    const started = performance.now();
     // PostgreSQL: NOTIFY drops the replica's cached route; SQLite: the replica's next lookup sees
-    // that another connection committed (PRAGMA data_version)
-    const seenAt = await waitFor('the replica to serve v1', async () => {
+    // that another connection committed (PRAGMA data_version). Either way well within the bound:
+    // without them the replica would serve its cached route for a minute (its TTL with a healthy
+    // feed). How fast it is, is the benchmarks' to say, not a wall-clock assertion's.
+    await waitFor('the replica to serve v1', async () => {
       const res = await onReplica.post(`/api/functions/${v1.id}/invoke`, {});
-      return res.headers.get('x-function-version') === '1' ? performance.now() : undefined;
+      return res.headers.get('x-function-version') === '1' ? true : undefined;
     }, { timeoutMs: 5_000, intervalMs: 10 });
-    assert.ok(seenAt - started < 500, `the replica saw the rollback after ${Math.round(seenAt - started)} ms`);
   } finally {
     await replica.close();
   }
