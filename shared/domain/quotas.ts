@@ -17,8 +17,16 @@ export async function lockAccount(db: Db, trx: Knex.Transaction, quotas: Quotas,
   if (needsAccountLock(quotas)) await lockUserRow(db, trx, userId);
 }
 
+/**
+ * lockAccount as a statement for a transaction run outside knex (pg-direct.ts, PostgreSQL): the
+ * account's row FOR NO KEY UPDATE, as lockUserRow takes it; null when no quota is on.
+ */
+export function accountLockStatement(quotas: Quotas, userId: string): { sql: string; bindings: string[] } | null {
+  return needsAccountLock(quotas) ? { sql: 'SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE', bindings: [userId] } : null;
+}
+
 /** Whether an account's quotas are checked under its lock (none is when every quota is off). */
-export function needsAccountLock(quotas: Quotas): boolean {
+function needsAccountLock(quotas: Quotas): boolean {
   return Boolean(quotas.maxFunctions ?? quotas.maxBuilds ?? quotas.maxArchiveBytes);
 }
 

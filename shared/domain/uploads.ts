@@ -16,7 +16,7 @@ import { recordEvent } from './events.ts';
 import type { DeploymentRow, FunctionRow } from './model.ts';
 import { allocateVersion } from './versions.ts';
 import type { ConfigPatch, DeployMetadata } from './release-config.ts';
-import { accountQuotaRead, checkAccountQuotas, lockAccount, needsAccountLock, refuseOverQuota } from './quotas.ts';
+import { accountLockStatement, accountQuotaRead, checkAccountQuotas, lockAccount, refuseOverQuota, type QuotaAsk } from './quotas.ts';
 
 /** What a deploy may carry besides its code: a configuration patch, metadata for history, whether it goes live. */
 export interface ReleaseInput {
@@ -177,7 +177,7 @@ async function enqueueWithinQuotas(
   const quotas = p.config.quotas;
   const ask = { adding: archive.size, bytesFirst: true };
   try {
-    if (p.db.dialect === 'pg') return await enqueuePostgres(p, dep, ownerId, archive, message);
+    if (p.db.dialect === 'pg') return await enqueuePostgres(p, dep, ownerId, archive, ask, message);
     return await withTransaction(p.db, async (trx) => {
       if (ownerId !== null) {
         await lockAccount(p.db, trx, quotas, ownerId);
@@ -203,17 +203,16 @@ async function enqueuePostgres(
   dep: DeploymentRow,
   ownerId: string | null,
   archive: { size: number; sha256: string },
+  ask: QuotaAsk,
   message: string,
 ): Promise<boolean> {
   const quotas = p.config.quotas;
-  const ask = { adding: archive.size, bytesFirst: true };
   return pgTransaction(p.db, async (tx) => {
-    const read = ownerId === null ? null : accountQuotaRead(quotas, ownerId, ask);
-    if (ownerId !== null && needsAccountLock(quotas)) {
-      const [, counts] = await tx.run(
-        { sql: 'SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE', bindings: [ownerId] },
-        ...(read ? [{ ...read, prepare: true }] : []),
-      );
+    const lock = ownerId === null ? null : accountLockStatement(quotas, ownerId);
+    if (lock) {
+      // any quota read needs a quota on, and so comes with the lock
+      const read = accountQuotaRead(quotas, ownerId!, ask);
+      const [, counts] = await tx.run(lock, ...(read ? [{ ...read, prepare: true }] : []));
       if (read) refuseOverQuota(quotas, counts![0] as Record<string, unknown>, ask);
     }
     const enqueue = enqueueBuildPgStatement({ ...dep, version: num(dep.version) }, archive, { event: 'upload_completed', message });

@@ -10,7 +10,7 @@ import { sqliteImmediate, type SqliteTx } from '../db/sqlite-direct.ts';
 import { nowIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
 import { announceQueuedCommittedLocally, BUILD_QUEUED_CHANNEL } from './build-queue.ts';
-import { accountQuotaRead, needsAccountLock, refuseOverQuota, type QuotaAsk, type Quotas } from './quotas.ts';
+import { accountLockStatement, accountQuotaRead, refuseOverQuota, type QuotaAsk, type Quotas } from './quotas.ts';
 import { archiveKey, type DeploymentRow, type DeploymentStatus, type FunctionRow } from './model.ts';
 import type { Config } from '../config.ts';
 import { applyConfigPatch, checkConfig, parseStoredConfig, type ConfigPatch, type DeployMetadata, type SecretSealer } from './release-config.ts';
@@ -161,8 +161,8 @@ async function allocatePostgres(db: Db, input: AllocateInput): Promise<Allocated
   }
   const allocated = await pgTransaction(db, async (tx) => {
     const candidateId = randomUUID();
-    const lock = input.quotas && needsAccountLock(input.quotas) ? [{ sql: 'SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE', bindings: [input.userId] }] : [];
-    const results = await tx.run(...lock, { ...withReads(UPSERT_FUNCTION_SQL), bindings: [...(read?.bindings ?? []), ...upsertBindings(input, candidateId, now)] });
+    const lock = input.quotas ? accountLockStatement(input.quotas, input.userId) : null;
+    const results = await tx.run(...(lock ? [lock] : []), { ...withReads(UPSERT_FUNCTION_SQL), bindings: [...(read?.bindings ?? []), ...upsertBindings(input, candidateId, now)] });
     return finishPostgres(tx, input, results[results.length - 1]![0] as UpsertedRow, candidateId, now);
   });
   if (input.status === 'building') announceQueuedCommittedLocally();
