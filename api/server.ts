@@ -8,7 +8,8 @@ import type { Platform } from '../shared/platform.ts';
 import type { Invoker } from '../shared/domain/invoke.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
 import { versionDriver } from '../shared/domain/version-driver.ts';
-import { createHonoApp, type App } from './http/app.ts';
+import { createHonoApp, errorBody, type App } from './http/app.ts';
+import { MAX_WAITING, RequestTurns } from './http/turns.ts';
 import { createTokenCache, requireUser } from './http/auth.ts';
 import { JSON_BODY_LIMIT, jsonBodyTooLarge } from './http/body.ts';
 import { requireOwnedFunction } from './http/tenant.ts';
@@ -146,20 +147,40 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
 export interface RunningApi {
   url: string;
   port: number;
+  /** the Node server (its 'connection' events) */
+  server: http.Server;
   /** takes no new connections; requests under way go on */
   stopAccepting(): void;
   /** stops accepting, gives requests under way up to `graceMs`, then drops every connection */
   close(graceMs?: number): Promise<void>;
 }
 
+/** The 503 of a request that found MAX_WAITING requests waiting for a turn of the event loop. */
+function refuseBusy(res: ServerResponse): void {
+  const body = JSON.stringify(errorBody('unavailable', `the API has ${MAX_WAITING} requests waiting; try again shortly`));
+  res.writeHead(503, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'retry-after': '1',
+    'x-containerpub-error': 'unavailable',
+    connection: 'close',
+  });
+  res.end(body);
+}
+
 export function serveApi(app: App, opts: { host: string; port: number }): Promise<RunningApi> {
   return new Promise((resolve, reject) => {
     let server: ServerType;
     try {
-      // endpoint requests go straight to their Node listener; everything else through Hono
+      // endpoint requests go straight to their Node listener; everything else through Hono; both
+      // start in the event loop's turns (turns.ts)
       const endpoints = endpointListenerOf(app);
+      const turns = new RequestTurns();
       const createServer = ((options: http.ServerOptions, listener: http.RequestListener) =>
-        http.createServer(options, endpoints ? (req, res) => endpoints(req, res) || listener(req, res) : listener)) as typeof http.createServer;
+        http.createServer(options, (req, res) => {
+          const start = endpoints ? () => void (endpoints(req, res) || listener(req, res)) : () => void listener(req, res);
+          if (!turns.admit(start)) refuseBusy(res);
+        })) as typeof http.createServer;
       server = serve({ fetch: app.fetch, hostname: opts.host, port: opts.port, createServer }, (info: AddressInfo) => {
         const host = info.address.includes(':') ? `[${info.address}]` : info.address;
         let closed: Promise<void> | null = null;
@@ -169,6 +190,7 @@ export function serveApi(app: App, opts: { host: string; port: number }): Promis
         resolve({
           url: `http://${host}:${info.port}`,
           port: info.port,
+          server: server as http.Server,
           stopAccepting,
           async close(graceMs = 0) {
             stopAccepting();

@@ -1,0 +1,208 @@
+// Requests start in short turns of the event loop (api/http/turns.ts): past the turn's budget a
+// request waits for a later iteration, in arrival order, and the event loop gets to its I/O (and to
+// accepting a new connection, one per iteration in Node 20) in between.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { RequestTurns } from '../../api/http/turns.ts';
+
+function busy(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until);
+}
+
+test('idle: a request starts at once; past the budget the rest wait, and run in arrival order', async () => {
+  const turns = new RequestTurns(1, 100);
+  const started: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    assert.ok(turns.admit(() => {
+      started.push(i);
+      busy(0.6);
+    }));
+  }
+  // 0.6 ms each against a 1 ms budget: the first two fit in this turn, the third is over it (one,
+  // when the machine took the CPU away during the first)
+  assert.ok(started.length >= 1 && started.length <= 2, JSON.stringify(started));
+  assert.is(turns.queued, 10 - started.length);
+  for (let i = 0; started.length < 10; i++) {
+    if (i > 1_000) throw new Error(`only ${started.length} of 10 started`);
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.equal(started, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assert.is(turns.queued, 0);
+});
+
+test('the event loop gets to its I/O between turns, not after every waiting request', async () => {
+  // a connected pair of sockets: bytes written to one are readable at the other at once, and
+  // delivered in the next poll phase of the event loop
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  await new Promise((r) => client.once('connect', r));
+  const peer = await accepted;
+  try {
+    const turns = new RequestTurns(1, 100);
+    let started = 0;
+    for (let i = 0; i < 20; i++) {
+      turns.admit(() => {
+        started++;
+        busy(0.6);
+      });
+    }
+    const startedBeforeIo = new Promise<number>((resolve) => peer.once('data', () => resolve(started)));
+    client.write('x');
+    // without turns all 20 would have run before the read: 2 start now, 2 in this iteration's
+    // check phase, and the next iteration reads the socket first
+    const n = await startedBeforeIo;
+    assert.ok(n <= 6, `${n} requests started before the socket's bytes were read`);
+    for (let i = 0; started < 20; i++) {
+      if (i > 1_000) throw new Error(`only ${started} of 20 started`);
+      await new Promise((r) => setImmediate(r));
+    }
+  } finally {
+    client.destroy();
+    peer.destroy();
+    server.close();
+  }
+});
+
+test('past its bound the queue refuses (the server answers 503) and starts nothing refused', async () => {
+  const turns = new RequestTurns(1, 2);
+  const ran: string[] = [];
+  // the first takes the whole turn: the next wait
+  assert.ok(turns.admit(() => {
+    ran.push('first');
+    busy(2);
+  }));
+  assert.ok(turns.admit(() => ran.push('second')));
+  assert.ok(turns.admit(() => ran.push('third')));
+  assert.not.ok(turns.admit(() => ran.push('refused')));
+  assert.is(turns.queued, 2);
+  for (let i = 0; turns.queued > 0; i++) {
+    if (i > 1_000) throw new Error('the queue did not drain');
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.equal(ran, ['first', 'second', 'third']);
+});
+
+test('a turn needs a budget: with none, nothing would ever start', () => {
+  assert.throws(() => new RequestTurns(0), /budget/);
+});
+
+// --- through serveApi, in a server process of its own (its event loop is blocked on purpose) ---
+
+const serverModule = new URL('../../api/server.ts', import.meta.url).href;
+
+function startServer(marker: string): Promise<{ child: ChildProcess; port: number }> {
+  const code = `
+    const { Hono } = await import('hono');
+    const fs = await import('node:fs');
+    const { serveApi } = await import(${JSON.stringify(serverModule)});
+    const busy = (ms) => { const until = performance.now() + ms; while (performance.now() < until); };
+    const events = [];
+    const app = new Hono();
+    // a request that holds the event loop for 2 ms, as a deploy on the synchronous SQLite driver does
+    app.get('/work', (c) => { events.push('work'); busy(2); return c.text('done'); });
+    // holds the event loop for 300 ms, having said so, while the client queues work and connects
+    app.get('/block', (c) => { fs.writeFileSync(${JSON.stringify(marker)}, 'blocked'); busy(300); events.push('unblocked'); return c.text('done'); });
+    app.get('/events', (c) => c.json(events));
+    const api = await serveApi(app, { host: '127.0.0.1', port: 0 });
+    api.server.on('connection', () => events.push('connection'));
+    process.stdout.write(JSON.stringify({ port: api.port }) + '\\n');`;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the server did not start within 20 s: ${stderr}`)), 20_000);
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      if (line) {
+        clearTimeout(timer);
+        resolve({ child, port: (JSON.parse(line) as { port: number }).port });
+      }
+    });
+    child.once('exit', (c) => reject(new Error(`the server exited (${c}): ${stderr}`)));
+  });
+}
+
+/** A keep-alive connection that sends one GET at a time and resolves with the whole body. */
+function connection(port: number) {
+  const socket = net.connect(port, '127.0.0.1');
+  const connected = new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  let buffered = Buffer.alloc(0);
+  let waiter: ((body: string) => void) | null = null;
+  socket.on('data', (d) => {
+    buffered = Buffer.concat([buffered, d]);
+    const head = buffered.indexOf('\r\n\r\n');
+    if (head < 0 || !waiter) return;
+    const length = Number(/content-length: (\d+)/i.exec(buffered.subarray(0, head).toString())?.[1] ?? 0);
+    if (buffered.length < head + 4 + length) return;
+    const body = buffered.subarray(head + 4, head + 4 + length).toString();
+    buffered = buffered.subarray(head + 4 + length);
+    const w = waiter;
+    waiter = null;
+    w(body);
+  });
+  return {
+    connected,
+    get(p: string): Promise<string> {
+      const answered = new Promise<string>((resolve) => (waiter = resolve));
+      socket.write(`GET ${p} HTTP/1.1\r\nHost: test\r\n\r\n`);
+      return answered;
+    },
+    close: () => socket.destroy(),
+  };
+}
+
+test('serveApi: a new connection is accepted within a turn, not after every request that arrived with it', async () => {
+  const marker = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-turns-')), 'blocked');
+  const { child, port } = await startServer(marker);
+  const busyClients = Array.from({ length: 20 }, () => connection(port));
+  try {
+    for (const c of busyClients) await c.connected;
+    await Promise.all(busyClients.map((c) => c.get('/work')));
+    const blocker = connection(port);
+    const blocked = blocker.get('/block');
+    for (let i = 0; !fs.existsSync(marker); i++) {
+      if (i > 500) throw new Error('the server never started blocking');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // While its event loop is held: 20 requests arrive, then a new connection (the kernel completes
+    // its handshake; the server accepts it in its next iteration, after reading those 20).
+    const queued = busyClients.map((c) => c.get('/work'));
+    const newcomer = connection(port);
+    await newcomer.connected;
+    const newcomerDone = newcomer.get('/work');
+    assert.equal(await Promise.all([blocked, newcomerDone, ...queued]), Array(22).fill('done'));
+
+    const events = JSON.parse(await busyClients[0]!.get('/events')) as string[];
+    const afterBlock = events.slice(events.indexOf('unblocked') + 1);
+    const accepted = afterBlock.indexOf('connection');
+    assert.ok(accepted >= 0, JSON.stringify(events));
+    const workedFirst = afterBlock.slice(0, accepted).filter((e) => e === 'work').length;
+    // 2 ms each against a 1 ms turn: one starts, the rest wait for the turns after the accept
+    // (all 20 ran first before turns: Node accepts one connection per iteration)
+    assert.ok(workedFirst <= 2, `${workedFirst} of the 20 requests started before the new connection was accepted`);
+    blocker.close();
+    newcomer.close();
+  } finally {
+    for (const c of busyClients) c.close();
+    child.kill('SIGKILL');
+    // a helper the child started (tsx's esbuild) may hold its pipes a while longer
+    child.stdout!.destroy();
+    child.stderr!.destroy();
+    fs.rmSync(path.dirname(marker), { recursive: true, force: true });
+  }
+});
+
+test.run();
