@@ -36,7 +36,7 @@ import * as metrics from './routes/metrics.ts';
 import * as rollback from './routes/rollback.ts';
 import * as prometheus from './routes/prometheus.ts';
 import * as status from './routes/status.ts';
-import { observeRequests } from '../shared/observability/http.ts';
+import { markArrival, observeRequests } from '../shared/observability/http.ts';
 import * as delivery from './routes/delivery.ts';
 import * as tokens from './routes/tokens.ts';
 import * as uploads from './routes/uploads.ts';
@@ -178,6 +178,7 @@ export function serveApi(app: App, opts: { host: string; port: number }): Promis
       const turns = new RequestTurns();
       const createServer = ((options: http.ServerOptions, listener: http.RequestListener) =>
         http.createServer(options, (req, res) => {
+          markArrival(req);
           const start = endpoints ? () => void (endpoints(req, res) || listener(req, res)) : () => void listener(req, res);
           if (!turns.admit(start)) refuseBusy(res);
         })) as typeof http.createServer;

@@ -52,7 +52,7 @@ export class PlatformMetrics {
   });
   readonly httpDuration = new client.Histogram({
     name: 'containerpub_http_request_duration_seconds',
-    help: 'API request duration until the answer head, by method, route template and status',
+    help: 'API request duration from its arrival (its wait for a turn of the event loop included) until the answer head, by method, route template and status',
     labelNames: ['method', 'route', 'status'] as const,
     buckets: HTTP_BUCKETS,
     registers: [this.registry],

@@ -97,6 +97,8 @@ test('a turn needs a budget: with none, nothing would ever start', () => {
 // --- through serveApi, in a server process of its own (its event loop is blocked on purpose) ---
 
 const serverModule = new URL('../../api/server.ts', import.meta.url).href;
+const metricsModule = new URL('../../shared/observability/metrics.ts', import.meta.url).href;
+const observeModule = new URL('../../shared/observability/http.ts', import.meta.url).href;
 
 function startServer(marker: string): Promise<{ child: ChildProcess; port: number }> {
   const code = `
@@ -104,13 +106,21 @@ function startServer(marker: string): Promise<{ child: ChildProcess; port: numbe
     const fs = await import('node:fs');
     const { serveApi } = await import(${JSON.stringify(serverModule)});
     const busy = (ms) => { const until = performance.now() + ms; while (performance.now() < until); };
+    const { PlatformMetrics } = await import(${JSON.stringify(metricsModule)});
+    const { observeRequests } = await import(${JSON.stringify(observeModule)});
     const events = [];
+    const metrics = new PlatformMetrics();
     const app = new Hono();
+    app.use('*', observeRequests(metrics));
     // a request that holds the event loop for 2 ms, as a deploy on the synchronous SQLite driver does
     app.get('/work', (c) => { events.push('work'); busy(2); return c.text('done'); });
     // holds the event loop for 300 ms, having said so, while the client queues work and connects
     app.get('/block', (c) => { fs.writeFileSync(${JSON.stringify(marker)}, 'blocked'); busy(300); events.push('unblocked'); return c.text('done'); });
     app.get('/events', (c) => c.json(events));
+    app.get('/work-seconds', async (c) => {
+      const data = (await metrics.httpDuration.get()).values;
+      return c.json(data.filter((v) => v.labels.route === '/work' && v.metricName?.endsWith('_sum')).reduce((a, v) => a + v.value, 0));
+    });
     const api = await serveApi(app, { host: '127.0.0.1', port: 0 });
     api.server.on('connection', () => events.push('connection'));
     process.stdout.write(JSON.stringify({ port: api.port }) + '\\n');`;
@@ -193,6 +203,10 @@ test('serveApi: a new connection is accepted within a turn, not after every requ
     // 2 ms each against a 1 ms turn: one starts, the rest wait for the turns after the accept
     // (all 20 ran first before turns: Node accepts one connection per iteration)
     assert.ok(workedFirst <= 2, `${workedFirst} of the 20 requests started before the new connection was accepted`);
+    // The request-duration metric counts the wait for a turn: 41 requests of 2 ms (82 ms), but each
+    // of the round of 21 also waited for the ones ahead of it: 2 ms × (0 + 1 + … + 20) = 420 ms.
+    const workSeconds = JSON.parse(await busyClients[0]!.get('/work-seconds')) as number;
+    assert.ok(workSeconds >= 0.4, `the /work requests took ${workSeconds} s in the metrics`);
     blocker.close();
     newcomer.close();
   } finally {
