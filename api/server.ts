@@ -9,7 +9,7 @@ import type { Invoker } from '../shared/domain/invoke.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
 import { versionDriver } from '../shared/domain/version-driver.ts';
 import { createHonoApp, errorBody, type App } from './http/app.ts';
-import { MAX_WAITING, RequestTurns } from './http/turns.ts';
+import { MAX_WAITING, turnsOf } from './http/turns.ts';
 import { createTokenCache, requireUser } from './http/auth.ts';
 import { JSON_BODY_LIMIT, jsonBodyTooLarge } from './http/body.ts';
 import { requireOwnedFunction } from './http/tenant.ts';
@@ -54,6 +54,7 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   const app = createHonoApp(p);
   // first: every request gets its id (and its log lines carry it), and is counted
   app.use('*', observeRequests(p.metrics));
+  p.metrics.trackWaitingRequests(() => turnsOf(app).queued);
   const tokenCache = createTokenCache(p);
   const keyCache = new FunctionKeyCache(p.db, (err) => p.logger.warn('could not record a function key as used', { err: (err as Error)?.message ?? String(err) }));
   const { driver, invoker } = opts;
@@ -175,7 +176,7 @@ export function serveApi(app: App, opts: { host: string; port: number }): Promis
       // endpoint requests go straight to their Node listener; everything else through Hono; both
       // start in the event loop's turns (turns.ts)
       const endpoints = endpointListenerOf(app);
-      const turns = new RequestTurns();
+      const turns = turnsOf(app);
       const createServer = ((options: http.ServerOptions, listener: http.RequestListener) =>
         http.createServer(options, (req, res) => {
           markArrival(req);

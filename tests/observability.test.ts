@@ -169,6 +169,8 @@ metrics('a build, invocations, a rollback and an endpoint request move the count
   assert.ok(valueOf(after, 'containerpub_instances') >= 1, 'instances by state');
   assert.ok(after.some((s) => s.name === 'containerpub_build_queue_depth'), 'queue depth');
   assert.ok(after.some((s) => s.name === 'containerpub_builds_running'), 'running builds');
+  // the API's own queue for turns of its event loop (api/http/turns.ts): empty between requests
+  assert.is(valueOf(after, 'containerpub_http_requests_waiting'), 0, 'requests waiting for a turn');
   // bounded labels: no route label holds an id, a name or a raw path
   const routes = new Set(after.filter((s) => s.labels.route !== undefined).map((s) => s.labels.route!));
   for (const r of routes) {

@@ -86,3 +86,12 @@ export class RequestTurns {
     start?.();
   };
 }
+
+const turnsOfApps = new WeakMap<object, RequestTurns>();
+
+/** The turns `app`'s server starts its requests in: one per app, shared by serveApi and its metrics. */
+export function turnsOf(app: object): RequestTurns {
+  let turns = turnsOfApps.get(app);
+  if (!turns) turnsOfApps.set(app, (turns = new RequestTurns()));
+  return turns;
+}

@@ -126,10 +126,12 @@ export class PlatformMetrics {
   /** in-process sources of the gauges below (the invoker's pool, the runner's slots) */
   private readonly instanceSources = new Set<() => Record<string, number>>();
   private readonly runningBuildSources = new Set<() => number>();
+  private readonly waitingRequestSources = new Set<() => number>();
 
   constructor(db?: Db) {
     const instanceSources = this.instanceSources;
     const runningBuildSources = this.runningBuildSources;
+    const waitingRequestSources = this.waitingRequestSources;
     new client.Gauge({
       name: 'containerpub_instances',
       help: 'warm function instances in this process, by state (starting, idle, busy)',
@@ -140,6 +142,16 @@ export class PlatformMetrics {
         const totals: Record<string, number> = { starting: 0, idle: 0, busy: 0 };
         for (const source of instanceSources) for (const [state, n] of Object.entries(source())) totals[state] = (totals[state] ?? 0) + n;
         for (const [state, n] of Object.entries(totals)) this.set({ state }, n);
+      },
+    });
+    new client.Gauge({
+      name: 'containerpub_http_requests_waiting',
+      help: 'API requests that arrived and wait for a turn of the event loop to start (the API is saturated while it stays above 0)',
+      registers: [this.registry],
+      collect() {
+        let n = 0;
+        for (const source of waitingRequestSources) n += source();
+        this.set(n);
       },
     });
     new client.Gauge({
@@ -217,6 +229,12 @@ export class PlatformMetrics {
   trackInstances(source: () => Record<string, number>): () => void {
     this.instanceSources.add(source);
     return () => this.instanceSources.delete(source);
+  }
+
+  /** An API's requests waiting for a turn (api/http/turns.ts), read at every scrape; returns the unsubscribe function. */
+  trackWaitingRequests(source: () => number): () => void {
+    this.waitingRequestSources.add(source);
+    return () => this.waitingRequestSources.delete(source);
   }
 
   /** A runner's running builds, read at every scrape; returns the unsubscribe function. */

@@ -99,6 +99,7 @@ test('a turn needs a budget: with none, nothing would ever start', () => {
 const serverModule = new URL('../../api/server.ts', import.meta.url).href;
 const metricsModule = new URL('../../shared/observability/metrics.ts', import.meta.url).href;
 const observeModule = new URL('../../shared/observability/http.ts', import.meta.url).href;
+const turnsModule = new URL('../../api/http/turns.ts', import.meta.url).href;
 
 function startServer(marker: string): Promise<{ child: ChildProcess; port: number }> {
   const code = `
@@ -108,10 +109,14 @@ function startServer(marker: string): Promise<{ child: ChildProcess; port: numbe
     const busy = (ms) => { const until = performance.now() + ms; while (performance.now() < until); };
     const { PlatformMetrics } = await import(${JSON.stringify(metricsModule)});
     const { observeRequests } = await import(${JSON.stringify(observeModule)});
+    const { turnsOf } = await import(${JSON.stringify(turnsModule)});
     const events = [];
     const metrics = new PlatformMetrics();
     const app = new Hono();
     app.use('*', observeRequests(metrics));
+    // as createApi does
+    metrics.trackWaitingRequests(() => turnsOf(app).queued);
+    app.get('/waiting', async (c) => c.json((await metrics.registry.getSingleMetric('containerpub_http_requests_waiting').get()).values[0].value));
     // a request that holds the event loop for 2 ms, as a deploy on the synchronous SQLite driver does
     app.get('/work', (c) => { events.push('work'); busy(2); return c.text('done'); });
     // holds the event loop for 300 ms, having said so, while the client queues work and connects
@@ -178,9 +183,10 @@ test('serveApi: a new connection is accepted within a turn, not after every requ
   const marker = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-turns-')), 'blocked');
   const { child, port } = await startServer(marker);
   const busyClients = Array.from({ length: 20 }, () => connection(port));
+  const late = connection(port);
   try {
-    for (const c of busyClients) await c.connected;
-    await Promise.all(busyClients.map((c) => c.get('/work')));
+    for (const c of [...busyClients, late]) await c.connected;
+    await Promise.all([...busyClients, late].map((c) => c.get('/work')));
     const blocker = connection(port);
     const blocked = blocker.get('/block');
     for (let i = 0; !fs.existsSync(marker); i++) {
@@ -189,11 +195,16 @@ test('serveApi: a new connection is accepted within a turn, not after every requ
     }
     // While its event loop is held: 20 requests arrive, then a new connection (the kernel completes
     // its handshake; the server accepts it in its next iteration, after reading those 20).
-    const queued = busyClients.map((c) => c.get('/work'));
+    const queued = busyClients.slice(1).map((c) => c.get('/work'));
+    // read in the same iteration as the work above it, and started after it: 19 requests ahead,
+    // and the one after it (sent on a connection already open) still waiting
+    const waiting = busyClients[0]!.get('/waiting');
+    const lastSent = late.get('/work');
     const newcomer = connection(port);
     await newcomer.connected;
     const newcomerDone = newcomer.get('/work');
-    assert.equal(await Promise.all([blocked, newcomerDone, ...queued]), Array(22).fill('done'));
+    assert.equal(await Promise.all([blocked, newcomerDone, lastSent, ...queued]), Array(22).fill('done'));
+    assert.ok(Number(await waiting) >= 1, `the gauge read ${await waiting} requests waiting`);
 
     const events = JSON.parse(await busyClients[0]!.get('/events')) as string[];
     const afterBlock = events.slice(events.indexOf('unblocked') + 1);
@@ -203,14 +214,14 @@ test('serveApi: a new connection is accepted within a turn, not after every requ
     // 2 ms each against a 1 ms turn: one starts, the rest wait for the turns after the accept
     // (all 20 ran first before turns: Node accepts one connection per iteration)
     assert.ok(workedFirst <= 2, `${workedFirst} of the 20 requests started before the new connection was accepted`);
-    // The request-duration metric counts the wait for a turn: 41 requests of 2 ms (82 ms), but each
-    // of the round of 21 also waited for the ones ahead of it: 2 ms × (0 + 1 + … + 20) = 420 ms.
+    // The request-duration metric counts the wait for a turn: 42 requests of 2 ms (84 ms), but each
+    // of the first round of 21 also waited for the ones ahead of it: 2 ms × (0 + 1 + … + 20) = 420 ms.
     const workSeconds = JSON.parse(await busyClients[0]!.get('/work-seconds')) as number;
     assert.ok(workSeconds >= 0.4, `the /work requests took ${workSeconds} s in the metrics`);
     blocker.close();
     newcomer.close();
   } finally {
-    for (const c of busyClients) c.close();
+    for (const c of [...busyClients, late]) c.close();
     child.kill('SIGKILL');
     // a helper the child started (tsx's esbuild) may hold its pipes a while longer
     child.stdout!.destroy();
