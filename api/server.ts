@@ -180,7 +180,11 @@ export function serveApi(app: App, opts: { host: string; port: number }): Promis
       const createServer = ((options: http.ServerOptions, listener: http.RequestListener) =>
         http.createServer(options, (req, res) => {
           markArrival(req);
-          const start = endpoints ? () => void (endpoints(req, res) || listener(req, res)) : () => void listener(req, res);
+          const start = () => {
+            // a client that went away while its request waited for a turn gets nothing done for it
+            if (req.socket.destroyed) return;
+            if (!endpoints?.(req, res)) void listener(req, res);
+          };
           if (!turns.admit(start)) refuseBusy(res);
         })) as typeof http.createServer;
       server = serve({ fetch: app.fetch, hostname: opts.host, port: opts.port, createServer }, (info: AddressInfo) => {

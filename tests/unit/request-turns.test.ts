@@ -118,7 +118,7 @@ function startServer(marker: string): Promise<{ child: ChildProcess; port: numbe
     metrics.trackWaitingRequests(() => turnsOf(app).queued);
     app.get('/waiting', async (c) => c.json((await metrics.registry.getSingleMetric('containerpub_http_requests_waiting').get()).values[0].value));
     // a request that holds the event loop for 2 ms, as a deploy on the synchronous SQLite driver does
-    app.get('/work', (c) => { events.push('work'); busy(2); return c.text('done'); });
+    app.get('/work', (c) => { events.push(c.req.query('who') ?? 'work'); busy(2); return c.text('done'); });
     // holds the event loop for 300 ms, having said so, while the client queues work and connects
     app.get('/block', (c) => { fs.writeFileSync(${JSON.stringify(marker)}, 'blocked'); busy(300); events.push('unblocked'); return c.text('done'); });
     app.get('/events', (c) => c.json(events));
@@ -176,6 +176,8 @@ function connection(port: number) {
       return answered;
     },
     close: () => socket.destroy(),
+    /** goes away at once (TCP reset), as a client that gave up does */
+    reset: () => socket.resetAndDestroy(),
   };
 }
 
@@ -184,9 +186,10 @@ test('serveApi: a new connection is accepted within a turn, not after every requ
   const { child, port } = await startServer(marker);
   const busyClients = Array.from({ length: 20 }, () => connection(port));
   const late = connection(port);
+  const quitter = connection(port);
   try {
-    for (const c of [...busyClients, late]) await c.connected;
-    await Promise.all([...busyClients, late].map((c) => c.get('/work')));
+    for (const c of [...busyClients, late, quitter]) await c.connected;
+    await Promise.all([...busyClients, late, quitter].map((c) => c.get('/work')));
     const blocker = connection(port);
     const blocked = blocker.get('/block');
     for (let i = 0; !fs.existsSync(marker); i++) {
@@ -200,13 +203,20 @@ test('serveApi: a new connection is accepted within a turn, not after every requ
     // and the one after it (sent on a connection already open) still waiting
     const waiting = busyClients[0]!.get('/waiting');
     const lastSent = late.get('/work');
+    // read with the rest; its client is gone (a reset) before its turn comes
+    void quitter.get('/work?who=quitter');
     const newcomer = connection(port);
     await newcomer.connected;
     const newcomerDone = newcomer.get('/work');
+    // the first answer after the block: the server has read every request above
+    await Promise.race(queued);
+    quitter.reset();
     assert.equal(await Promise.all([blocked, newcomerDone, lastSent, ...queued]), Array(22).fill('done'));
     assert.ok(Number(await waiting) >= 1, `the gauge read ${await waiting} requests waiting`);
+    // (the reset reaches the server within an iteration; the request had ~20 × 2 ms to wait)
 
     const events = JSON.parse(await busyClients[0]!.get('/events')) as string[];
+    assert.not.ok(events.includes('quitter'), 'the request of a client that had gone away was not served');
     const afterBlock = events.slice(events.indexOf('unblocked') + 1);
     const accepted = afterBlock.indexOf('connection');
     assert.ok(accepted >= 0, JSON.stringify(events));
@@ -221,7 +231,7 @@ test('serveApi: a new connection is accepted within a turn, not after every requ
     blocker.close();
     newcomer.close();
   } finally {
-    for (const c of [...busyClients, late]) c.close();
+    for (const c of [...busyClients, late, quitter]) c.close();
     child.kill('SIGKILL');
     // a helper the child started (tsx's esbuild) may hold its pipes a while longer
     child.stdout!.destroy();
