@@ -8,7 +8,7 @@ import type { Platform } from '../shared/platform.ts';
 import type { Invoker } from '../shared/domain/invoke.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
 import { versionDriver } from '../shared/domain/version-driver.ts';
-import { createHonoApp, errorBody, type App } from './http/app.ts';
+import { appErrorAnswer, createHonoApp, type App } from './http/app.ts';
 import { MAX_WAITING, turnsOf } from './http/turns.ts';
 import { createTokenCache, requireUser } from './http/auth.ts';
 import { JSON_BODY_LIMIT, jsonBodyTooLarge } from './http/body.ts';
@@ -158,14 +158,10 @@ export interface RunningApi {
 
 /** The 503 of a request that found MAX_WAITING requests waiting for a turn of the event loop. */
 function refuseBusy(res: ServerResponse): void {
-  const body = JSON.stringify(errorBody('unavailable', `the API has ${MAX_WAITING} requests waiting; try again shortly`));
-  res.writeHead(503, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-    'retry-after': '1',
-    'x-containerpub-error': 'unavailable',
-    connection: 'close',
-  });
+  const a = appErrorAnswer(errors.unavailable(`the API has ${MAX_WAITING} requests waiting; try again shortly`, 1));
+  const body = JSON.stringify(a.body);
+  // its body was not read: the connection is not reused
+  res.writeHead(a.status, { ...a.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
   res.end(body);
 }
 

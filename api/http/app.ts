@@ -2,7 +2,7 @@
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { isAppError } from '../../shared/errors.ts';
+import { isAppError, type AppError } from '../../shared/errors.ts';
 import { isDependencyOutage, OUTAGE_RETRY_AFTER_SECONDS } from '../../shared/outage.ts';
 import type { Platform } from '../../shared/platform.ts';
 
@@ -30,22 +30,28 @@ export interface ErrorAnswer {
   headers: Record<string, string>;
 }
 
-export function errorAnswer(p: Platform, err: unknown, where: { method: string; path: string }): ErrorAnswer {
-  const answer = (status: number, code: string, message: string, details?: Record<string, unknown>, headers: Record<string, string> = {}) => ({
+function answer(status: number, code: string, message: string, details?: Record<string, unknown>, headers: Record<string, string> = {}): ErrorAnswer {
+  return {
     status: status as ContentfulStatusCode,
     code,
     body: errorBody(code, message, details),
     // every platform error says so, so that a caller can tell it from an answer of a function
     headers: { 'X-ContainerPub-Error': code, ...headers },
-  });
-  if (isAppError(err)) {
-    const headers: Record<string, string> = {};
-    // The client may still be sending a body we will not read: do not reuse the connection.
-    if (err.status === 413) headers.Connection = 'close';
-    if (err.status === 401) headers['WWW-Authenticate'] = 'Bearer realm="containerpub"';
-    if (err.retryAfterSeconds !== undefined) headers['Retry-After'] = String(err.retryAfterSeconds);
-    return answer(err.status, err.code, err.message, err.details, headers);
-  }
+  };
+}
+
+/** How an AppError is answered (also outside Hono: serveApi's 503 when too many requests wait). */
+export function appErrorAnswer(err: AppError): ErrorAnswer {
+  const headers: Record<string, string> = {};
+  // The client may still be sending a body we will not read: do not reuse the connection.
+  if (err.status === 413) headers.Connection = 'close';
+  if (err.status === 401) headers['WWW-Authenticate'] = 'Bearer realm="containerpub"';
+  if (err.retryAfterSeconds !== undefined) headers['Retry-After'] = String(err.retryAfterSeconds);
+  return answer(err.status, err.code, err.message, err.details, headers);
+}
+
+export function errorAnswer(p: Platform, err: unknown, where: { method: string; path: string }): ErrorAnswer {
+  if (isAppError(err)) return appErrorAnswer(err);
   if (err instanceof HTTPException) {
     const status = err.status;
     const code = status === 413 ? 'payload_too_large' : status >= 500 ? 'internal' : 'bad_request';

@@ -41,6 +41,20 @@ const CLEANUP_REMOVED: (keyof CleanupCounts)[] = [
 
 const snake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
+/** A gauge that reads, at every scrape, the sum of the in-process sources registered with it. */
+function summedGauge(registry: client.Registry, name: string, help: string, sources: ReadonlySet<() => number>): void {
+  new client.Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      let n = 0;
+      for (const source of sources) n += source();
+      this.set(n);
+    },
+  });
+}
+
 export class PlatformMetrics {
   readonly registry = new client.Registry();
 
@@ -144,26 +158,13 @@ export class PlatformMetrics {
         for (const [state, n] of Object.entries(totals)) this.set({ state }, n);
       },
     });
-    new client.Gauge({
-      name: 'containerpub_http_requests_waiting',
-      help: 'API requests that arrived and wait for a turn of the event loop to start (the API is saturated while it stays above 0)',
-      registers: [this.registry],
-      collect() {
-        let n = 0;
-        for (const source of waitingRequestSources) n += source();
-        this.set(n);
-      },
-    });
-    new client.Gauge({
-      name: 'containerpub_builds_running',
-      help: 'builds this process is running now',
-      registers: [this.registry],
-      collect() {
-        let n = 0;
-        for (const source of runningBuildSources) n += source();
-        this.set(n);
-      },
-    });
+    summedGauge(
+      this.registry,
+      'containerpub_http_requests_waiting',
+      'API requests that arrived and wait for a turn of the event loop to start (the API is saturated while it stays above 0)',
+      waitingRequestSources,
+    );
+    summedGauge(this.registry, 'containerpub_builds_running', 'builds this process is running now', runningBuildSources);
     if (db) {
       // one query answers both gauges; a scrape reads it once
       let pending: Promise<{ depth: number; oldestQueuedAt: string | null } | null> | null = null;
