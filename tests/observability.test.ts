@@ -179,6 +179,21 @@ metrics('a build, invocations, a rollback and an endpoint request move the count
   assert.ok(routes.has('/api/functions/:id/deployments/:version/complete'), [...routes].join(', '));
 });
 
+metrics('a deleted function\'s invocation series leave /metrics (a long-running API does not keep them)', async () => {
+  const api = await tp.newUser();
+  const d = await deploy(api, 'deleted-later', await makeNodeFunction(HANDLER), `deploy-${randomBytes(4).toString('hex')}`);
+  assert.is((await waitForBuild(api, d.id, 1)).status, 'active');
+  assert.is((await api.post(`/api/functions/${d.id}/invoke`, {})).status, 200);
+  const series = (samples: Sample[]) => samples.filter((s) => s.labels.function_id === d.id).map((s) => s.name);
+  assert.ok(series(await scrape()).includes('containerpub_invocations_total'));
+  assert.is((await api.del(`/api/functions/${d.id}`)).status, 204);
+  // the serving process drops them once it has followed the deletion (right after the answer)
+  await waitFor('the deleted function\'s series to go', async () => series(await scrape()).length === 0, { timeoutMs: 10_000, intervalMs: 50 });
+  assert.ok(series(await scrape()).length === 0);
+  // the other functions' series stay
+  assert.ok(valueOf(await scrape(), 'containerpub_invocations_total', { function_id: fnId }) >= 3);
+});
+
 metrics('a request to no route is labelled as unmatched', async () => {
   const before = valueOf(await scrape(), 'containerpub_http_requests_total', { route: 'unmatched', status: '404' });
   assert.is((await fetch(`${tp.url}/no/such/${randomBytes(4).toString('hex')}`)).status, 404);

@@ -171,7 +171,9 @@ export class Invoker {
       .get(functionId)
       .then((route) => {
         if (!route) {
+          // deleted: its instances and its metric series go
           this.owners.delete(functionId);
+          this.p.metrics.forgetFunction(functionId);
           return this.manager.dropFunction(functionId);
         }
         this.owners.set(functionId, route.userId);

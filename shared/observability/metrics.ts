@@ -39,6 +39,16 @@ const CLEANUP_REMOVED: (keyof CleanupCounts)[] = [
   'uploadTempFilesRemoved',
 ];
 
+/**
+ * Invocation series are kept for this many versions of a function, the ones invoked most recently:
+ * every deploy adds a version, and a long-running process would otherwise keep the series of every
+ * version it ever served. A version invoked again after its series were dropped starts them over,
+ * which Prometheus reads as a counter reset (rate() and increase() account for it).
+ */
+export const INVOCATION_VERSIONS_KEPT = 10;
+/** Deleted functions remembered, so that an invocation finishing after the delete does not bring their series back. */
+const FORGOTTEN_FUNCTIONS_KEPT = 1024;
+
 const snake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 /** A gauge that reads, at every scrape, the sum of the in-process sources registered with it. */
@@ -137,6 +147,10 @@ export class PlatformMetrics {
     registers: [this.registry],
   });
 
+  /** the invocation series this process holds: function id → versions (least recently invoked first) → outcomes */
+  private readonly invocationSeries = new Map<string, Map<string, Set<string>>>();
+  private readonly forgottenFunctions = new Set<string>();
+
   /** in-process sources of the gauges below (the invoker's pool, the runner's slots) */
   private readonly instanceSources = new Set<() => Record<string, number>>();
   private readonly runningBuildSources = new Set<() => number>();
@@ -206,9 +220,40 @@ export class PlatformMetrics {
   }
 
   observeInvocation(r: { functionId: string; version: number; outcome: string; durationMs: number }): void {
+    if (this.forgottenFunctions.has(r.functionId)) return;
     const version = String(r.version);
+    this.keepInvocationSeries(r.functionId, version, r.outcome);
     this.invocations.inc({ function_id: r.functionId, version, outcome: r.outcome });
     this.invocationDuration.observe({ function_id: r.functionId, version }, Math.max(0, r.durationMs) / 1000);
+  }
+
+  /** Notes the series an invocation adds to, dropping those of the function's least recently invoked version past the bound. */
+  private keepInvocationSeries(functionId: string, version: string, outcome: string): void {
+    let versions = this.invocationSeries.get(functionId);
+    if (!versions) this.invocationSeries.set(functionId, (versions = new Map()));
+    const outcomes = versions.get(version) ?? new Set<string>();
+    // re-inserted: a Map iterates in insertion order, so the first entry is the least recently invoked
+    versions.delete(version);
+    versions.set(version, outcomes.add(outcome));
+    if (versions.size > INVOCATION_VERSIONS_KEPT) {
+      const [oldest, oldestOutcomes] = versions.entries().next().value as [string, Set<string>];
+      versions.delete(oldest);
+      this.removeInvocationSeries(functionId, oldest, oldestOutcomes);
+    }
+  }
+
+  private removeInvocationSeries(functionId: string, version: string, outcomes: Set<string>): void {
+    for (const outcome of outcomes) this.invocations.remove({ function_id: functionId, version, outcome });
+    this.invocationDuration.remove({ function_id: functionId, version });
+  }
+
+  /** A function was deleted: its invocation series go, and later invocations of it (still in flight) are not counted. */
+  forgetFunction(functionId: string): void {
+    const versions = this.invocationSeries.get(functionId);
+    this.invocationSeries.delete(functionId);
+    for (const [version, outcomes] of versions ?? []) this.removeInvocationSeries(functionId, version, outcomes);
+    this.forgottenFunctions.add(functionId);
+    if (this.forgottenFunctions.size > FORGOTTEN_FUNCTIONS_KEPT) this.forgottenFunctions.delete(this.forgottenFunctions.values().next().value as string);
   }
 
   observeCleanup(summary: CleanupCounts | null): void {
