@@ -46,10 +46,15 @@ class LeaseLost extends Error {}
 /** After an abort, how long the work may take to stop (kill its build, close its streams) before the runner moves on anyway. */
 const ABORT_GRACE_MS = 5_000;
 
+/**
+ * Runs one attempt of a claimed build; never rejects. Every line it logs, its crash included (an
+ * error its own failure handling could not record, such as the database going away), carries the
+ * id of the request that created the version, and no other: the runner may have been woken while
+ * serving some other request.
+ */
 export function runBuild(ctx: BuildContext, build: ClaimedBuild): Promise<void> {
-  // every line the build logs carries the id of the request that created the version (and no other:
-  // the runner may have been woken while serving some other request)
-  return build.requestId ? withRequestId(build.requestId, () => runBuildAttempt(ctx, build)) : outsideRequest(() => runBuildAttempt(ctx, build));
+  const attempt = () => runBuildAttempt(ctx, build).catch((err) => ctx.logger.error('build crashed', { deploymentId: build.id, err }));
+  return build.requestId ? withRequestId(build.requestId, attempt) : outsideRequest(attempt);
 }
 
 async function runBuildAttempt(ctx: BuildContext, build: ClaimedBuild): Promise<void> {

@@ -112,12 +112,10 @@ export class Runner {
       const job = runBuild(
         { p: this.p, driver: this.driver, runnerId: this.id, logger: this.logger, shutdown: this.shutdown.signal },
         build,
-      )
-        .catch((err) => this.logger.error('build crashed', { deploymentId: build.id, err }))
-        .finally(() => {
-          this.inflight.delete(build.id);
-          this.wake();
-        });
+      ).finally(() => {
+        this.inflight.delete(build.id);
+        this.wake();
+      });
       this.inflight.set(build.id, job);
     }
   }

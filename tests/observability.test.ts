@@ -12,6 +12,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLogger } from '../shared/logger.ts';
 import { startRunnerService } from '../runner/service.ts';
+import { runBuild } from '../runner/build-job.ts';
+import { createDb } from '../shared/db/knex.ts';
+import { withRequestId } from '../shared/observability/request-context.ts';
 import { makeNodeFunction } from './support/archives.ts';
 import { declaration, waitForBuild } from './support/flows.ts';
 import type { Client } from './support/http.ts';
@@ -292,6 +295,26 @@ logs('pretty format renders the same entries readably; the level filters', () =>
   assert.match(out[0]!, /shown/);
   assert.match(out[0]!, /kaput/);
   assert.throws(() => JSON.parse(out[0]!));
+});
+
+logs('a build that crashes (its failure cannot even be recorded) logs it with the deploy request\'s id, not the id of whatever woke the runner', async () => {
+  // A real fault: the build's database handle is a pool already closed, so the build cannot record
+  // its start, nor then its failure.
+  const closed = createDb(tp.platform.config.database);
+  await closed.close();
+  const id = crypto.randomUUID();
+  const before = lines.length;
+  // started while serving another request, as a runner woken by a request is
+  await withRequestId('some-other-request', () =>
+    runBuild(
+      { p: { ...tp.platform, db: closed }, driver: tp.driver, runnerId: 'crash-test', logger: tp.platform.logger, shutdown: new AbortController().signal },
+      { id, functionId: crypto.randomUUID(), version: 1, s3Key: 'nowhere', attempts: 1, archiveSha256: null, config: {}, reuseFrom: null, claimToken: 'token', requestId: 'deploy-req-crash' },
+    ),
+  );
+  const crash = lines.slice(before).map((l) => JSON.parse(l) as Record<string, any>).find((e) => e.msg === 'build crashed' && e.deploymentId === id);
+  assert.ok(crash, 'a "build crashed" line');
+  assert.is(crash!.requestId, 'deploy-req-crash');
+  assert.is(crash!.level, 'error');
 });
 
 // ---------------------------------------------------------------------- health and /api/status
