@@ -2,6 +2,8 @@
 //    page) and a deep page (?before=100), one client. The rows are written straight into the
 //    database (built versions with realistic columns, build logs included).
 //    Floor: the same SELECT (listDeployments' own column list, order and limit) run directly with knex.
+//    Beside it, GET /healthz at one client on the same server: the HTTP path's own latency and tail
+//    (what any page pays on this machine before it reads a row), not part of the target's ratio.
 import { LIST_COLUMNS } from '../../../shared/domain/deployments.ts';
 import { runLoad } from '../load.ts';
 import { builtFunctionRows, insertInBatches } from '../seed.ts';
@@ -51,17 +53,19 @@ export const history: Scenario = {
       await timeSequential(ctx.sizes.warmup, select);
       const floor = await timeSequential(n, select);
       const floorStat = summarize(floor.samples);
+      const health = await runLoad({ url: server.url, serverPid: server.pid, path: '/healthz', connections: 1, amount: n, warmup: ctx.sizes.warmup });
       const ratio = { p50: round2(load.stat.p50 / floorStat.p50), p99: round2(load.stat.p99 / floorStat.p99) };
       rows.push(
         latencyRow({ scenario: 'history', db, variant: page.variant }, load.stat, load.wallMs, {
           throughput: { value: load.rps, unit: 'req/s' },
-          errors: { non2xx: load.non2xx, transport: load.transportErrors, statuses: load.statuses },
+          errors: { non2xx: load.non2xx + health.non2xx, transport: load.transportErrors + health.transportErrors, statuses: load.statuses },
           floors: [
             {
               label: `the same SELECT with knex; the page is ${ratio.p50}× at p50, ${ratio.p99}× at p99`,
               stat: floorStat,
               throughput: { value: n / (floor.wallMs / 1000), unit: 'queries/s' },
             },
+            { label: 'GET /healthz, 1 client, same server (the HTTP path alone)', stat: health.stat, throughput: { value: health.rps, unit: 'req/s' } },
           ],
           details: { cpu: load.cpu, ratioToFloor: ratio, versions, bytesPerResponse: JSON.stringify(body).length },
         }),
