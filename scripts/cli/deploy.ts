@@ -10,7 +10,7 @@ import { ApiError, CliError } from './errors.ts';
 import { formatBytes, formatRetry, plural, shortSha } from './format.ts';
 import type { Output } from './output.ts';
 import type { Packed } from './pack.ts';
-import { uploadArchive } from './upload.ts';
+import { UPLOAD_ATTEMPTS, uploadArchive } from './upload.ts';
 import { followEvents, StreamUnsupported, type StreamMessage } from './event-stream.ts';
 
 export const PROGRESS_BAR_OVER_BYTES = 1_000_000;
@@ -105,10 +105,8 @@ async function uploadAndFollow(
 
   const bar = packed.size > PROGRESS_BAR_OVER_BYTES && out.interactive;
   let shownPct = -1;
-  await uploadArchive(
-    requested.upload,
-    packed.buffer,
-    bar
+  await uploadArchive(requested.upload, packed.buffer, {
+    onProgress: bar
       ? (sent, total) => {
           const pct = Math.floor((sent / total) * 100);
           if (pct === shownPct) return; // a redraw per percent, not per 64 KiB chunk
@@ -116,7 +114,11 @@ async function uploadAndFollow(
           out.progress(progressBar(sent, total), sent === total);
         }
       : undefined,
-  );
+    onRetry: (attempt, reason, waitMs) => {
+      shownPct = -1;
+      out.error(`warning: ${label}: ${reason}; trying again in ${(waitMs / 1000).toFixed(waitMs < 1000 ? 1 : 0)} s (attempt ${attempt + 1} of ${UPLOAD_ATTEMPTS})`);
+    },
+  });
 
   let completed;
   try {

@@ -20,19 +20,76 @@ function shown(url: URL): string {
   return `${url.origin}${url.pathname}`;
 }
 
-export async function uploadArchive(
-  target: PresignedTarget,
-  body: Buffer,
-  onProgress?: (sent: number, total: number) => void,
-): Promise<void> {
+/** Attempts at one upload: the first and up to two more after a transient failure. */
+export const UPLOAD_ATTEMPTS = 3;
+/** The longest wait between attempts, whatever Retry-After asks. */
+const MAX_RETRY_WAIT_MS = 10_000;
+/** Answers worth another attempt: storage (or the API relaying to it) failing or overloaded, not refusing the upload. */
+const TRANSIENT_STATUSES = new Set([500, 502, 503, 504]);
+/** A connection cut on the way: the next attempt gets a new one. (Refused or unresolvable: a wrong address, not retried.) */
+const CUT_CODES = new Set(['ECONNRESET', 'EPIPE']);
+
+/** What is known of a failed attempt. */
+class AttemptFailed extends CliError {
+  constructor(
+    message: string,
+    readonly transient: boolean,
+    /** the answer's Retry-After, in ms */
+    readonly retryAfterMs: number | null = null,
+    /** the connection was cut: the body may have been stored all the same */
+    readonly outcomeUnknown = false,
+    readonly status: number | null = null,
+    readonly apiCode: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+export interface UploadOptions {
+  onProgress?: (sent: number, total: number) => void;
+  /** before each further attempt: which one failed, why, and how long until the next */
+  onRetry?: (attempt: number, reason: string, waitMs: number) => void;
+  attempts?: number;
+}
+
+/**
+ * PUTs the archive, again after a transient failure (a 5xx answer, a connection cut on the way),
+ * up to UPLOAD_ATTEMPTS times, waiting as the answer's Retry-After asks (at most 10 s) or 1 s, then
+ * 2 s. A presigned URL takes as many PUTs as its lifetime allows; the API's own upload URL (S3
+ * embedded) gives the upload back when one is refused or cut, so the next attempt may claim it. A
+ * request, a signature or a size that storage refuses (4xx) is not tried again.
+ */
+export async function uploadArchive(target: PresignedTarget, body: Buffer, opts: UploadOptions = {}): Promise<void> {
+  const attempts = opts.attempts ?? UPLOAD_ATTEMPTS;
+  let cutBefore = false;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await putOnce(target, body, opts.onProgress);
+    } catch (err) {
+      if (!(err instanceof AttemptFailed)) throw err;
+      // A connection cut after the whole body went: the API's own upload URL may have stored it and
+      // then refuses another PUT as used. Completing the deploy checks what was stored.
+      if (cutBefore && err.status === 409 && err.apiCode === 'upload_used') return;
+      if (!err.transient || attempt >= attempts) {
+        throw attempt > 1 ? new CliError(`${err.message} (after ${attempt} attempts)`) : new CliError(err.message);
+      }
+      cutBefore ||= err.outcomeUnknown;
+      const waitMs = Math.min(MAX_RETRY_WAIT_MS, err.retryAfterMs ?? 1000 * 2 ** (attempt - 1));
+      opts.onRetry?.(attempt, err.message, waitMs);
+      await new Promise((r) => setTimeout(r, waitMs));
+    }
+  }
+}
+
+function putOnce(target: PresignedTarget, body: Buffer, onProgress?: (sent: number, total: number) => void): Promise<void> {
   const url = new URL(target.url);
   const transport = url.protocol === 'https:' ? https : http;
   const headers = { ...target.headers, 'Content-Length': String(body.length) };
-  await new Promise<void>((resolve, reject) => {
+  return new Promise<void>((resolve, reject) => {
     const req = transport.request(url, { method: target.method || 'PUT', headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', reject);
+      res.on('error', (err) => reject(cut(url, err)));
       res.on('end', () => {
         const status = res.statusCode ?? 0;
         if (status >= 200 && status < 300) return resolve();
@@ -42,18 +99,29 @@ export async function uploadArchive(
         const message =
           /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ??
           /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ??
-          jsonErrorMessage(text) ??
+          jsonError(text)?.message ??
           text.slice(0, 200);
-        reject(new CliError(`the upload to storage was refused (${status}${message ? `: ${message.trim()}` : ''})`));
+        const retryAfter = Number(res.headers['retry-after']);
+        reject(
+          new AttemptFailed(
+            `the upload to storage was refused (${status}${message ? `: ${message.trim()}` : ''})`,
+            TRANSIENT_STATUSES.has(status),
+            Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter * 1000 : null,
+            false,
+            status,
+            jsonError(text)?.code ?? null,
+          ),
+        );
       });
     });
-    req.setTimeout(UPLOAD_TIMEOUT_MS, () => req.destroy(new Error(`no progress for ${UPLOAD_TIMEOUT_MS / 1000} s`)));
+    req.setTimeout(UPLOAD_TIMEOUT_MS, () => req.destroy(new CliError(`upload to ${shown(url)} failed: no progress for ${UPLOAD_TIMEOUT_MS / 1000} s`)));
     req.on('error', (err) => {
       if (err instanceof CliError) return reject(err);
-      if (networkCode(err)) {
+      const code = networkCode(err);
+      if (code && !CUT_CODES.has(code)) {
         return reject(new CliError(`cannot reach the storage at ${url.origin} to upload (the API's S3_PUBLIC_ENDPOINT may be wrong)`));
       }
-      reject(new CliError(`upload to ${shown(url)} failed: ${err.message}`));
+      reject(cut(url, err));
     });
     void (async () => {
       let sent = 0;
@@ -80,10 +148,16 @@ export async function uploadArchive(
   });
 }
 
-function jsonErrorMessage(text: string): string | undefined {
+/** A connection that broke during the upload (reset, or closed before the answer): worth another attempt. */
+function cut(url: URL, err: Error): AttemptFailed {
+  return new AttemptFailed(`upload to ${shown(url)} failed: ${err.message}`, true, null, true);
+}
+
+function jsonError(text: string): { code: string | null; message: string | undefined } | undefined {
   try {
-    const message = (JSON.parse(text) as { error?: { message?: unknown } }).error?.message;
-    return typeof message === 'string' ? message : undefined;
+    const error = (JSON.parse(text) as { error?: { code?: unknown; message?: unknown } }).error;
+    if (!error) return undefined;
+    return { code: typeof error.code === 'string' ? error.code : null, message: typeof error.message === 'string' ? error.message : undefined };
   } catch {
     return undefined;
   }
