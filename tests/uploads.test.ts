@@ -299,7 +299,8 @@ fenced('complete, then a late reject acting on what it read before: the build ke
 const outage = suite('S3 outages are survived');
 
 outage('deploy while S3 is down: 503 with Retry-After, no URL and no version; numbers stay gap-free', async () => {
-  const op = (await startTestPlatform({ MAX_ARCHIVE_BYTES: String(MAX) }))!;
+  const lines: string[] = [];
+  const op = (await startTestPlatform({ MAX_ARCHIVE_BYTES: String(MAX), LOG_LEVEL: 'warn' }, { logSink: (l) => lines.push(l) }))!;
   const port = Number(new URL(op.platform.embeddedS3!.endpoint).port);
   let restarted: Awaited<ReturnType<typeof startEmbeddedS3>> | undefined;
   const restart = async () => {
@@ -335,6 +336,12 @@ outage('deploy while S3 is down: 503 with Retry-After, no URL and no version; nu
     assert.is(complete.status, 503, JSON.stringify(complete.body));
     assert.is(complete.body.error.code, 'unavailable');
     assert.ok(complete.headers.get('retry-after'));
+    // the log says how the dependency failed (the answer does not), under the request's id
+    const logged = lines.map((l) => JSON.parse(l) as Record<string, any>).filter((e) => e.msg === 'a dependency is not answering');
+    const mine = logged.find((e) => e.requestId === complete.headers.get('x-request-id'));
+    assert.ok(mine, JSON.stringify(logged));
+    assert.ok(JSON.stringify(mine.err).includes('ECONNREFUSED'), JSON.stringify(mine.err));
+    assert.type(mine.err.type, 'string');
 
     await restart();
     const v2 = await api.post('/api/functions/deploy', { name: 'outage', ...declaration() });

@@ -58,7 +58,8 @@ export function errorAnswer(p: Platform, err: unknown, where: { method: string; 
     return answer(status, code, err.message || 'request refused');
   }
   if (isDependencyOutage(err)) {
-    p.logger.warn('a dependency is not answering', { ...where, err: (err as Error).message });
+    // the error itself (its type, code and cause): which dependency, and how it failed (refused, reset, timed out)
+    p.logger.warn('a dependency is not answering', { ...where, err });
     return answer(503, 'unavailable', 'a service the platform depends on is not answering; try again shortly', undefined, {
       'Retry-After': String(OUTAGE_RETRY_AFTER_SECONDS),
     });
