@@ -6,7 +6,7 @@ import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
 import { bool, num } from '../db/dialect.ts';
 import { pgTransaction, type PgTx } from '../db/pg-direct.ts';
-import { sqliteImmediate, type SqliteTx } from '../db/sqlite-direct.ts';
+import { sqliteGroupImmediate, type SqliteTx } from '../db/sqlite-direct.ts';
 import { nowIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
 import { announceQueuedCommittedLocally, BUILD_QUEUED_CHANNEL } from './build-queue.ts';
@@ -61,14 +61,16 @@ export interface AllocateInput {
  * incremented, the latest version's configuration, the deployment and its event. A refusal (a
  * quota, a bad configuration) throws before the commit, so no version number is spent.
  *
- * SQLite runs them synchronously (sqliteImmediate): through knex each statement is a promise round
- * trip through the pool, several times the statement itself, and this is the deploy's hot path.
+ * SQLite runs them synchronously (through knex each statement is a promise round trip through the
+ * pool, several times the statement itself, and this is the deploy's hot path), and the
+ * allocations asked for in one turn of the event loop commit together, each in a savepoint of its
+ * own (sqliteGroupImmediate): a refused one spends no number, the others commit.
  * PostgreSQL gets them in two round trips (allocatePostgres), and a deploy of an existing function
  * takes that function's lock only, not the account's.
  */
 export async function allocateVersion(db: Db, input: AllocateInput): Promise<AllocatedDeployment> {
   if (db.dialect === 'sqlite') {
-    const allocated = await sqliteImmediate(db, (tx) => allocateSqlite(tx, input));
+    const allocated = await sqliteGroupImmediate(db, (tx) => allocateSqlite(tx, input));
     if (input.status === 'building') announceQueuedCommittedLocally();
     return allocated;
   }
