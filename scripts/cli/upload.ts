@@ -49,7 +49,6 @@ export interface UploadOptions {
   onProgress?: (sent: number, total: number) => void;
   /** before each further attempt: which one failed, why, and how long until the next */
   onRetry?: (attempt: number, reason: string, waitMs: number) => void;
-  attempts?: number;
 }
 
 /**
@@ -60,7 +59,6 @@ export interface UploadOptions {
  * request, a signature or a size that storage refuses (4xx) is not tried again.
  */
 export async function uploadArchive(target: PresignedTarget, body: Buffer, opts: UploadOptions = {}): Promise<void> {
-  const attempts = opts.attempts ?? UPLOAD_ATTEMPTS;
   let cutBefore = false;
   for (let attempt = 1; ; attempt++) {
     try {
@@ -70,7 +68,7 @@ export async function uploadArchive(target: PresignedTarget, body: Buffer, opts:
       // A connection cut after the whole body went: the API's own upload URL may have stored it and
       // then refuses another PUT as used. Completing the deploy checks what was stored.
       if (cutBefore && err.status === 409 && err.apiCode === 'upload_used') return;
-      if (!err.transient || attempt >= attempts) {
+      if (!err.transient || attempt >= UPLOAD_ATTEMPTS) {
         throw attempt > 1 ? new CliError(`${err.message} (after ${attempt} attempts)`) : new CliError(err.message);
       }
       cutBefore ||= err.outcomeUnknown;
@@ -96,10 +94,11 @@ function putOnce(target: PresignedTarget, body: Buffer, onProgress?: (sent: numb
         const text = Buffer.concat(chunks).toString('utf8');
         // S3 answers in XML: <Error><Code>…</Code><Message>…</Message></Error>; the API's own
         // upload URL (embedded S3) in JSON: {"error": {"code", "message"}}
+        const json = jsonError(text);
         const message =
           /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ??
           /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ??
-          jsonError(text)?.message ??
+          json?.message ??
           text.slice(0, 200);
         const retryAfter = Number(res.headers['retry-after']);
         reject(
@@ -109,7 +108,7 @@ function putOnce(target: PresignedTarget, body: Buffer, onProgress?: (sent: numb
             Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter * 1000 : null,
             false,
             status,
-            jsonError(text)?.code ?? null,
+            json?.code ?? null,
           ),
         );
       });

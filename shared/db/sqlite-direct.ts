@@ -71,10 +71,11 @@ const groups = new WeakMap<Db, Group>();
  * transactions asked for in one turn of the event loop commit together, each in a savepoint of
  * its own. One BEGIN IMMEDIATE and one COMMIT for the group instead of one each, and the pages
  * they share written to the WAL once: `/deploy` at 16 clients went from 1,238–1,440 to
- * 1,896–2,378 requests a second (docs/benchmarks.md, issue 15's fifth pass). A `fn` that throws rolls back its own savepoint only and rejects its own caller; the
- * others commit. Each sees what the ones before it in the group wrote, as if they had committed
- * one after the other (they are serialized all the same). Nothing is committed, or answered,
- * before the group's COMMIT; a failed COMMIT rejects every caller of the group.
+ * 1,896–2,378 requests a second (docs/benchmarks.md, issue 15's fifth pass). A `fn` that throws
+ * rolls back its own savepoint only and rejects its own caller; the others commit. Each sees what
+ * the ones before it in the group wrote, as if they had committed one after the other (they are
+ * serialized all the same). Nothing is committed, or answered, before the group's COMMIT; a failed
+ * COMMIT rejects every caller of the group.
  */
 export function sqliteGroupImmediate<T>(db: Db, fn: (tx: SqliteTx) => T): Promise<T> {
   if (db.dialect !== 'sqlite') throw new Error('sqliteGroupImmediate is for SQLite only');
