@@ -22,11 +22,16 @@ export const declaration = (archive: Buffer = Buffer.from('placeholder')) => ({
 export async function deployPresigned(api: Client, name: string, archive: Buffer) {
   const deploy = await api.post('/api/functions/deploy', { name, ...declaration(archive) });
   assert.is(deploy.status, 201, JSON.stringify(deploy.body));
-  const put = await fetch(deploy.body.upload.url, {
-    method: deploy.body.upload.method,
-    headers: deploy.body.upload.headers,
-    body: archive,
-  });
+  const putArchive = () => fetch(deploy.body.upload.url, { method: deploy.body.upload.method, headers: deploy.body.upload.headers, body: archive });
+  let put = await putArchive();
+  // A 503 asks the client to try again, and the CLI does (scripts/cli/upload.ts): so does this
+  // client, once. A PUT through the API's upload relay to the embedded S3 has answered 503 now and
+  // then under CI's load, cause not found yet; the warning shows in the suite's output. An upload
+  // that keeps failing still fails the test.
+  if (put.status === 503) {
+    console.warn(`deployPresigned: the PUT answered 503 (${await put.text()}); trying once more`);
+    put = await putArchive();
+  }
   assert.is(put.status, 200, `presigned PUT answered ${put.status}`);
   // the API's own upload URL (S3 embedded) is a documented route; a real S3's answer is S3's
   const target = new URL(deploy.body.upload.url);
