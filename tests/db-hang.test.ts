@@ -102,6 +102,7 @@ if (testDbKind() !== 'postgres') {
     proxy.resume();
     await waitFor('the API to serve again', async () => (await api.get('/api/functions')).status === 200, { timeoutMs: 15_000, intervalMs: 200 });
     const listed = await api.get('/api/functions');
+    assert.is(listed.status, 200, JSON.stringify(listed.body));
     assert.equal(listed.body.functions.map((f: any) => f.name), ['hung']);
   });
 

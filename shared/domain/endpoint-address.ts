@@ -22,7 +22,7 @@ export interface EndpointAddress {
 }
 
 const PINNED = /^(.+)@v([1-9][0-9]{0,8})$/;
-/** tags.ts TAG_PATTERN (a tag never looks like a pin) */
+/** tag-name.ts TAG_PATTERN (a tag never looks like a pin) */
 const TAGGED = /^(.+)@([a-z][a-z0-9-]{0,30})$/;
 
 /** The function a path-form URL addresses; null when the path is not a well-formed endpoint path. */

@@ -12,14 +12,7 @@ import { recordEvent } from './events.ts';
 import { announceFunctionChanged } from './function-changes.ts';
 import { builtVersion } from './traffic.ts';
 
-/** `v` followed by digits is a version pin (@v3), never a tag. */
-export const TAG_PATTERN = /^[a-z][a-z0-9-]{0,30}$/;
-const VERSION_PIN = /^v[0-9]+$/;
-
-export const tagNameSchema = z
-  .string()
-  .regex(TAG_PATTERN, 'a tag is 1–31 characters of a-z, 0-9 and "-", starting with a letter')
-  .refine((t) => !VERSION_PIN.test(t), 'a tag cannot look like a version pin (v1, v2, …)');
+export { TAG_PATTERN, tagNameSchema } from './tag-name.ts';
 
 export const setTagSchema = z.strictObject({
   version: z.number().int('must be an integer').positive('must be a positive integer'),

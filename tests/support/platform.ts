@@ -70,7 +70,9 @@ export async function startTestPlatform(
   const config = loadConfig({
     DATA_DIR: dataDir,
     PORT: '0',
-    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    // warnings and errors reach the suite's output, which tests/run.ts prints when a suite fails:
+    // an unexpected 503 or 500 then shows its cause (TEST_LOG_LEVEL=silent|info|debug to change it)
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
     RUNTIME_DRIVER: 'process',
     RUNNER_POLL_MS: '100',
     // the default backoff (5 s, doubling) would stretch every test whose build is retried

@@ -1,6 +1,6 @@
 // tag <name> <tag> <version> | tag <name> <tag> --delete, tags <name>: names that point at one
 // version and serve it (/fn/{handle}/{name}@{tag}/…, invoke --tag).
-import { tagNameSchema } from '../../../shared/domain/tags.ts';
+import { tagNameSchema } from '../../../shared/domain/tag-name.ts';
 import { UsageError } from '../errors.ts';
 import { formatAge, table } from '../format.ts';
 import { versionArg, type Command } from './command.ts';
