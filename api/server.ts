@@ -9,7 +9,7 @@ import type { Invoker } from '../shared/domain/invoke.ts';
 import type { RuntimeDriver } from '../shared/runtime/types.ts';
 import { versionDriver } from '../shared/domain/version-driver.ts';
 import { appErrorAnswer, createHonoApp, type App } from './http/app.ts';
-import { MAX_WAITING, turnsOf } from './http/turns.ts';
+import { boundTurns, turnsOf } from './http/turns.ts';
 import { createTokenCache, requireUser } from './http/auth.ts';
 import { JSON_BODY_LIMIT, jsonBodyTooLarge } from './http/body.ts';
 import { requireOwnedFunction } from './http/tenant.ts';
@@ -54,7 +54,8 @@ export function createApi(p: Platform, opts: ApiOptions = {}): App {
   const app = createHonoApp(p);
   // first: every request gets its id (and its log lines carry it), and is counted
   app.use('*', observeRequests(p.metrics));
-  p.metrics.trackWaitingRequests(() => turnsOf(app).queued);
+  const turns = boundTurns(app, p.config.server.maxWaitingRequests);
+  p.metrics.trackWaitingRequests(() => turns.queued);
   const tokenCache = createTokenCache(p);
   const keyCache = new FunctionKeyCache(p.db, (err) => p.logger.warn('could not record a function key as used', { err: (err as Error)?.message ?? String(err) }));
   const { driver, invoker } = opts;
@@ -156,9 +157,9 @@ export interface RunningApi {
   close(graceMs?: number): Promise<void>;
 }
 
-/** The 503 of a request that found MAX_WAITING requests waiting for a turn of the event loop. */
-function refuseBusy(res: ServerResponse): void {
-  const a = appErrorAnswer(errors.unavailable(`the API has ${MAX_WAITING} requests waiting; try again shortly`, 1));
+/** The 503 of a request that found as many requests waiting for a turn of the event loop as may wait. */
+function refuseBusy(res: ServerResponse, maxWaiting: number): void {
+  const a = appErrorAnswer(errors.unavailable(`the API has ${maxWaiting} requests waiting; try again shortly`, 1));
   const body = JSON.stringify(a.body);
   // its body was not read: the connection is not reused
   res.writeHead(a.status, { ...a.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
@@ -181,7 +182,7 @@ export function serveApi(app: App, opts: { host: string; port: number }): Promis
             if (req.socket.destroyed) return;
             if (!endpoints?.(req, res)) void listener(req, res);
           };
-          if (!turns.admit(start)) refuseBusy(res);
+          if (!turns.admit(start)) refuseBusy(res, turns.maxWaiting);
         })) as typeof http.createServer;
       server = serve({ fetch: app.fetch, hostname: opts.host, port: opts.port, createServer }, (info: AddressInfo) => {
         const host = info.address.includes(':') ? `[${info.address}]` : info.address;

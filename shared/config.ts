@@ -8,6 +8,8 @@ import { isSecretsKey } from './secrets.ts';
 const cron = { validate: cronValidate };
 
 const MiB = 1024 * 1024;
+/** API_MAX_WAITING_REQUESTS's default (api/http/turns.ts) */
+export const DEFAULT_MAX_WAITING_REQUESTS = 10_000;
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
 const optionalString = z
@@ -126,6 +128,8 @@ const envSchema = z.object({
     message: 'FUNCTIONS_DOMAIN must be a domain name such as fn.example.com (no scheme, no port)',
   }),
   MAX_REQUEST_BYTES: int(6 * MiB, 0).pipe(z.number().max(64 * MiB)),
+  // requests waiting for a turn of the API's event loop (api/http/turns.ts) before new ones get a 503
+  API_MAX_WAITING_REQUESTS: int(DEFAULT_MAX_WAITING_REQUESTS, 1).pipe(z.number().max(1_000_000)),
   // progressive delivery: how often serving processes write their per-version metrics, how long
   // the per-minute buckets are kept, and how often the runner's canary controller looks at canaries
   METRICS_FLUSH_MS: int(1000, 50).pipe(z.number().max(60_000)),
@@ -154,6 +158,8 @@ export interface Config {
     host: string;
     /** on SIGTERM, how long in-flight requests may take to finish */
     shutdownGraceMs: number;
+    /** requests waiting for a turn of the event loop before new ones are answered 503 (api/http/turns.ts) */
+    maxWaitingRequests: number;
   };
   dataDir: string;
   database: { client: 'sqlite'; filename: string } | { client: 'pg'; url: string };
@@ -315,7 +321,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
   return {
-    server: { port: e.PORT, host: e.HOST, shutdownGraceMs: e.SHUTDOWN_GRACE_MS },
+    server: { port: e.PORT, host: e.HOST, shutdownGraceMs: e.SHUTDOWN_GRACE_MS, maxWaitingRequests: e.API_MAX_WAITING_REQUESTS },
     dataDir,
     database,
     s3: {

@@ -15,10 +15,10 @@
 // synchronously. At most MAX_ARMED callbacks are armed at once: a long queue does not cost a
 // callback per waiting request in every iteration.
 
+import { DEFAULT_MAX_WAITING_REQUESTS } from '../../shared/config.ts';
+
 /** how long one event-loop iteration may spend starting requests before the rest wait for the next */
 export const TURN_BUDGET_MS = 1;
-/** requests waiting for a turn before new ones are refused (503) */
-export const MAX_WAITING = 10_000;
 const MAX_ARMED = 16;
 
 export class RequestTurns {
@@ -29,7 +29,8 @@ export class RequestTurns {
 
   constructor(
     private readonly budgetMs = TURN_BUDGET_MS,
-    private readonly maxWaiting = MAX_WAITING,
+    /** requests waiting for a turn before new ones are refused (503) */
+    readonly maxWaiting = DEFAULT_MAX_WAITING_REQUESTS,
   ) {
     // each turn starts at least one waiting request only when the budget is above 0
     if (!(budgetMs > 0)) throw new Error(`a turn's budget must be above 0 ms, not ${budgetMs}`);
@@ -93,5 +94,12 @@ const turnsOfApps = new WeakMap<object, RequestTurns>();
 export function turnsOf(app: object): RequestTurns {
   let turns = turnsOfApps.get(app);
   if (!turns) turnsOfApps.set(app, (turns = new RequestTurns()));
+  return turns;
+}
+
+/** Gives `app` turns that let `maxWaiting` requests wait (createApi: API_MAX_WAITING_REQUESTS). */
+export function boundTurns(app: object, maxWaiting: number): RequestTurns {
+  const turns = new RequestTurns(TURN_BUDGET_MS, maxWaiting);
+  turnsOfApps.set(app, turns);
   return turns;
 }

@@ -14,6 +14,9 @@ test('defaults: SQLite in DATA_DIR, embedded S3, documented limits', () => {
   assert.is(c.uploads.urlTtlSeconds, 900);
   assert.is(c.uploads.maxArchiveBytes, 50 * 1024 * 1024);
   assert.is(c.retention.keepLastN, 10);
+  assert.is(c.server.maxWaitingRequests, 10_000);
+  assert.is(loadConfig({ API_MAX_WAITING_REQUESTS: '64' }).server.maxWaitingRequests, 64);
+  assert.throws(() => loadConfig({ API_MAX_WAITING_REQUESTS: '0' }), /API_MAX_WAITING_REQUESTS/);
 });
 
 test('DATABASE_URL postgres:// selects PostgreSQL', () => {

@@ -101,7 +101,8 @@ const metricsModule = new URL('../../shared/observability/metrics.ts', import.me
 const observeModule = new URL('../../shared/observability/http.ts', import.meta.url).href;
 const turnsModule = new URL('../../api/http/turns.ts', import.meta.url).href;
 
-function startServer(marker: string): Promise<{ child: ChildProcess; port: number }> {
+/** maxWaiting: the server's turns are bound as createApi binds them (API_MAX_WAITING_REQUESTS); else the default */
+function startServer(marker: string, maxWaiting?: number): Promise<{ child: ChildProcess; port: number }> {
   const code = `
     const { Hono } = await import('hono');
     const fs = await import('node:fs');
@@ -109,13 +110,14 @@ function startServer(marker: string): Promise<{ child: ChildProcess; port: numbe
     const busy = (ms) => { const until = performance.now() + ms; while (performance.now() < until); };
     const { PlatformMetrics } = await import(${JSON.stringify(metricsModule)});
     const { observeRequests } = await import(${JSON.stringify(observeModule)});
-    const { turnsOf } = await import(${JSON.stringify(turnsModule)});
+    const { boundTurns, turnsOf } = await import(${JSON.stringify(turnsModule)});
     const events = [];
     const metrics = new PlatformMetrics();
     const app = new Hono();
     app.use('*', observeRequests(metrics));
     // as createApi does
-    metrics.trackWaitingRequests(() => turnsOf(app).queued);
+    const turns = ${maxWaiting === undefined ? 'turnsOf(app)' : `boundTurns(app, ${maxWaiting})`};
+    metrics.trackWaitingRequests(() => turns.queued);
     app.get('/waiting', async (c) => c.json((await metrics.registry.getSingleMetric('containerpub_http_requests_waiting').get()).values[0].value));
     // a request that holds the event loop for 2 ms, as a deploy on the synchronous SQLite driver does
     app.get('/work', (c) => { events.push(c.req.query('who') ?? 'work'); busy(2); return c.text('done'); });
@@ -147,6 +149,11 @@ function startServer(marker: string): Promise<{ child: ChildProcess; port: numbe
   });
 }
 
+interface Answer {
+  head: string;
+  body: string;
+}
+
 /** A keep-alive connection that sends one GET at a time and resolves with the whole body. */
 function connection(port: number) {
   const socket = net.connect(port, '127.0.0.1');
@@ -155,23 +162,28 @@ function connection(port: number) {
     socket.once('error', reject);
   });
   let buffered = Buffer.alloc(0);
-  let waiter: ((body: string) => void) | null = null;
+  let waiter: ((answer: Answer) => void) | null = null;
   socket.on('data', (d) => {
     buffered = Buffer.concat([buffered, d]);
     const head = buffered.indexOf('\r\n\r\n');
     if (head < 0 || !waiter) return;
     const length = Number(/content-length: (\d+)/i.exec(buffered.subarray(0, head).toString())?.[1] ?? 0);
     if (buffered.length < head + 4 + length) return;
-    const body = buffered.subarray(head + 4, head + 4 + length).toString();
+    const answer = { head: buffered.subarray(0, head).toString(), body: buffered.subarray(head + 4, head + 4 + length).toString() };
     buffered = buffered.subarray(head + 4 + length);
     const w = waiter;
     waiter = null;
-    w(body);
+    w(answer);
   });
   return {
     connected,
-    get(p: string): Promise<string> {
-      const answered = new Promise<string>((resolve) => (waiter = resolve));
+    /** the answer's body */
+    async get(p: string): Promise<string> {
+      return (await this.request(p)).body;
+    },
+    /** the whole answer: its head (status line and headers) and body */
+    request(p: string): Promise<Answer> {
+      const answered = new Promise<Answer>((resolve) => (waiter = resolve));
       socket.write(`GET ${p} HTTP/1.1\r\nHost: test\r\n\r\n`);
       return answered;
     },
@@ -234,6 +246,53 @@ test('serveApi: a new connection is accepted within a turn, not after every requ
     for (const c of [...busyClients, late, quitter]) c.close();
     child.kill('SIGKILL');
     // a helper the child started (tsx's esbuild) may hold its pipes a while longer
+    child.stdout!.destroy();
+    child.stderr!.destroy();
+    fs.rmSync(path.dirname(marker), { recursive: true, force: true });
+  }
+});
+
+test('serveApi: past API_MAX_WAITING_REQUESTS waiting, a request gets a 503 at once and its connection closes; the rest are served, then new ones', async () => {
+  const MAX_WAITING = 5;
+  const marker = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-turns-')), 'blocked');
+  const { child, port } = await startServer(marker, MAX_WAITING);
+  const clients = Array.from({ length: 20 }, () => connection(port));
+  try {
+    for (const c of clients) await c.connected;
+    await Promise.all(clients.map((c) => c.get('/work')));
+    const blocker = connection(port);
+    const blocked = blocker.get('/block');
+    for (let i = 0; !fs.existsSync(marker); i++) {
+      if (i > 500) throw new Error('the server never started blocking');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // 20 requests arrive while the event loop is held; it reads them all in one iteration: one
+    // starts (2 ms against a 1 ms turn), MAX_WAITING wait for later turns, the rest are refused
+    const answers = await Promise.all(clients.map((c) => c.request('/work')));
+    assert.is(await blocked, 'done');
+    const status = (a: Answer) => Number(a.head.split(' ')[1]);
+    const served = answers.filter((a) => status(a) === 200);
+    const refused = answers.filter((a) => status(a) === 503);
+    assert.is(served.length + refused.length, 20, answers.map((a) => a.head.split('\r\n')[0]).join(', '));
+    assert.ok(served.length >= MAX_WAITING && served.length <= MAX_WAITING + 2, `${served.length} served`);
+    for (const a of served) assert.is(a.body, 'done');
+    for (const a of refused) {
+      assert.match(a.head, /\r\nretry-after: 1\r\n/i);
+      assert.match(a.head, /\r\nconnection: close\r\n/i);
+      assert.match(a.head, /\r\nx-containerpub-error: unavailable\r\n/i);
+      const body = JSON.parse(a.body) as { error: { code: string; message: string } };
+      assert.is(body.error.code, 'unavailable');
+      assert.match(body.error.message, `has ${MAX_WAITING} requests waiting`);
+    }
+    // the queue drained: a new connection is served as usual
+    const after = connection(port);
+    await after.connected;
+    assert.is(await after.get('/work'), 'done');
+    after.close();
+    blocker.close();
+  } finally {
+    for (const c of clients) c.close();
+    child.kill('SIGKILL');
     child.stdout!.destroy();
     child.stderr!.destroy();
     fs.rmSync(path.dirname(marker), { recursive: true, force: true });
