@@ -5,6 +5,7 @@
 // A handle holds no "--" (handles.ts), so the last "--" of a host label separates name and handle.
 import { HANDLE_PATTERN } from './handles.ts';
 import { FUNCTION_NAME_PATTERN } from './model.ts';
+import { TAG_PATTERN } from './tag-name.ts';
 
 export const ENDPOINT_PREFIX = '/fn/';
 
@@ -22,8 +23,8 @@ export interface EndpointAddress {
 }
 
 const PINNED = /^(.+)@v([1-9][0-9]{0,8})$/;
-/** tag-name.ts TAG_PATTERN (a tag never looks like a pin) */
-const TAGGED = /^(.+)@([a-z][a-z0-9-]{0,30})$/;
+/** name@tag, the tag as TAG_PATTERN has it (a tag never looks like a pin, which PINNED takes first) */
+const TAGGED = new RegExp(`^(.+)@(${TAG_PATTERN.source.replace(/^\^|\$$/g, '')})$`);
 
 /** The function a path-form URL addresses; null when the path is not a well-formed endpoint path. */
 export function parseEndpointPath(pathname: string): EndpointAddress | null {
