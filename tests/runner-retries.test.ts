@@ -3,6 +3,7 @@
 // attempts, failures of unknown cause retried with growing delays, all on the database's clock.
 import fs from 'node:fs';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { claimBuilds, failBuild, finishBuild, releaseClaim, renewLease, retryExpiredClaims } from '../shared/domain/build-queue.ts';
@@ -64,6 +65,26 @@ async function startRunner(id: string, settings: Partial<Config['runner']>): Pro
   inProcess.push(runner);
   await runner.start();
   return runner;
+}
+
+const sqliteFile = tp.platform.config.database.client === 'sqlite' ? tp.platform.config.database.filename : null;
+if (sqliteFile) {
+  // (first in the file: nothing is queued yet)
+  queue('SQLite: an idle claim only reads, so another process holding the write lock does not block it (nor the event loop)', async () => {
+    const other = new Database(sqliteFile);
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      const started = performance.now();
+      const claimed = await claimBuilds(db, { runnerId: 'idle', limit: 4, leaseMs: 30_000, maxAttempts: 3 });
+      const waited = performance.now() - started;
+      assert.equal(claimed, []);
+      // an UPDATE would wait for the lock up to busy_timeout (10 s), then fail with SQLITE_BUSY
+      assert.ok(waited < 2000, `the idle claim waited ${Math.round(waited)} ms for the write lock`);
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
+  });
 }
 
 queue('leases live on the database clock, in the format the platform writes', async () => {

@@ -192,6 +192,19 @@ export async function claimBuilds(
 ): Promise<ClaimedBuild[]> {
   if (input.limit <= 0) return [];
   const now = dbTimeSql(db);
+  const claimable = `status = 'building'
+           AND claimed_by IS NULL
+           AND (next_attempt_at IS NULL OR next_attempt_at <= ${now})
+           AND attempts < ?`;
+  // On SQLite an UPDATE takes the database's write lock even when it matches nothing, waiting up
+  // to busy_timeout (10 s) for another process that holds it (a cleanup run, another runner),
+  // with the event loop blocked, since the driver is synchronous. An idle runner polls: it asks
+  // first with a read, which waits for no one (WAL). A build queued after the read is claimed at
+  // the next wake-up, as one committed after the UPDATE would be.
+  if (db.dialect === 'sqlite') {
+    const [any] = await db.knex.raw(`SELECT 1 AS queued FROM function_deployments WHERE ${claimable} LIMIT 1`, [input.maxAttempts]);
+    if (!any) return [];
+  }
   const lock = db.dialect === 'pg' ? 'FOR UPDATE SKIP LOCKED' : '';
   const token = db.dialect === 'pg' ? 'gen_random_uuid()::text' : 'lower(hex(randomblob(16)))';
   const result = await db.knex.raw(
@@ -201,10 +214,7 @@ export async function claimBuilds(
             next_attempt_at = NULL, updated_at = ?
       WHERE id IN (
         SELECT id FROM function_deployments
-         WHERE status = 'building'
-           AND claimed_by IS NULL
-           AND (next_attempt_at IS NULL OR next_attempt_at <= ${now})
-           AND attempts < ?
+         WHERE ${claimable}
          ORDER BY queued_at, id
          LIMIT ? ${lock})
       RETURNING id, function_id, version, COALESCE(archive_key, s3_key) AS source_key, attempts, archive_sha256, config,
