@@ -5,11 +5,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import esbuild from 'esbuild';
+import { nodeArgsFor, repoRoot } from './bundle.ts';
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const MAIN = path.join(repoRoot, 'scripts/cli/main.ts');
+export { repoRoot };
 
 export interface CliResult {
   code: number | null;
@@ -33,37 +31,8 @@ export function cliEnv(home: string, extra: Record<string, string> = {}): Record
   };
 }
 
-/**
- * The CLI bundled once per test process (esbuild): the same code as `scripts/cli/main.ts` under
- * tsx, without transpiling every module again at each of the hundreds of runs the suites make
- * (about 0.8 s of CPU each under tsx on this 2-core machine; 0.2 s bundled).
- */
-let bundled: string | null = null;
-function cliBundle(): string {
-  if (bundled) return bundled;
-  const dir = path.join(repoRoot, '.tmp');
-  fs.mkdirSync(dir, { recursive: true });
-  const outfile = path.join(dir, `containerpub-cli-${process.pid}.mjs`);
-  // Its dependencies are bundled too (the same versions, from node_modules): resolving and loading
-  // zod's and chokidar's files one by one cost each run about 0.13 s of CPU more.
-  esbuild.buildSync({
-    entryPoints: [MAIN],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    outfile,
-    logLevel: 'error',
-    // for the CommonJS packages inside an ES module bundle
-    banner: { js: "import { createRequire as bundleRequire } from 'node:module'; const require = bundleRequire(import.meta.url);" },
-  });
-  process.once('exit', () => fs.rmSync(outfile, { force: true }));
-  bundled = outfile;
-  return outfile;
-}
-
 function spawnMain(args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, [cliBundle(), ...args], { cwd: repoRoot, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  return spawn(process.execPath, [...nodeArgsFor('scripts/cli/main.ts'), ...args], { cwd: repoRoot, env, stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 export function runCli(

@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { nodeArgsFor } from './bundle.ts';
 import type { TestPlatform } from './platform.ts';
 
 export interface RunnerProcess {
@@ -31,7 +32,7 @@ export function runnerEnv(tp: TestPlatform, extra: Record<string, string> = {}):
 }
 
 export function spawnRunner(id: string, env: Record<string, string>): RunnerProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'runner/main.ts'], {
+  const child = spawn(process.execPath, nodeArgsFor('runner/main.ts'), {
     env: { ...env, RUNNER_ID: id },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -110,7 +111,7 @@ export async function startStallingProxy(target: string, hold: string | ((req: h
 
 /** Runs `npm run cleanup` as its own process (the way an operator runs it). */
 export function spawnCleanup(args: string[], env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/cleanup.ts', ...args], {
+  const child = spawn(process.execPath, [...nodeArgsFor('scripts/cleanup.ts'), ...args], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -132,7 +133,7 @@ export interface ApiProcess {
 
 /** `npm run start:api` as its own process over the test platform's database and S3. */
 export async function spawnApi(env: Record<string, string>): Promise<ApiProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'api/main.ts'], {
+  const child = spawn(process.execPath, nodeArgsFor('api/main.ts'), {
     env: { PORT: '0', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
