@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BUNDLES_ENV, bundleForNode } from './support/bundle.ts';
+import { BUNDLES_ENV, bundleForNode, CLI_ENTRY } from './support/bundle.ts';
 import { inCI, postgresAvailable } from './support/services.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -40,8 +40,6 @@ const stripAnsi = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '');
 
 /** The processes the suites start by the hundred, bundled with the test files (support/bundle.ts). */
 const CHILD_ENTRIES = ['runner/main.ts', 'api/main.ts', 'scripts/cleanup.ts'];
-/** the CLI's packages are plain JavaScript: bundled too, they load ~0.13 s of CPU faster a run */
-const CLI_ENTRY = 'scripts/cli/main.ts';
 
 /** Where each test file's bundle is, or null to run the files under tsx. */
 let bundles: { dir: string; files: Map<string, string> } | null = null;

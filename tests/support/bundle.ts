@@ -19,6 +19,9 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 /** Set by tests/run.ts: where it bundled every entry point of the run (runner, API, cleanup). */
 export const BUNDLES_ENV = 'CONTAINERPUB_TEST_BUNDLES';
 
+/** the CLI, whose packages (plain JavaScript) are bundled with it: they load ~0.13 s of CPU faster a run */
+export const CLI_ENTRY = 'scripts/cli/main.ts';
+
 /** `import.meta.url`, `.dirname` and `.filename` as code (not quoted: this file's own strings stay) */
 const IMPORT_META = /(?<![\w'"`.])import\.meta\.(url|dirname|filename)\b/g;
 
@@ -73,10 +76,13 @@ export function bundlePath(outdir: string, entry: string): string {
 /**
  * `node` arguments that run one of the platform's entry points (runner/main.ts, api/main.ts,
  * scripts/cleanup.ts, scripts/cli/main.ts): its bundle from tests/run.ts, or the TypeScript under
- * tsx for a test file run on its own.
+ * tsx for a test file run on its own. Stacks point at the TypeScript (source maps), except the
+ * CLI's: it runs some 650 times a full pass, and source maps cost each run 0.05 s of its 0.2 s of
+ * CPU; its errors are messages, not stacks.
  */
 export function nodeArgsFor(entry: string): string[] {
   const dir = process.env[BUNDLES_ENV];
   const bundle = dir ? bundlePath(dir, entry) : null;
-  return bundle && fs.existsSync(bundle) ? ['--enable-source-maps', bundle] : ['--import', 'tsx', path.join(repoRoot, entry)];
+  if (!bundle || !fs.existsSync(bundle)) return ['--import', 'tsx', path.join(repoRoot, entry)];
+  return entry === CLI_ENTRY ? [bundle] : ['--enable-source-maps', bundle];
 }

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { nodeArgsFor, repoRoot } from './bundle.ts';
+import { CLI_ENTRY, nodeArgsFor, repoRoot } from './bundle.ts';
 
 export { repoRoot };
 
@@ -32,7 +32,7 @@ export function cliEnv(home: string, extra: Record<string, string> = {}): Record
 }
 
 function spawnMain(args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, [...nodeArgsFor('scripts/cli/main.ts'), ...args], { cwd: repoRoot, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  return spawn(process.execPath, [...nodeArgsFor(CLI_ENTRY), ...args], { cwd: repoRoot, env, stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 export function runCli(
