@@ -1,6 +1,6 @@
 // Our TypeScript entry points bundled for a plain `node` (esbuild), for the processes the tests
-// start by the hundred: each test file, and the runner, API and cleanup processes some of them
-// start. Under `--import tsx`, Node 20 sends every module (node_modules' too) through tsx's loader
+// start by the hundred: each test file, and the runner, API, cleanup and CLI processes some of
+// them start. Under `--import tsx`, Node 20 sends every module (node_modules' too) through tsx's loader
 // hooks, on a thread of their own: a process that loads the platform spent ~2 s of CPU more
 // starting that way than from a bundle, on this 2-core machine where the suite is CPU-bound.
 //
@@ -16,7 +16,7 @@ import esbuild, { type Plugin } from 'esbuild';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** Set by tests/run.ts: where it bundled every entry point of the run (runner, API, cleanup). */
+/** Set by tests/run.ts: where it bundled every entry point of the run (test files, runner, API, cleanup, CLI). */
 export const BUNDLES_ENV = 'CONTAINERPUB_TEST_BUNDLES';
 
 /** the CLI, whose packages (plain JavaScript) are bundled with it: they load ~0.13 s of CPU faster a run */
