@@ -7,9 +7,12 @@ export interface Sizes {
   /** requests sent before each HTTP measurement and not recorded (even: rollback alternates) */
   warmup: number;
   rollbacks: number;
-  /** concurrent clients for the deploy scenario, and requests per level for /deploy and /complete */
+  /** concurrent clients for the deploy scenario */
   deployConnections: number[];
+  /** POST /deploy per level (and as many GET /healthz, its floor), in chunks alternating with it */
   deploysPerLevel: number;
+  /** POST …/complete per level, of versions that level allocated; a fifth of it for the 1 MiB row */
+  completesPerLevel: number;
   /** sequential upload → active runs */
   e2eProcessRuns: number;
   e2eDockerRuns: number;
@@ -54,7 +57,8 @@ export const FULL: Sizes = {
   warmup: 50,
   rollbacks: 1000,
   deployConnections: [1, 16, 64],
-  deploysPerLevel: 500,
+  deploysPerLevel: 2500,
+  completesPerLevel: 500,
   e2eProcessRuns: 10,
   e2eDockerRuns: 5,
   pickupNotifySamples: 30,
@@ -89,7 +93,8 @@ export const SMOKE: Sizes = {
   warmup: 4,
   rollbacks: 20,
   deployConnections: [1, 16],
-  deploysPerLevel: 16,
+  deploysPerLevel: 32,
+  completesPerLevel: 16,
   e2eProcessRuns: 1,
   e2eDockerRuns: 1,
   pickupNotifySamples: 3,

@@ -89,3 +89,6 @@ export function latencyRow(
 }
 
 export const clients = (n: number) => `${n} client${n === 1 ? '' : 's'}`;
+
+/** How a note says whether a figure met its target. */
+export const verdict = (met: boolean) => (met ? 'met' : 'MISSED');

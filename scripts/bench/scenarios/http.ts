@@ -20,7 +20,7 @@ import { accountInstances, instancesOf } from '../instances.ts';
 import { mergeLoads, runLoad, type LoadResult } from '../load.ts';
 import { call, deleteFunction, deployAndWait } from '../seed.ts';
 import { sleep } from '../stats.ts';
-import { clients, latencyRow, type Context, type Floor, type ResultRow, type Scenario } from '../types.ts';
+import { clients, latencyRow, verdict, type Context, type Floor, type ResultRow, type Scenario } from '../types.ts';
 
 /** Each level of the figure and its floor alternate in this many chunks (fewer when small). */
 const CHUNKS = 5;
@@ -45,7 +45,6 @@ type DriverName = 'process' | 'docker';
 type Access = 'public' | 'key';
 
 const fmt = (ms: number) => `${ms.toFixed(2)} ms`;
-const verdict = (met: boolean) => (met ? 'met' : 'MISSED');
 
 interface Endpoint {
   server: BenchServer;

@@ -25,7 +25,7 @@ import { mergeLoads, runLoad, type LoadResult } from '../load.ts';
 import { call, deleteFunction, deployAndWait, INVOKE_EVENT, smallFunction } from '../seed.ts';
 import { COLD_IDLE_MS } from '../servers.ts';
 import { sleep, summarize } from '../stats.ts';
-import { clients, latencyRow, type Context, type Floor, type ResultRow, type Scenario } from '../types.ts';
+import { clients, latencyRow, verdict, type Context, type Floor, type ResultRow, type Scenario } from '../types.ts';
 
 /** Each level of the figure and its floor alternate in this many chunks (fewer when small). */
 const CHUNKS = 5;
@@ -39,7 +39,6 @@ const SCALE_TO_ZERO_TIMEOUT_MS = 30_000;
 type DriverName = 'process' | 'docker';
 
 const fmt = (ms: number) => `${ms.toFixed(2)} ms`;
-const verdict = (met: boolean) => (met ? 'met' : 'MISSED');
 
 // ------------------------------------------------------------------ warm figures
 
