@@ -15,6 +15,7 @@ import * as builds from './20261202000800_builds.ts';
 import * as observability from './20261202001100_observability.ts';
 import * as storedArchivesIndex from './20261203000100_stored_archives_index.ts';
 import * as buildingIndex from './20261203120000_building_index.ts';
+import * as storedArchivesSizedIndex from './20261204000100_stored_archives_sized_index.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -36,6 +37,7 @@ const migrations: Record<string, Migration> = {
   '20261202001100_observability': observability,
   '20261203000100_stored_archives_index': storedArchivesIndex,
   '20261203120000_building_index': buildingIndex,
+  '20261204000100_stored_archives_sized_index': storedArchivesSizedIndex,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

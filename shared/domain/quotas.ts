@@ -106,7 +106,7 @@ export function accountQuotaRead(quotas: Quotas, userId: string, ask: QuotaAsk):
   }
   if (quotas.maxArchiveBytes !== null) {
     parts.push(
-      '(SELECT sum(d.archive_size) FROM functions f CROSS JOIN function_deployments d WHERE d.function_id = f.id AND f.user_id = ? AND d.archive_removed_at IS NULL) AS bytes',
+      '(SELECT sum(d.archive_size) FROM functions f CROSS JOIN function_deployments d WHERE d.function_id = f.id AND f.user_id = ? AND d.archive_removed_at IS NULL AND d.archive_size IS NOT NULL) AS bytes',
     );
     bindings.push(userId);
   }
