@@ -81,7 +81,7 @@ export const FULL: Sizes = {
   cleanupPrefixFunctions: 100,
   s3DeleteSample: 2000,
   historyVersions: 10_000,
-  historyRequests: 500,
+  historyRequests: 2500,
   historyDeepBefore: 100,
 };
 
