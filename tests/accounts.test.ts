@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TOKEN_CACHE_MS, TokenCache } from '../shared/domain/tokens.ts';
+import { nodeArgsFor } from './support/bundle.ts';
 import { client } from './support/http.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { runnerEnv } from './support/processes.ts';
@@ -181,7 +182,7 @@ const loginFrom = (address: string, email: string, password: string) =>
 
 /** `npm run users -- add …` as its own process over the closed platform's database. */
 function usersAdd(args: string[], stdin?: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/users.ts', 'add', ...args], {
+  const child = spawn(process.execPath, [...nodeArgsFor('scripts/users.ts'), 'add', ...args], {
     env: runnerEnv(cp, { LOG_LEVEL: 'warn' }),
     stdio: ['pipe', 'pipe', 'pipe'],
   });

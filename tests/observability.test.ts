@@ -16,6 +16,7 @@ import { runBuild } from '../runner/build-job.ts';
 import { createDb } from '../shared/db/knex.ts';
 import { withRequestId } from '../shared/observability/request-context.ts';
 import { makeNodeFunction } from './support/archives.ts';
+import { nodeArgsFor } from './support/bundle.ts';
 import { declaration, waitForBuild } from './support/flows.ts';
 import type { Client } from './support/http.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
@@ -440,7 +441,7 @@ health('`npm start`: one process, one /metrics for the API and the runner; JSON 
   // the default: JSON, since stderr is a pipe here
   delete env.LOG_FORMAT;
   for (const name of ['S3_ENDPOINT', 'SECRETS_KEY', 'METRICS_TOKEN']) delete env[name];
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
+  const child = spawn(process.execPath, nodeArgsFor('scripts/start.ts'), {
     cwd: root,
     env,
     stdio: ['ignore', 'ignore', 'pipe'],

@@ -39,7 +39,18 @@ const list = (dir: string) =>
 const stripAnsi = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '');
 
 /** The processes the suites start by the hundred, bundled with the test files (support/bundle.ts). */
-const CHILD_ENTRIES = ['runner/main.ts', 'api/main.ts', 'scripts/cleanup.ts'];
+const CHILD_ENTRIES = [
+  'runner/main.ts',
+  'api/main.ts',
+  'scripts/cleanup.ts',
+  'scripts/start.ts',
+  'scripts/users.ts',
+  // bench-smoke: the bench, and the servers it starts (a dozen a run)
+  'scripts/bench/main.ts',
+  'scripts/bench/server.ts',
+  'scripts/bench/floor-server.ts',
+  'scripts/bench/http-floor-server.ts',
+];
 
 /** Where each test file's bundle is, or null to run the files under tsx. */
 let bundles: { dir: string; files: Map<string, string> } | null = null;

@@ -12,6 +12,7 @@ import { loadConfig, type Config } from '../shared/config.ts';
 import { openDatabase, type Db } from '../shared/db/knex.ts';
 import { KEY_CHECK_SETTING, loadSecretBox, SecretsKeyError, type SecretBox } from '../shared/secrets.ts';
 import { startTestPlatform } from './support/platform.ts';
+import { nodeArgsFor } from './support/bundle.ts';
 import { createPgDatabase, postgresAvailable, requireService, testDbKind } from './support/services.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -165,7 +166,7 @@ test('the real start:api process: missing or wrong key exits 2 with the message,
 test('the real npm start generates DATA_DIR/secrets.key (0600) on its first run, and a start:api beside it uses it', async () => {
   const f = await fresh();
   const env = { PATH: process.env.PATH ?? '', DATA_DIR: f.dataDir, DATABASE_URL: f.databaseUrl, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', RUNTIME_DRIVER: 'process', CLEANUP_CRON: 'off', SHUTDOWN_GRACE_MS: '500' };
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, nodeArgsFor('scripts/start.ts'), { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));

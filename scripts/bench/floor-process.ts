@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { extractArchive } from '../../shared/archive/extract.ts';
+import { nodeArgsFor } from '../../tests/support/bundle.ts';
 import { repoRoot } from './harness.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -28,7 +29,7 @@ export async function unpackHandler(archive: Buffer): Promise<{ modulePath: stri
 
 /** `script` (a file beside this one) serving `modulePath`, in a process of its own. */
 export async function startFloorServer(modulePath: string, script = 'floor-server.ts'): Promise<FloorServer> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, script), modulePath], {
+  const child = spawn(process.execPath, [...nodeArgsFor(path.relative(repoRoot, path.join(here, script))), modulePath], {
     cwd: repoRoot,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
     stdio: ['pipe', 'pipe', 'pipe'],

@@ -11,6 +11,7 @@ import { loadConfig } from '../../shared/config.ts';
 import { openPlatform, type Platform } from '../../shared/platform.ts';
 import { createLogger } from '../../shared/logger.ts';
 import { createPgDatabase as createPgDatabaseAt, postgresAvailable } from '../../tests/support/services.ts';
+import { nodeArgsFor } from '../../tests/support/bundle.ts';
 
 export type DbKind = 'sqlite' | 'postgres';
 
@@ -131,7 +132,7 @@ export async function startServer(opts: ServerOptions): Promise<BenchServer> {
   }
   // BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": profile the server under load
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(here, 'server.ts')], {
+  const child = spawn(process.execPath, [...nodeArgs, ...nodeArgsFor('scripts/bench/server.ts')], {
     cwd: repoRoot,
     env: serverEnv(dataDir, databaseUrl, opts),
     stdio: ['pipe', 'pipe', 'pipe'],

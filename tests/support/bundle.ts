@@ -74,8 +74,8 @@ export function bundlePath(outdir: string, entry: string): string {
 }
 
 /**
- * `node` arguments that run one of the platform's entry points (runner/main.ts, api/main.ts,
- * scripts/cleanup.ts, scripts/cli/main.ts): its bundle from tests/run.ts, or the TypeScript under
+ * `node` arguments that run one of the entry points tests/run.ts bundles (CHILD_ENTRIES there, and
+ * scripts/cli/main.ts): its bundle from tests/run.ts, or the TypeScript under
  * tsx for a test file run on its own. Stacks point at the TypeScript (source maps), except the
  * CLI's: it runs some 650 times a full pass, and source maps cost each run 0.05 s of its 0.2 s of
  * CPU; its errors are messages, not stacks.

@@ -13,6 +13,7 @@ import { mergeInto } from '../../scripts/bench/report.ts';
 import { percentile, summarize } from '../../scripts/bench/stats.ts';
 import { SCENARIOS, type ResultRow } from '../../scripts/bench/types.ts';
 import { dockerAvailable, inCI, postgresAvailable } from '../support/services.ts';
+import { nodeArgsFor } from '../support/bundle.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SMOKE_TIMEOUT_MS = 150_000;
@@ -71,7 +72,7 @@ test('a partial run replaces only the rows it measured', () => {
 
 function runSmoke(out: string): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/bench/main.ts', '--smoke', '--out', out], {
+    const child = spawn(process.execPath, [...nodeArgsFor('scripts/bench/main.ts'), '--smoke', '--out', out], {
       cwd: root,
       env: process.env,
       stdio: ['ignore', 'pipe', 'pipe'],
