@@ -47,6 +47,11 @@ export interface Sizes {
   s3DeleteSample: number;
   historyVersions: number;
   historyRequests: number;
+  /**
+   * history: pages of each kind sent before either is measured, not recorded (the server's page
+   * path compiled by the JIT for both, so the page measured first does not pay for it alone)
+   */
+  historyWarmup: number;
   /** the deep page: ?before= this version */
   historyDeepBefore: number;
 }
@@ -82,6 +87,7 @@ export const FULL: Sizes = {
   s3DeleteSample: 2000,
   historyVersions: 10_000,
   historyRequests: 2500,
+  historyWarmup: 2500,
   historyDeepBefore: 100,
 };
 
@@ -118,5 +124,6 @@ export const SMOKE: Sizes = {
   s3DeleteSample: 20,
   historyVersions: 200,
   historyRequests: 20,
+  historyWarmup: 4,
   historyDeepBefore: 100,
 };
