@@ -9,7 +9,6 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { z } from 'zod';
 import { CliError } from './errors.ts';
 
 export const PROJECT_FILE = 'containerpub.json';
@@ -33,24 +32,33 @@ export interface Project {
   config?: ProjectConfig;
 }
 
-const int = z.number().int('must be an integer');
-const projectSchema = z
-  .object({
-    $schema: z.string().optional(),
-    name: z.string().optional(),
-    env: z.record(z.string(), z.string({ error: 'env values must be strings' })).optional(),
-    memoryMb: int.optional(),
-    timeoutMs: int.optional(),
-    minInstances: int.optional(),
-    maxInstances: int.optional(),
-    concurrency: int.optional(),
-    network: z.enum(['none', 'outbound']).optional(),
-    secrets: z.unknown().optional(),
-  })
-  .strict();
+/**
+ * The file's schema, built on first use: zod is loaded only by a command that finds a
+ * containerpub.json. It is most of what the CLI would otherwise load at every start (~0.75 MB of
+ * the bundled CLI's 1 MB, ~0.15 s of a command under tsx), and most commands never read the file.
+ */
+let projectSchema: Promise<ReturnType<typeof buildProjectSchema>> | undefined;
+
+function buildProjectSchema(z: typeof import('zod').z) {
+  const int = z.number().int('must be an integer');
+  return z
+    .object({
+      $schema: z.string().optional(),
+      name: z.string().optional(),
+      env: z.record(z.string(), z.string({ error: 'env values must be strings' })).optional(),
+      memoryMb: int.optional(),
+      timeoutMs: int.optional(),
+      minInstances: int.optional(),
+      maxInstances: int.optional(),
+      concurrency: int.optional(),
+      network: z.enum(['none', 'outbound']).optional(),
+      secrets: z.unknown().optional(),
+    })
+    .strict();
+}
 
 /** Reads `dir/containerpub.json` (absent: an empty project). Ranges and names are checked by the API. */
-export function readProject(dir: string): Project {
+export async function readProject(dir: string): Promise<Project> {
   const file = path.join(dir, PROJECT_FILE);
   let text: string;
   try {
@@ -65,7 +73,8 @@ export function readProject(dir: string): Project {
   } catch (err) {
     throw new CliError(`${file} is not valid JSON (${(err as Error).message})`);
   }
-  const parsed = projectSchema.safeParse(raw);
+  projectSchema ??= import('zod').then(({ z }) => buildProjectSchema(z));
+  const parsed = (await projectSchema).safeParse(raw);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) =>
       i.code === 'unrecognized_keys'

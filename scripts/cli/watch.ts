@@ -86,7 +86,7 @@ export class DirectoryWatcher {
         this.lastVersion = latest.version;
         this.lastLive = latest.isActive;
         // what containerpub.json says now, if the latest version runs with it already
-        const project = this.readProjectOrNull();
+        const project = await this.readProjectOrNull();
         if (project && configSatisfies(latest.config, project.config)) this.lastConfig = configKey(project.config);
       }
     }
@@ -176,7 +176,7 @@ export class DirectoryWatcher {
     out.info(reason === 'initial' ? 'checking the directory → packing' : 'change detected → packing');
     try {
       const packed = await packDirectory(this.root, { maxBytes: this.opts.maxBytes });
-      const project = readProject(this.root);
+      const project = await readProject(this.root);
       const settings = configKey(project.config);
       if (packed.sha256 === this.lastSha && (settings === this.lastConfig || !project.config)) {
         out.info(`unchanged (sha256 ${shortSha(packed.sha256)}), nothing to deploy`);
@@ -215,9 +215,9 @@ export class DirectoryWatcher {
     }
   }
 
-  private readProjectOrNull() {
+  private async readProjectOrNull() {
     try {
-      return readProject(this.root);
+      return await readProject(this.root);
     } catch {
       return null; // reported by the first cycle
     }

@@ -11,8 +11,15 @@ import { errors } from '../errors.ts';
 import { recordEvent } from './events.ts';
 import { announceFunctionChanged } from './function-changes.ts';
 import { builtVersion } from './traffic.ts';
+import { looksLikeVersionPin, TAG_NAME_RULES, TAG_PATTERN } from './tag-name.ts';
 
-export { TAG_PATTERN, tagNameSchema } from './tag-name.ts';
+export { TAG_PATTERN };
+
+/** A tag's name, as the API checks it (the rule: tag-name.ts; the pattern shows in the OpenAPI document). */
+export const tagNameSchema = z
+  .string()
+  .regex(TAG_PATTERN, TAG_NAME_RULES.pattern)
+  .refine((t) => !looksLikeVersionPin(t), TAG_NAME_RULES.versionPin);
 
 export const setTagSchema = z.strictObject({
   version: z.number().int('must be an integer').positive('must be a positive integer'),

@@ -62,8 +62,14 @@ export async function bundleForNode(opts: BundleOptions): Promise<Map<string, st
     logLevel: 'error',
     plugins: [ownImportMeta],
     ...(opts.bundlePackages
-      ? // for the CommonJS packages inside an ES module bundle (`['url']`: not rewritten by ownImportMeta)
-        { banner: { js: "import { createRequire as bundleRequire } from 'node:module'; const require = bundleRequire(import.meta['url']);" } }
+      ? {
+          // for the CommonJS packages inside an ES module bundle (`['url']`: not rewritten by ownImportMeta)
+          banner: { js: "import { createRequire as bundleRequire } from 'node:module'; const require = bundleRequire(import.meta['url']);" },
+          // What is imported on demand (the CLI's zod) goes to a chunk of its own, loaded when it is
+          // asked for: in the entry's file it would be parsed by every run.
+          splitting: true,
+          chunkNames: 'chunks/[name]-[hash]',
+        }
       : { packages: 'external' as const }),
   });
   return new Map(opts.entryPoints.map((e) => [e, bundlePath(opts.outdir, e)]));

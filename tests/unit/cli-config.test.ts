@@ -65,14 +65,14 @@ test('durations read back in the unit they were given', () => {
   assert.equal([formatDuration(500), formatDuration(5000), formatDuration(120_000), formatDuration(1500)], ['500 ms', '5 s', '2 min', '1500 ms']);
 });
 
-test('containerpub.json: absent, settings, and what is refused', () => {
+test('containerpub.json: absent, settings, and what is refused', async () => {
   const dir = tempDir();
-  assert.equal(readProject(dir), { file: null });
+  assert.equal(await readProject(dir), { file: null });
   const file = path.join(dir, 'containerpub.json');
   fs.writeFileSync(file, JSON.stringify({ $schema: 'x', name: 'api', env: { A: 'b' }, memoryMb: 128, network: 'none' }));
-  assert.equal(readProject(dir), { file, name: 'api', config: { env: { A: 'b' }, memoryMb: 128, network: 'none' } });
+  assert.equal(await readProject(dir), { file, name: 'api', config: { env: { A: 'b' }, memoryMb: 128, network: 'none' } });
   fs.writeFileSync(file, JSON.stringify({ name: 'only-a-name' }));
-  assert.equal(readProject(dir), { file, name: 'only-a-name', config: undefined });
+  assert.equal(await readProject(dir), { file, name: 'only-a-name', config: undefined });
   const refused: [unknown, RegExp][] = [
     [{ env: { A: 1 } }, /env\.A: env values must be strings/],
     [{ memoryMb: '128' }, /memoryMb: /],
@@ -83,19 +83,20 @@ test('containerpub.json: absent, settings, and what is refused', () => {
   ];
   for (const [content, pattern] of refused) {
     fs.writeFileSync(file, JSON.stringify(content));
-    assert.throws(() => readProject(dir), (e: unknown) => e instanceof CliError && pattern.test((e as Error).message), JSON.stringify(content));
+    const refusal = await readProject(dir).then(() => null, (e: unknown) => e);
+    assert.ok(refusal instanceof CliError && pattern.test(refusal.message), `${JSON.stringify(content)}: ${String(refusal)}`);
   }
   const value = 'do-not-print-me';
   fs.writeFileSync(file, JSON.stringify({ secrets: { TOKEN: value } }));
   try {
-    readProject(dir);
+    await readProject(dir);
     assert.unreachable();
   } catch (err) {
     assert.match((err as Error).message, /"secrets" do not belong/);
     assert.not.ok((err as Error).message.includes(value));
   }
   fs.writeFileSync(file, '{ not json');
-  assert.throws(() => readProject(dir), /not valid JSON/);
+  await readProject(dir).then(() => assert.unreachable('accepted'), (e: unknown) => assert.match((e as Error).message, /not valid JSON/));
 });
 
 test('git metadata: none outside a repository or before the first commit; the last commit after', () => {

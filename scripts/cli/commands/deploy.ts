@@ -92,7 +92,7 @@ export const deploy: Command = {
   positionals: { names: ['dir'], min: 1 },
   async run(ctx) {
     const dir = ctx.resolvePath(ctx.positionals[0]!);
-    const project = readProject(requireDirectory(dir));
+    const project = await readProject(requireDirectory(dir));
     const name = functionNameFlag(ctx.flags, 'deploy', project, dir);
     const maxBytes = intFlag(ctx.flags, 'max-bytes') ?? DEFAULT_MAX_BYTES;
     const timeoutS = intFlag(ctx.flags, 'timeout') ?? 600;

@@ -1,14 +1,14 @@
 // tag <name> <tag> <version> | tag <name> <tag> --delete, tags <name>: names that point at one
 // version and serve it (/fn/{handle}/{name}@{tag}/…, invoke --tag).
-import { tagNameSchema } from '../../../shared/domain/tag-name.ts';
+import { tagNameProblem } from '../../../shared/domain/tag-name.ts';
 import { UsageError } from '../errors.ts';
 import { formatAge, table } from '../format.ts';
 import { versionArg, type Command } from './command.ts';
 
-/** Checked here with the API's own rule (shared/domain/tags.ts), so a bad tag costs no request. */
+/** Checked here with the API's own rule (shared/domain/tag-name.ts), so a bad tag costs no request. */
 function tagArg(raw: string): string {
-  const parsed = tagNameSchema.safeParse(raw);
-  if (!parsed.success) throw new UsageError(`invalid tag "${raw}": ${parsed.error.issues[0]?.message ?? 'not a tag'}`);
+  const problem = tagNameProblem(raw);
+  if (problem) throw new UsageError(`invalid tag "${raw}": ${problem}`);
   return raw;
 }
 

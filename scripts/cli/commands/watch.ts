@@ -24,7 +24,7 @@ export const watchCommand: Command = {
   positionals: { names: ['dir'], min: 1 },
   async run(ctx) {
     const dir = ctx.resolvePath(ctx.positionals[0]!);
-    const name = functionNameFlag(ctx.flags, 'watch', readProject(requireDirectory(dir)), dir);
+    const name = functionNameFlag(ctx.flags, 'watch', await readProject(requireDirectory(dir)), dir);
     const maxBytes = intFlag(ctx.flags, 'max-bytes') ?? DEFAULT_MAX_BYTES;
     const timeoutS = intFlag(ctx.flags, 'timeout') ?? 600;
     const watcher = new DirectoryWatcher(ctx.api(), { dir, name, out: ctx.out, maxBytes, buildTimeoutMs: timeoutS * 1000 });
