@@ -9,6 +9,7 @@
 // BEGIN IMMEDIATE takes the database's write lock first, as lockFunctionRow's no-op write does
 // (a transaction that read first and wrote later could be refused with SQLITE_BUSY when another
 // process wrote in between). Nothing here awaits: the event loop is held only for the statements.
+import { AsyncResource } from 'node:async_hooks';
 import type { Db } from './knex.ts';
 
 interface Statement {
@@ -83,7 +84,10 @@ export function sqliteGroupImmediate<T>(db: Db, fn: (tx: SqliteTx) => T): Promis
   if (!group) groups.set(db, (group = { queue: [], scheduled: false }));
   const g = group;
   return new Promise<T>((resolve, reject) => {
-    g.queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+    // Each job runs in its own caller's async context, not in the context of whichever caller
+    // scheduled the flush: a deployment records the id of the request that asked for it
+    // (currentRequestId), and the versions of one group were all recorded with the first's.
+    g.queue.push({ fn: AsyncResource.bind(fn), resolve: resolve as (value: unknown) => void, reject });
     if (!g.scheduled) {
       g.scheduled = true;
       // after the requests of this turn have asked for theirs

@@ -9,6 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createDb, type Db } from '../../shared/db/knex.ts';
 import { GROUP_COMMIT_MAX, sqliteGroupImmediate } from '../../shared/db/sqlite-direct.ts';
+import { currentRequestId, withRequestId } from '../../shared/observability/request-context.ts';
 
 async function withDb(run: (db: Db, other: Database.Database) => Promise<void>) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-group-'));
@@ -46,6 +47,16 @@ test('asked in one turn: one transaction; each sees the writes before it, nobody
     assert.equal(seen.map((s) => s.mine), [[1], [1, 2], [1, 2, 3]]);
     assert.equal(seen.map((s) => s.outside), [[], [], []], 'nothing committed until the whole group is');
     assert.equal(committed(other), [1, 2, 3]);
+  });
+});
+
+test("each runs in its own caller's request context, not the first caller's", async () => {
+  await withDb(async (db) => {
+    // the deploys of one group record the ids of the requests that asked for them (versions.ts)
+    const ids = await Promise.all(['req-a', 'req-b', 'req-c'].map((id) => withRequestId(id, () => sqliteGroupImmediate(db, () => currentRequestId()))));
+    assert.equal(ids, ['req-a', 'req-b', 'req-c']);
+    const outside = await sqliteGroupImmediate(db, () => currentRequestId());
+    assert.is(outside, undefined, 'a job asked for outside any request runs outside any');
   });
 });
 
