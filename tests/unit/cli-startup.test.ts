@@ -40,7 +40,8 @@ async function cliImportGraph() {
   const atStart = reach([entry!], (kind) => kind === 'import-statement');
   const everything = reach([entry!], () => true);
   const startBytes = [...atStart].reduce((n, o) => n + outputs[o]!.bytes, 0);
-  return { atStart: inputsOf(atStart), onDemand: inputsOf(everything).filter((i) => !inputsOf(atStart).includes(i)), startBytes };
+  const startInputs = new Set(inputsOf(atStart));
+  return { atStart: [...startInputs], onDemand: inputsOf(everything).filter((i) => !startInputs.has(i)), startBytes };
 }
 
 test('the CLI starts without zod; containerpub.json loads it on demand', async () => {
