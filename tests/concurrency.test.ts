@@ -6,7 +6,9 @@ import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { client } from './support/http.ts';
 import { declaration } from './support/flows.ts';
 import { randomUUID } from 'node:crypto';
-import { allocateVersion } from '../shared/domain/versions.ts';
+import { allocateVersion, type AllocateInput } from '../shared/domain/versions.ts';
+import { withRequestId } from '../shared/observability/request-context.ts';
+import { isAppError } from '../shared/errors.ts';
 
 const t = await startTestPlatform();
 if (!t) process.exit(0);
@@ -159,4 +161,145 @@ alloc('8 concurrent completes of one upload, through two replicas: queued once, 
 });
 
 alloc.after(() => tp.close());
+// Deploys asked for together are allocated together: in one transaction of savepoints on SQLite
+// (sqliteGroupImmediate), in one transaction of two round trips on PostgreSQL (versions.ts). The
+// invariants hold across a group as between deploys alone.
+
+/** Each function's versions, as allocated (version order), with what each recorded. */
+async function versionsOf(userId: string) {
+  const rows = await tp.platform.db
+    .knex('function_deployments as d')
+    .join('functions as f', 'f.id', 'd.function_id')
+    .where('f.user_id', userId)
+    .select('f.name', 'f.last_version', 'd.version', 'd.request_id', 'd.config', ...(tp.platform.db.dialect === 'pg' ? [tp.platform.db.knex.raw('d.xmin::text AS xmin')] : []))
+    .orderBy([{ column: 'f.name' }, { column: 'd.version' }]);
+  const byName = new Map<string, typeof rows>();
+  for (const r of rows) byName.set(r.name, [...(byName.get(r.name) ?? []), r]);
+  return byName;
+}
+
+/** allocateVersion for each of `inputs`, all asked for in this turn, each on behalf of its own request id. */
+function allocateTogether(inputs: (Omit<AllocateInput, 'status'> & { requestId: string })[]) {
+  return Promise.allSettled(inputs.map(({ requestId, ...input }) => withRequestId(requestId, () => allocateVersion(tp.platform.db, { status: 'pending_upload', ...input }))));
+}
+
+async function existingFunctions(api: { post: (...a: any[]) => Promise<any> }, names: string[]) {
+  for (const name of names) {
+    const r = await api.post('/api/functions/deploy', { name, ...declaration() });
+    assert.is(r.status, 201, JSON.stringify(r.body));
+  }
+}
+
+alloc('deploys of 8 functions through two replicas at once, 12 each: versions 1..13 for every function, each recorded with its own request id', async () => {
+  const replica = await tp.replica();
+  try {
+    const api = await tp.newUser();
+    const viaReplica = client(replica.url, api.token);
+    const names = Array.from({ length: 8 }, (_, i) => `grouped-${i}`);
+    await existingFunctions(api, names);
+    const asked = names.flatMap((name) => Array.from({ length: 12 }, (_, k) => ({ name, requestId: `req-${name}-${k}` })));
+    const replies = await Promise.all(
+      asked.map((a, i) => (i % 2 ? api : viaReplica).post('/api/functions/deploy', { name: a.name, ...declaration() }, { headers: { 'x-request-id': a.requestId } })),
+    );
+    for (const r of replies) assert.is(r.status, 201, JSON.stringify(r.body));
+    const versions = await versionsOf(api.userId);
+    for (const name of names) {
+      const rows = versions.get(name)!;
+      assert.equal(rows.map((r) => Number(r.version)), Array.from({ length: 13 }, (_, i) => i + 1), name);
+      assert.is(Number(rows[0]!.last_version), 13);
+      const recorded = rows.slice(1).map((r) => r.request_id).sort();
+      assert.equal(recorded, asked.filter((a) => a.name === name).map((a) => a.requestId).sort(), `${name}: each version has its own request's id`);
+    }
+    // every answer names the version its request was given
+    const answered = new Set(replies.map((r) => `${r.body.name ?? ''}${r.body.id}:${r.body.version}`));
+    assert.is(answered.size, replies.length);
+  } finally {
+    await replica.close();
+  }
+});
+
+alloc("deploys asked for in one turn: one function's second is planned on its first's configuration, and each records its own request id", async () => {
+  const api = await tp.newUser();
+  const names = ['turn-a', 'turn-b', 'turn-c'];
+  await existingFunctions(api, names);
+  const outcomes = await allocateTogether([
+    { userId: api.userId, name: 'turn-a', requestId: 'r-a1', config: { patch: { env: { STEP: 'one' } }, sealer: tp.platform.secrets, platform: tp.platform.config } },
+    { userId: api.userId, name: 'turn-b', requestId: 'r-b1' },
+    { userId: api.userId, name: 'turn-a', requestId: 'r-a2' },
+    { userId: api.userId, name: 'turn-c', requestId: 'r-c1' },
+    { userId: api.userId, name: 'turn-a', requestId: 'r-a3', config: { patch: { env: { MORE: 'yes' } }, sealer: tp.platform.secrets, platform: tp.platform.config } },
+    { userId: api.userId, name: 'turn-b', requestId: 'r-b2' },
+  ]);
+  for (const o of outcomes) assert.is(o.status, 'fulfilled', String((o as PromiseRejectedResult).reason));
+  const versions = await versionsOf(api.userId);
+  const a = versions.get('turn-a')!;
+  assert.equal(a.map((r) => [Number(r.version), r.request_id]), [[1, a[0]!.request_id], [2, 'r-a1'], [3, 'r-a2'], [4, 'r-a3']]);
+  assert.equal(JSON.parse(a[2]!.config).env, { STEP: 'one' }, "the second inherits the first's configuration");
+  assert.equal(JSON.parse(a[3]!.config).env, { STEP: 'one', MORE: 'yes' });
+  assert.equal(versions.get('turn-b')!.map((r) => [Number(r.version), r.request_id]).slice(1), [[2, 'r-b1'], [3, 'r-b2']]);
+  if (tp.platform.db.dialect === 'pg') {
+    // PostgreSQL: the six committed in one transaction (one xmin), not one each
+    const xmins = new Set([...versions.values()].flatMap((rows) => rows.slice(1).map((r) => r.xmin)));
+    assert.is(xmins.size, 1, `one transaction for the turn's deploys, got ${xmins.size}`);
+  }
+});
+
+alloc('a deploy refused inside a group (a bad configuration) spends no number and refuses no other', async () => {
+  const api = await tp.newUser();
+  await existingFunctions(api, ['refusal-a', 'refusal-b']);
+  const outcomes = await allocateTogether([
+    { userId: api.userId, name: 'refusal-a', requestId: 'ok-a' },
+    { userId: api.userId, name: 'refusal-b', requestId: 'bad-b', config: { patch: { minInstances: 3, maxInstances: 1 }, sealer: tp.platform.secrets, platform: tp.platform.config } },
+    { userId: api.userId, name: 'refusal-b', requestId: 'ok-b' },
+    { userId: api.userId, name: 'refusal-a', requestId: 'ok-a2' },
+  ]);
+  assert.is(outcomes[1]!.status, 'rejected');
+  const reason = (outcomes[1] as PromiseRejectedResult).reason;
+  assert.ok(isAppError(reason) && reason.status === 400, `a validation error, got ${String(reason)}`);
+  for (const i of [0, 2, 3]) assert.is(outcomes[i]!.status, 'fulfilled', String((outcomes[i] as PromiseRejectedResult).reason));
+  const versions = await versionsOf(api.userId);
+  assert.equal(versions.get('refusal-a')!.map((r) => r.request_id).slice(1), ['ok-a', 'ok-a2']);
+  assert.equal(versions.get('refusal-b')!.map((r) => [Number(r.version), r.request_id]).slice(1), [[2, 'ok-b']], 'no number spent on the refused one');
+  assert.is(Number(versions.get('refusal-b')![0]!.last_version), 2);
+});
+
+alloc("a group the database refuses (one function's next version already taken): that deploy fails, the others are allocated", async () => {
+  const api = await tp.newUser();
+  await existingFunctions(api, ['broken', 'fine-1', 'fine-2']);
+  const knex = tp.platform.db.knex;
+  const broken = await knex('functions').where({ user_id: api.userId, name: 'broken' }).first();
+  const v1 = await knex('function_deployments').where({ function_id: broken.id, version: 1 }).first();
+  // a row the function's counter does not know of: its next allocation breaks the unique (function_id, version)
+  await knex('function_deployments').insert({ ...v1, id: randomUUID(), version: 2, s3_key: `stray/${randomUUID()}` });
+  const outcomes = await allocateTogether([
+    { userId: api.userId, name: 'fine-1', requestId: 'f1' },
+    { userId: api.userId, name: 'broken', requestId: 'broken' },
+    { userId: api.userId, name: 'fine-2', requestId: 'f2' },
+  ]);
+  assert.is(outcomes[1]!.status, 'rejected');
+  assert.is(outcomes[0]!.status, 'fulfilled', String((outcomes[0] as PromiseRejectedResult).reason));
+  assert.is(outcomes[2]!.status, 'fulfilled', String((outcomes[2] as PromiseRejectedResult).reason));
+  const versions = await versionsOf(api.userId);
+  assert.equal(versions.get('fine-1')!.map((r) => [Number(r.version), r.request_id]).slice(1), [[2, 'f1']]);
+  assert.equal(versions.get('fine-2')!.map((r) => [Number(r.version), r.request_id]).slice(1), [[2, 'f2']]);
+  assert.is(Number(versions.get('broken')![0]!.last_version), 1, 'the failed allocation left the counter as it was');
+});
+
+alloc('a first deploy asked for in the same turn as deploys of existing functions: created once, the others allocated', async () => {
+  const api = await tp.newUser();
+  await existingFunctions(api, ['old-one']);
+  const outcomes = await allocateTogether([
+    { userId: api.userId, name: 'old-one', requestId: 'o1' },
+    { userId: api.userId, name: 'new-one', requestId: 'n1' },
+    { userId: api.userId, name: 'new-one', requestId: 'n2' },
+    { userId: api.userId, name: 'old-one', requestId: 'o2' },
+  ]);
+  for (const o of outcomes) assert.is(o.status, 'fulfilled', String((o as PromiseRejectedResult).reason));
+  const created = outcomes.filter((o) => o.status === 'fulfilled' && o.value.isNewFunction);
+  assert.is(created.length, 1, 'exactly one created it');
+  const versions = await versionsOf(api.userId);
+  assert.equal(versions.get('new-one')!.map((r) => Number(r.version)), [1, 2]);
+  assert.equal(versions.get('old-one')!.map((r) => [Number(r.version), r.request_id]).slice(1), [[2, 'o1'], [3, 'o2']]);
+});
+
 alloc.run();

@@ -11,6 +11,7 @@
 // process wrote in between). Nothing here awaits: the event loop is held only for the statements.
 import { AsyncResource } from 'node:async_hooks';
 import type { Db } from './knex.ts';
+import { TurnBatcher, type Outcome } from './turn-batch.ts';
 
 interface Statement {
   run(...params: unknown[]): { changes: number };
@@ -52,20 +53,9 @@ export async function sqliteImmediate<T>(db: Db, fn: (tx: SqliteTx) => T): Promi
   return withConnection(db, 'sqliteImmediate', (conn) => conn.transaction(() => fn(txOn(conn))).immediate());
 }
 
-interface GroupJob {
-  fn: (tx: SqliteTx) => unknown;
-  resolve(value: unknown): void;
-  reject(err: unknown): void;
-}
-
-interface Group {
-  queue: GroupJob[];
-  scheduled: boolean;
-}
-
 /** Transactions committed together at most: the event loop is held for the whole group (~0.1 ms each). */
 export const GROUP_COMMIT_MAX = 16;
-const groups = new WeakMap<Db, Group>();
+const groups = new WeakMap<Db, TurnBatcher<(tx: SqliteTx) => unknown, unknown>>();
 
 /**
  * sqliteImmediate for a write many requests make at once (a deploy's allocation): the
@@ -81,51 +71,32 @@ const groups = new WeakMap<Db, Group>();
 export function sqliteGroupImmediate<T>(db: Db, fn: (tx: SqliteTx) => T): Promise<T> {
   if (db.dialect !== 'sqlite') throw new Error('sqliteGroupImmediate is for SQLite only');
   let group = groups.get(db);
-  if (!group) groups.set(db, (group = { queue: [], scheduled: false }));
-  const g = group;
-  return new Promise<T>((resolve, reject) => {
-    // Each job runs in its own caller's async context, not in the context of whichever caller
-    // scheduled the flush: a deployment records the id of the request that asked for it
-    // (currentRequestId), and the versions of one group were all recorded with the first's.
-    g.queue.push({ fn: AsyncResource.bind(fn), resolve: resolve as (value: unknown) => void, reject });
-    if (!g.scheduled) {
-      g.scheduled = true;
-      // after the requests of this turn have asked for theirs
-      setImmediate(() => void flushGroup(db, g));
-    }
-  });
+  if (!group) groups.set(db, (group = new TurnBatcher({ max: GROUP_COMMIT_MAX, concurrency: 1, run: (jobs) => commitGroup(db, jobs) })));
+  // Each job runs in its own caller's async context, not in the context of whichever caller
+  // scheduled the flush: a deployment records the id of the request that asked for it
+  // (currentRequestId), and the versions of one group were all recorded with the first's.
+  return group.submit(AsyncResource.bind(fn))! as Promise<T>;
 }
 
-async function flushGroup(db: Db, g: Group): Promise<void> {
-  const jobs = g.queue.splice(0, GROUP_COMMIT_MAX);
-  let outcomes: { ok: boolean; value?: unknown; err?: unknown }[] | null = null;
-  try {
-    outcomes = await withConnection(db, 'sqliteGroupImmediate', (conn) => {
-      const tx = txOn(conn);
-      return conn
-        .transaction(() =>
-          jobs.map((job) => {
-            try {
-              // nested in the group's transaction: a SAVEPOINT, rolled back alone when it throws
-              return { ok: true, value: conn.transaction(() => job.fn(tx))() };
-            } catch (err) {
-              // an error that ended the whole transaction (SQLite rolls back itself on some I/O
-              // errors) fails the group: what ran before it is gone too
-              if (!conn.inTransaction) throw err;
-              return { ok: false, err };
-            }
-          }),
-        )
-        .immediate();
-    });
-  } catch (err) {
-    for (const job of jobs) job.reject(err);
-  } finally {
-    // the rest in the next turn, once I/O has had its turn
-    if (g.queue.length > 0) setImmediate(() => void flushGroup(db, g));
-    else g.scheduled = false;
-  }
-  outcomes?.forEach((o, i) => (o.ok ? jobs[i]!.resolve(o.value) : jobs[i]!.reject(o.err)));
+function commitGroup(db: Db, jobs: ((tx: SqliteTx) => unknown)[]): Promise<Outcome<unknown>[]> {
+  return withConnection(db, 'sqliteGroupImmediate', (conn) => {
+    const tx = txOn(conn);
+    return conn
+      .transaction(() =>
+        jobs.map((job): Outcome<unknown> => {
+          try {
+            // nested in the group's transaction: a SAVEPOINT, rolled back alone when it throws
+            return { ok: true, value: conn.transaction(() => job(tx))() };
+          } catch (err) {
+            // an error that ended the whole transaction (SQLite rolls back itself on some I/O
+            // errors) fails the group: what ran before it is gone too
+            if (!conn.inTransaction) throw err;
+            return { ok: false, err };
+          }
+        }),
+      )
+      .immediate();
+  });
 }
 
 /** Reads on the transaction's connection, prepared once per connection. */
