@@ -70,7 +70,8 @@ export interface AllocateInput {
  * allocations asked for in one turn of the event loop commit together, each in a savepoint of its
  * own (sqliteGroupImmediate): a refused one spends no number, the others commit.
  * PostgreSQL gets them in two round trips (allocatePostgres), and a deploy of an existing function
- * takes that function's lock only, not the account's.
+ * takes that function's lock only, not the account's; the plain deploys of existing functions
+ * asked for in one turn share one transaction and its two round trips (allocateGroupPostgres).
  */
 export async function allocateVersion(db: Db, input: AllocateInput): Promise<AllocatedDeployment> {
   if (db.dialect === 'sqlite') {
