@@ -166,6 +166,12 @@ tagging('tag points a tag at a version and moves it; tags lists them; history sh
   ok(await cli(['tag', 'tagged', 'stable', 'v2']));
   assert.is(await servedBy(api, id, '?tag=beta'), 1);
   assert.is(await servedBy(api, id), 3, 'the live version is unchanged');
+  const viaTag = ok(await cli(['invoke', 'tagged', '--tag', 'beta']));
+  assert.is(JSON.parse(viaTag.stdout).version, 1, 'invoke --tag runs the version the tag points at');
+  assert.match(viaTag.stderr, /tagged v1 · /);
+  oneLineError(await cli(['invoke', 'tagged', '--tag', 'beta', '--version', '2']), /give --version or --tag, not both/, 2);
+  oneLineError(await cli(['invoke', 'tagged', '--tag', 'Beta']), /invalid tag "Beta"/, 2);
+  oneLineError(await cli(['invoke', 'tagged', '--tag', 'nosuch']), /^error: .*nosuch/);
 
   const list = ok(await cli(['tags', 'tagged']));
   assert.match(list.stdout, /TAG\s+VERSION\s+UPDATED\nbeta\s+v1\s+\d+s ago\nstable\s+v2\s/);

@@ -307,10 +307,10 @@ export class ApiClient {
     return this.request('POST', `/api/functions/${id}/approve`, { json: { version } });
   }
 
-  invoke(id: string, event: unknown, opts: { version?: number; timeoutMs?: number } = {}): Promise<InvokeResult> {
+  invoke(id: string, event: unknown, opts: { version?: number; tag?: string; timeoutMs?: number } = {}): Promise<InvokeResult> {
     return this.request('POST', `/api/functions/${id}/invoke`, {
       json: event,
-      query: { version: opts.version },
+      query: { version: opts.version, tag: opts.tag },
       timeoutMs: opts.timeoutMs ?? 10 * 60_000,
     });
   }
