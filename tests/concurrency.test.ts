@@ -302,4 +302,37 @@ alloc('a first deploy asked for in the same turn as deploys of existing function
   assert.equal(versions.get('old-one')!.map((r) => [Number(r.version), r.request_id]).slice(1), [[2, 'o1'], [3, 'o2']]);
 });
 
+// SQLite has one writer at a time (a held write lock holds every deploy): reported as skipped there
+(tp.platform.db.dialect === 'pg' ? alloc : alloc.skip)("PostgreSQL: a group waiting for one function's lock does not hold up deploys of other functions", async () => {
+  const api = await tp.newUser();
+  await existingFunctions(api, ['held', 'free']);
+  const knex = tp.platform.db.knex;
+  // the function's lock, as cleanup or a long delete would hold it
+  const holder = await knex.transaction();
+  let stuck: Promise<Awaited<ReturnType<typeof allocateVersion>>> | undefined;
+  try {
+    await holder.raw('SELECT id FROM functions WHERE user_id = ? AND name = ? FOR NO KEY UPDATE', [api.userId, 'held']);
+    stuck = allocateVersion(tp.platform.db, { userId: api.userId, name: 'held', status: 'pending_upload' });
+    for (let i = 0; ; i++) {
+      const { rows } = await knex.raw("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+      if (rows[0].n > 0) break;
+      if (i > 200) throw new Error("the group never waited for the function's lock");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // bounded: without the stalled group's escape it waits for the holder, which waits for it
+    const free = await Promise.race([
+      allocateVersion(tp.platform.db, { userId: api.userId, name: 'free', status: 'pending_upload' }),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the deploy of another function waited for the stalled group')), 5_000).unref()),
+    ]);
+    assert.is(Number(free.deployment.version), 2);
+    await holder.commit();
+  } catch (err) {
+    await holder.rollback();
+    await stuck?.catch(() => {});
+    throw err;
+  }
+  const held = await stuck!;
+  assert.is(Number(held.deployment.version), 2, 'allocated once the lock was released');
+});
+
 alloc.run();

@@ -11,6 +11,11 @@ export interface TurnBatchOptions<J, R> {
   max: number;
   /** batches in progress at once at most (a batch holds a database connection) */
   concurrency: number;
+  /**
+   * When every batch in progress has been for `afterMs` (waiting for a lock, say), up to
+   * `concurrency` batches at once instead: the jobs behind a stalled batch are not held up by it.
+   */
+  stalled?: { afterMs: number; concurrency: number };
   /** jobs waiting at most; submit() answers null beyond it (the caller does the job alone) */
   maxQueued?: number;
   /** Runs a batch: one outcome per job, in order. A throw fails every job of the batch with it. */
@@ -25,8 +30,10 @@ interface Waiting<J, R> {
 
 export class TurnBatcher<J, R> {
   private readonly queue: Waiting<J, R>[] = [];
-  private running = 0;
+  /** when each batch in progress started (performance.now()) */
+  private readonly started = new Set<number>();
   private scheduled = false;
+  private stallTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: TurnBatchOptions<J, R>) {}
 
@@ -50,16 +57,41 @@ export class TurnBatcher<J, R> {
   }
 
   private startBatches(): void {
-    while (this.running < this.opts.concurrency) {
+    while (this.queue.length > 0) {
+      if (this.started.size >= this.limit()) {
+        this.watchForStall();
+        return;
+      }
       // the oldest waiting jobs
-      const batch = this.queue.splice(0, this.opts.max);
-      if (batch.length === 0) return;
-      this.running++;
-      void this.runBatch(batch);
+      void this.runBatch(this.queue.splice(0, this.opts.max));
     }
   }
 
+  /** How many batches may be in progress now. */
+  private limit(): number {
+    const { concurrency, stalled } = this.opts;
+    if (!stalled || this.started.size === 0) return concurrency;
+    const youngest = Math.max(...this.started);
+    return performance.now() - youngest >= stalled.afterMs ? Math.max(concurrency, stalled.concurrency) : concurrency;
+  }
+
+  /** Jobs wait behind batches in progress: look again when the youngest of them would count as stalled. */
+  private watchForStall(): void {
+    const { stalled } = this.opts;
+    if (!stalled || this.stallTimer || this.started.size >= stalled.concurrency) return;
+    const youngest = Math.max(...this.started);
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = null;
+      this.startBatches();
+    }, Math.max(1, youngest + stalled.afterMs - performance.now()));
+    this.stallTimer.unref();
+  }
+
   private async runBatch(batch: Waiting<J, R>[]): Promise<void> {
+    // a unique key: two batches may start in the same millisecond
+    let startedAt = performance.now();
+    while (this.started.has(startedAt)) startedAt += 1e-6;
+    this.started.add(startedAt);
     let outcomes: Outcome<R>[] | null = null;
     let failure: unknown;
     try {
@@ -69,7 +101,7 @@ export class TurnBatcher<J, R> {
       outcomes = null;
       failure = err;
     } finally {
-      this.running--;
+      this.started.delete(startedAt);
       // the rest in the next turn, once I/O has had its turn
       if (this.queue.length > 0) this.schedule();
     }

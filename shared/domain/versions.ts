@@ -218,14 +218,18 @@ interface GroupJob {
 /** Deploys allocated in one PostgreSQL transaction at most. */
 export const PG_GROUP_MAX = 16;
 /**
- * Groups in progress at once, each on a pooled connection (the pool has 10). Two groups with a
- * function in common are serialized by its row lock, in PostgreSQL: the second proceeds the
- * moment the first commits, without waiting for this process to hear of it. More than one, so that
- * a group waiting for a lock (held by cleanup, or another replica) does not hold up every deploy;
- * not more than two: the groups that form while others are in progress are smaller, and /deploy
- * at 16 clients served 1,199–1,274 requests a second with four, 1,409–1,496 with one or two.
+ * Two groups in progress at once: the deploys that arrive meanwhile make the next group, and the
+ * larger the groups the less each deploy costs. /deploy in the bench, 16 / 64 clients: with one
+ * group at a time 1,266–2,150 / 1,800–2,179 requests a second (7 runs), with two 1,128–1,945 /
+ * 2,071–2,818 (6 runs), with three 1,564–1,568 at 16. Groups that have all been in progress for
+ * PG_GROUP_STALLED_MS (waiting for a lock that cleanup or a long delete holds, say) no longer hold
+ * up the others: up to PG_GROUPS_STALLED groups then, each on a pooled connection (the pool has
+ * 10). Two groups with a function in common are serialized by its row lock, in PostgreSQL: the
+ * second proceeds the moment the first commits.
  */
 const PG_GROUPS_AT_ONCE = 2;
+const PG_GROUP_STALLED_MS = 50;
+const PG_GROUPS_STALLED = 4;
 /** Deploys waiting for a group at most; beyond, a deploy is allocated alone. */
 const PG_GROUP_QUEUE_MAX = 1_000;
 
@@ -237,6 +241,7 @@ function allocationGroup(db: Db): TurnBatcher<GroupJob, AllocatedDeployment | nu
     group = new TurnBatcher({
       max: PG_GROUP_MAX,
       concurrency: PG_GROUPS_AT_ONCE,
+      stalled: { afterMs: PG_GROUP_STALLED_MS, concurrency: PG_GROUPS_STALLED },
       maxQueued: PG_GROUP_QUEUE_MAX,
       run: (jobs) => allocateGroupPostgres(db, jobs),
     });
@@ -248,14 +253,16 @@ function allocationGroup(db: Db): TurnBatcher<GroupJob, AllocatedDeployment | nu
 /**
  * Group commit on PostgreSQL (SQLite has its own, sqliteGroupImmediate): the plain deploys of
  * existing functions asked for in one turn of the event loop, in one transaction of two round
- * trips in all, instead of two each. Under load the API's side of each
- * round trip, not PostgreSQL, bounded /deploy (docs/benchmarks.md, issue 15's eighth pass), and
- * deploys of one function queued on its row lock, held meanwhile.
+ * trips and a few statements in all, instead of two round trips and several statements each. Under
+ * load the API's side of each round trip, not PostgreSQL, bounded /deploy (docs/benchmarks.md,
+ * issue 15's eighth pass), and deploys of one function queued on its row lock, held meanwhile.
  *
  * The functions are locked first, in one statement, in id order: the order every locker of several
  * functions uses (lockFunctionRows), so a group cannot deadlock with another (of this process or
- * another replica) or with cleanup. Each increment then sees what the lock's previous holder
- * committed. A function that does not exist has no row locked or incremented: its job answers null,
+ * another replica) or with cleanup. Then one statement increments them all, each by its number of
+ * deploys, and sees what the locks' previous holders committed; the accounts' quota counts are
+ * read once each. Each deploy is planned as if allocated alone, in the order asked, and one
+ * statement inserts the deployments and their events. A function that does not exist has no row locked or incremented: its job answers null,
  * and it is created alone under the account's lock. Any refusal (a quota, a bad configuration) or
  * error rolls the whole group back, and each of its deploys is then allocated alone, on the path
  * of one: refusals are rare, and so no deploy is refused for another's sake and no number is spent
@@ -267,29 +274,56 @@ async function allocateGroupPostgres(db: Db, jobs: GroupJob[]): Promise<Outcome<
   try {
     const allocated = await pgTransaction(db, async (tx) => {
       const now = nowIso();
-      const [, ...rows] = await tx.run(lockFunctionsStatement(jobs.map((j) => j.input)), ...jobs.map((j) => incrementStatement(j.input, now)));
-      // A function's second deploy in the group is planned on its first's configuration (its
-      // version is the latest, not yet inserted): as if they had been allocated one after the other.
-      const plannedConfig = new Map<string, string>();
-      const locked = rows.map((r, i) => (r[0] ? checkLocked(jobs[i]!.input, r[0] as UpsertedRow) : null));
-      const first = locked.map((l, i) => l !== null && locked.findIndex((o) => o?.fn.id === l.fn.id) === i);
-      const again = locked.flatMap((l, i) => (l?.again && first[i] ? [l.again] : []));
-      const reread = again.length > 0 ? await tx.run(...again) : [];
-      let r = 0;
-      const plans = locked.map((l, i) => {
-        if (!l) return null;
-        const latestConfig = !first[i] ? plannedConfig.get(l.fn.id) : l.again ? (reread[r++]![0] as { config: string } | undefined)?.config : l.latestConfig;
-        const plan = jobs[i]!.context.runInAsyncScope(() => planDeployment(jobs[i]!.input, l.fn, latestConfig, undefined, now));
-        plannedConfig.set(l.fn.id, plan.deployment.config as string);
-        return plan;
+      // each function once, with how many of the group's versions are its
+      const asked = new Map<string, { input: AllocateInput; n: number }>();
+      for (const { input } of jobs) {
+        const f = asked.get(functionKey(input));
+        if (f) f.n++;
+        else asked.set(functionKey(input), { input, n: 1 });
+      }
+      // the quota counts once per account (what a deploy of an existing function can be refused for: builds, bytes)
+      const quotaReads = new Map<string, PgStatement>();
+      for (const { input } of jobs) {
+        const read = input.quotas && !quotaReads.has(input.userId) ? accountQuotaRead(input.quotas, input.userId, { adding: 0 }) : null;
+        if (read) quotaReads.set(input.userId, { ...read, prepare: true });
+      }
+      const [, incremented, ...counts] = await tx.run(
+        lockFunctionsStatement([...asked.values()].map((f) => f.input)),
+        incrementFunctionsStatement([...asked.values()], now),
+        ...quotaReads.values(),
+      );
+      const countsOf = new Map([...quotaReads.keys()].map((userId, i) => [userId, counts[i]![0] as Record<string, unknown>]));
+      const rows = new Map((incremented as UpsertedRow[]).map((row) => [functionKey({ userId: row.user_id, name: row.name }), row]));
+      // The reads again where the statement's snapshot missed a version (not expected: the locks
+      // were taken by the statement before), once per function.
+      const again = [...rows.entries()].filter(([k, row]) => num(row.latest_version) !== num(row.last_version) - asked.get(k)!.n);
+      const reread = again.length > 0 ? await tx.run(...again.map(([, row]) => ({ sql: LATEST_CONFIG_SQL, bindings: [row.id] }))) : [];
+      const latestConfig = new Map([...rows.entries()].map(([k, row]) => [k, row.latest_config ?? undefined]));
+      again.forEach(([k], i) => latestConfig.set(k, (reread[i]![0] as { config: string } | undefined)?.config));
+      // Each deploy as if allocated alone, one after the other in the order asked: its own version
+      // and intent, planned on the configuration of the version before it.
+      const taken = new Map<string, number>();
+      const planned = jobs.map(({ input, context }) => {
+        const k = functionKey(input);
+        const row = rows.get(k);
+        if (!row) return null;
+        const { quota_counts: _counts, latest_version: _version, latest_config: _config, ...incrementedFn } = row;
+        const back = asked.get(k)!.n - 1 - (taken.get(k) ?? 0);
+        taken.set(k, (taken.get(k) ?? 0) + 1);
+        const fn = { ...incrementedFn, last_version: num(row.last_version) - back, intent_seq: num(row.intent_seq) - back } as FunctionRow;
+        const counts = countsOf.get(input.userId);
+        if (input.quotas && counts) refuseOverQuota(input.quotas, counts, { adding: input.declaredSize ?? 0 });
+        const plan = context.runInAsyncScope(() => planDeployment(input, fn, latestConfig.get(k), undefined, now));
+        latestConfig.set(k, plan.deployment.config as string);
+        return { fn, plan };
       });
-      const inserts = plans.filter((p) => p !== null).map(insertDeploymentStatement);
+      const plans = planned.filter((p) => p !== null).map((p) => p.plan);
       // none of them exists: nothing written, rolled back
-      if (inserts.length === 0) return plans.map(() => null);
+      if (plans.length === 0) return planned.map(() => null);
       committing = true;
-      const inserted = await tx.commit(...inserts);
-      let k = 0;
-      return locked.map((l) => (l ? { fn: l.fn, deployment: inserted[k++]![0] as DeploymentRow, isNewFunction: false } : null));
+      const [inserted] = await tx.commit(insertDeploymentsStatement(plans));
+      const byId = new Map((inserted as DeploymentRow[]).map((d) => [d.id, d]));
+      return planned.map((p) => (p ? { fn: p.fn, deployment: byId.get(p.plan.deployment.id)!, isNewFunction: false } : null));
     });
     return allocated.map((value) => ({ ok: true, value }));
   } catch (err) {
@@ -315,7 +349,7 @@ async function allocateGroupPostgres(db: Db, jobs: GroupJob[]): Promise<Outcome<
   }
 }
 
-function functionKey(input: AllocateInput): string {
+function functionKey(input: Pick<AllocateInput, 'userId' | 'name'>): string {
   return JSON.stringify([input.userId, input.name]);
 }
 
@@ -326,6 +360,36 @@ function lockFunctionsStatement(all: AllocateInput[]): PgStatement {
   return {
     sql: `SELECT id FROM functions WHERE (user_id, name) IN (${inputs.map(() => '(?, ?)').join(', ')}) ORDER BY id FOR NO KEY UPDATE`,
     bindings: inputs.flatMap((i) => [i.userId, i.name]),
+    prepare: true,
+  };
+}
+
+/**
+ * The group's functions incremented in one statement, each by its number of versions, with the
+ * latest version's number and configuration of each (read after the locks: no version is missed).
+ */
+function incrementFunctionsStatement(functions: { input: AllocateInput; n: number }[], now: string): PgStatement {
+  return {
+    sql: `WITH asked(user_id, name, n) AS (VALUES ${functions.map(() => '(?::uuid, ?, ?::int)').join(', ')}),
+     f AS (UPDATE functions SET last_version = functions.last_version + asked.n, intent_seq = functions.intent_seq + asked.n, updated_at = ?
+             FROM asked WHERE functions.user_id = asked.user_id AND functions.name = asked.name RETURNING functions.*)
+     SELECT f.*, NULL AS quota_counts, latest.version AS latest_version, latest.config AS latest_config
+       FROM f LEFT JOIN LATERAL (SELECT version, config FROM function_deployments WHERE function_id = f.id ORDER BY version DESC LIMIT 1) latest ON true`,
+    bindings: [...functions.flatMap((f) => [f.input.userId, f.input.name, f.n]), now],
+    prepare: true,
+  };
+}
+
+/** The group's deployments and their events, in one statement (its rows: the deployments, in no set order). */
+function insertDeploymentsStatement(plans: DeploymentPlan[]): PgStatement {
+  const columns = Object.keys(plans[0]!.deployment);
+  const row = `(${columns.map(() => '?').join(', ')})`;
+  return {
+    sql: `WITH d AS (INSERT INTO function_deployments (${columns.join(', ')}) VALUES ${plans.map(() => row).join(', ')} RETURNING *),
+     e AS (INSERT INTO function_logs (${EVENT_COLUMNS}) VALUES ${plans.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')})
+     SELECT * FROM d`,
+    // by name: every plan has the same columns
+    bindings: [...plans.flatMap((p) => columns.map((c) => p.deployment[c]!)), ...plans.flatMap((p) => p.event)],
     prepare: true,
   };
 }

@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { TurnBatcher, type Outcome } from '../../shared/db/turn-batch.ts';
 
 /** A batcher whose batches wait until released, recording each batch and how many ran at once. */
-function gated(opts: { max: number; concurrency: number; maxQueued?: number }) {
+function gated(opts: { max: number; concurrency: number; maxQueued?: number; stalled?: { afterMs: number; concurrency: number } }) {
   const batches: number[][] = [];
   const gates: (() => void)[] = [];
   let running = 0;
@@ -23,10 +23,12 @@ function gated(opts: { max: number; concurrency: number; maxQueued?: number }) {
   return { batcher, batches, gates, mostAtOnce: () => mostAtOnce };
 }
 
+/** Bounded polling: every turn at first, then every millisecond, for 2 s at most. */
 async function until(cond: () => boolean) {
+  const deadline = performance.now() + 2_000;
   for (let i = 0; !cond(); i++) {
-    if (i > 1000) throw new Error('never happened');
-    await new Promise((r) => setImmediate(r));
+    if (performance.now() > deadline) throw new Error('never happened');
+    await new Promise((r) => (i < 100 ? setImmediate(r) : setTimeout(r, 1)));
   }
 }
 
@@ -74,6 +76,27 @@ test('a full queue answers null at once: the caller does the job alone', async (
     g.gates.shift()!();
   }
   assert.equal(await Promise.all([...taken, later]), [10, 20, 30, 50]);
+});
+
+test('a batch in progress for `stalled.afterMs` no longer holds up the jobs behind it, up to `stalled.concurrency` batches', async () => {
+  const g = gated({ max: 4, concurrency: 1, stalled: { afterMs: 30, concurrency: 3 } });
+  const first = g.batcher.submit(1)!;
+  await until(() => g.batches.length === 1);
+  const t0 = performance.now();
+  const second = g.batcher.submit(2)!;
+  await until(() => g.batches.length === 2);
+  assert.ok(performance.now() - t0 >= 25, 'the second batch waited for the first to count as stalled');
+  const third = g.batcher.submit(3)!;
+  await until(() => g.batches.length === 3);
+  const fourth = g.batcher.submit(4)!;
+  // three in progress, all stalled: the fourth waits for one of them to finish
+  await new Promise((r) => setTimeout(r, 80));
+  assert.is(g.batches.length, 3);
+  g.gates.shift()!();
+  await until(() => g.batches.length === 4);
+  // the first's gate was released above; the others', the fourth's included, now
+  while (g.gates.length > 0) g.gates.shift()!();
+  assert.equal(await Promise.all([first, second, third, fourth]), [10, 20, 30, 40]);
 });
 
 test.run();
