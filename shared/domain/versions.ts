@@ -220,8 +220,8 @@ export const PG_GROUP_MAX = 16;
 /**
  * Two groups in progress at once: the deploys that arrive meanwhile make the next group, and the
  * larger the groups the less each deploy costs. /deploy in the bench, 16 / 64 clients: with one
- * group at a time 1,266–2,150 / 1,800–2,179 requests a second (7 runs), with two 1,128–1,945 /
- * 2,071–2,818 (6 runs), with three 1,564–1,568 at 16. Groups that have all been in progress for
+ * group at a time 1,266–2,150 / 1,800–2,179 requests a second, with two 1,128–1,945 /
+ * 2,071–2,818, with three 1,564–1,568 at 16 (docs/benchmarks.md, issue 15's ninth pass). Groups that have all been in progress for
  * PG_GROUP_STALLED_MS (waiting for a lock that cleanup or a long delete holds, say) no longer hold
  * up the others: up to PG_GROUPS_STALLED groups then, each on a pooled connection (the pool has
  * 10). Two groups with a function in common are serialized by its row lock, in PostgreSQL: the
