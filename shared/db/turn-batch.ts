@@ -30,8 +30,8 @@ interface Waiting<J, R> {
 
 export class TurnBatcher<J, R> {
   private readonly queue: Waiting<J, R>[] = [];
-  /** when each batch in progress started (performance.now()) */
-  private readonly started = new Set<number>();
+  /** the batches in progress, with when each started (performance.now()) */
+  private readonly started = new Set<{ at: number }>();
   private scheduled = false;
   private stallTimer: NodeJS.Timeout | null = null;
 
@@ -71,7 +71,7 @@ export class TurnBatcher<J, R> {
   private limit(): number {
     const { concurrency, stalled } = this.opts;
     if (!stalled || this.started.size === 0) return concurrency;
-    const youngest = Math.max(...this.started);
+    const youngest = Math.max(...[...this.started].map((b) => b.at));
     return performance.now() - youngest >= stalled.afterMs ? Math.max(concurrency, stalled.concurrency) : concurrency;
   }
 
@@ -79,7 +79,7 @@ export class TurnBatcher<J, R> {
   private watchForStall(): void {
     const { stalled } = this.opts;
     if (!stalled || this.stallTimer || this.started.size >= stalled.concurrency) return;
-    const youngest = Math.max(...this.started);
+    const youngest = Math.max(...[...this.started].map((b) => b.at));
     this.stallTimer = setTimeout(() => {
       this.stallTimer = null;
       this.startBatches();
@@ -88,10 +88,8 @@ export class TurnBatcher<J, R> {
   }
 
   private async runBatch(batch: Waiting<J, R>[]): Promise<void> {
-    // a unique key: two batches may start in the same millisecond
-    let startedAt = performance.now();
-    while (this.started.has(startedAt)) startedAt += 1e-6;
-    this.started.add(startedAt);
+    const inProgress = { at: performance.now() };
+    this.started.add(inProgress);
     let outcomes: Outcome<R>[] | null = null;
     let failure: unknown;
     try {
@@ -101,7 +99,7 @@ export class TurnBatcher<J, R> {
       outcomes = null;
       failure = err;
     } finally {
-      this.started.delete(startedAt);
+      this.started.delete(inProgress);
       // the rest in the next turn, once I/O has had its turn
       if (this.queue.length > 0) this.schedule();
     }

@@ -221,9 +221,9 @@ export const PG_GROUP_MAX = 16;
  * Two groups in progress at once: the deploys that arrive meanwhile make the next group, and the
  * larger the groups the less each deploy costs. /deploy in the bench, 16 / 64 clients: with one
  * group at a time 1,266–2,150 / 1,800–2,179 requests a second, with two 1,128–1,945 /
- * 2,071–2,818, with three 1,564–1,568 at 16 (docs/benchmarks.md, issue 15's ninth pass). Groups that have all been in progress for
- * PG_GROUP_STALLED_MS (waiting for a lock that cleanup or a long delete holds, say) no longer hold
- * up the others: up to PG_GROUPS_STALLED groups then, each on a pooled connection (the pool has
+ * 2,071–2,818, with three 1,564–1,568 at 16 (docs/benchmarks.md, issue 15's ninth pass). Groups
+ * that have all been in progress for PG_GROUP_STALLED_MS (waiting for a lock that cleanup or a
+ * long delete holds, say) no longer hold up the others: up to PG_GROUPS_STALLED groups then, each on a pooled connection (the pool has
  * 10). Two groups with a function in common are serialized by its row lock, in PostgreSQL: the
  * second proceeds the moment the first commits.
  */
@@ -262,8 +262,8 @@ function allocationGroup(db: Db): TurnBatcher<GroupJob, AllocatedDeployment | nu
  * another replica) or with cleanup. Then one statement increments them all, each by its number of
  * deploys, and sees what the locks' previous holders committed; the accounts' quota counts are
  * read once each. Each deploy is planned as if allocated alone, in the order asked, and one
- * statement inserts the deployments and their events. A function that does not exist has no row locked or incremented: its job answers null,
- * and it is created alone under the account's lock. Any refusal (a quota, a bad configuration) or
+ * statement inserts the deployments and their events. A function that does not exist has no row
+ * locked or incremented: its job answers null, and it is created alone under the account's lock. Any refusal (a quota, a bad configuration) or
  * error rolls the whole group back, and each of its deploys is then allocated alone, on the path
  * of one: refusals are rare, and so no deploy is refused for another's sake and no number is spent
  * on a refused one. Only a failure with the COMMIT sent and no answer leaves the outcome unknown:
@@ -380,7 +380,10 @@ function incrementFunctionsStatement(functions: { input: AllocateInput; n: numbe
   };
 }
 
-/** The group's deployments and their events, in one statement (its rows: the deployments, in no set order). */
+/**
+ * Deployments and their events, in one statement (its rows: the deployments, in no set order); the
+ * events' foreign key is checked at the statement's end.
+ */
 function insertDeploymentsStatement(plans: DeploymentPlan[]): PgStatement {
   const columns = Object.keys(plans[0]!.deployment);
   const row = `(${columns.map(() => '?').join(', ')})`;
@@ -396,41 +399,19 @@ function insertDeploymentsStatement(plans: DeploymentPlan[]): PgStatement {
 
 type UpsertedRow = FunctionRow & { quota_counts: Record<string, unknown> | null; latest_version: number | null; latest_config: string | null };
 
-/**
- * The checks on what the locking statement read (a refusal throws), and what must be read again
- * under the lock: the latest configuration when the statement's snapshot missed a version, the live
- * version for a configuration change. Statements after the function's see what the lock's previous
- * holder committed.
- */
-function checkLocked(input: AllocateInput, row: UpsertedRow) {
-  const { quota_counts: counts, latest_version: latestVersion, latest_config: latestConfig, ...fn } = row;
-  if (input.quotas && counts) refuseOverQuota(input.quotas, counts, quotaAsk(input));
-  const again: PgStatement | null = num(latestVersion) === num(fn.last_version) - 1 ? null : { sql: LATEST_CONFIG_SQL, bindings: [fn.id] };
-  const live: PgStatement | null = input.fromLive && fn.active_deployment_id ? { sql: LIVE_DEPLOYMENT_SQL, bindings: [fn.active_deployment_id, true] } : null;
-  return { fn: fn as FunctionRow, latestConfig: latestConfig ?? undefined, again, live };
-}
-
-/** The deployment and its event (whose foreign key is checked at the statement's end). */
-function insertDeploymentStatement(plan: DeploymentPlan): PgStatement {
-  const columns = Object.keys(plan.deployment);
-  return {
-    sql: `WITH d AS (INSERT INTO function_deployments (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')}) RETURNING *),
-     e AS (INSERT INTO function_logs (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?))
-     SELECT * FROM d`,
-    bindings: [...Object.values(plan.deployment), ...plan.event],
-    prepare: true,
-  };
-}
-
 /** The checks, the configuration, and the deployment with its event, committed; under the function's lock. */
 async function finishPostgres(tx: PgTx, input: AllocateInput, row: UpsertedRow, candidateId: string | null, now: string): Promise<AllocatedDeployment> {
-  const { fn, latestConfig, again, live } = checkLocked(input, row);
+  const { quota_counts: counts, latest_version: latestVersion, latest_config: latestConfig, ...fn } = row;
+  if (input.quotas && counts) refuseOverQuota(input.quotas, counts, quotaAsk(input));
+  // In statements after the function's: their snapshots see what the lock's previous holder committed.
+  const again: PgStatement | null = num(latestVersion) === num(fn.last_version) - 1 ? null : { sql: LATEST_CONFIG_SQL, bindings: [fn.id] };
+  const live: PgStatement | null = input.fromLive && fn.active_deployment_id ? { sql: LIVE_DEPLOYMENT_SQL, bindings: [fn.active_deployment_id, true] } : null;
   const reads = again || live ? await tx.run(...[again, live].filter((r) => r !== null)) : [];
-  const latest = again ? (reads[0]![0] as { config: string } | undefined)?.config : latestConfig;
+  const latest = again ? (reads[0]![0] as { config: string } | undefined)?.config : (latestConfig ?? undefined);
   const base = live ? (reads[again ? 1 : 0]![0] as DeploymentRow | undefined) : undefined;
   const plan = planDeployment(input, fn, latest, base, now);
   // and the runners' wake-up for a version queued at once (NOTIFY is delivered at commit)
-  const [inserted] = await tx.commit(insertDeploymentStatement(plan), ...(input.status === 'building' ? [{ sql: `NOTIFY ${BUILD_QUEUED_CHANNEL}` }] : []));
+  const [inserted] = await tx.commit(insertDeploymentsStatement([plan]), ...(input.status === 'building' ? [{ sql: `NOTIFY ${BUILD_QUEUED_CHANNEL}` }] : []));
   return { fn, deployment: inserted![0] as DeploymentRow, isNewFunction: fn.id === candidateId };
 }
 
