@@ -152,7 +152,14 @@ input('malformed JSON, wrong types, bad names, bad UUIDs, non-numeric versions: 
   assert.is((await api.post('/api/functions/deploy', { name: 'a'.repeat(63), ...declaration() })).status, 201);
   assert.is((await api.post('/api/functions/deploy', { name: '9lives', ...declaration() })).status, 201);
   assertError(await api.post('/api/functions/deploy', { name: 'ok', ...declaration(), sizeBytes: 'big' }), 400);
-  assertError(await api.post('/api/functions/deploy', { name: 'ok', ...declaration(), sizeBytes: -1 }), 400);
+  const sizeMessage = async (sizeBytes: unknown) => {
+    const res = await api.post('/api/functions/deploy', { name: 'ok', ...declaration(), sizeBytes });
+    assertError(res, 400, 'validation_failed');
+    return res.body.error.details.fields.find((f: any) => f.field === 'sizeBytes')?.message;
+  };
+  assert.is(await sizeMessage('big'), 'must be a number');
+  assert.is(await sizeMessage(-1), 'must be greater than 0', 'a negative size is a number, refused for its sign');
+  assert.is(await sizeMessage(1.5), 'must be a whole number of bytes');
   assertError(await api.post('/api/functions/deploy', { name: 'ok', ...declaration(), sha256: 'abc' }), 400);
   assertError(await raw('POST', '/api/functions/deploy', 'name=x', 'text/plain'), 415);
 

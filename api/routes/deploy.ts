@@ -25,7 +25,11 @@ export const deployJsonSchema = z.object({
   /** false: build it, and wait for approval instead of going live */
   activate: z.boolean().optional(),
   name: functionName,
-  sizeBytes: z.number({ error: (i) => (i.input === undefined ? `sizeBytes ${NEEDS_DECLARATION}` : 'must be a number') }).int().positive(),
+  // each check its own message: the type's error function would otherwise answer every one of them ("-1: must be a number")
+  sizeBytes: z
+    .number({ error: (i) => (i.input === undefined ? `sizeBytes ${NEEDS_DECLARATION}` : 'must be a number') })
+    .int({ error: 'must be a whole number of bytes' })
+    .positive({ error: 'must be greater than 0' }),
   sha256: z
     .string({ error: (i) => (i.input === undefined ? `sha256 ${NEEDS_DECLARATION}` : 'must be a string') })
     .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters'),
