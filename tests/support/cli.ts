@@ -35,6 +35,17 @@ function spawnMain(args: string[], env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, [...nodeArgsFor(CLI_ENTRY), ...args], { cwd: repoRoot, env, stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
+/**
+ * A CLI that exits before reading its input (a usage error) closes the pipe: writing the input then
+ * fails with EPIPE, which, unheard, crashed the test file. The exit code and output are what a
+ * test judges; any other error on stdin still throws.
+ */
+export function ignoreClosedStdin(child: ChildProcess): void {
+  child.stdin!.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
+}
+
 export function runCli(
   args: string[],
   env: Record<string, string>,
@@ -55,6 +66,7 @@ export function runCli(
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    ignoreClosedStdin(child);
     child.stdin!.end(opts.input ?? '');
   });
 }
@@ -71,6 +83,7 @@ export interface CliProcess {
 
 export function startCli(args: string[], env: Record<string, string>): CliProcess {
   const child = spawnMain(args, env);
+  ignoreClosedStdin(child);
   child.stdin!.end();
   let out = '';
   const listeners = new Set<() => void>();
