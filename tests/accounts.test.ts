@@ -7,6 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TOKEN_CACHE_MS, TokenCache } from '../shared/domain/tokens.ts';
 import { nodeArgsFor } from './support/bundle.ts';
+import { ignoreClosedStdin } from './support/cli.ts';
 import { client } from './support/http.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { runnerEnv } from './support/processes.ts';
@@ -190,6 +191,7 @@ function usersAdd(args: string[], stdin?: string) {
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));
   child.stderr!.on('data', (d) => (stderr += d));
+  ignoreClosedStdin(child);
   child.stdin!.end(stdin ?? '');
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
     child.on('close', (code) => resolve({ code, stdout, stderr })),

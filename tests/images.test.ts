@@ -17,6 +17,7 @@ import { baseRegistryName } from '../shared/runtime/image/base-image.ts';
 import { RegistryClient } from '../shared/runtime/registry.ts';
 import type { BuildInput } from '../shared/runtime/types.ts';
 import { makeNodeFunction, makeTarGz } from './support/archives.ts';
+import { ignoreClosedStdin } from './support/cli.ts';
 import { deployAndBuild } from './support/flows.ts';
 import { startNpmRegistry } from './support/npm-registry.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
@@ -138,6 +139,7 @@ test('run by hand: removed from the engine, pulled from the registry and run wit
       if (err && typeof (err as { code?: unknown }).code !== 'number') reject(err);
       else resolve({ code: (err as { code?: number } | null)?.code ?? 0, stdout, stderr });
     });
+    ignoreClosedStdin(child);
     child.stdin!.end(JSON.stringify({ n: 5 }));
   });
   assert.is(out.code, 0, out.stderr);
