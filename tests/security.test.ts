@@ -5,6 +5,7 @@ import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { declaration, deployPresigned, simulateBuilt } from './support/flows.ts';
 import { createApi } from '../api/server.ts';
+import { routeDocs } from '../api/openapi-routes.ts';
 
 const t = await startTestPlatform();
 if (!t) process.exit(0);
@@ -190,6 +191,55 @@ input('malformed JSON, wrong types, bad names, bad UUIDs, non-numeric versions: 
   // none of it changed what is live
   const fn = await api.get(`/api/functions/${d.id}`);
   assert.is(fn.body.activeVersion, 1);
+});
+
+input('every documented route, given hostile ids, versions, queries and bodies: a JSON error or a success, never a 500 or a stack', async () => {
+  const api = await tp.newUser();
+  const d = await deployPresigned(api, 'fuzzed', Buffer.from('x'));
+  await simulateBuilt(tp.platform, d.id, 1);
+  // what a route's parameters are given: the caller's function (by id and by name), and what no route should choke on
+  const ids = [d.id, 'fuzzed', '00000000-0000-4000-8000-000000000000', 'a'.repeat(300), '%00', '%E2%82%AC'];
+  const versions = ['1', '0', '99999999999999999999', 'abc'];
+  const queries = ['', '?limit=1e9&before=-1&since=99999999999999999999-1&tag=%00&version=abc&window=zz&from=x&to=1e99&limit=abc'];
+  const hostile = { version: '1', name: { $gt: '' }, config: 'x', metadata: [1], percent: '50', to: -1, tag: {}, expiresInDays: 1e9, scopes: 'x', steps: [1e9], intervalSeconds: -1, email: [], password: 1 };
+  const bodies = [undefined, '{', '[]', 'null', '"x"', '{"version":1e400}', '{"__proto__":{"admin":true}}', JSON.stringify(hostile)];
+  // the routes that end the caller's session or delete its function go last
+  const last = (r: { method: string; path: string }) => (r.method === 'delete' && r.path === '/api/functions/:id') || /logout|auth\/session|auth\/tokens\/:id/.test(r.path);
+  const routes = [...routeDocs.filter((r) => !r.outsideHono && !last(r)), ...routeDocs.filter((r) => !r.outsideHono && last(r))];
+  const wrong: string[] = [];
+  let sent = 0;
+  for (const r of routes) {
+    const paths = new Set<string>();
+    for (const id of ids) {
+      for (const v of /:version|:a\b/.test(r.path) ? versions : ['1']) {
+        paths.add(r.path.replace(':version', v).replace(':a', v).replace(':b', '1').replace(':tag', v === '1' ? 'beta' : v).replace(/:\w+|\*/g, id));
+      }
+    }
+    const method = r.method.toUpperCase();
+    for (const path of paths) {
+      for (const query of queries) {
+        for (const body of method === 'GET' || method === 'HEAD' ? [undefined] : bodies) {
+          const headers: Record<string, string> = { authorization: `Bearer ${api.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) };
+          const res = await fetch(tp.url + path + query, { method, headers, body });
+          sent++;
+          // an event stream that opened is not read: its status said what this test asks
+          const text = res.headers.get('content-type')?.startsWith('text/event-stream') ? (await res.body?.cancel(), '') : await res.text();
+          const what = `${res.status} ${method} ${path}${query}${body === undefined ? '' : ` ${body}`}: ${text.slice(0, 160)}`;
+          if (res.status < 400) continue;
+          let code: unknown;
+          try {
+            code = JSON.parse(text).error?.code;
+          } catch {
+            /* not JSON */
+          }
+          // a 503 of the platform's own (a version this process cannot serve) is an answer; a 500 is a bug
+          if (typeof code !== 'string' || code === 'internal' || res.status === 500 || /\bat .*\.[mc]?[jt]s:\d+/.test(text)) wrong.push(what);
+        }
+      }
+    }
+  }
+  assert.ok(sent > 1500, `only ${sent} requests sent`);
+  assert.equal(wrong.slice(0, 20), [], `${wrong.length} answers out of ${sent} were a 500, a stack, or an error that is not JSON`);
 });
 
 input('readiness: 200 when the database and S3 answer', async () => {
