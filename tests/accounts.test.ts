@@ -7,10 +7,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TOKEN_CACHE_MS, TokenCache } from '../shared/domain/tokens.ts';
 import { nodeArgsFor } from './support/bundle.ts';
-import { ignoreClosedStdin } from './support/cli.ts';
 import { client } from './support/http.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
-import { runnerEnv } from './support/processes.ts';
+import { ignoreClosedStdin, runnerEnv } from './support/processes.ts';
 import { waitFor } from './support/services.ts';
 
 const DAY_MS = 86_400_000;

@@ -17,10 +17,10 @@ import { baseRegistryName } from '../shared/runtime/image/base-image.ts';
 import { RegistryClient } from '../shared/runtime/registry.ts';
 import type { BuildInput } from '../shared/runtime/types.ts';
 import { makeNodeFunction, makeTarGz } from './support/archives.ts';
-import { ignoreClosedStdin } from './support/cli.ts';
 import { deployAndBuild } from './support/flows.ts';
 import { startNpmRegistry } from './support/npm-registry.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { ignoreClosedStdin } from './support/processes.ts';
 import { writeSourceDir } from './support/process-fixture.ts';
 import { TEST_BASE_IMAGE, TEST_REGISTRY, dockerBuildServices, waitFor } from './support/services.ts';
 

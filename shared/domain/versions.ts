@@ -223,9 +223,9 @@ export const PG_GROUP_MAX = 16;
  * group at a time 1,266–2,150 / 1,800–2,179 requests a second, with two 1,128–1,945 /
  * 2,071–2,818, with three 1,564–1,568 at 16 (docs/benchmarks.md, issue 15's ninth pass). Groups
  * that have all been in progress for PG_GROUP_STALLED_MS (waiting for a lock that cleanup or a
- * long delete holds, say) no longer hold up the others: up to PG_GROUPS_STALLED groups then, each on a pooled connection (the pool has
- * 10). Two groups with a function in common are serialized by its row lock, in PostgreSQL: the
- * second proceeds the moment the first commits.
+ * long delete holds, say) no longer hold up the others: up to PG_GROUPS_STALLED groups then, each
+ * on a pooled connection (the pool has 10). Two groups with a function in common are serialized by
+ * its row lock, in PostgreSQL: the second proceeds the moment the first commits.
  */
 const PG_GROUPS_AT_ONCE = 2;
 const PG_GROUP_STALLED_MS = 50;
@@ -263,10 +263,10 @@ function allocationGroup(db: Db): TurnBatcher<GroupJob, AllocatedDeployment | nu
  * deploys, and sees what the locks' previous holders committed; the accounts' quota counts are
  * read once each. Each deploy is planned as if allocated alone, in the order asked, and one
  * statement inserts the deployments and their events. A function that does not exist has no row
- * locked or incremented: its job answers null, and it is created alone under the account's lock. Any refusal (a quota, a bad configuration) or
- * error rolls the whole group back, and each of its deploys is then allocated alone, on the path
- * of one: refusals are rare, and so no deploy is refused for another's sake and no number is spent
- * on a refused one. Only a failure with the COMMIT sent and no answer leaves the outcome unknown:
+ * locked or incremented: its job answers null, and it is created alone under the account's lock.
+ * Any refusal (a quota, a bad configuration) or error rolls the whole group back, and each of its
+ * deploys is then allocated alone, on the path of one: refusals are rare, and so no deploy is
+ * refused for another's sake and no number is spent on a refused one. Only a failure with the COMMIT sent and no answer leaves the outcome unknown:
  * the group fails with it, as a deploy alone would.
  */
 async function allocateGroupPostgres(db: Db, jobs: GroupJob[]): Promise<Outcome<AllocatedDeployment | null>[]> {

@@ -6,6 +6,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { CLI_ENTRY, nodeArgsFor, repoRoot } from './bundle.ts';
+import { ignoreClosedStdin } from './processes.ts';
 
 export { repoRoot };
 
@@ -33,17 +34,6 @@ export function cliEnv(home: string, extra: Record<string, string> = {}): Record
 
 function spawnMain(args: string[], env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, [...nodeArgsFor(CLI_ENTRY), ...args], { cwd: repoRoot, env, stdio: ['pipe', 'pipe', 'pipe'] });
-}
-
-/**
- * A CLI that exits before reading its input (a usage error) closes the pipe: writing the input then
- * fails with EPIPE, which, unheard, crashed the test file. The exit code and output are what a
- * test judges; any other error on stdin still throws.
- */
-export function ignoreClosedStdin(child: ChildProcess): void {
-  child.stdin!.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EPIPE') throw err;
-  });
 }
 
 export function runCli(

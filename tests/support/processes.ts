@@ -6,6 +6,17 @@ import type { AddressInfo } from 'node:net';
 import { nodeArgsFor } from './bundle.ts';
 import type { TestPlatform } from './platform.ts';
 
+/**
+ * A child that exits before reading its input (a usage error, a refusal) closes the pipe: writing
+ * the input then fails with EPIPE, which, unheard, crashes the test file. The exit code and output
+ * are what a test judges; any other error on stdin still throws.
+ */
+export function ignoreClosedStdin(child: ChildProcess): void {
+  child.stdin!.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
+}
+
 export interface RunnerProcess {
   id: string;
   child: ChildProcess;

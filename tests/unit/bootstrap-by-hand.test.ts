@@ -9,6 +9,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BOOTSTRAP_FILE, bootstrapFiles } from '../../shared/runtime/protocol.ts';
+import { ignoreClosedStdin } from '../support/processes.ts';
 import { waitFor } from '../support/services.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-bootstrap-'));
@@ -47,8 +48,7 @@ function runOnce(root: string, stdin: string | Buffer): Promise<{ code: number |
       clearTimeout(timer);
       resolve({ code, stdout, stderr, ms: Date.now() - t0 });
     });
-    // a run that refuses early closes its stdin: a write past that is not the test's concern
-    child.stdin.on('error', () => {});
+    ignoreClosedStdin(child);
     child.stdin.end(stdin);
   });
 }
