@@ -1,7 +1,7 @@
 // One build, start to finish: stream the archive from S3 through validation onto disk, detect the
 // handler, build with the runtime driver, then mark it built and apply the activation rule. The
 // live version is never touched by anything here except that final, fenced transaction.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Transform } from 'node:stream';
@@ -20,6 +20,7 @@ import type { Logger } from '../shared/logger.ts';
 import type { Platform } from '../shared/platform.ts';
 import { poolSettings } from '../shared/domain/invoke.ts';
 import { StartError, checkReadiness } from '../shared/runtime/readiness.ts';
+import { newInstanceId } from '../shared/runtime/instance.ts';
 import { installDependencies } from '../shared/runtime/dependencies.ts';
 import { BuildError, type BuildResult, type RuntimeDriver } from '../shared/runtime/types.ts';
 import { BuildTimedOutError, classifyBuildFailure } from '../shared/runtime/build-failure.ts';
@@ -304,14 +305,15 @@ async function checkStarts(
   const limitMs = Math.min(settings.startTimeoutMs, leftMs);
   buildLog.line(`[containerpub] readiness check: starting one instance (up to ${limitMs} ms)`);
   try {
-    const { readyMs } = await checkReadiness(
+    const instanceId = newInstanceId();
+    const { readyMs, kept } = await checkReadiness(
       ctx.driver,
       {
         functionId: build.functionId,
         deploymentId: build.id,
         version: build.version,
         imageTag,
-        instanceId: `r-${randomBytes(6).toString('hex')}`,
+        instanceId,
         memoryMb: settings.memoryMb,
         env: settings.env,
         network: settings.network,
@@ -319,7 +321,7 @@ async function checkStarts(
       limitMs,
       time.signal,
     );
-    buildLog.line(`[containerpub] readiness check passed: ready in ${readyMs} ms`);
+    buildLog.line(`[containerpub] readiness check passed: ready in ${readyMs} ms${kept ? `; instance ${instanceId} stays, warm for the version once it is live` : ''}`);
   } catch (err) {
     if (!(err instanceof StartError)) throw err;
     const output = err.logs.trim();

@@ -39,6 +39,12 @@ flow('deploy → build → active → invoke answers from the live version with 
   );
   assert.is(res.body.result.context.requestId, res.body.requestId);
   assert.match(res.body.result.context.instanceId, /^i-[0-9a-f]{12}$/);
+  // the instance that passed the readiness check is the one that answered: the runner and the API
+  // share this process, so the version went live warm, with one instance started in all
+  const kept = /readiness check passed: ready in \d+ ms; instance (i-[0-9a-f]{12}) stays/.exec(d.built.buildLogs);
+  assert.ok(kept, d.built.buildLogs);
+  assert.is(res.body.result.context.instanceId, kept[1]);
+  assert.equal((await api.get(`/api/functions/${d.id}/instances`)).body.instances.map((i: any) => i.id), [kept[1]]);
   const events = (await api.get(`/api/functions/${d.id}/logs`)).body.logs.map((l: any) => l.event);
   assert.equal(events, ['activated', 'build_succeeded', 'build_started', 'upload_completed', 'deploy_requested']);
 });

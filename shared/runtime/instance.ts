@@ -1,5 +1,6 @@
 // What both instance backends share: the per-instance directory that holds the socket (and the
 // owner's identity, for the orphan sweep), the readiness check, and invocations over the socket.
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -7,6 +8,9 @@ import { currentOwner, ownerAlive, type ProcessOwner } from '../process-owner.ts
 import { TailBuffer, lastLine } from './output.ts';
 import { REQUEST_ID_HEADER, SOCKET_NAME } from './protocol.ts';
 import type { InstanceExit, RunningInstance } from './types.ts';
+
+/** An instance's id: its socket directory, container and log lines are named after it. */
+export const newInstanceId = () => `i-${randomBytes(6).toString('hex')}`;
 
 /** The largest answer an instance may give to one invocation (the result plus its logs). */
 export const REPLY_LIMIT_BYTES = 8 * 1024 * 1024 + 256 * 1024;

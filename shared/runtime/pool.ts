@@ -10,9 +10,9 @@
 // - Faults stay inside one instance: an invocation over its timeout kills its instance (the next
 //   request starts a fresh one); an instance that dies fails only its own in-flight invocations.
 // - An instance counts only once it is ready (GET /ready): a starting one takes no work.
-import { randomBytes } from 'node:crypto';
 import { ArtifactMissingError, type RuntimeLogger } from './protocol.ts';
-import { ChannelError, InstanceChannel, StartError, describeExit, waitReady } from './instance.ts';
+import { ChannelError, InstanceChannel, StartError, describeExit, newInstanceId, waitReady } from './instance.ts';
+import { readyInstancesOf, type InstanceShape, type ReadyInstances } from './ready-instances.ts';
 export { ChannelError, type InstanceChannel } from './instance.ts';
 import type { ArtifactRef, InstanceBackend, InstanceExit, RunningInstance } from './types.ts';
 import type { StoredConfig } from '../domain/release-config.ts';
@@ -174,8 +174,6 @@ class VersionPool {
   }
 }
 
-const newInstanceId = () => `i-${randomBytes(6).toString('hex')}`;
-
 export class InstanceManager {
   private readonly pools = new Map<string, VersionPool>();
   /** every instance not yet gone, over all pools (the host-wide cap counts these) */
@@ -188,10 +186,17 @@ export class InstanceManager {
   /** crash times per deployment, kept apart from the pools (which go when they scale to zero) */
   private readonly crashes = new Map<string, { times: number[]; reportedAt: number }>();
 
+  /** instances this process's readiness checks left ready: a start takes one when it fits */
+  private readonly ready: ReadyInstances;
+  private readonly endAdoption: () => Promise<void>;
+
   constructor(
     private readonly backend: InstanceBackend,
     private readonly opts: InstanceManagerOptions,
-  ) {}
+  ) {
+    this.ready = readyInstancesOf(backend);
+    this.endAdoption = this.ready.addAdopter();
+  }
 
   /** Runs one invocation on a warm instance of `target` (starting one if need be). */
   async invoke(target: InstanceTarget, input: { requestId: string; body: string }): Promise<InvokeOutcome> {
@@ -341,6 +346,7 @@ export class InstanceManager {
    */
   async close(graceMs: number): Promise<void> {
     this.closing = true;
+    const parkedGone = this.endAdoption();
     if (this.inflight > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, graceMs);
@@ -359,7 +365,7 @@ export class InstanceManager {
       }
       for (const i of pool.instances) stops.push(this.stop(i, 'the platform is shutting down'));
     }
-    await Promise.all([...stops, ...this.starts]);
+    await Promise.all([...stops, ...this.starts, parkedGone]);
     this.pools.clear();
   }
 
@@ -522,23 +528,26 @@ export class InstanceManager {
   // ---------------------------------------------------------------- instance lifecycle
 
   private startInstance(pool: VersionPool): void {
-    const instance = new Instance(newInstanceId(), pool);
+    const { settings, target } = pool;
+    const shape: InstanceShape = {
+      functionId: target.functionId,
+      deploymentId: target.deploymentId,
+      version: target.version,
+      imageTag: target.imageTag,
+      memoryMb: settings.memoryMb,
+      env: settings.env,
+      network: settings.network,
+    };
+    // the instance the version's readiness check left ready in this process, if it fits: it is
+    // checked for readiness again below (it may have died since), like any start
+    const adopted = this.ready.take(shape);
+    const instance = new Instance(adopted?.id ?? newInstanceId(), pool);
     pool.instances.add(instance);
     this.total++;
-    const { settings, target } = pool;
     const start = (async () => {
       let running: RunningInstance | undefined;
       try {
-        running = await this.backend.start({
-          functionId: target.functionId,
-          deploymentId: target.deploymentId,
-          version: target.version,
-          imageTag: target.imageTag,
-          instanceId: instance.id,
-          memoryMb: settings.memoryMb,
-          env: settings.env,
-          network: settings.network,
-        });
+        running = adopted ?? (await this.backend.start({ ...shape, instanceId: instance.id }));
         instance.running = running;
         void running.exited.then((exit) => this.onExit(instance, exit));
         if (instance.state === 'stopping') {

@@ -3,25 +3,31 @@
 // that throws at import, exits at start or never answers fails its build, and the live version is
 // untouched.
 import { StartError, waitReady } from './instance.ts';
+import { readyInstancesOf } from './ready-instances.ts';
 import type { InstanceSpec, RunningInstance, RuntimeDriver } from './types.ts';
 
 /**
- * Starts one instance, waits for it to be ready, stops it. Throws a StartError when it never is,
- * and the signal's reason when `signal` aborts first (an instance that starts after that is stopped).
+ * Starts one instance and waits for it to be ready. A ready one is parked for a pool of this
+ * process to adopt (ready-instances.ts), or stopped when none would; one that fails is stopped.
+ * Throws a StartError when it never is ready, and the signal's reason when `signal` aborts first
+ * (an instance that starts after that is stopped). `kept`: the ready instance was parked.
  */
 export async function checkReadiness(
   driver: RuntimeDriver,
   spec: InstanceSpec,
   timeoutMs: number,
   signal?: AbortSignal,
-): Promise<{ readyMs: number; log: string }> {
+): Promise<{ readyMs: number; log: string; kept: boolean }> {
   const started = performance.now();
   const instance = await untilStarted(driver.instances.start(spec), signal);
+  let kept = false;
   try {
     await waitReady(instance, timeoutMs, spec.memoryMb);
-    return { readyMs: Math.round(performance.now() - started), log: instance.log() };
+    const { instanceId: _id, ...shape } = spec;
+    kept = !signal?.aborted && readyInstancesOf(driver.instances).park(shape, instance);
+    return { readyMs: Math.round(performance.now() - started), log: instance.log(), kept };
   } finally {
-    await instance.kill();
+    if (!kept) await instance.kill();
   }
 }
 
