@@ -6,6 +6,7 @@
 //
 // Options (env): TEST_DBS=sqlite,postgres  TEST_JOBS=2  TEST_FILTER=<substring>[,<substring>…]  TEST_FILE_TIMEOUT_MS
 //   TEST_TSX=1: run the files under tsx instead of from their bundles (support/bundle.ts)
+//   TEST_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": node options for the bundled test files
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -59,7 +60,7 @@ function runFile(run: Run): Promise<Outcome> {
   const started = Date.now();
   return new Promise((resolve) => {
     const bundle = bundles?.files.get(path.relative(root, run.file));
-    const args = bundle ? ['--enable-source-maps', bundle] : ['--import', 'tsx', run.file];
+    const args = bundle ? [...(process.env.TEST_NODE_ARGS?.split(' ') ?? []), '--enable-source-maps', bundle] : ['--import', 'tsx', run.file];
     const child = spawn(process.execPath, args, {
       cwd: root,
       env: { ...process.env, ...(run.db ? { TEST_DB: run.db } : {}), ...(bundles ? { [BUNDLES_ENV]: bundles.dir } : {}), FORCE_COLOR: '0' },
