@@ -130,7 +130,7 @@ test('two first starts with different keys at once: exactly one key wins', async
 /** Runs an entry point until it exits (or is killed after the test's bound); stderr and exit code. */
 function runEntry(script: string, env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    const child = spawn(process.execPath, nodeArgsFor(script), {
       cwd: root,
       env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', RUNTIME_DRIVER: 'process', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

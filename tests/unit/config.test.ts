@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ConfigError, loadConfig } from '../../shared/config.ts';
+import { nodeArgsFor } from '../support/bundle.ts';
 
 test('defaults: SQLite in DATA_DIR, embedded S3, documented limits', () => {
   const c = loadConfig({});
@@ -67,7 +68,7 @@ test('S3_ENDPOINT needs credentials', () => {
 });
 
 test('a bad value stops the real process with exit code 2 and the name, no stack trace', () => {
-  const out = spawnSync(process.execPath, ['--import', 'tsx', 'api/main.ts'], {
+  const out = spawnSync(process.execPath, nodeArgsFor('api/main.ts'), {
     env: { ...process.env, PORT: 'nope' },
     encoding: 'utf8',
     timeout: 30_000,
