@@ -165,6 +165,10 @@ metrics('a build, invocations, a rollback and an endpoint request move the count
   assert.is(delta('containerpub_rollbacks_total', { kind: 'rollback', outcome: 'switched' }), 1);
   assert.is(delta('containerpub_activations_total', { reason: 'build' }), 2);
   assert.is(delta('containerpub_activations_total', { reason: 'rollback' }), 1);
+  // each version's first instance is the one its readiness check started (the runner is in this
+  // process), and v1's stayed warm for the rollback: no other start
+  assert.is(delta('containerpub_instance_starts_total', { how: 'adopted', outcome: 'ready' }), 2);
+  assert.is(delta('containerpub_instance_starts_total', { how: 'started', outcome: 'ready' }), 0);
   assert.is(delta('containerpub_http_requests_total', { method: 'POST', route: '/api/functions/:id/rollback', status: '200' }), 1);
   assert.is(delta('containerpub_http_requests_total', { method: 'POST', route: '/api/functions/:id/invoke', status: '502' }), 1);
   assert.is(delta('containerpub_http_requests_total', { method: 'GET', route: '/fn/*', status: '404' }), 1);

@@ -104,6 +104,7 @@ export class Invoker {
       settings: (target) => poolSettings(p, target),
       logger: p.logger,
       mayStart: (target) => this.instanceQuota(target.functionId),
+      onStartEnded: (how, outcome) => p.metrics.instanceStarts.inc({ how, outcome }),
       onCrashLoop: (loop) => {
         recordEvent(p.db.knex, {
           functionId: loop.target.functionId,

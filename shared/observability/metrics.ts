@@ -146,6 +146,12 @@ export class PlatformMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly instanceStarts = new client.Counter({
+    name: 'containerpub_instance_starts_total',
+    help: 'instance starts of this process\'s pools, by how (started; adopted: the instance the version\'s readiness check left ready) and outcome (ready, failed)',
+    labelNames: ['how', 'outcome'] as const,
+    registers: [this.registry],
+  });
 
   /** the invocation series this process holds: function id → versions (least recently invoked first) → outcomes */
   private readonly invocationSeries = new Map<string, Map<string, Set<string>>>();

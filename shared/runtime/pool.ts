@@ -116,6 +116,8 @@ export interface InstanceManagerOptions {
    * version's waiters then queue for the instances it has, or, with none, fail with that error.
    */
   mayStart?(target: InstanceTarget): Error | null;
+  /** told when a start is over: whether it took the readiness check's instance, and how it ended */
+  onStartEnded?(how: 'started' | 'adopted', outcome: 'ready' | 'failed'): void;
 }
 
 export const CRASH_LOOP_COUNT = 5;
@@ -558,11 +560,13 @@ export class InstanceManager {
         if ((instance.state as State) === 'stopping') return;
         instance.channel = new InstanceChannel(running.socketPath, settings.concurrency);
         instance.state = 'ready';
+        this.opts.onStartEnded?.(adopted ? 'adopted' : 'started', 'ready');
         instance.lastUsedMs = performance.now();
         this.dispatch(pool);
         if (instance.inflight === 0) this.becameIdle(instance);
       } catch (err) {
         if (instance.state === 'stopping') return; // stopped on purpose while it started
+        this.opts.onStartEnded?.(adopted ? 'adopted' : 'started', 'failed');
         const failure =
           err instanceof StartError || err instanceof ArtifactMissingError
             ? err

@@ -12,6 +12,7 @@ import {
   CapacityError,
   InstanceManager,
   ShuttingDownError,
+  type InstanceManagerOptions,
   type CrashLoop,
   type InstanceTarget,
   type InvokeOutcome,
@@ -28,11 +29,15 @@ test.after(async () => {
   fx.cleanup();
 });
 
-function manager(over: Partial<PoolSettings> = {}, opts: { maxTotal?: number; onCrashLoop?: (l: CrashLoop) => void } = {}) {
+function manager(
+  over: Partial<PoolSettings> = {},
+  opts: Pick<InstanceManagerOptions, 'onCrashLoop' | 'onStartEnded'> & { maxTotal?: number } = {},
+) {
   const m = new InstanceManager(fx.driver.instances, {
     maxTotal: opts.maxTotal ?? 16,
     settings: () => poolSettings(over),
     onCrashLoop: opts.onCrashLoop,
+    onStartEnded: opts.onStartEnded,
   });
   managers.push(m);
   return m;
@@ -205,6 +210,18 @@ test('a crash loop is reported once per window', async () => {
   assert.is(loops.length, 1);
   assert.is(loops[0]!.crashes, CRASH_LOOP_COUNT);
   assert.match(loops[0]!.lastError, /exited with code 7/);
+});
+
+test('each start is reported once, as it ended: ready, or failed (a module that throws at import)', async () => {
+  const ended: string[] = [];
+  const m = manager({}, { onStartEnded: (how, outcome) => ended.push(`${how} ${outcome}`) });
+  const good = await target(WORKER);
+  assert.ok((await call(m, good)).ok);
+  assert.ok((await call(m, good)).ok, 'warm: no second start');
+  const bad = await target(`throw new Error('broken at import');\nexport default async () => 1;`);
+  const out = await call(m, bad);
+  assert.ok(!out.ok && out.kind === 'crashed', JSON.stringify(out));
+  assert.equal(ended, ['started ready', 'started failed']);
 });
 
 test('prewarm starts one instance ahead of the first request', async () => {

@@ -39,15 +39,16 @@ async function version(fixture = fx) {
   return { target, settings, shape, spec: (): InstanceSpec => ({ ...shape, instanceId: newInstanceId() }), pid };
 }
 
-function manager(settings: ReturnType<typeof poolSettings>, backend = fx.driver.instances) {
-  const m = new InstanceManager(backend, { maxTotal: 16, settings: () => settings });
+function manager(settings: ReturnType<typeof poolSettings>, onStartEnded?: (how: string, outcome: string) => void) {
+  const m = new InstanceManager(fx.driver.instances, { maxTotal: 16, settings: () => settings, onStartEnded });
   managers.push(m);
   return m;
 }
 
 test('the readiness check’s instance becomes the pool’s first one: no second start, and it answers warm', async () => {
   const v = await version();
-  const m = manager(v.settings);
+  const ended: string[] = [];
+  const m = manager(v.settings, (how, outcome) => ended.push(`${how} ${outcome}`));
   const spec = v.spec();
   const checked = await checkReadiness(fx.driver, spec, 10_000);
   assert.is(checked.kept, true);
@@ -62,6 +63,7 @@ test('the readiness check’s instance becomes the pool’s first one: no second
   assert.is(out.cold, false);
   assert.equal(m.list(v.target.functionId).map((i) => i.id), [spec.instanceId]);
   assert.is(readyInstancesOf(fx.driver.instances).size, 0);
+  assert.equal(ended, ['adopted ready'], 'one start, and it took the checked instance');
 });
 
 test('no pool in the process (a runner of its own): the check stops its instance', async () => {
