@@ -60,7 +60,7 @@ function runFile(run: Run): Promise<Outcome> {
   const started = Date.now();
   return new Promise((resolve) => {
     const bundle = bundles?.files.get(path.relative(root, run.file));
-    const args = bundle ? [...(process.env.TEST_NODE_ARGS?.split(' ') ?? []), '--enable-source-maps', bundle] : ['--import', 'tsx', run.file];
+    const args = bundle ? [...((process.env.TEST_NODE_ARGS ?? '').split(' ').filter(Boolean)), '--enable-source-maps', bundle] : ['--import', 'tsx', run.file];
     const child = spawn(process.execPath, args, {
       cwd: root,
       env: { ...process.env, ...(run.db ? { TEST_DB: run.db } : {}), ...(bundles ? { [BUNDLES_ENV]: bundles.dir } : {}), FORCE_COLOR: '0' },
