@@ -156,3 +156,29 @@ export function mergeLoads(runs: LoadResult[]): LoadResult {
     },
   };
 }
+
+/**
+ * Warm-up that lasts until the server has settled: `round` (loads, not recorded) again and again
+ * until the rate of its first load stops climbing, i.e. each of the last two rounds is within `tolerance` of the one
+ * before it, or `maxRounds` have run. A fresh server needs far more than a fixed handful of
+ * requests: measured on the 2-core machine of docs/benchmarks.md, its CPU per /deploy fell by half
+ * over its first ~10,000 and per /healthz by 3.5x over its first 16,000, and a new server process
+ * on the same database started slow again (so it is the process, not the data). A figure taken on
+ * that slope measures how new the process is. The rates are returned for the report.
+ */
+export async function warmUntilSettled(round: () => Promise<LoadResult[]>, opts: { maxRounds: number; tolerance?: number }): Promise<number[]> {
+  const tolerance = opts.tolerance ?? 0.1;
+  const rates: number[] = [];
+  const settled = () => {
+    const [a, b, c] = rates.slice(-3);
+    return c !== undefined && Math.abs(b! - a!) <= tolerance * a! && Math.abs(c - b!) <= tolerance * b!;
+  };
+  while (rates.length < opts.maxRounds && !settled()) {
+    const loads = await round();
+    for (const load of loads) {
+      if (load.non2xx + load.transportErrors > 0) throw new Error(`warm-up failed: ${JSON.stringify(load.statuses)}, ${load.transportErrors} connection errors`);
+    }
+    rates.push(Math.round(loads[0]!.rps));
+  }
+  return rates;
+}

@@ -7,10 +7,20 @@ export interface Sizes {
   /** requests sent before each HTTP measurement and not recorded (even: rollback alternates) */
   warmup: number;
   rollbacks: number;
+  /** the rollback scenario's warm-up: rounds of this many rollbacks (and as many of each floor), until their rate settles, at most rollbackSettleRounds */
+  rollbackSettleRound: number;
+  rollbackSettleRounds: number;
   /** concurrent clients for the deploy scenario */
   deployConnections: number[];
   /** POST /deploy per level (and as many GET /healthz, its floor), in chunks alternating with it */
   deploysPerLevel: number;
+  /**
+   * the deploy scenario's warm-up before its first level: rounds of this many /deploy (and as many
+   * /healthz) at 16 clients, until the /deploy rate settles (load.ts's warmUntilSettled), at most
+   * deploySettleRounds of them
+   */
+  deploySettleRound: number;
+  deploySettleRounds: number;
   /** POST …/complete per level, of versions that level allocated; a fifth of it for the 1 MiB row */
   completesPerLevel: number;
   /** sequential upload → active runs */
@@ -61,8 +71,12 @@ export const FULL: Sizes = {
   dockerDbs: ['sqlite', 'postgres'],
   warmup: 50,
   rollbacks: 1000,
+  rollbackSettleRound: 500,
+  rollbackSettleRounds: 12,
   deployConnections: [1, 16, 64],
   deploysPerLevel: 2500,
+  deploySettleRound: 1000,
+  deploySettleRounds: 15,
   completesPerLevel: 500,
   e2eProcessRuns: 10,
   e2eDockerRuns: 5,
@@ -98,8 +112,12 @@ export const SMOKE: Sizes = {
   dockerDbs: ['sqlite'],
   warmup: 4,
   rollbacks: 20,
+  rollbackSettleRound: 10,
+  rollbackSettleRounds: 2,
   deployConnections: [1, 16],
   deploysPerLevel: 32,
+  deploySettleRound: 16,
+  deploySettleRounds: 2,
   completesPerLevel: 16,
   e2eProcessRuns: 1,
   e2eDockerRuns: 1,

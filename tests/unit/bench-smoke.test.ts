@@ -11,6 +11,7 @@ import { parseArgs, UsageError } from '../../scripts/bench/cli.ts';
 import type { BenchDocument } from '../../scripts/bench/report.ts';
 import { mergeInto } from '../../scripts/bench/report.ts';
 import { percentile, summarize } from '../../scripts/bench/stats.ts';
+import { warmUntilSettled, type LoadResult } from '../../scripts/bench/load.ts';
 import { SCENARIOS, type ResultRow } from '../../scripts/bench/types.ts';
 import { dockerAvailable, inCI, postgresAvailable } from '../support/services.ts';
 import { nodeArgsFor } from '../support/bundle.ts';
@@ -68,6 +69,37 @@ test('a partial run replaces only the rows it measured', () => {
   assert.not.ok('invoke' in mergeInto(withGone, fresh, { scenarios: ['rollback'], dbs: ['sqlite'] }).scenarios);
   // another machine's results are not mixed in
   assert.equal(Object.keys(mergeInto(doc([], 'other'), fresh, { scenarios: ['rollback'], dbs: ['sqlite'] }).scenarios), ['rollback']);
+});
+
+test('the warm-up runs until the rate stops climbing, within its bound, and fails on a failed request', async () => {
+  // rounds whose first load has these rates (what a fresh server does: climbing, then flat)
+  const rounds = (rates: number[], fail = -1) => {
+    let i = 0;
+    const calls = { n: 0 };
+    const round = async (): Promise<LoadResult[]> => {
+      calls.n++;
+      const rps = rates[Math.min(i, rates.length - 1)]!;
+      const failed = i++ === fail;
+      const statuses: Record<string, number> = failed ? { '500': 1 } : { '200': 1 };
+      const load: LoadResult = { latencies: [1], stat: summarize([1]), statuses, non2xx: failed ? 1 : 0, transportErrors: 0, wallMs: 1, rps, cpu: { serverCores: null, benchCores: 0 } };
+      return [load, { ...load, rps: 99_999 }];
+    };
+    return { round, calls };
+  };
+  const climbing = rounds([1000, 1700, 2200, 2300, 2350, 2400]);
+  assert.equal(await warmUntilSettled(climbing.round, { maxRounds: 15 }), [1000, 1700, 2200, 2300, 2350], 'stops once the last two rounds are each within 10 % of the one before');
+  const flatAtOnce = rounds([2000, 2050, 1990]);
+  assert.equal((await warmUntilSettled(flatAtOnce.round, { maxRounds: 15 })).length, 3, 'three rounds at least: two comparisons');
+  const noisy = rounds([1000, 2000, 1000, 2000, 1000, 2000, 1000]);
+  assert.equal((await warmUntilSettled(noisy.round, { maxRounds: 6 })).length, 6, 'bounded: never more than maxRounds');
+  const oneDip = rounds([1000, 1500, 1000, 1500, 1500, 1500]);
+  assert.equal(await warmUntilSettled(oneDip.round, { maxRounds: 15 }), [1000, 1500, 1000, 1500, 1500, 1500]);
+  const failing = rounds([1000, 1100, 1150], 1);
+  await warmUntilSettled(failing.round, { maxRounds: 15 }).then(
+    () => assert.unreachable('a failed request during the warm-up fails it'),
+    (err: Error) => assert.match(err.message, /warm-up failed.*500/),
+  );
+  assert.equal(failing.calls.n, 2, 'it stops at the round that failed');
 });
 
 function runSmoke(out: string): Promise<{ code: number | null; output: string }> {

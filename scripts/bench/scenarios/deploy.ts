@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { archiveKey } from '../../../shared/domain/model.ts';
 import type { BenchServer, BenchUser } from '../harness.ts';
-import { mergeLoads, runLoad, type LoadResult } from '../load.ts';
+import { mergeLoads, runLoad, warmUntilSettled, type LoadResult } from '../load.ts';
 import { chunks } from '../floor-process.ts';
 import { forEachLimited, summarize, timeSequential } from '../stats.ts';
 import { sha256, smallFunction } from '../seed.ts';
@@ -106,6 +106,17 @@ export const deploy: Scenario = {
     const warmDone = await completes(server, user, warm.created, Math.min(16, w));
     const warmHealth = await runLoad({ url: server.url, serverPid: server.pid, path: '/healthz', connections: Math.min(16, w), amount: w });
     if (warm.load.non2xx + warmDone.load.non2xx + warmHealth.non2xx > 0) throw new Error('the deploy warm-up failed');
+    // Then until the server has settled: both routes at the target level, until /deploy's rate stops climbing.
+    const round = ctx.sizes.deploySettleRound;
+    const settleRates = await warmUntilSettled(
+      async () => {
+        const d = await deploys(server, user, archive, { connections: TARGET_CLIENTS, amount: round, prefix: 'bench-warmup' });
+        const h = await runLoad({ url: server.url, serverPid: server.pid, path: '/healthz', connections: TARGET_CLIENTS, amount: round });
+        return [d.load, h];
+      },
+      { maxRounds: ctx.sizes.deploySettleRounds },
+    );
+    ctx.log(`deploy/${db}: warm-up, ${settleRates.length} × ${round} POST /deploy at ${clients(TARGET_CLIENTS)} (and as many /healthz): ${settleRates.join(', ')} req/s`);
 
     for (const connections of ctx.sizes.deployConnections) {
       const parts = chunks(ctx.sizes.deploysPerLevel, CHUNKS, connections);
@@ -153,7 +164,7 @@ export const deploy: Scenario = {
           floors: [floor],
           details: { connections, functions: FUNCTIONS, cpu: load.cpu, healthzCpu: health.cpu, ...details },
         });
-      rows.push(row(`POST /deploy, ${clients(connections)}`, deployed, { versionsAllocated: created.length, chunks: parts.length, shareOfHealthz: share, targets }));
+      rows.push(row(`POST /deploy, ${clients(connections)}`, deployed, { versionsAllocated: created.length, chunks: parts.length, shareOfHealthz: share, targets, warmupRates: settleRates }));
       rows.push(row(`POST /complete, ${clients(connections)}`, c.load, { overdrawn: c.overdrawn, queuedForBuildSoFar: Number(queued[0]?.c ?? 0) }));
     }
     rows.push(await completeLarge(ctx, db, server, user));

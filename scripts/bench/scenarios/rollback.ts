@@ -10,7 +10,7 @@ import path from 'node:path';
 import { nowIso } from '../../../shared/db/time.ts';
 import { ProcessDriver } from '../../../shared/runtime/process-driver.ts';
 import { allocateVersion } from '../../../shared/domain/versions.ts';
-import { mergeLoads, runLoad, type LoadResult } from '../load.ts';
+import { mergeLoads, runLoad, warmUntilSettled, type LoadResult } from '../load.ts';
 import { summarize, timeSequential, type Stat } from '../stats.ts';
 import { markBuilt } from '../seed.ts';
 import { clients, latencyRow, type Scenario } from '../types.ts';
@@ -45,24 +45,36 @@ export const rollback: Scenario = {
     const chunk = Math.floor(n / chunks / 2) * 2;
     ctx.log(`rollback/${db}: ${chunk * chunks} rollbacks, 1 client, in ${chunks} chunks alternating with the floors`);
     const touch = () => p.db.knex.transaction((trx) => trx('functions').where({ id: functionId }).update({ updated_at: nowIso() }));
+    const rollbackLoad = (amount: number, warmup = 0) =>
+      runLoad({
+        url: server.url,
+        serverPid: server.pid,
+        path: `/api/functions/${functionId}/rollback`,
+        method: 'POST',
+        headers: user.headers,
+        requests: [{ body: JSON.stringify({ version: 1 }) }, { body: JSON.stringify({ version: 2 }) }],
+        connections: 1,
+        amount,
+        warmup,
+      });
+    // Warm-up, not recorded, until the server has settled: rollbacks and /healthz alternating,
+    // until the rollbacks' rate stops climbing (and the floor's transaction as often).
+    const round = ctx.sizes.rollbackSettleRound;
+    const settleRates = await warmUntilSettled(
+      async () => {
+        const loads = [await rollbackLoad(round), await runLoad({ url: server.url, serverPid: server.pid, path: '/healthz', connections: 1, amount: round })];
+        await timeSequential(round, touch);
+        return loads;
+      },
+      { maxRounds: ctx.sizes.rollbackSettleRounds },
+    );
+    ctx.log(`rollback/${db}: warm-up, ${settleRates.length} × ${round} rollbacks (and as many /healthz and bare transactions): ${settleRates.join(', ')} req/s`);
     const rollbacks: LoadResult[] = [];
     const healthz: LoadResult[] = [];
     const txn = { samples: [] as number[], wallMs: 0 };
     for (let i = 0; i < chunks; i++) {
       const warmup = i === 0 ? ctx.sizes.warmup : 0;
-      rollbacks.push(
-        await runLoad({
-          url: server.url,
-          serverPid: server.pid,
-          path: `/api/functions/${functionId}/rollback`,
-          method: 'POST',
-          headers: user.headers,
-          requests: [{ body: JSON.stringify({ version: 1 }) }, { body: JSON.stringify({ version: 2 }) }],
-          connections: 1,
-          amount: chunk,
-          warmup,
-        }),
-      );
+      rollbacks.push(await rollbackLoad(chunk, warmup));
       healthz.push(await runLoad({ url: server.url, serverPid: server.pid, path: '/healthz', connections: 1, amount: chunk, warmup }));
       if (warmup) await timeSequential(warmup, touch);
       const t = await timeSequential(chunk, touch);
@@ -108,6 +120,7 @@ export const rollback: Scenario = {
           liveVersionAfter: Number(live?.version),
           rolledBackEventsWithWarmup: Number(rolledBack[0]?.c ?? 0),
           warmup: ctx.sizes.warmup,
+          warmupRates: settleRates,
         },
       }),
     ];
