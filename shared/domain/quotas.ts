@@ -19,10 +19,11 @@ export async function lockAccount(db: Db, trx: Knex.Transaction, quotas: Quotas,
 
 /**
  * lockAccount as a statement for a transaction run outside knex (pg-direct.ts, PostgreSQL): the
- * account's row FOR NO KEY UPDATE, as lockUserRow takes it; null when no quota is on.
+ * account's row FOR NO KEY UPDATE, as lockUserRow takes it; null when no quota is on. Prepared:
+ * parsed and planned once per connection, as the rollback's function lock is.
  */
-export function accountLockStatement(quotas: Quotas, userId: string): { sql: string; bindings: string[] } | null {
-  return needsAccountLock(quotas) ? { sql: 'SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE', bindings: [userId] } : null;
+export function accountLockStatement(quotas: Quotas, userId: string): { sql: string; bindings: string[]; prepare: true } | null {
+  return needsAccountLock(quotas) ? { sql: 'SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE', bindings: [userId], prepare: true } : null;
 }
 
 /** Whether an account's quotas are checked under its lock (none is when every quota is off). */
