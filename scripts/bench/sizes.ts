@@ -4,10 +4,13 @@ export interface Sizes {
   runnerPollMs: number;
   /** the databases the docker driver parts run on (they do not depend on the database) */
   dockerDbs: ('sqlite' | 'postgres')[];
-  /** requests sent before each HTTP measurement and not recorded (even: rollback alternates) */
+  /** requests sent before each HTTP measurement and not recorded (rollback settles instead: rollbackSettleRound) */
   warmup: number;
   rollbacks: number;
-  /** the rollback scenario's warm-up: rounds of this many rollbacks (and as many of each floor), until their rate settles, at most rollbackSettleRounds */
+  /**
+   * the rollback scenario's warm-up: rounds of this many rollbacks (even: they alternate v1 / v2)
+   * and as many of each floor, until their rate settles, at most rollbackSettleRounds of them
+   */
   rollbackSettleRound: number;
   rollbackSettleRounds: number;
   /** concurrent clients for the deploy scenario */

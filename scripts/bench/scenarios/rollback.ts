@@ -45,7 +45,7 @@ export const rollback: Scenario = {
     const chunk = Math.floor(n / chunks / 2) * 2;
     ctx.log(`rollback/${db}: ${chunk * chunks} rollbacks, 1 client, in ${chunks} chunks alternating with the floors`);
     const touch = () => p.db.knex.transaction((trx) => trx('functions').where({ id: functionId }).update({ updated_at: nowIso() }));
-    const rollbackLoad = (amount: number, warmup = 0) =>
+    const rollbackLoad = (amount: number) =>
       runLoad({
         url: server.url,
         serverPid: server.pid,
@@ -55,11 +55,11 @@ export const rollback: Scenario = {
         requests: [{ body: JSON.stringify({ version: 1 }) }, { body: JSON.stringify({ version: 2 }) }],
         connections: 1,
         amount,
-        warmup,
       });
     // Warm-up, not recorded, until the server has settled: rollbacks and /healthz alternating,
-    // until the rollbacks' rate stops climbing (and the floor's transaction as often).
-    const round = ctx.sizes.rollbackSettleRound;
+    // until the rollbacks' rate stops climbing (and the floor's transaction as often). Even rounds,
+    // as the chunks: each ends with v2 live, so every measured request is still a real switch.
+    const round = Math.max(2, Math.floor(ctx.sizes.rollbackSettleRound / 2) * 2);
     const settleRates = await warmUntilSettled(
       async () => {
         const loads = [await rollbackLoad(round), await runLoad({ url: server.url, serverPid: server.pid, path: '/healthz', connections: 1, amount: round })];
@@ -73,10 +73,8 @@ export const rollback: Scenario = {
     const healthz: LoadResult[] = [];
     const txn = { samples: [] as number[], wallMs: 0 };
     for (let i = 0; i < chunks; i++) {
-      const warmup = i === 0 ? ctx.sizes.warmup : 0;
-      rollbacks.push(await rollbackLoad(chunk, warmup));
-      healthz.push(await runLoad({ url: server.url, serverPid: server.pid, path: '/healthz', connections: 1, amount: chunk, warmup }));
-      if (warmup) await timeSequential(warmup, touch);
+      rollbacks.push(await rollbackLoad(chunk));
+      healthz.push(await runLoad({ url: server.url, serverPid: server.pid, path: '/healthz', connections: 1, amount: chunk }));
       const t = await timeSequential(chunk, touch);
       txn.samples.push(...t.samples);
       txn.wallMs += t.wallMs;
@@ -119,7 +117,6 @@ export const rollback: Scenario = {
           chunks,
           liveVersionAfter: Number(live?.version),
           rolledBackEventsWithWarmup: Number(rolledBack[0]?.c ?? 0),
-          warmup: ctx.sizes.warmup,
           warmupRates: settleRates,
         },
       }),
