@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { allocateVersion, type AllocateInput } from '../shared/domain/versions.ts';
 import { withRequestId } from '../shared/observability/request-context.ts';
 import { isAppError } from '../shared/errors.ts';
+import { metricsOf } from '../shared/observability/metrics.ts';
 
 const t = await startTestPlatform();
 if (!t) process.exit(0);
@@ -300,6 +301,154 @@ alloc('a first deploy asked for in the same turn as deploys of existing function
   const versions = await versionsOf(api.userId);
   assert.equal(versions.get('new-one')!.map((r) => Number(r.version)), [1, 2]);
   assert.equal(versions.get('old-one')!.map((r) => [Number(r.version), r.request_id]).slice(1), [[2, 'o1'], [3, 'o2']]);
+});
+
+// PostgreSQL: a group of deploys of functions this process wrote last is planned from what it
+// wrote (function-snapshots.ts) and commits in one round trip; a row anyone else changed since is
+// caught by the group's own check, and the group then reads first. Skipped on SQLite, which has
+// its own group commit (sqliteGroupImmediate) and no such path.
+const pgOnly = tp.platform.db.dialect === 'pg' ? alloc : alloc.skip;
+
+/** How many groups this platform committed on each path so far. */
+async function groupPaths(db = tp.platform.db): Promise<Record<string, number>> {
+  const counted = await metricsOf(db)!.deployGroups.get();
+  return Object.fromEntries(counted.values.map((v) => [String(v.labels.path), v.value]));
+}
+
+/** What changed between two groupPaths() readings. */
+function pathsSince(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  const paths = new Set([...Object.keys(before), ...Object.keys(after)]);
+  return Object.fromEntries([...paths].map((p) => [p, (after[p] ?? 0) - (before[p] ?? 0)]).filter(([, n]) => n !== 0));
+}
+
+const config = (patch: Record<string, unknown>) => ({ patch, sealer: tp.platform.secrets, platform: tp.platform.config });
+
+pgOnly('PostgreSQL: a group of functions this process wrote last commits planned, in one transaction: numbers, configurations and request ids as if read first', async () => {
+  const api = await tp.newUser();
+  await existingFunctions(api, ['planned-a', 'planned-b']);
+  // the first group reads first, and leaves this process its snapshots
+  let before = await groupPaths();
+  const first = await allocateTogether([
+    { userId: api.userId, name: 'planned-a', requestId: 'a2', config: config({ env: { STEP: 'one' } }) },
+    { userId: api.userId, name: 'planned-b', requestId: 'b2' },
+  ]);
+  for (const o of first) assert.is(o.status, 'fulfilled', String((o as PromiseRejectedResult).reason));
+  assert.equal(pathsSince(before, await groupPaths()), { read_first: 1 });
+  before = await groupPaths();
+  const second = await allocateTogether([
+    { userId: api.userId, name: 'planned-a', requestId: 'a3' },
+    { userId: api.userId, name: 'planned-b', requestId: 'b3', config: config({ env: { B: 'yes' } }) },
+    { userId: api.userId, name: 'planned-a', requestId: 'a4', config: config({ env: { MORE: 'two' } }) },
+    { userId: api.userId, name: 'planned-b', requestId: 'b4' },
+  ]);
+  for (const o of second) assert.is(o.status, 'fulfilled', String((o as PromiseRejectedResult).reason));
+  assert.equal(pathsSince(before, await groupPaths()), { planned: 1 }, 'planned from the first group, no read');
+  const answered = second.map((o) => (o as PromiseFulfilledResult<Awaited<ReturnType<typeof allocateVersion>>>).value);
+  assert.equal(answered.map((a) => [Number(a.deployment.version), Number(a.fn.last_version), (a.deployment as { request_id?: string }).request_id]), [
+    [3, 3, 'a3'], [3, 3, 'b3'], [4, 4, 'a4'], [4, 4, 'b4'],
+  ], 'each answer as if allocated alone');
+  const versions = await versionsOf(api.userId);
+  const a = versions.get('planned-a')!;
+  assert.equal(a.map((r) => [Number(r.version), r.request_id]).slice(1), [[2, 'a2'], [3, 'a3'], [4, 'a4']]);
+  assert.equal(JSON.parse(a[2]!.config).env, { STEP: 'one' }, "v3 inherits v2's configuration, which the first group wrote");
+  assert.equal(JSON.parse(a[3]!.config).env, { STEP: 'one', MORE: 'two' });
+  const b = versions.get('planned-b')!;
+  assert.equal(b.map((r) => [Number(r.version), r.request_id, JSON.parse(r.config).env ?? {}]).slice(1), [[2, 'b2', {}], [3, 'b3', { B: 'yes' }], [4, 'b4', { B: 'yes' }]]);
+  assert.is(Number(b[0]!.last_version), 4);
+  assert.is(new Set([a[3]!.xmin, b[3]!.xmin, a[2]!.xmin]).size, 1, 'one transaction');
+});
+
+pgOnly('PostgreSQL: a row another writer changed since (another replica\'s deploy, a settings change) fails the planned group\'s check, and the group reads first', async () => {
+  const replica = await tp.replica();
+  try {
+    const api = await tp.newUser();
+    await existingFunctions(api, ['moved', 'still']);
+    const warm = await allocateTogether([{ userId: api.userId, name: 'moved', requestId: 'm2' }, { userId: api.userId, name: 'still', requestId: 's2' }]);
+    for (const o of warm) assert.is(o.status, 'fulfilled');
+    // another replica deploys a version of one of them: v3, which this process has not seen
+    const viaReplica = client(replica.url, api.token);
+    const theirs = await viaReplica.post('/api/functions/deploy', { name: 'moved', ...declaration(), env: { FROM: 'replica' } });
+    assert.is(theirs.status, 201, JSON.stringify(theirs.body));
+    assert.is(theirs.body.version, 3);
+    let before = await groupPaths();
+    const after = await allocateTogether([{ userId: api.userId, name: 'moved', requestId: 'm4' }, { userId: api.userId, name: 'still', requestId: 's3' }]);
+    for (const o of after) assert.is(o.status, 'fulfilled', String((o as PromiseRejectedResult).reason));
+    assert.equal(pathsSince(before, await groupPaths()), { read_first: 1 }, 'the planned attempt wrote nothing; the group read first');
+    let versions = await versionsOf(api.userId);
+    assert.equal(versionsOfOne(versions, 'moved'), [1, 2, 3, 4]);
+    assert.equal([versions.get('moved')![1]!.request_id, versions.get('moved')![3]!.request_id], ['m2', 'm4']);
+    assert.equal(JSON.parse(versions.get('moved')![3]!.config).env, JSON.parse(versions.get('moved')![2]!.config).env, "v4 inherits the replica's v3 configuration");
+    assert.equal(versions.get('still')!.map((r) => Number(r.version)), [1, 2, 3]);
+
+    // a change to the function's row that allocates nothing: requiring approval, from elsewhere
+    await tp.platform.db.knex('functions').where({ user_id: api.userId, name: 'still' }).update({ require_approval: true });
+    before = await groupPaths();
+    const approved = await allocateTogether([{ userId: api.userId, name: 'still', requestId: 's4' }]);
+    assert.is(approved[0]!.status, 'fulfilled', String((approved[0] as PromiseRejectedResult).reason));
+    assert.equal(pathsSince(before, await groupPaths()), { read_first: 1 });
+    versions = await versionsOf(api.userId);
+    const v4 = await tp.platform.db.knex('function_deployments as d').join('functions as f', 'f.id', 'd.function_id')
+      .where({ 'f.user_id': api.userId, 'f.name': 'still', 'd.version': 4 }).first('d.auto_activate');
+    assert.is(Boolean(v4.auto_activate), false, 'the new version waits for approval, as the row now says');
+  } finally {
+    await replica.close();
+  }
+});
+
+pgOnly('PostgreSQL: a function deleted and created again under its name: a planned group does not write to the old one', async () => {
+  const api = await tp.newUser();
+  await existingFunctions(api, ['reborn']);
+  const warm = await allocateTogether([{ userId: api.userId, name: 'reborn', requestId: 'r2' }]);
+  assert.is(warm[0]!.status, 'fulfilled');
+  const old = await tp.platform.db.knex('functions').where({ user_id: api.userId, name: 'reborn' }).first('id');
+  const deleted = await api.request('DELETE', `/api/functions/${old.id}`);
+  assert.ok(deleted.status < 300, JSON.stringify(deleted.body));
+  await existingFunctions(api, ['reborn']);
+  const again = await allocateTogether([{ userId: api.userId, name: 'reborn', requestId: 'r-new-2' }]);
+  assert.is(again[0]!.status, 'fulfilled', String((again[0] as PromiseRejectedResult).reason));
+  const value = (again[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof allocateVersion>>>).value;
+  assert.is.not(value.fn.id, old.id);
+  assert.is(Number(value.deployment.version), 2);
+  assert.equal(versionsOfOne(await versionsOf(api.userId), 'reborn'), [1, 2]);
+});
+
+function versionsOfOne(versions: Awaited<ReturnType<typeof versionsOf>>, name: string): number[] {
+  return versions.get(name)!.map((r) => Number(r.version));
+}
+
+pgOnly("PostgreSQL: a planned group is refused by the account's quotas exactly as one that reads first, and spends no number", async () => {
+  const api = await tp.newUser();
+  await existingFunctions(api, ['quota-a', 'quota-b']);
+  const quotas = { maxFunctions: null, maxInstances: null, maxBuilds: 1, maxArchiveBytes: 10_000 };
+  const both = (sizes: [number, number], tag: string) =>
+    allocateTogether([
+      { userId: api.userId, name: 'quota-a', requestId: `${tag}-a`, quotas, declaredSize: sizes[0] },
+      { userId: api.userId, name: 'quota-b', requestId: `${tag}-b`, quotas, declaredSize: sizes[1] },
+    ]);
+  for (const o of await both([100, 100], 'warm')) assert.is(o.status, 'fulfilled', String((o as PromiseRejectedResult).reason));
+  let before = await groupPaths();
+  for (const o of await both([100, 100], 'ok')) assert.is(o.status, 'fulfilled', String((o as PromiseRejectedResult).reason));
+  assert.equal(pathsSince(before, await groupPaths()), { planned: 1 }, 'within the quotas: planned');
+  const knex = tp.platform.db.knex;
+  const fnA = await knex('functions').where({ user_id: api.userId, name: 'quota-a' }).first('id');
+  // 9,900 bytes stored: room for 100 more
+  await knex('function_deployments').where({ function_id: fnA.id, version: 1 }).update({ archive_size: 9_900 });
+  before = await groupPaths();
+  const over = await both([100, 101], 'bytes');
+  assert.is(over[0]!.status, 'fulfilled', String((over[0] as PromiseRejectedResult).reason));
+  assert.is(over[1]!.status, 'rejected');
+  assert.is(((over[1] as PromiseRejectedResult).reason as { code?: string }).code, 'quota_exceeded');
+  assert.match(String((over[1] as PromiseRejectedResult).reason), /MAX_ARCHIVE_BYTES_PER_USER/);
+  assert.equal(pathsSince(before, await groupPaths()), { alone: 1 }, 'the planned check refused the group, as the read did: each alone');
+  // a build queued or running: the build slot (1) is taken, every deploy is refused
+  await knex('function_deployments').where({ function_id: fnA.id, version: 2 }).update({ status: 'building' });
+  for (const o of await both([1, 1], 'builds')) {
+    assert.is(o.status, 'rejected');
+    assert.match(String((o as PromiseRejectedResult).reason), /MAX_BUILDS_PER_USER/);
+  }
+  const versions = await versionsOf(api.userId);
+  assert.equal(versionsOfOne(versions, 'quota-a'), [1, 2, 3, 4], 'no number spent on a refused deploy');
+  assert.equal(versionsOfOne(versions, 'quota-b'), [1, 2, 3]);
 });
 
 // SQLite has one writer at a time (a held write lock holds every deploy): reported as skipped there

@@ -42,30 +42,26 @@ export interface PgTx {
  * that decided to go another way keeps nothing); so does a throw, and a connection whose ROLLBACK
  * fails is dropped from the pool rather than handed out mid-transaction.
  *
- * A statement with `prepare` is sent as PREPARE (the first time on this connection) and EXECUTE:
- * the server parses it once per connection, and plans it once it has a generic plan, instead of
- * both on every call (a rollback's 5-table read and its write: p50 2.9 → 2.6 ms in the bench). A
- * message that fails after a PREPARE leaves the statement's existence unknown: its connection is
- * dropped from the pool.
+ * A statement with `prepare` is sent as EXECUTE, after a PREPARE the first time on this
+ * connection: the server parses it once per connection, and plans it once it has a generic plan,
+ * instead of both on every call (a rollback's 5-table read and its write: p50 2.9 → 2.6 ms in the
+ * bench). The PREPAREs go in a message of their own, before the one that needs them (one more
+ * round trip, once per connection and statement): a statement that fails in the transaction's
+ * message then leaves no doubt about which statements exist, and its connection serves on. A
+ * failed PREPARE does leave that doubt: its connection is dropped from the pool.
  */
 export function pgTransaction<T>(db: Db, fn: (tx: PgTx) => Promise<T>): Promise<T> {
   return withConnection(db, async (conn) => {
     let open = false;
     const send = async (statements: PgStatement[], commit: boolean): Promise<Row[][]> => {
       const message = compose(conn, statements);
+      if (message.preparing.length > 0) await prepare(conn, message.preparing);
       const begin = !open;
       open = true;
-      let out: Result | Result[];
-      try {
-        out = await conn.query(`${begin ? 'BEGIN; ' : ''}${message.text}${commit ? '; COMMIT' : ''}`);
-      } catch (err) {
-        if (message.preparing.length > 0) conn.__knex__disposed = err;
-        throw err;
-      }
-      for (const name of message.preparing) preparedOn(conn).add(name);
+      const out = await conn.query(`${begin ? 'BEGIN; ' : ''}${message.text}${commit ? '; COMMIT' : ''}`);
       if (commit) open = false;
       const results = (Array.isArray(out) ? out : [out]).slice(begin ? 1 : 0, commit ? -1 : undefined);
-      return results.filter((_, i) => message.answers[i]).map((r) => r.rows);
+      return results.map((r) => r.rows);
     };
     const tx: PgTx = {
       run: (...statements) => send(statements, false),
@@ -97,29 +93,56 @@ function preparedOn(conn: Connection): Set<string> {
   return names;
 }
 
-/** The statements as one message's text; which of its statements answer for one of them; the PREPAREs it makes. */
-function compose(conn: Connection, statements: PgStatement[]): { text: string; answers: boolean[]; preparing: string[] } {
+/** The names of prepared statements by their SQL (a digest each, computed once). */
+const statementNames = new Map<string, string>();
+/** Statement texts named at most: beyond, the digests are computed again (a bound, never reached by the fixed set of hot statements). */
+const MAX_STATEMENT_NAMES = 1_000;
+
+function statementName(sql: string): string {
+  let name = statementNames.get(sql);
+  if (name === undefined) {
+    name = `cp_${createHash('sha1').update(sql).digest('hex').slice(0, 24)}`;
+    if (statementNames.size >= MAX_STATEMENT_NAMES) statementNames.clear();
+    statementNames.set(sql, name);
+  }
+  return name;
+}
+
+interface Preparing {
+  name: string;
+  sql: string;
+}
+
+/** The statements as one message's text (each prepared one as its EXECUTE), and the statements this connection must prepare first. */
+function compose(conn: Connection, statements: PgStatement[]): { text: string; preparing: Preparing[] } {
   const parts: string[] = [];
-  const answers: boolean[] = [];
-  const preparing: string[] = [];
+  const preparing: Preparing[] = [];
   for (const st of statements) {
     const bindings = st.bindings ?? [];
     if (!st.prepare) {
       parts.push(inline(st.sql, bindings));
-      answers.push(true);
       continue;
     }
-    const name = `cp_${createHash('sha1').update(st.sql).digest('hex').slice(0, 24)}`;
-    if (!preparedOn(conn).has(name) && !preparing.includes(name)) {
-      let n = 0;
-      parts.push(`PREPARE ${name} AS ${st.sql.replace(/\?/g, () => `$${++n}`)}`);
-      answers.push(false);
-      preparing.push(name);
-    }
+    const name = statementName(st.sql);
+    if (!preparedOn(conn).has(name) && !preparing.some((p) => p.name === name)) preparing.push({ name, sql: st.sql });
     parts.push(bindings.length === 0 ? `EXECUTE ${name}` : `EXECUTE ${name}(${bindings.map(literal).join(', ')})`);
-    answers.push(true);
   }
-  return { text: parts.join(';\n'), answers, preparing };
+  return { text: parts.join(';\n'), preparing };
+}
+
+/** PREPAREs, in a message of their own; a failure leaves which of them exist unknown, so the connection is not used again. */
+async function prepare(conn: Connection, statements: Preparing[]): Promise<void> {
+  const text = statements.map(({ name, sql }) => {
+    let n = 0;
+    return `PREPARE ${name} AS ${sql.replace(/\?/g, () => `$${++n}`)}`;
+  });
+  try {
+    await conn.query(text.join(';\n'));
+  } catch (err) {
+    conn.__knex__disposed = err;
+    throw err;
+  }
+  for (const { name } of statements) preparedOn(conn).add(name);
 }
 
 /**

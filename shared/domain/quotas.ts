@@ -126,6 +126,37 @@ export function refuseOverQuota(quotas: Quotas, counts: Record<string, unknown>,
   if (!ask.bytesFirst) refuseArchiveBytes(quotas, num(counts.bytes), ask.adding);
 }
 
+/**
+ * For a group of deploys of existing functions committed without reading first (versions.ts):
+ * a statement that fails (division by zero, nothing written) whenever refuseOverQuota would refuse
+ * any of them, asked of the counts accountQuotaRead reads — the same rule, here beside it. Each
+ * deploy asks for `adding` bytes (its declared size, or 0). A group it fails reads the counts and
+ * applies refuseOverQuota, which then refuses with the right error. PostgreSQL; null when no
+ * quota the asks touch is on.
+ */
+export function accountQuotaGuard(quotas: Quotas, userId: string, addings: readonly number[]): { sql: string; bindings: (string | number)[] } | null {
+  const read = accountQuotaRead(quotas, userId, { adding: 0 });
+  if (!read) return null;
+  const allowed: string[] = [];
+  const bindings: (string | number)[] = [];
+  if (quotas.maxBuilds !== null) {
+    // refuseBuild: builds >= max
+    allowed.push('q.builds < ?');
+    bindings.push(quotas.maxBuilds);
+  }
+  if (quotas.maxArchiveBytes !== null) {
+    // refuseArchiveBytes: used + adding > max, or used >= max for an ask of 0 bytes
+    allowed.push('COALESCE(q.bytes, 0) + ? <= ?');
+    bindings.push(Math.max(0, ...addings), quotas.maxArchiveBytes);
+    if (addings.some((a) => a === 0)) {
+      allowed.push('COALESCE(q.bytes, 0) < ?');
+      bindings.push(quotas.maxArchiveBytes);
+    }
+  }
+  // the conditions' placeholders come first in the text, the read's after
+  return { sql: `SELECT 1 / (${allowed.join(' AND ')})::int FROM (${read.sql}) q`, bindings: [...bindings, ...read.bindings] };
+}
+
 /** The quotas a deploy (or a complete) is checked against, read in one statement under the account's lock. */
 export async function checkAccountQuotas(trx: Knex.Transaction, quotas: Quotas, userId: string, ask: QuotaAsk): Promise<void> {
   const read = accountQuotaRead(quotas, userId, ask);

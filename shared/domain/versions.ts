@@ -14,11 +14,13 @@ import { sqliteGroupImmediate, type SqliteTx } from '../db/sqlite-direct.ts';
 import { nowIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
 import { announceQueuedCommittedLocally, BUILD_QUEUED_CHANNEL } from './build-queue.ts';
-import { accountLockStatement, accountQuotaRead, refuseOverQuota, type QuotaAsk, type Quotas } from './quotas.ts';
+import { accountLockStatement, accountQuotaGuard, accountQuotaRead, refuseOverQuota, type QuotaAsk, type Quotas } from './quotas.ts';
 import { archiveKey, type DeploymentRow, type DeploymentStatus, type FunctionRow } from './model.ts';
 import type { Config } from '../config.ts';
 import { applyConfigPatch, checkConfig, parseStoredConfig, type ConfigPatch, type DeployMetadata, type SecretSealer } from './release-config.ts';
 import { currentRequestId } from '../observability/request-context.ts';
+import { metricsOf } from '../observability/metrics.ts';
+import { functionSnapshots, type FunctionSnapshot } from './function-snapshots.ts';
 
 export interface AllocatedDeployment {
   fn: FunctionRow;
@@ -71,7 +73,8 @@ export interface AllocateInput {
  * own (sqliteGroupImmediate): a refused one spends no number, the others commit.
  * PostgreSQL gets them in two round trips (allocatePostgres), and a deploy of an existing function
  * takes that function's lock only, not the account's; the plain deploys of existing functions
- * asked for in one turn share one transaction and its two round trips (allocateGroupPostgres).
+ * asked for while the previous group commits share one transaction (allocateGroupPostgres): one
+ * round trip when this process wrote their functions last, two otherwise.
  */
 export async function allocateVersion(db: Db, input: AllocateInput): Promise<AllocatedDeployment> {
   if (db.dialect === 'sqlite') {
@@ -218,16 +221,20 @@ interface GroupJob {
 /** Deploys allocated in one PostgreSQL transaction at most. */
 export const PG_GROUP_MAX = 16;
 /**
- * Two groups in progress at once: the deploys that arrive meanwhile make the next group, and the
- * larger the groups the less each deploy costs. /deploy in the bench, 16 / 64 clients: with one
- * group at a time 1,266–2,150 / 1,800–2,179 requests a second, with two 1,128–1,945 /
- * 2,071–2,818, with three 1,564–1,568 at 16 (docs/benchmarks.md, issue 15's ninth pass). Groups
- * that have all been in progress for PG_GROUP_STALLED_MS (waiting for a lock that cleanup or a
- * long delete holds, say) no longer hold up the others: up to PG_GROUPS_STALLED groups then, each
- * on a pooled connection (the pool has 10). Two groups with a function in common are serialized by
- * its row lock, in PostgreSQL: the second proceeds the moment the first commits.
+ * One group in progress at a time: the deploys that arrive meanwhile make the next group, and the
+ * larger the groups the less each deploy costs. A second group at once would have its functions
+ * in common with the first (under load every group holds most of the functions being deployed),
+ * so it could not be planned from the first's snapshots, which the first is about to change: it
+ * would read first, and wait in PostgreSQL for the first's locks. /deploy on a settled server,
+ * 16 / 64 clients: one group at a time 2,948–2,991 / 2,982–3,149 requests a second, two
+ * 1,893–2,190 / 2,626–2,961 (docs/benchmarks.md, issue 15's thirteenth pass; the ninth pass, on
+ * groups that all read first, had found two better). Groups that have all been in progress for
+ * PG_GROUP_STALLED_MS (waiting for a lock that cleanup or a long delete holds, say) no longer hold
+ * up the others: up to PG_GROUPS_STALLED groups then, each on a pooled connection (the pool has
+ * 10). Two groups with a function in common are serialized by its row lock, in PostgreSQL: the
+ * second proceeds the moment the first commits.
  */
-const PG_GROUPS_AT_ONCE = 2;
+const PG_GROUPS_AT_ONCE = 1;
 const PG_GROUP_STALLED_MS = 50;
 const PG_GROUPS_STALLED = 4;
 /** Deploys waiting for a group at most; beyond, a deploy is allocated alone. */
@@ -252,27 +259,166 @@ function allocationGroup(db: Db): TurnBatcher<GroupJob, AllocatedDeployment | nu
 
 /**
  * Group commit on PostgreSQL (SQLite has its own, sqliteGroupImmediate): the plain deploys of
- * existing functions asked for in one turn of the event loop, in one transaction of two round
- * trips and a few statements in all, instead of two round trips and several statements each. Under
- * load the API's side of each round trip, not PostgreSQL, bounded /deploy (docs/benchmarks.md,
- * issue 15's eighth pass), and deploys of one function queued on its row lock, held meanwhile.
+ * existing functions asked for in one turn of the event loop, in one transaction, instead of two
+ * round trips and several statements each. Under load the API's side of each round trip, not
+ * PostgreSQL, bounded /deploy (docs/benchmarks.md, issue 15's eighth pass), and deploys of one
+ * function queued on its row lock, held meanwhile.
  *
- * The functions are locked first, in one statement, in id order: the order every locker of several
- * functions uses (lockFunctionRows), so a group cannot deadlock with another (of this process or
- * another replica) or with cleanup. Then one statement increments them all, each by its number of
- * deploys, and sees what the locks' previous holders committed; the accounts' quota counts are
- * read once each. Each deploy is planned as if allocated alone, in the order asked, and one
- * statement inserts the deployments and their events. A function that does not exist has no row
- * locked or incremented: its job answers null, and it is created alone under the account's lock.
- * Any refusal (a quota, a bad configuration) or error rolls the whole group back, and each of its
- * deploys is then allocated alone, on the path of one: refusals are rare, and so no deploy is
- * refused for another's sake and no number is spent on a refused one. Only a failure with the COMMIT sent and no answer leaves the outcome unknown:
- * the group fails with it, as a deploy alone would.
+ * A group whose functions this process wrote last (function-snapshots.ts) is planned before it is
+ * sent and commits in one round trip (commitGroupPlanned): the locks are then held while
+ * PostgreSQL runs one message, not across a wait for this process's event loop between two (1.2–
+ * 2.5 ms a round trip under load in the bench, where the message itself takes ~0.3 ms). Any other
+ * group, or one whose rows changed since, reads first (commitGroupReadFirst). Either way each
+ * deploy is planned as if allocated alone, in the order asked. Any refusal (a quota, a bad
+ * configuration) or error rolls the whole group back, and each of its deploys is then allocated
+ * alone, on the path of one: refusals are rare, and so no deploy is refused for another's sake and
+ * no number is spent on a refused one. Only a failure with the COMMIT sent and no answer leaves the
+ * outcome unknown: the group fails with it, as a deploy alone would.
  */
 async function allocateGroupPostgres(db: Db, jobs: GroupJob[]): Promise<Outcome<AllocatedDeployment | null>[]> {
+  const snapshots = functionSnapshots(db);
+  const keys = [...new Set(jobs.map((job) => functionKey(job.input)))];
+  const known = snapshots.take(keys);
+  if (known) {
+    try {
+      const planned = await commitGroupPlanned(db, jobs, new Map(keys.map((k, i) => [k, known[i]!])));
+      if (planned) {
+        metricsOf(db)?.deployGroups.inc({ path: 'planned' });
+        return planned.map((value) => ({ ok: true, value }));
+      }
+    } finally {
+      snapshots.release(keys);
+    }
+  }
+  snapshots.hold(keys);
+  try {
+    const allocated = await commitGroupReadFirst(db, jobs);
+    if (allocated) {
+      metricsOf(db)?.deployGroups.inc({ path: 'read_first' });
+      return allocated.map((value) => ({ ok: true, value }));
+    }
+  } finally {
+    snapshots.release(keys);
+  }
+  // refused or failed, nothing written: each deploy alone, on the path of one (its rows then change
+  // under this group's snapshots)
+  snapshots.forget(keys);
+  metricsOf(db)?.deployGroups.inc({ path: 'alone' });
+  const outcomes: Outcome<AllocatedDeployment | null>[] = new Array(jobs.length);
+  const byFunction = new Map<string, number[]>();
+  jobs.forEach((job, i) => byFunction.set(functionKey(job.input), [...(byFunction.get(functionKey(job.input)) ?? []), i]));
+  // a function's deploys one after the other, in the order asked (functions side by side)
+  await Promise.all(
+    [...byFunction.values()].map(async (indexes) => {
+      for (const i of indexes) {
+        try {
+          outcomes[i] = { ok: true, value: await jobs[i]!.context.runInAsyncScope(() => allocateExistingAlone(db, jobs[i]!.input)) };
+        } catch (e) {
+          outcomes[i] = { ok: false, err: e };
+        }
+      }
+    }),
+  );
+  return outcomes;
+}
+
+/**
+ * The group planned from this process's snapshots of its functions, and committed in one message:
+ * the locks (in id order, lockFunctionRows's), a check that every row is still as its snapshot has
+ * it, the quotas' checks, the increments, the deployments with their events, COMMIT. A row that
+ * changed since (or a quota that would refuse) fails its check: PostgreSQL skips the rest of the
+ * message and nothing is written, and this answers null (so does a plan that throws). Every
+ * statement is prepared: parsed and planned once per connection and shape (number of functions).
+ */
+async function commitGroupPlanned(db: Db, jobs: GroupJob[], known: Map<string, FunctionSnapshot>): Promise<(AllocatedDeployment | null)[] | null> {
+  const now = nowIso();
+  const latestConfig = new Map([...known].map(([k, s]) => [k, s.latestConfig]));
+  const taken = new Map<string, number>();
+  let plans: DeploymentPlan[];
+  try {
+    plans = jobs.map(({ input, context }) => {
+      const k = functionKey(input);
+      const { row } = known.get(k)!;
+      const n = (taken.get(k) ?? 0) + 1;
+      taken.set(k, n);
+      const fn = { ...row, last_version: num(row.last_version) + n, intent_seq: num(row.intent_seq) + n, updated_at: now } as FunctionRow;
+      const plan = context.runInAsyncScope(() => planDeployment(input, fn, latestConfig.get(k), undefined, now));
+      latestConfig.set(k, plan.deployment.config as string);
+      return plan;
+    });
+  } catch {
+    return null; // the path that reads first refuses it, with the deploy alone
+  }
+  const ids = [...known.values()].map((s) => s.row.id).sort();
+  const rowsAsKnown = [...known.values()].map((s) => [s.row.id, s.rowVersion]);
+  const quotaGuards = new Map<string, { sql: string; bindings: (string | number)[] }>();
+  for (const { input } of jobs) {
+    if (!input.quotas || quotaGuards.has(input.userId)) continue;
+    const addings = jobs.filter((j) => j.input.userId === input.userId).map((j) => j.input.declaredSize ?? 0);
+    const guard = accountQuotaGuard(input.quotas, input.userId, addings);
+    if (guard) quotaGuards.set(input.userId, guard);
+  }
+  const byId = new Map([...known].map(([k, s]) => [s.row.id, { key: k, n: taken.get(k)! }]));
+  let sent = false;
+  let results: unknown[][];
+  try {
+    results = await pgTransaction(db, (tx) => {
+      sent = true;
+      return tx.commit(
+        { sql: `SELECT id FROM functions WHERE id IN (${ids.map(() => '?::uuid').join(', ')}) ORDER BY id FOR NO KEY UPDATE`, bindings: ids, prepare: true },
+        // a statement of its own, after the locks': it sees what their previous holders committed
+        {
+          sql: `SELECT 1 / (count(*) = ?::int)::int FROM functions WHERE (id, xmin::text) IN (${rowsAsKnown.map(() => '(?::uuid, ?::text)').join(', ')})`,
+          bindings: [rowsAsKnown.length, ...rowsAsKnown.flat()],
+          prepare: true,
+        },
+        ...[...quotaGuards.values()].map((guard) => ({ ...guard, prepare: true })),
+        {
+          sql: `WITH asked(id, n) AS (VALUES ${ids.map(() => '(?::uuid, ?::int)').join(', ')})
+            UPDATE functions SET last_version = functions.last_version + asked.n, intent_seq = functions.intent_seq + asked.n, updated_at = ?
+              FROM asked WHERE functions.id = asked.id RETURNING functions.*, functions.xmin::text AS row_version`,
+          bindings: [...ids.flatMap((id) => [id, byId.get(id)!.n]), now],
+          prepare: true,
+        },
+        insertDeploymentsStatement(plans),
+      );
+    });
+  } catch (err) {
+    // PostgreSQL refused a statement (a check): the rest of the message, its COMMIT too, was skipped
+    if (!sent || (err instanceof DatabaseError && !isDatabaseUnavailable(err))) return null;
+    throw err;
+  }
+  const incremented = results[results.length - 2] as (FunctionRow & { row_version: string })[];
+  const inserted = results[results.length - 1] as DeploymentRow[];
+  const rows = new Map<string, FunctionRow & { row_version: string }>();
+  for (const row of incremented) {
+    const { key, n } = byId.get(row.id)!;
+    const s = known.get(key)!;
+    // the check above makes this so; were it not, the numbers planned would not be the row's
+    if (num(row.last_version) !== num(s.row.last_version) + n) {
+      throw new Error(`function ${row.id}: version ${num(row.last_version)} committed where ${num(s.row.last_version) + n} was planned`);
+    }
+    rows.set(key, row);
+  }
+  rememberGroup(db, rows, latestConfig);
+  const deployments = new Map(inserted.map((d) => [d.id, d]));
+  return allocatedInOrder(jobs, rows, (i) => deployments.get(plans[i]!.deployment.id)!);
+}
+
+/**
+ * The group in two round trips, reading before it plans: the functions are locked first, in one
+ * statement, in id order (the order every locker of several functions uses, lockFunctionRows), so
+ * a group cannot deadlock with another (of this process or another replica) or with cleanup. Then
+ * one statement increments them all, each by its number of deploys, and sees what the locks'
+ * previous holders committed; the accounts' quota counts are read once each. One statement then
+ * inserts the deployments and their events. A function that does not exist has no row locked or
+ * incremented: its job answers null, and it is created alone under the account's lock. Null
+ * (nothing written) when PostgreSQL or a check refused the group.
+ */
+async function commitGroupReadFirst(db: Db, jobs: GroupJob[]): Promise<(AllocatedDeployment | null)[] | null> {
   let committing = false;
   try {
-    const allocated = await pgTransaction(db, async (tx) => {
+    return await pgTransaction(db, async (tx) => {
       const now = nowIso();
       // each function once, with how many of the group's versions are its
       const asked = new Map<string, { input: AllocateInput; n: number }>();
@@ -293,7 +439,7 @@ async function allocateGroupPostgres(db: Db, jobs: GroupJob[]): Promise<Outcome<
         ...quotaReads.values(),
       );
       const countsOf = new Map([...quotaReads.keys()].map((userId, i) => [userId, counts[i]![0] as Record<string, unknown>]));
-      const rows = new Map((incremented as UpsertedRow[]).map((row) => [functionKey({ userId: row.user_id, name: row.name }), row]));
+      const rows = new Map((incremented as (UpsertedRow & { row_version: string })[]).map((row) => [functionKey({ userId: row.user_id, name: row.name }), row]));
       // The reads again where the statement's snapshot missed a version (not expected: the locks
       // were taken by the statement before), once per function.
       const again = [...rows.entries()].filter(([k, row]) => num(row.latest_version) !== num(row.last_version) - asked.get(k)!.n);
@@ -302,51 +448,66 @@ async function allocateGroupPostgres(db: Db, jobs: GroupJob[]): Promise<Outcome<
       again.forEach(([k], i) => latestConfig.set(k, (reread[i]![0] as { config: string } | undefined)?.config));
       // Each deploy as if allocated alone, one after the other in the order asked: its own version
       // and intent, planned on the configuration of the version before it.
+      const fns = new Map([...rows].map(([k, { quota_counts: _c, latest_version: _v, latest_config: _l, ...fn }]) => [k, fn]));
       const taken = new Map<string, number>();
-      const planned = jobs.map(({ input, context }) => {
+      const plans = jobs.map(({ input, context }) => {
         const k = functionKey(input);
-        const row = rows.get(k);
+        const row = fns.get(k);
         if (!row) return null;
-        const { quota_counts: _counts, latest_version: _version, latest_config: _config, ...incrementedFn } = row;
         const back = asked.get(k)!.n - 1 - (taken.get(k) ?? 0);
         taken.set(k, (taken.get(k) ?? 0) + 1);
-        const fn = { ...incrementedFn, last_version: num(row.last_version) - back, intent_seq: num(row.intent_seq) - back } as FunctionRow;
         const counts = countsOf.get(input.userId);
         if (input.quotas && counts) refuseOverQuota(input.quotas, counts, { adding: input.declaredSize ?? 0 });
-        const plan = context.runInAsyncScope(() => planDeployment(input, fn, latestConfig.get(k), undefined, now));
+        const plan = context.runInAsyncScope(() => planDeployment(input, asAllocated(row, back), latestConfig.get(k), undefined, now));
         latestConfig.set(k, plan.deployment.config as string);
-        return { fn, plan };
+        return plan;
       });
-      const plans = planned.filter((p) => p !== null).map((p) => p.plan);
+      const toInsert = plans.filter((p) => p !== null);
       // none of them exists: nothing written, rolled back
-      if (plans.length === 0) return planned.map(() => null);
+      if (toInsert.length === 0) return plans.map(() => null);
       committing = true;
-      const [inserted] = await tx.commit(insertDeploymentsStatement(plans));
-      const byId = new Map((inserted as DeploymentRow[]).map((d) => [d.id, d]));
-      return planned.map((p) => (p ? { fn: p.fn, deployment: byId.get(p.plan.deployment.id)!, isNewFunction: false } : null));
+      const [inserted] = await tx.commit(insertDeploymentsStatement(toInsert));
+      rememberGroup(db, fns, latestConfig);
+      const deployments = new Map((inserted as DeploymentRow[]).map((d) => [d.id, d]));
+      return allocatedInOrder(jobs, fns, (i) => deployments.get(plans[i]!.deployment.id)!);
     });
-    return allocated.map((value) => ({ ok: true, value }));
   } catch (err) {
     // PostgreSQL refused a statement: the message stopped there, before its COMMIT
     const rolledBack = !committing || (err instanceof DatabaseError && !isDatabaseUnavailable(err));
     if (!rolledBack) throw err;
-    // a function's deploys one after the other, in the order asked (functions side by side)
-    const outcomes: Outcome<AllocatedDeployment | null>[] = new Array(jobs.length);
-    const byFunction = new Map<string, number[]>();
-    jobs.forEach((job, i) => byFunction.set(functionKey(job.input), [...(byFunction.get(functionKey(job.input)) ?? []), i]));
-    await Promise.all(
-      [...byFunction.values()].map(async (indexes) => {
-        for (const i of indexes) {
-          try {
-            outcomes[i] = { ok: true, value: await jobs[i]!.context.runInAsyncScope(() => allocateExistingAlone(db, jobs[i]!.input)) };
-          } catch (e) {
-            outcomes[i] = { ok: false, err: e };
-          }
-        }
-      }),
-    );
-    return outcomes;
+    return null;
   }
+}
+
+/** A group's function rows as committed, kept as this process's snapshots for the next group. */
+function rememberGroup(db: Db, rows: Map<string, FunctionRow & { row_version: string }>, latestConfig: Map<string, string | undefined>): void {
+  const snapshots = functionSnapshots(db);
+  for (const [k, { row_version: rowVersion, ...row }] of rows) snapshots.remember(k, { row, rowVersion, latestConfig: latestConfig.get(k) });
+}
+
+/** The function row a deploy is answered with: as incremented, less the versions the group took after it. */
+function asAllocated(row: FunctionRow & { row_version?: string }, back: number): FunctionRow {
+  const { row_version: _version, ...fn } = row;
+  return { ...fn, last_version: num(row.last_version) - back, intent_seq: num(row.intent_seq) - back } as FunctionRow;
+}
+
+/** Each job's allocation, in the order asked (null: its function does not exist). */
+function allocatedInOrder(
+  jobs: GroupJob[],
+  rows: Map<string, FunctionRow>,
+  deploymentOf: (i: number) => DeploymentRow,
+): (AllocatedDeployment | null)[] {
+  const asked = new Map<string, number>();
+  for (const { input } of jobs) asked.set(functionKey(input), (asked.get(functionKey(input)) ?? 0) + 1);
+  const taken = new Map<string, number>();
+  return jobs.map(({ input }, i) => {
+    const k = functionKey(input);
+    const row = rows.get(k);
+    if (!row) return null;
+    const back = asked.get(k)! - 1 - (taken.get(k) ?? 0);
+    taken.set(k, (taken.get(k) ?? 0) + 1);
+    return { fn: asAllocated(row, back), deployment: deploymentOf(i), isNewFunction: false };
+  });
 }
 
 function functionKey(input: Pick<AllocateInput, 'userId' | 'name'>): string {
@@ -372,7 +533,7 @@ function incrementFunctionsStatement(functions: { input: AllocateInput; n: numbe
   return {
     sql: `WITH asked(user_id, name, n) AS (VALUES ${functions.map(() => '(?::uuid, ?, ?::int)').join(', ')}),
      f AS (UPDATE functions SET last_version = functions.last_version + asked.n, intent_seq = functions.intent_seq + asked.n, updated_at = ?
-             FROM asked WHERE functions.user_id = asked.user_id AND functions.name = asked.name RETURNING functions.*)
+             FROM asked WHERE functions.user_id = asked.user_id AND functions.name = asked.name RETURNING functions.*, functions.xmin::text AS row_version)
      SELECT f.*, NULL AS quota_counts, latest.version AS latest_version, latest.config AS latest_config
        FROM f LEFT JOIN LATERAL (SELECT version, config FROM function_deployments WHERE function_id = f.id ORDER BY version DESC LIMIT 1) latest ON true`,
     bindings: [...functions.flatMap((f) => [f.input.userId, f.input.name, f.n]), now],

@@ -134,6 +134,12 @@ export class PlatformMetrics {
     registers: [this.registry],
   });
 
+  readonly deployGroups = new client.Counter({
+    name: 'containerpub_deploy_groups_total',
+    help: 'groups of deploys this process committed together on PostgreSQL, by path: planned (from its own last writes, one round trip), read_first (two), alone (refused or failed as a group: each deploy on its own)',
+    labelNames: ['path'] as const,
+    registers: [this.registry],
+  });
   readonly rollbacks = new client.Counter({
     name: 'containerpub_rollbacks_total',
     help: 'rollbacks made through this process, by kind (rollback, approve) and outcome (switched, restoring, already_live)',

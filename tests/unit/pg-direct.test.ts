@@ -93,7 +93,7 @@ if (pgUp) {
     });
   });
 
-  test('a prepared statement is prepared once per connection; a failed message that prepared drops its connection', async () => {
+  test('a prepared statement is prepared once per connection, in a message of its own: a failed transaction keeps its connection, a failed PREPARE drops it', async () => {
     await withDb(async (db) => {
       const insert = (id: number, v: string) => ({ sql: 'INSERT INTO t (id, v) VALUES (?, ?) RETURNING id', bindings: [id, v], prepare: true });
       const count = { sql: 'SELECT count(*)::int AS n FROM t WHERE v <> ?', bindings: ["it's"], prepare: true };
@@ -103,21 +103,37 @@ if (pgUp) {
         assert.equal(inserted, [{ id }]);
         assert.is(n, id);
       }
-      const names = (await db.knex.raw('SELECT name FROM pg_prepared_statements')).rows as { name: string }[];
-      assert.is(names.filter((r) => r.name.startsWith('cp_')).length, 2, 'two statements, each prepared once on the pool\'s one connection');
-      const before = ((await db.knex.raw('SELECT pg_backend_pid() AS pid')).rows[0] as { pid: number }).pid;
-      // fails in the message that prepares a third statement: that connection is not used again
+      const prepared = async () => ((await db.knex.raw("SELECT name FROM pg_prepared_statements WHERE name LIKE 'cp\\_%'")).rows as { name: string }[]).length;
+      assert.is(await prepared(), 2, "two statements, each prepared once on the pool's one connection");
+      const pid = async () => ((await db.knex.raw('SELECT pg_backend_pid() AS pid')).rows[0] as { pid: number }).pid;
+      const before = await pid();
+      // fails in the transaction's message, after preparing a third statement: nothing kept, the
+      // connection serves on, with its three statements
+      const duplicate = { sql: 'INSERT INTO t (id, v) VALUES (?, ?)', bindings: [1, 'dup'], prepare: true };
       try {
-        await pgTransaction(db, (tx) => tx.commit({ sql: 'INSERT INTO t (id, v) VALUES (?, ?)', bindings: [1, 'dup'], prepare: true }));
+        await pgTransaction(db, (tx) => tx.commit(insert(8, 'v8'), duplicate));
         assert.unreachable('the duplicate key throws');
       } catch (err) {
         assert.is((err as { code?: string }).code, '23505');
       }
-      const after = ((await db.knex.raw('SELECT pg_backend_pid() AS pid')).rows[0] as { pid: number }).pid;
-      assert.is.not(after, before, 'a new connection');
-      // and the statements are prepared again there
+      assert.is(await pid(), before, 'the same connection');
+      assert.is(await prepared(), 3);
       const [[{ n }]] = (await pgTransaction(db, (tx) => tx.run(count))) as { n: number }[][];
-      assert.is(n, 7);
+      assert.is(n, 7, 'the failed transaction kept nothing');
+      // the prepared statement that failed works on it, with other values
+      await pgTransaction(db, (tx) => tx.commit({ ...duplicate, bindings: [9, 'nine'] }));
+      assert.is(await pid(), before);
+      // a PREPARE that fails (a statement PostgreSQL cannot parse): that connection is not used again
+      try {
+        await pgTransaction(db, (tx) => tx.run({ sql: 'SELEC ?', bindings: [1], prepare: true }));
+        assert.unreachable('the syntax error throws');
+      } catch (err) {
+        assert.is((err as { code?: string }).code, '42601');
+      }
+      assert.is.not(await pid(), before, 'a new connection');
+      // and the statements are prepared again there
+      const [[{ n: again }]] = (await pgTransaction(db, (tx) => tx.run(count))) as { n: number }[][];
+      assert.is(again, 8);
     });
   });
 
