@@ -22,16 +22,26 @@ export interface FunctionSnapshot {
   latestConfig: string | undefined;
 }
 
-/** Snapshots kept per process at most (the least recently written go first). */
+/**
+ * What the snapshots of one process may hold at most, the least recently written going first: a
+ * number of them, and their weight in bytes (a configuration may be megabytes: 100 variables of
+ * 32 KiB each, of each kind).
+ */
 const MAX_SNAPSHOTS = 10_000;
+const MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024;
+/** What a snapshot weighs besides its configuration (its row, roughly). */
+const ROW_BYTES = 1024;
+
+const weight = (snapshot: FunctionSnapshot) => ROW_BYTES + (snapshot.latestConfig?.length ?? 0);
 
 export class FunctionSnapshots {
   /** by functionKey (account and name), oldest write first */
   private readonly byKey = new Map<string, FunctionSnapshot>();
   /** the functions of the groups in progress: their snapshots are about to be outdated */
   private readonly inProgress = new Map<string, number>();
+  private bytes = 0;
 
-  constructor(private readonly max = MAX_SNAPSHOTS) {}
+  constructor(private readonly limits: { max: number; maxBytes: number } = { max: MAX_SNAPSHOTS, maxBytes: MAX_SNAPSHOT_BYTES }) {}
 
   /**
    * The snapshots of every key, marked as in progress until release() — or null (nothing marked)
@@ -63,18 +73,29 @@ export class FunctionSnapshots {
 
   /** What a group committed to the function, as its statement returned it. */
   remember(key: string, snapshot: FunctionSnapshot): void {
-    this.byKey.delete(key);
+    this.drop(key);
+    // one heavier than all the room: its function's groups read first
+    if (weight(snapshot) > this.limits.maxBytes) return;
     this.byKey.set(key, snapshot);
-    if (this.byKey.size > this.max) this.byKey.delete(this.byKey.keys().next().value!);
+    this.bytes += weight(snapshot);
+    while (this.byKey.size > this.limits.max || this.bytes > this.limits.maxBytes) this.drop(this.byKey.keys().next().value!);
   }
 
   /** The snapshots of a group that failed: whatever their rows hold now is unknown here. */
   forget(keys: readonly string[]): void {
-    for (const key of keys) this.byKey.delete(key);
+    for (const key of keys) this.drop(key);
   }
 
-  get size(): number {
-    return this.byKey.size;
+  /** How many snapshots are kept, and what they weigh. */
+  get size(): { snapshots: number; bytes: number } {
+    return { snapshots: this.byKey.size, bytes: this.bytes };
+  }
+
+  private drop(key: string): void {
+    const snapshot = this.byKey.get(key);
+    if (!snapshot) return;
+    this.byKey.delete(key);
+    this.bytes -= weight(snapshot);
   }
 }
 
