@@ -10,7 +10,10 @@
 // writer of the row (another replica's deploy, an activation, a settings change, a delete) gives
 // it a new xmin, and the group then reads first, as it would without a snapshot. A new version
 // always goes through the row (its number is the row's last_version), so an unchanged row also
-// means an unchanged latest configuration.
+// means an unchanged latest configuration. The check errs towards reading first: anything that
+// copies the row without changing it (a dump and restore, say) at worst gives it another xmin. A
+// stale snapshot could pass only if the row were rewritten by a transaction with the very id it
+// remembers, which xmin's 32 bits bring round only ~4 billion transactions later.
 import type { Db } from '../db/knex.ts';
 import type { FunctionRow } from './model.ts';
 
