@@ -356,6 +356,22 @@ pgOnly('PostgreSQL: a group of functions this process wrote last commits planned
   assert.equal(b.map((r) => [Number(r.version), r.request_id, JSON.parse(r.config).env ?? {}]).slice(1), [[2, 'b2', {}], [3, 'b3', { B: 'yes' }], [4, 'b4', { B: 'yes' }]]);
   assert.is(Number(b[0]!.last_version), 4);
   assert.is(new Set([a[3]!.xmin, b[3]!.xmin, a[2]!.xmin]).size, 1, 'one transaction');
+  // a bad configuration in a group that could be planned: refused alone, the others allocated
+  before = await groupPaths();
+  const third = await allocateTogether([
+    { userId: api.userId, name: 'planned-a', requestId: 'a5' },
+    { userId: api.userId, name: 'planned-b', requestId: 'bad', config: config({ minInstances: 3, maxInstances: 1 }) },
+    { userId: api.userId, name: 'planned-b', requestId: 'b5' },
+  ]);
+  assert.is(third[1]!.status, 'rejected');
+  const reason = (third[1] as PromiseRejectedResult).reason;
+  assert.ok(isAppError(reason) && reason.status === 400, `a validation error, got ${String(reason)}`);
+  assert.is(third[0]!.status, 'fulfilled');
+  assert.is(third[2]!.status, 'fulfilled');
+  assert.equal(pathsSince(before, await groupPaths()), { alone: 1 });
+  const after = await versionsOf(api.userId);
+  assert.equal(after.get('planned-a')!.map((r) => [Number(r.version), r.request_id]).slice(4), [[5, 'a5']]);
+  assert.equal(after.get('planned-b')!.map((r) => [Number(r.version), r.request_id]).slice(4), [[5, 'b5']], 'no number spent on the refused one');
 });
 
 pgOnly('PostgreSQL: a row another writer changed since (another replica\'s deploy, a settings change) fails the planned group\'s check, and the group reads first', async () => {
