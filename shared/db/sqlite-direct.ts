@@ -75,7 +75,10 @@ export function sqliteGroupImmediate<T>(db: Db, fn: (tx: SqliteTx) => T): Promis
   // Each job runs in its own caller's async context, not in the context of whichever caller
   // scheduled the flush: a deployment records the id of the request that asked for it
   // (currentRequestId), and the versions of one group were all recorded with the first's.
-  return group.submit(AsyncResource.bind(fn))! as Promise<T>;
+  // runInAsyncScope rather than AsyncResource.bind: on Node 20 bind also defines a deprecated
+  // accessor pair on every bound function, ~6 % of a /deploy's CPU on SQLite in a profile.
+  const caller = new AsyncResource('containerpub.sqliteGroup');
+  return group.submit((tx: SqliteTx) => caller.runInAsyncScope(fn, null, tx))! as Promise<T>;
 }
 
 function commitGroup(db: Db, jobs: ((tx: SqliteTx) => unknown)[]): Promise<Outcome<unknown>[]> {
