@@ -20,10 +20,11 @@ export interface Sizes {
   /**
    * the deploy scenario's warm-up before its first level: rounds of this many /deploy (and as many
    * /healthz) at 16 clients, until the /deploy rate settles (load.ts's warmUntilSettled), at most
-   * deploySettleRounds of them
+   * deploySettleRounds of them, and at least deploySettleMinRounds
    */
   deploySettleRound: number;
   deploySettleRounds: number;
+  deploySettleMinRounds: number;
   /** POST …/complete per level, of versions that level allocated; a fifth of it for the 1 MiB row */
   completesPerLevel: number;
   /** sequential upload → active runs */
@@ -79,7 +80,8 @@ export const FULL: Sizes = {
   deployConnections: [1, 16, 64],
   deploysPerLevel: 2500,
   deploySettleRound: 1000,
-  deploySettleRounds: 15,
+  deploySettleRounds: 30,
+  deploySettleMinRounds: 15,
   completesPerLevel: 500,
   e2eProcessRuns: 10,
   e2eDockerRuns: 5,
@@ -121,6 +123,7 @@ export const SMOKE: Sizes = {
   deploysPerLevel: 32,
   deploySettleRound: 16,
   deploySettleRounds: 2,
+  deploySettleMinRounds: 1,
   completesPerLevel: 16,
   e2eProcessRuns: 1,
   e2eDockerRuns: 1,

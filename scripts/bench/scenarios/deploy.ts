@@ -114,7 +114,7 @@ export const deploy: Scenario = {
         const h = await runLoad({ url: server.url, serverPid: server.pid, path: '/healthz', connections: TARGET_CLIENTS, amount: round });
         return [d.load, h];
       },
-      { maxRounds: ctx.sizes.deploySettleRounds },
+      { maxRounds: ctx.sizes.deploySettleRounds, minRounds: ctx.sizes.deploySettleMinRounds },
     );
     ctx.log(`deploy/${db}: warm-up, ${settleRates.length} × ${round} POST /deploy at ${clients(TARGET_CLIENTS)} (and as many /healthz): ${settleRates.join(', ')} req/s`);
 
@@ -130,6 +130,8 @@ export const deploy: Scenario = {
         created.push(...d.created);
         healthLoads.push(await runLoad({ url: server.url, serverPid: server.pid, path: '/healthz', connections, amount }));
       }
+      const chunkRates = { deploy: deployLoads.map((l) => Math.round(l.rps)), healthz: healthLoads.map((l) => Math.round(l.rps)) };
+      ctx.log(`deploy/${db}: ${clients(connections)}, chunk by chunk: /deploy ${chunkRates.deploy.join(', ')} req/s; /healthz ${chunkRates.healthz.join(', ')} req/s`);
       const deployed = mergeLoads(deployLoads);
       const health = mergeLoads(healthLoads);
 
@@ -164,7 +166,7 @@ export const deploy: Scenario = {
           floors: [floor],
           details: { connections, functions: FUNCTIONS, cpu: load.cpu, healthzCpu: health.cpu, ...details },
         });
-      rows.push(row(`POST /deploy, ${clients(connections)}`, deployed, { versionsAllocated: created.length, chunks: parts.length, shareOfHealthz: share, targets, warmupRates: settleRates }));
+      rows.push(row(`POST /deploy, ${clients(connections)}`, deployed, { versionsAllocated: created.length, chunks: parts.length, chunkRates, shareOfHealthz: share, targets, warmupRates: settleRates }));
       rows.push(row(`POST /complete, ${clients(connections)}`, c.load, { overdrawn: c.overdrawn, queuedForBuildSoFar: Number(queued[0]?.c ?? 0) }));
     }
     rows.push(await completeLarge(ctx, db, server, user));
