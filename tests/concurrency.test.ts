@@ -428,6 +428,40 @@ pgOnly('PostgreSQL: a function deleted and created again under its name: a plann
   assert.equal(versionsOfOne(await versionsOf(api.userId), 'reborn'), [1, 2]);
 });
 
+// PostgreSQL answers an allocation with the row it planned (versions.ts newDeploymentRow), not the
+// INSERT's RETURNING *: the answer must still be the row stored, every column of it, on every path.
+alloc('an allocation answers with its version and function as stored, column by column, on every path', async () => {
+  const api = await tp.newUser();
+  const answers: Awaited<ReturnType<typeof allocateVersion>>[] = [];
+  const before = tp.platform.db.dialect === 'pg' ? await groupPaths() : {};
+  for (const [i, extra] of [{}, { metadata: { message: 'second', author: 'me' } }, { activate: false }, {}].entries()) {
+    const [o] = await allocateTogether([{ userId: api.userId, name: 'as-stored', requestId: `as-${i}`, declaredSize: 10 + i, declaredSha256: 'ab'.repeat(32), ...extra }]);
+    assert.is(o!.status, 'fulfilled', String((o as PromiseRejectedResult).reason));
+    answers.push((o as PromiseFulfilledResult<Awaited<ReturnType<typeof allocateVersion>>>).value);
+  }
+  if (tp.platform.db.dialect === 'pg') {
+    const paths = pathsSince(before, await groupPaths());
+    assert.ok(paths.read_first! >= 1 && paths.planned! >= 1, `both group paths taken: ${JSON.stringify(paths)}`);
+  }
+  // the representations both databases' drivers use for one value (Date or ISO text, int8 as text)
+  const norm = (v: unknown) => (v instanceof Date ? v.toISOString() : typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : v);
+  const bools = new Set(['is_active', 'auto_activate']);
+  const same = (answered: Record<string, unknown>, stored: Record<string, unknown>, what: string) => {
+    assert.equal(Object.keys(answered).sort(), Object.keys(stored).sort(), `${what}: the same columns`);
+    for (const column of Object.keys(stored)) {
+      const [a, b] = bools.has(column) ? [Boolean(answered[column]), Boolean(stored[column])] : [norm(answered[column]), norm(stored[column])];
+      assert.equal(a, b, `${what}: ${column}`);
+    }
+  };
+  for (const answer of answers) {
+    const stored = await tp.platform.db.knex('function_deployments').where({ id: answer.deployment.id }).first();
+    same(answer.deployment as unknown as Record<string, unknown>, stored, `version ${answer.deployment.version}`);
+  }
+  const last = answers.at(-1)!;
+  const fn = await tp.platform.db.knex('functions').where({ id: last.fn.id }).first();
+  same(last.fn as unknown as Record<string, unknown>, fn, 'the function');
+});
+
 function versionsOfOne(versions: Awaited<ReturnType<typeof versionsOf>>, name: string): number[] {
   return versions.get(name)!.map((r) => Number(r.version));
 }

@@ -373,7 +373,7 @@ async function commitGroupPlanned(db: Db, jobs: GroupJob[], known: Map<string, F
         {
           sql: `WITH asked(id, n) AS (VALUES ${ids.map(() => '(?::uuid, ?::int)').join(', ')})
             UPDATE functions SET last_version = functions.last_version + asked.n, intent_seq = functions.intent_seq + asked.n, updated_at = ?
-              FROM asked WHERE functions.id = asked.id RETURNING functions.*, functions.xmin::text AS row_version`,
+              FROM asked WHERE functions.id = asked.id RETURNING functions.id, functions.last_version, functions.xmin::text AS row_version`,
           bindings: [...ids.flatMap((id) => [id, byId.get(id)!.n]), now],
           prepare: true,
         },
@@ -385,21 +385,22 @@ async function commitGroupPlanned(db: Db, jobs: GroupJob[], known: Map<string, F
     if (!sent || (err instanceof DatabaseError && !isDatabaseUnavailable(err))) return null;
     throw err;
   }
-  const incremented = results[results.length - 2] as (FunctionRow & { row_version: string })[];
-  const inserted = results[results.length - 1] as DeploymentRow[];
+  // Only the numbers and the new xmin come back: the xmin check proved each row was its snapshot,
+  // so the row now is the snapshot as incremented (and the deployments are their plans).
+  const incremented = results[results.length - 2] as { id: string; last_version: number; row_version: string }[];
+  insertedAll(results[results.length - 1]!, plans);
   const rows = new Map<string, FunctionRow & { row_version: string }>();
-  for (const row of incremented) {
-    const { key, n } = byId.get(row.id)!;
-    const s = known.get(key)!;
+  for (const { id, last_version: committed, row_version: rowVersion } of incremented) {
+    const { key, n } = byId.get(id)!;
+    const { row } = known.get(key)!;
     // the check above makes this so; were it not, the numbers planned would not be the row's
-    if (num(row.last_version) !== num(s.row.last_version) + n) {
-      throw new Error(`function ${row.id}: version ${num(row.last_version)} committed where ${num(s.row.last_version) + n} was planned`);
+    if (num(committed) !== num(row.last_version) + n) {
+      throw new Error(`function ${id}: version ${num(committed)} committed where ${num(row.last_version) + n} was planned`);
     }
-    rows.set(key, row);
+    rows.set(key, { ...row, last_version: num(committed), intent_seq: num(row.intent_seq) + n, updated_at: now, row_version: rowVersion });
   }
   rememberGroup(db, rows, latestConfig);
-  const deployments = new Map(inserted.map((d) => [d.id, d]));
-  return allocatedInOrder(jobs, rows, (i) => deployments.get(plans[i]!.deployment.id)!);
+  return allocatedInOrder(jobs, rows, (i) => newDeploymentRow(plans[i]!));
 }
 
 /**
@@ -464,9 +465,9 @@ async function commitGroupReadFirst(db: Db, jobs: GroupJob[]): Promise<(Allocate
       if (toInsert.length === 0) return plans.map(() => null);
       committing = true;
       const [inserted] = await tx.commit(insertDeploymentsStatement(toInsert));
+      insertedAll(inserted!, toInsert);
       rememberGroup(db, fns, latestConfig);
-      const deployments = new Map((inserted as DeploymentRow[]).map((d) => [d.id, d]));
-      return allocatedInOrder(jobs, fns, (i) => deployments.get(plans[i]!.deployment.id)!);
+      return allocatedInOrder(jobs, fns, (i) => newDeploymentRow(plans[i]!));
     });
   } catch (err) {
     // PostgreSQL refused a statement: the message stopped there, before its COMMIT
@@ -539,20 +540,71 @@ function incrementFunctionsStatement(functions: { input: AllocateInput; n: numbe
 }
 
 /**
- * Deployments and their events, in one statement (its rows: the deployments, in no set order); the
- * events' foreign key is checked at the statement's end.
+ * Deployments and their events, in one statement (its rows: the deployments' ids, in no set order);
+ * the events' foreign key is checked at the statement's end. The rows are not read back: each is
+ * its plan (newDeploymentRow).
  */
 function insertDeploymentsStatement(plans: DeploymentPlan[]): PgStatement {
   const columns = Object.keys(plans[0]!.deployment);
   const row = `(${columns.map(() => '?').join(', ')})`;
   return {
-    sql: `WITH d AS (INSERT INTO function_deployments (${columns.join(', ')}) VALUES ${plans.map(() => row).join(', ')} RETURNING *),
+    sql: `WITH d AS (INSERT INTO function_deployments (${columns.join(', ')}) VALUES ${plans.map(() => row).join(', ')} RETURNING id),
      e AS (INSERT INTO function_logs (${EVENT_COLUMNS}) VALUES ${plans.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')})
-     SELECT * FROM d`,
+     SELECT id FROM d`,
     // by name: every plan has the same columns
     bindings: [...plans.flatMap((p) => columns.map((c) => p.deployment[c]!)), ...plans.flatMap((p) => p.event)],
     prepare: true,
   };
+}
+
+/** The INSERT's rows (the ids it wrote) are the plans', every one. */
+function insertedAll(rows: unknown[], plans: DeploymentPlan[]): void {
+  const ids = new Set((rows as { id: string }[]).map((r) => r.id));
+  if (ids.size !== plans.length || !plans.every((p) => ids.has(p.deployment.id))) {
+    throw new Error(`${plans.length} deployments planned, ${ids.size} inserted`);
+  }
+}
+
+/**
+ * The columns of function_deployments a plan leaves to the table's defaults, with those defaults.
+ * PostgreSQL's allocations answer with the plan and these instead of RETURNING *: parsing 44
+ * columns for each version of a group (and 16 for each function) was the largest part of the
+ * API's work on the database's answer, and a group planned from snapshots committed 15–25 % more
+ * deploys a second without it (docs/benchmarks.md, issue 15's fourteenth pass). A test compares a
+ * row answered so with the row stored, column by column: a column added to the table (or a default
+ * changed) without its entry here fails it.
+ */
+const UNSET_DEPLOYMENT_COLUMNS = {
+  build_logs: null,
+  error: null,
+  claimed_by: null,
+  claim_token: null,
+  lease_expires_at: null,
+  next_attempt_at: null,
+  first_attempt_at: null,
+  outage_retries: 0,
+  last_error: null,
+  upload_claimed_at: null,
+  deployed_at: null,
+  activated_at: null,
+  archive_key: null,
+  archive_storage_class: null,
+  archive_removed_at: null,
+  image_removed_at: null,
+  archived_at: null,
+  cleanup_note: null,
+  runtime_driver: null,
+  approved_by: null,
+  approved_at: null,
+} satisfies Partial<Record<keyof DeploymentRow, unknown>>;
+
+/**
+ * A new deployment's row as stored: its plan, and the table's defaults for the rest. Object.assign,
+ * not `{ ...a, ...b }`: on Node 20 spreading these two into a literal took ~60 µs a row (a V8 slow
+ * path for this many properties), Object.assign ~2 µs.
+ */
+function newDeploymentRow(plan: DeploymentPlan): DeploymentRow {
+  return Object.assign({}, UNSET_DEPLOYMENT_COLUMNS, plan.deployment) as unknown as DeploymentRow;
 }
 
 type UpsertedRow = FunctionRow & { quota_counts: Record<string, unknown> | null; latest_version: number | null; latest_config: string | null };
@@ -570,7 +622,8 @@ async function finishPostgres(tx: PgTx, input: AllocateInput, row: UpsertedRow, 
   const plan = planDeployment(input, fn, latest, base, now);
   // and the runners' wake-up for a version queued at once (NOTIFY is delivered at commit)
   const [inserted] = await tx.commit(insertDeploymentsStatement([plan]), ...(input.status === 'building' ? [{ sql: `NOTIFY ${BUILD_QUEUED_CHANNEL}` }] : []));
-  return { fn, deployment: inserted![0] as DeploymentRow, isNewFunction: fn.id === candidateId };
+  insertedAll(inserted!, [plan]);
+  return { fn, deployment: newDeploymentRow(plan), isNewFunction: fn.id === candidateId };
 }
 
 interface DeploymentPlan {
