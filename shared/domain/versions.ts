@@ -569,8 +569,8 @@ function insertedAll(rows: unknown[], plans: DeploymentPlan[]): void {
  * The columns of function_deployments a plan leaves to the table's defaults, with those defaults.
  * PostgreSQL's allocations answer with the plan and these instead of RETURNING *: parsing 44
  * columns for each version of a group (and 16 for each function) was the largest part of the
- * API's work on the database's answer, and a group planned from snapshots committed 15–25 % more
- * deploys a second without it (docs/benchmarks.md, issue 15's fourteenth pass). A test compares a
+ * API's work on the database's answer: without it a steady probe of planned groups committed
+ * 11–13 % more deploys a second (docs/benchmarks.md, issue 15's fourteenth pass). A test compares a
  * row answered so with the row stored, column by column: a column added to the table (or a default
  * changed) without its entry here fails it.
  */
