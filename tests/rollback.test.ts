@@ -84,6 +84,38 @@ rollback('the version already live is a 200 no-op', async () => {
   assert.is((await activeRows(id)).length, 1);
 });
 
+rollback('each rollback does the whole switch: a plain one names the caller, one to a version awaiting approval approves it first', async () => {
+  // On PostgreSQL a plain switch (nothing but the live version changes) is written in one
+  // statement guarded by what it reads, and anything more takes the two-message path: both must
+  // write what the rule says, event messages included.
+  const { api, id } = await builtFunction('gate', 3);
+  const me = (await api.get('/api/auth/me')).body;
+  const v1 = await tp.platform.db.knex('function_deployments').where({ function_id: id, version: 1 }).first('id');
+  // version 1 as a deploy with activate:false leaves it once built: it waits for approval
+  await tp.platform.db.knex('function_deployments').where({ id: v1.id }).update({ auto_activate: false, approved_at: null, approved_by: null });
+  const plain = await api.post(`/api/functions/${id}/rollback`, { version: 2 });
+  assert.is(plain.status, 200);
+  const approving = await api.post(`/api/functions/${id}/rollback`, { version: 1 });
+  assert.is(approving.status, 200, JSON.stringify(approving.body));
+  const dep1 = (await api.get(`/api/functions/${id}/deployments/1`)).body;
+  assert.is(dep1.isActive, true);
+  assert.is(dep1.awaitingApproval, false);
+  assert.is(dep1.approvedBy, me.email);
+  const logs = (await api.get(`/api/functions/${id}/logs?limit=3`)).body.logs;
+  assert.equal(
+    logs.map((l: any) => [l.event, l.version, l.message]),
+    [
+      ['rolled_back', 1, `rolled back to version 1 by ${me.email}`],
+      ['approved', 1, `version 1 approved by ${me.email} (rollback)`],
+      ['rolled_back', 2, `rolled back to version 2 by ${me.email}`],
+    ],
+  );
+  const fn = await tp.platform.db.knex('functions').where({ id }).first('intent_seq', 'active_intent_seq', 'status');
+  assert.is(Number(fn.active_intent_seq), Number(fn.intent_seq), 'each switch is the newest intent');
+  assert.is(fn.status, 'active');
+  assert.is((await activeRows(id)).length, 1);
+});
+
 rollback('unknown version: 404; unbuilt target: 409 naming its status; nothing changes', async () => {
   const { api, id } = await builtFunction('guard', 1);
   const missing = await api.post(`/api/functions/${id}/rollback`, { version: 99 });

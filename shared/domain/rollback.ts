@@ -28,13 +28,15 @@ export interface RollbackResult {
   restoring: boolean;
 }
 
+type RollbackKind = 'rollback' | 'approve';
+
 export interface RollbackOptions {
   /** who asked (the event log names them; it approves a version that waited for approval) */
   actor?: string | null;
   /** who asked, by user id: their email is read with the rest (one statement less than actorOf) */
   actorUserId?: string;
   /** 'approve': the same move, asked for as the approval of a version that waited for it */
-  kind?: 'rollback' | 'approve';
+  kind?: RollbackKind;
 }
 
 /**
@@ -81,21 +83,32 @@ async function rollbackOnce(
     }
     return general(await withTransaction(db, (trx) => rollbackInTransaction(db, trx, functionId, version, { ...opts, actor: fast.actor })));
   }
-  // Two round trips (pg-direct.ts): BEGIN, the lock and the read in one message, the writes and
-  // COMMIT in another. The read is a statement of its own after the lock's: a statement that
-  // waited for the lock would still read the other rows as they were before the holder committed.
+  // PostgreSQL: one round trip for the common switch (plainSwitchSql), two for the rest.
+  const now = nowIso();
+  const [, [read]] = await pgTransaction(db, (tx) =>
+    tx.commit(LOCK_STATEMENT(functionId), { ...plainSwitchSql(functionId, version, opts, now), prepare: true }),
+  );
+  const state = read as (RollbackState & { plain: unknown }) | undefined;
+  const plan = planRollback(state, functionId, version, opts, now);
+  if (plan.kind === 'general') return general(await withTransaction(db, (trx) => rollbackInTransaction(db, trx, functionId, version, { ...opts, actor: plan.actor })));
+  if (bool(state!.plain)) {
+    // written: the plan drawn from the same read must be the one the statement's guard allowed
+    if (!isPlainSwitch(plan)) throw new Error(`rollback: the one-message switch wrote a plan that is not plain (${JSON.stringify(plan.events.map((e) => e.event))})`);
+    announceCommittedLocally(functionId, { live: plan.live });
+    return { result: plan.result, fastSwitch: true };
+  }
+  // Nothing was written (a canary to end, a candidate to clear, an approval, a version already
+  // live): two round trips. BEGIN, the lock and the read in one message, the writes and COMMIT in
+  // another. The read is a statement of its own after the lock's: a statement that waited for the
+  // lock would still read the other rows as they were before the holder committed.
   // All three are prepared: parsed and planned once per connection (the lock alone: ~15 µs a call
   // in a bare loop, against ~80 µs for its whole message).
   const fast = await pgTransaction(db, async (tx) => {
-    const [, [state]] = await tx.run(
-      { sql: 'SELECT id FROM functions WHERE id = ? FOR NO KEY UPDATE', bindings: [functionId], prepare: true },
-      { sql: READ_SQL, bindings: [version, opts.actorUserId ?? null, functionId], prepare: true },
-    );
-    const plan = planRollback(state as RollbackState | undefined, functionId, version, opts);
-    if (plan.kind === 'general') return plan; // rolled back: the general path reads again under its own lock
-    const write = postgresWrite(plan);
-    await tx.commit({ ...write, prepare: true });
-    return plan;
+    const [, [again]] = await tx.run(LOCK_STATEMENT(functionId), { sql: READ_SQL, bindings: [version, opts.actorUserId ?? null, functionId], prepare: true });
+    const replan = planRollback(again as RollbackState | undefined, functionId, version, opts);
+    if (replan.kind === 'general') return replan; // rolled back: the general path reads again under its own lock
+    await tx.commit({ ...postgresWrite(replan), prepare: true });
+    return replan;
   });
   if (fast.kind === 'switch') {
     if (fast.announce) announceCommittedLocally(functionId, { live: fast.live });
@@ -103,6 +116,9 @@ async function rollbackOnce(
   }
   return general(await withTransaction(db, (trx) => rollbackInTransaction(db, trx, functionId, version, { ...opts, actor: fast.actor })));
 }
+
+/** The function's row lock (PostgreSQL), a statement of its own before any read it guards. */
+const LOCK_STATEMENT = (functionId: string) => ({ sql: 'SELECT id FROM functions WHERE id = ? FOR NO KEY UPDATE', bindings: [functionId], prepare: true });
 
 /** What the decision reads, in one statement (the function's row, the version, the canary, the candidate, the actor). */
 interface RollbackState {
@@ -174,6 +190,7 @@ function planRollback(
   functionId: string,
   version: number,
   opts: RollbackOptions,
+  now = nowIso(),
 ): SwitchPlan | { kind: 'general'; actor: string | null } {
   if (!state) throw errors.functionNotFound();
   const kind = opts.kind ?? 'rollback';
@@ -212,20 +229,12 @@ function planRollback(
     events.push({ deploymentId: state.dep_id, version: v, event: 'approved', message: `version ${v} approved by ${actor ?? 'unknown'} (${kind})` });
   }
   const activate = !bool(state.dep_is_active);
-  if (activate) {
-    const by = actor ? ` by ${actor}` : '';
-    events.push({
-      deploymentId: state.dep_id,
-      version: v,
-      event: kind === 'rollback' ? 'rolled_back' : 'activated',
-      message: kind === 'rollback' ? `rolled back to version ${v}${by}` : `version ${v} is now live${by}`,
-    });
-  }
+  if (activate) events.push({ deploymentId: state.dep_id, version: v, ...switchEvent(kind, v, actor) });
   return {
     kind: 'switch',
     functionId,
     deploymentId: state.dep_id,
-    now: nowIso(),
+    now,
     intent: num(state.intent_seq) + 1,
     activate,
     canary,
@@ -243,6 +252,73 @@ function planRollback(
     result: { version: v, deploymentId: state.dep_id, changed: activate, restoring: false },
   };
 }
+
+/** The event of the switch itself: which version went live, and who made it live when known. */
+function switchEvent(kind: RollbackKind, version: number, actor: string | null): { event: FunctionEvent; message: string } {
+  const by = actor ? ` by ${actor}` : '';
+  return kind === 'rollback'
+    ? { event: 'rolled_back', message: `rolled back to version ${version}${by}` }
+    : { event: 'activated', message: `version ${version} is now live${by}` };
+}
+
+/**
+ * The common switch: a built version goes live, and that is all (no canary to end, no candidate to
+ * clear, no approval to record). plainSwitchSql writes it when its guard says so; the guard and
+ * this must agree, and rollbackOnce checks that they do.
+ */
+function isPlainSwitch(plan: SwitchPlan): boolean {
+  return plan.activate && plan.canary === null && plan.approvedBy === null && plan.events.length === 1;
+}
+
+/**
+ * PostgreSQL, after the lock and in the same message: the read, and the plain switch's writes
+ * when the read says the switch is plain (the `plain` guard, isPlainSwitch's conditions in SQL).
+ * Otherwise it writes nothing and the read alone comes back; planRollback decides from it as from
+ * the two-message path's read. The statement's rows: the read, with `plain`.
+ *
+ * The writes need nothing but the read: the new live row (the switch-off of the old one first,
+ * as postgresWrite orders them), the function's row (the intent is the read's + 1, as
+ * planRollback's), the event (its message switchEvent's, with the actor's email from the read when
+ * the caller did not name one), and the NOTIFY, sent only when the switch is written.
+ */
+function plainSwitchSql(functionId: string, version: number, opts: RollbackOptions, now: string): { sql: string; bindings: unknown[] } {
+  const kind = opts.kind ?? 'rollback';
+  const named = switchEvent(kind, version, ACTOR_MARK);
+  const [head, tail] = named.message.split(ACTOR_MARK) as [string, string];
+  const sql = `
+WITH s AS (${READ_SQL.replace('SELECT f.intent_seq,', 'SELECT f.id AS function_id, f.intent_seq,')
+    .replace(
+      '\n  FROM functions f',
+      `,
+       (d.status = '${BUILT_STATUS}' AND NOT d.is_active AND c.id IS NULL AND cand.id IS NULL
+        AND (d.auto_activate OR d.approved_at IS NOT NULL)) IS TRUE AS plain
+  FROM functions f`,
+    )}),
+off AS (UPDATE function_deployments SET is_active = false, updated_at = ?
+         WHERE function_id = ? AND is_active AND (SELECT plain FROM s) RETURNING id),
+live AS (UPDATE function_deployments SET is_active = true, activated_at = ?, updated_at = ?
+          WHERE id = (SELECT dep_id FROM s WHERE plain) AND (SELECT count(*) FROM off) >= 0),
+fn AS (UPDATE functions SET active_deployment_id = s.dep_id, active_intent_seq = s.intent_seq + 1, intent_seq = s.intent_seq + 1,
+              status = 'active', candidate_deployment_id = NULL, candidate_percent = 0, updated_at = ?
+         FROM s WHERE functions.id = s.function_id AND s.plain),
+events AS (INSERT INTO function_logs ${EVENT_COLUMNS}
+           SELECT s.function_id, s.dep_id, s.dep_version, ?::text,
+                  COALESCE(?::text || NULLIF(COALESCE(?::text, s.actor_email), '') || ?::text, ?::text), ?::timestamptz
+             FROM s WHERE s.plain)
+SELECT s.*, CASE WHEN s.plain THEN pg_notify(?, s.function_id::text) END AS notified FROM s`;
+  const bindings = [
+    version, opts.actorUserId ?? null, functionId, // the read
+    now, functionId, // off
+    now, now, // live
+    now, // fn
+    named.event, head, opts.actor ?? null, tail, switchEvent(kind, version, null).message, now, // events
+    FUNCTION_CHANGED_CHANNEL,
+  ];
+  return { sql, bindings };
+}
+
+/** Where the actor's name goes in a message template (no message contains it otherwise). */
+const ACTOR_MARK = '\u0000actor\u0000';
 
 const EVENT_COLUMNS = '(function_id, deployment_id, version, event, message, created_at)';
 const eventRows = (plan: SwitchPlan) => plan.events.map(() => '(?, ?, ?, ?, ?, ?)').join(', ');
