@@ -141,20 +141,20 @@ interface RollbackState {
 }
 
 // The same SQL on both databases; `?` placeholders (filled in as literals on PostgreSQL, bound by better-sqlite3 on SQLite).
-const READ_SQL = `
-SELECT f.intent_seq,
+const READ_COLUMNS = `f.intent_seq,
        cand.id AS candidate_id, cand.version AS candidate_version,
        c.id AS canary_id, c.deployment_id AS canary_deployment_id, c.version AS canary_version,
        u.email AS actor_email,
        d.id AS dep_id, d.version AS dep_version, d.status AS dep_status, d.is_active AS dep_is_active,
        d.auto_activate AS dep_auto_activate, d.approved_at AS dep_approved_at,
-       d.image_tag AS dep_image_tag, d.runtime_driver AS dep_runtime_driver, d.config AS dep_config
-  FROM functions f
+       d.image_tag AS dep_image_tag, d.runtime_driver AS dep_runtime_driver, d.config AS dep_config`;
+const READ_FROM = `FROM functions f
   LEFT JOIN function_deployments d ON d.function_id = f.id AND d.version = ?
   LEFT JOIN function_canaries c ON c.function_id = f.id AND c.status = 'running'
   LEFT JOIN function_deployments cand ON cand.id = f.candidate_deployment_id
   LEFT JOIN users u ON u.id = ?
  WHERE f.id = ?`;
+const READ_SQL = `SELECT ${READ_COLUMNS}\n  ${READ_FROM}`;
 
 interface EventRow {
   deploymentId: string | null;
@@ -285,15 +285,30 @@ function plainSwitchSql(functionId: string, version: number, opts: RollbackOptio
   const kind = opts.kind ?? 'rollback';
   const named = switchEvent(kind, version, ACTOR_MARK);
   const [head, tail] = named.message.split(ACTOR_MARK) as [string, string];
-  const sql = `
-WITH s AS (${READ_SQL.replace('SELECT f.intent_seq,', 'SELECT f.id AS function_id, f.intent_seq,')
-    .replace(
-      '\n  FROM functions f',
-      `,
+  const bindings = [
+    version, opts.actorUserId ?? null, functionId, // the read
+    now, functionId, // off
+    now, now, // live
+    now, // fn
+    named.event, head, opts.actor ?? null, tail, switchEvent(kind, version, null).message, now, // events
+    FUNCTION_CHANGED_CHANNEL,
+  ];
+  return { sql: PLAIN_SWITCH_SQL, bindings };
+}
+
+/** Where the actor's name goes in a message template (no message contains it otherwise). */
+const ACTOR_MARK = '\u0000actor\u0000';
+
+const EVENT_COLUMNS = '(function_id, deployment_id, version, event, message, created_at)';
+const eventRows = (plan: SwitchPlan) => plan.events.map(() => '(?, ?, ?, ?, ?, ?)').join(', ');
+const eventValues = (plan: SwitchPlan) => plan.events.flatMap((e) => [plan.functionId, e.deploymentId, e.version, e.event, e.message, plan.now]);
+
+/** plainSwitchSql's statement (its text is the same for every call: prepared once a connection). */
+const PLAIN_SWITCH_SQL = `
+WITH s AS (SELECT f.id AS function_id, ${READ_COLUMNS},
        (d.status = '${BUILT_STATUS}' AND NOT d.is_active AND c.id IS NULL AND cand.id IS NULL
         AND (d.auto_activate OR d.approved_at IS NOT NULL)) IS TRUE AS plain
-  FROM functions f`,
-    )}),
+  ${READ_FROM}),
 off AS (UPDATE function_deployments SET is_active = false, updated_at = ?
          WHERE function_id = ? AND is_active AND (SELECT plain FROM s) RETURNING id),
 live AS (UPDATE function_deployments SET is_active = true, activated_at = ?, updated_at = ?
@@ -306,23 +321,6 @@ events AS (INSERT INTO function_logs ${EVENT_COLUMNS}
                   COALESCE(?::text || NULLIF(COALESCE(?::text, s.actor_email), '') || ?::text, ?::text), ?::timestamptz
              FROM s WHERE s.plain)
 SELECT s.*, CASE WHEN s.plain THEN pg_notify(?, s.function_id::text) END AS notified FROM s`;
-  const bindings = [
-    version, opts.actorUserId ?? null, functionId, // the read
-    now, functionId, // off
-    now, now, // live
-    now, // fn
-    named.event, head, opts.actor ?? null, tail, switchEvent(kind, version, null).message, now, // events
-    FUNCTION_CHANGED_CHANNEL,
-  ];
-  return { sql, bindings };
-}
-
-/** Where the actor's name goes in a message template (no message contains it otherwise). */
-const ACTOR_MARK = '\u0000actor\u0000';
-
-const EVENT_COLUMNS = '(function_id, deployment_id, version, event, message, created_at)';
-const eventRows = (plan: SwitchPlan) => plan.events.map(() => '(?, ?, ?, ?, ?, ?)').join(', ');
-const eventValues = (plan: SwitchPlan) => plan.events.flatMap((e) => [plan.functionId, e.deploymentId, e.version, e.event, e.message, plan.now]);
 
 /** The function row: the rollback's intent is live, and the candidate (if any) is gone. */
 function functionUpdateSql(plan: SwitchPlan): { sql: string; bindings: unknown[] } {
