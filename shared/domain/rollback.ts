@@ -46,7 +46,8 @@ export interface RollbackOptions {
  *
  * The switch to a built version is the hot path, and it is a few statements under one lock: the
  * function's row lock (PostgreSQL) or the write lock (SQLite, BEGIN IMMEDIATE), one SELECT that
- * reads everything the decision needs, then the writes, which PostgreSQL gets as one statement.
+ * reads everything the decision needs, then the writes. PostgreSQL gets the read and the writes of
+ * the common switch as one statement, sent with the lock and COMMIT in one round trip.
  * The rule is activation.ts's for a user's intent: the rollback is the newest intent, the old live
  * row goes off before the new one goes on (the one-active partial unique index holds), a version
  * that waited for approval has it now, and the route caches hear of it on commit. A version whose
@@ -69,6 +70,10 @@ async function rollbackOnce(
   opts: RollbackOptions,
 ): Promise<{ result: RollbackResult; fastSwitch: boolean }> {
   const general = (r: RollbackResult) => ({ result: r, fastSwitch: false });
+  const switched = (plan: SwitchPlan) => {
+    if (plan.announce) announceCommittedLocally(functionId, { live: plan.live });
+    return { result: plan.result, fastSwitch: true };
+  };
   if (db.dialect === 'sqlite') {
     const fast = await sqliteImmediate(db, (tx) => {
       const state = tx.get<RollbackState>(READ_SQL, version, opts.actorUserId ?? null, functionId);
@@ -77,10 +82,7 @@ async function rollbackOnce(
       writeSqlite(tx, plan);
       return plan;
     });
-    if (fast.kind === 'switch') {
-      if (fast.announce) announceCommittedLocally(functionId, { live: fast.live });
-      return { result: fast.result, fastSwitch: true };
-    }
+    if (fast.kind === 'switch') return switched(fast);
     return general(await withTransaction(db, (trx) => rollbackInTransaction(db, trx, functionId, version, { ...opts, actor: fast.actor })));
   }
   // PostgreSQL: one round trip for the common switch (plainSwitchSql), two for the rest.
@@ -94,8 +96,7 @@ async function rollbackOnce(
   if (bool(state!.plain)) {
     // written: the plan drawn from the same read must be the one the statement's guard allowed
     if (!isPlainSwitch(plan)) throw new Error(`rollback: the one-message switch wrote a plan that is not plain (${JSON.stringify(plan.events.map((e) => e.event))})`);
-    announceCommittedLocally(functionId, { live: plan.live });
-    return { result: plan.result, fastSwitch: true };
+    return switched(plan);
   }
   // Nothing was written (a canary to end, a candidate to clear, an approval, a version already
   // live): two round trips. BEGIN, the lock and the read in one message, the writes and COMMIT in
@@ -110,10 +111,7 @@ async function rollbackOnce(
     await tx.commit({ ...postgresWrite(replan), prepare: true });
     return replan;
   });
-  if (fast.kind === 'switch') {
-    if (fast.announce) announceCommittedLocally(functionId, { live: fast.live });
-    return { result: fast.result, fastSwitch: true };
-  }
+  if (fast.kind === 'switch') return switched(fast);
   return general(await withTransaction(db, (trx) => rollbackInTransaction(db, trx, functionId, version, { ...opts, actor: fast.actor })));
 }
 
