@@ -83,6 +83,23 @@ s('MAX_BUILDS_PER_USER: a deploy while 2 builds are queued is 429 and spends no 
   assert.is(await lastVersion(api.userId, 'builds'), before, 'the refused deploy spent no version');
 });
 
+s('MAX_BUILDS_PER_USER under concurrency: 8 completes at once for 2 slots queue exactly 2; the rest stay pending and may complete later', async () => {
+  const api = await tp.newUser();
+  // all allocated while no build is queued, so that every complete races for the slots
+  const uploads = [];
+  for (let i = 1; i <= 8; i++) uploads.push(await upload(api, 'slots', await fn(`v${i}`)));
+  const answers = await Promise.all(uploads.map((u) => u.complete!()));
+  assert.equal(answers.map((a) => a.status).sort(), [202, 202, 429, 429, 429, 429, 429, 429], JSON.stringify(answers.map((a) => a.body)));
+  for (const a of answers) if (a.status === 429) assertQuota(a, 429, 'MAX_BUILDS_PER_USER');
+  const rows = await db('function_deployments').where({ function_id: uploads[0]!.res.body.id }).select('status');
+  assert.equal(rows.map((r: any) => r.status).sort(), ['building', 'building', ...Array(6).fill('pending_upload')]);
+  // a slot freed (a build over): one waiting upload completes now
+  const building = await db('function_deployments').where({ function_id: uploads[0]!.res.body.id, status: 'building' }).first('id');
+  await db('function_deployments').where({ id: building.id }).update({ status: 'failed', error: 'test: build over' });
+  const waiting = answers.findIndex((a) => a.status === 429);
+  assert.is((await uploads[waiting]!.complete!()).status, 202);
+});
+
 s('MAX_ARCHIVE_BYTES_PER_USER: a declared size over what is left is 403 before any version; a racing one at complete', async () => {
   const api = await tp.newUser();
   const first = await bulky(2000);

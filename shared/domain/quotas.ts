@@ -2,6 +2,7 @@
 // the transaction that allocates, under the account's lock so that concurrent deploys cannot both
 // take the last slot) and warm instances (counted by the serving process, see invoke.ts).
 import type { Knex } from 'knex';
+import { DatabaseError } from 'pg';
 import type { Config } from '../config.ts';
 import type { Db } from '../db/knex.ts';
 import { lockUserRow, num } from '../db/dialect.ts';
@@ -127,12 +128,13 @@ export function refuseOverQuota(quotas: Quotas, counts: Record<string, unknown>,
 }
 
 /**
- * For a group of deploys of existing functions committed without reading first (versions.ts):
- * a statement that fails (division by zero, nothing written) whenever refuseOverQuota would refuse
- * any of them, asked of the counts accountQuotaRead reads — the same rule, here beside it. Each
- * deploy asks for `adding` bytes (its declared size, or 0). A group it fails reads the counts and
- * applies refuseOverQuota, which then refuses with the right error. PostgreSQL; null when no
- * quota the asks touch is on.
+ * For writes committed without reading first (a group of deploys of existing functions in
+ * versions.ts, a complete in uploads.ts): a statement that fails (division by zero, nothing
+ * written; isGuardRefusal) whenever refuseOverQuota would refuse any of them, asked of the counts
+ * accountQuotaRead reads — the same rule, here beside it. Each asks for `adding` bytes (a deploy's
+ * declared size, or 0; a complete's archive). What it fails reads the counts and applies
+ * refuseOverQuota, which then refuses with the right error. PostgreSQL; null when no quota the
+ * asks touch is on.
  */
 export function accountQuotaGuard(quotas: Quotas, userId: string, addings: readonly number[]): { sql: string; bindings: (string | number)[] } | null {
   const read = accountQuotaRead(quotas, userId, { adding: 0 });
@@ -156,6 +158,13 @@ export function accountQuotaGuard(quotas: Quotas, userId: string, addings: reado
   // the conditions' placeholders come first in the text, the read's after
   return { sql: `SELECT 1 / (${allowed.join(' AND ')})::int FROM (${read.sql}) q`, bindings: [...bindings, ...read.bindings] };
 }
+
+/** Whether a statement failed as accountQuotaGuard fails when a quota would refuse (division by zero). */
+export function isGuardRefusal(err: unknown): boolean {
+  return err instanceof DatabaseError && err.code === DIVISION_BY_ZERO;
+}
+
+const DIVISION_BY_ZERO = '22012';
 
 /** The quotas a deploy (or a complete) is checked against, read in one statement under the account's lock. */
 export async function checkAccountQuotas(trx: Knex.Transaction, quotas: Quotas, userId: string, ask: QuotaAsk): Promise<void> {
