@@ -8,6 +8,7 @@ import { Runner } from '../runner/runner.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { makeNodeFunction } from './support/archives.ts';
 import { declaration, deployAndBuild } from './support/flows.ts';
+import { accountQuotaRead } from '../shared/domain/quotas.ts';
 import type { Client } from './support/http.ts';
 
 const MAX_BYTES = 4096;
@@ -141,6 +142,27 @@ s('MAX_ARCHIVE_BYTES_PER_USER: a declared size over what is left is 403 before a
   const mp = await fetch(`${tp.url}/api/functions/deploy`, { method: 'POST', headers: { authorization: `Bearer ${api.token}` }, body: form });
   const body = await mp.json();
   assertQuota({ status: mp.status, body, headers: mp.headers }, 403, 'MAX_ARCHIVE_BYTES_PER_USER');
+});
+
+s('PostgreSQL plans the quota read from the account, one index lookup per function, even as a generic plan', async () => {
+  // (SQLite's plan: tests/unit/quota-read-plan.test.ts.) A generic plan made while no build was
+  // queued once counted every queued build first and scanned the account's functions for each:
+  // milliseconds a read under the locks of every deploy, once hundreds were queued.
+  if (tp.platform.db.dialect !== 'pg') return;
+  const api = await tp.newUser();
+  const read = accountQuotaRead(tp.platform.config.quotas, api.userId, { adding: 1 })!;
+  const plan = await db.transaction(async (trx) => {
+    await trx.raw('SET LOCAL plan_cache_mode = force_generic_plan');
+    let n = 0;
+    await trx.raw(`PREPARE quota_read_plan AS ${read.sql.replace(/\?/g, () => `$${++n}`)}`);
+    const explained = await trx.raw(`EXPLAIN EXECUTE quota_read_plan(${read.bindings.map((b) => `'${b}'`).join(', ')})`);
+    await trx.raw('DEALLOCATE quota_read_plan');
+    return (explained.rows as Record<string, string>[]).map((r) => r['QUERY PLAN']).join('\n');
+  });
+  for (const index of ['function_deployments_building', 'function_deployments_stored_archives']) {
+    assert.match(plan, new RegExp(`Index Only Scan using ${index} on function_deployments d[^\\n]*\\n\\s+Index Cond: \\(function_id = f(_\\d+)?\\.id\\)`), plan);
+  }
+  assert.not.match(plan, 'status_lease_idx', plan);
 });
 
 s('MAX_INSTANCES_PER_USER: with one warm instance, another function of the same user is 429; others are served', async () => {

@@ -88,10 +88,15 @@ export interface QuotaAsk {
 /*
  * The counts go from the account's functions to their versions through the partial indexes that
  * hold exactly the rows counted (migrations …_stored_archives_index and …_building_index), so a read
- * costs what the account has, not what the platform has. CROSS JOIN keeps SQLite's planner to that
- * order (it never reorders one; PostgreSQL treats it as any inner join and plans from its
- * statistics): without statistics (SQLite is never ANALYZEd here) it counted builds through the
- * status index instead, every account's queued builds: 2.7 ms at 10,000 of them, 19 µs this way.
+ * costs what the account has, not what the platform has. Each function's count is a correlated
+ * subquery, which both planners can only run that way: one index lookup per function of the
+ * account. A join left the order to the planner. SQLite without statistics (it is never ANALYZEd
+ * here) counted builds through the status index, every account's queued builds (2.7 ms at 10,000
+ * of them, 19 µs this way); a CROSS JOIN kept it to the order, but PostgreSQL treats a CROSS JOIN
+ * as any inner join. Its generic plan, made while there were no builds, put the builds first and
+ * scanned the account's functions again for each one: 3.4–5 ms a read once 600–900 builds were
+ * queued, under the locks of every group of deploys (docs/benchmarks.md, issue 15's fifteenth
+ * pass: the bench's "slow mode").
  */
 export function accountQuotaRead(quotas: Quotas, userId: string, ask: QuotaAsk): { sql: string; bindings: string[] } | null {
   const parts: string[] = [];
@@ -102,13 +107,13 @@ export function accountQuotaRead(quotas: Quotas, userId: string, ask: QuotaAsk):
   }
   if (quotas.maxBuilds !== null) {
     parts.push(
-      "(SELECT count(*) FROM functions f CROSS JOIN function_deployments d WHERE d.function_id = f.id AND f.user_id = ? AND d.status = 'building') AS builds",
+      "(SELECT COALESCE(sum((SELECT count(*) FROM function_deployments d WHERE d.function_id = f.id AND d.status = 'building')), 0) FROM functions f WHERE f.user_id = ?) AS builds",
     );
     bindings.push(userId);
   }
   if (quotas.maxArchiveBytes !== null) {
     parts.push(
-      '(SELECT sum(d.archive_size) FROM functions f CROSS JOIN function_deployments d WHERE d.function_id = f.id AND f.user_id = ? AND d.archive_removed_at IS NULL AND d.archive_size IS NOT NULL) AS bytes',
+      '(SELECT sum((SELECT sum(d.archive_size) FROM function_deployments d WHERE d.function_id = f.id AND d.archive_removed_at IS NULL AND d.archive_size IS NOT NULL)) FROM functions f WHERE f.user_id = ?) AS bytes',
     );
     bindings.push(userId);
   }
