@@ -95,13 +95,8 @@ export async function requeueBuild(
     .update({
       status: 'building',
       attempts: 0,
-      claimed_by: null,
-      claim_token: null,
-      lease_expires_at: null,
       // a new round of attempts: its own backoff and its own time to wait out an outage
-      next_attempt_at: null,
-      first_attempt_at: null,
-      outage_retries: 0,
+      ...UNATTEMPTED,
       error: null,
       last_error: null,
       queued_at: now,
@@ -266,6 +261,9 @@ function statusAfterFailedBuild(dep: { is_active: unknown; archived_at: unknown;
 }
 
 const RELEASED = { claimed_by: null, claim_token: null, lease_expires_at: null } as const;
+
+/** No build attempted yet: no claim, no backoff, no outage waited out (a new version, a requeue). */
+export const UNATTEMPTED = { ...RELEASED, next_attempt_at: null, first_attempt_at: null, outage_retries: 0 } as const;
 
 /** Builds whose last allowed attempt was lost (its lease ran out) are failed with the reason. */
 export async function failExhaustedBuilds(db: Db, maxAttempts: number): Promise<number> {

@@ -320,7 +320,10 @@ events AS (INSERT INTO function_logs ${EVENT_COLUMNS}
              FROM s WHERE s.plain)
 SELECT s.*, CASE WHEN s.plain THEN pg_notify(?, s.function_id::text) END AS notified FROM s`;
 
-/** The function row: the rollback's intent is live, and the candidate (if any) is gone. */
+/**
+ * The function row: the rollback's intent is live, and the candidate (if any) is gone. PLAIN_SWITCH_SQL
+ * writes the same row from its read (its `fn`): a change here belongs there too.
+ */
 function functionUpdateSql(plan: SwitchPlan): { sql: string; bindings: unknown[] } {
   return plan.activate
     ? {

@@ -13,7 +13,7 @@ import { TurnBatcher, type Outcome } from '../db/turn-batch.ts';
 import { sqliteGroupImmediate, type SqliteTx } from '../db/sqlite-direct.ts';
 import { nowIso } from '../db/time.ts';
 import { errors } from '../errors.ts';
-import { announceQueuedCommittedLocally, BUILD_QUEUED_CHANNEL } from './build-queue.ts';
+import { announceQueuedCommittedLocally, BUILD_QUEUED_CHANNEL, UNATTEMPTED } from './build-queue.ts';
 import { accountLockStatement, accountQuotaGuard, accountQuotaRead, refuseOverQuota, type QuotaAsk, type Quotas } from './quotas.ts';
 import { archiveKey, type DeploymentRow, type DeploymentStatus, type FunctionRow } from './model.ts';
 import type { Config } from '../config.ts';
@@ -577,12 +577,7 @@ function insertedAll(rows: unknown[], plans: DeploymentPlan[]): void {
 const UNSET_DEPLOYMENT_COLUMNS = {
   build_logs: null,
   error: null,
-  claimed_by: null,
-  claim_token: null,
-  lease_expires_at: null,
-  next_attempt_at: null,
-  first_attempt_at: null,
-  outage_retries: 0,
+  ...UNATTEMPTED,
   last_error: null,
   upload_claimed_at: null,
   deployed_at: null,
