@@ -84,10 +84,17 @@ signed('the URL signs content-length and x-amz-checksum-sha256; only the declare
   try {
     const api = await sp.newUser();
     const body = gz('signed body');
+    const requestedAt = Date.now();
     const res = await api.post('/api/functions/deploy', { name: 'signed', ...declaration(body) });
     assert.is(res.status, 201, JSON.stringify(res.body));
     const url = new URL(res.body.upload.url);
     assert.is(url.origin, capture.url);
+    // the URL lives at least UPLOAD_URL_TTL_SECONDS (900 by default), and S3 expires it exactly
+    // when the response says: X-Amz-Date plus X-Amz-Expires
+    const expiresAt = Date.parse(res.body.upload.expiresAt);
+    assert.ok(expiresAt >= requestedAt + 900_000, `${res.body.upload.expiresAt} is at least 900 s after the request`);
+    const amzDate = url.searchParams.get('X-Amz-Date')!.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z');
+    assert.is(Date.parse(amzDate) + Number(url.searchParams.get('X-Amz-Expires')) * 1000, expiresAt);
     const signedHeaders = url.searchParams.get('X-Amz-SignedHeaders')!.split(';');
     for (const h of ['content-length', 'x-amz-checksum-sha256', 'host']) assert.ok(signedHeaders.includes(h), `${h} is signed`);
     assert.not.ok(url.searchParams.has('x-amz-checksum-sha256'), 'the checksum is a header, not a query parameter');
@@ -240,13 +247,18 @@ relay('a tampered, foreign or missing signature: 403; the route needs no token b
 });
 
 relay('an expired URL: 410 upload_expired; complete after the expiry: 410, deployment failed, object deleted', async () => {
-  const short = (await startTestPlatform({ UPLOAD_URL_TTL_SECONDS: '1', UPLOAD_EXPIRY_GRACE_SECONDS: '0' }))!;
+  const short = (await startTestPlatform({ UPLOAD_URL_TTL_SECONDS: '2', UPLOAD_EXPIRY_GRACE_SECONDS: '0' }))!;
   try {
     const api = await short.newUser();
     const late = gz('late');
     const a = await api.post('/api/functions/deploy', { name: 'late', ...declaration(late) });
     const inTime = gz('in time');
+    const requestedAt = Date.now();
     const b = await api.post('/api/functions/deploy', { name: 'intime', ...declaration(inTime) });
+    // at least the TTL, whatever the millisecond the request came in (rounded down, it was 1 to 2 s
+    // here, and the upload just below once arrived expired on a loaded CI host)
+    assert.ok(Date.parse(b.body.upload.expiresAt) >= requestedAt + 2000, `${b.body.upload.expiresAt} is 2 s after the request`);
+    assert.is(Number(new URL(b.body.upload.url).searchParams.get('expires')) * 1000, Date.parse(b.body.upload.expiresAt));
     assert.is((await fetch(b.body.upload.url, { method: 'PUT', headers: b.body.upload.headers, body: inTime })).status, 200);
     const expiresAt = Math.max(Date.parse(a.body.upload.expiresAt), Date.parse(b.body.upload.expiresAt));
     await waitFor('the upload URLs to expire', () => Date.now() > expiresAt + 50, { timeoutMs: 5000 });

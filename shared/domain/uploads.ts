@@ -59,8 +59,10 @@ export async function requestPresignedDeploy(
   const max = p.config.uploads.maxArchiveBytes;
   if (input.sizeBytes > max) throw errors.tooLarge(max, input.sizeBytes);
   await requireStorage(p);
-  // whole seconds: what the URL carries (X-Amz-Expires, or `expires`) and what the row says agree
-  const expiresAt = new Date(Math.floor(Date.now() / 1000 + p.config.uploads.urlTtlSeconds) * 1000);
+  // whole seconds: what the URL carries (X-Amz-Expires, or `expires`) and what the row says agree.
+  // Rounded up, so a URL lives at least UPLOAD_URL_TTL_SECONDS (rounded down, a 1 s TTL left a
+  // client anywhere from 0 to 1 s, and an upload sent at once could arrive expired).
+  const expiresAt = new Date(Math.ceil(Date.now() / 1000 + p.config.uploads.urlTtlSeconds) * 1000);
   const sha256 = input.sha256.toLowerCase();
   const allocated = await allocateVersion(p.db, {
     userId: input.userId,

@@ -28,8 +28,17 @@ export class S3UploadUrls implements UploadUrlIssuer {
   constructor(private readonly storage: S3Storage) {}
 
   async issue(t: UploadTarget): Promise<PresignedUpload> {
-    const expiresInSeconds = Math.max(1, Math.floor((t.expiresAt.getTime() - Date.now()) / 1000));
-    const signed = this.storage.presignPut(t.key, { expiresInSeconds, contentLength: t.sizeBytes, sha256: t.sha256 });
+    // S3 counts X-Amz-Expires from X-Amz-Date, which has whole seconds: signed at the second's
+    // start, the URL expires exactly at `expiresAt` (counted from the current millisecond, it
+    // expired up to a second before what the row and the response say)
+    const signedAt = Math.floor(Date.now() / 1000);
+    const expiresInSeconds = Math.max(1, Math.floor(t.expiresAt.getTime() / 1000) - signedAt);
+    const signed = this.storage.presignPut(t.key, {
+      expiresInSeconds,
+      contentLength: t.sizeBytes,
+      sha256: t.sha256,
+      now: new Date(signedAt * 1000),
+    });
     return { ...signed, expiresAt: t.expiresAt.toISOString() };
   }
 }
