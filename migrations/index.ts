@@ -16,6 +16,7 @@ import * as observability from './20261202001100_observability.ts';
 import * as storedArchivesIndex from './20261203000100_stored_archives_index.ts';
 import * as buildingIndex from './20261203120000_building_index.ts';
 import * as storedArchivesSizedIndex from './20261204000100_stored_archives_sized_index.ts';
+import * as functionUsage from './20261205000100_function_usage.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -38,6 +39,7 @@ const migrations: Record<string, Migration> = {
   '20261203000100_stored_archives_index': storedArchivesIndex,
   '20261203120000_building_index': buildingIndex,
   '20261204000100_stored_archives_sized_index': storedArchivesSizedIndex,
+  '20261205000100_function_usage': functionUsage,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

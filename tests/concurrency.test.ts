@@ -3,6 +3,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { assertUsageAgrees } from './support/usage.ts';
 import { client } from './support/http.ts';
 import { declaration } from './support/flows.ts';
 import { randomUUID } from 'node:crypto';
@@ -532,6 +533,11 @@ pgOnly("PostgreSQL: a planned group is refused by the account's quotas exactly a
   }
   const held = await stuck!;
   assert.is(Number(held.deployment.version), 2, 'allocated once the lock was released');
+});
+
+alloc('the usage rows the quotas read agree with a recount, after the concurrent deploys above', async () => {
+  const counted = await assertUsageAgrees(tp.platform.db.knex);
+  assert.ok(counted.functions > 0, 'there were functions to count');
 });
 
 alloc.run();

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { assertUsageAgrees } from './support/usage.ts';
 import { declaration, deployPresigned, sha256, simulateBuilt } from './support/flows.ts';
 import { waitFor } from './support/services.ts';
 
@@ -281,4 +282,9 @@ direct.after(() => dp.close());
 deploy.run();
 direct.run();
 history.run();
+del('the usage rows the quotas read agree with a recount, after the deploys, completes and deletes above', async () => {
+  const counted = await assertUsageAgrees(tp.platform.db.knex);
+  assert.ok(counted.functions > 0, 'there were functions to count');
+});
+
 del.run();

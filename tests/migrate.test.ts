@@ -97,4 +97,70 @@ test('accounts made before handles get unique handles derived from their emails,
   }
 });
 
+test('function usage: backfilled from the versions already there, then kept by the triggers; down and up again', async () => {
+  const { createDb } = await import('../shared/db/knex.ts');
+  const { loadConfig } = await import('../shared/config.ts');
+  const { assertUsageAgrees } = await import('./support/usage.ts');
+  const oldDir = fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-migrate-usage-'));
+  let dropOld: (() => Promise<void>) | undefined;
+  let cfg = loadConfig({ DATA_DIR: oldDir });
+  if (testDbKind() === 'postgres') {
+    const pg = await createPgDatabase();
+    dropOld = pg.drop;
+    cfg = loadConfig({ DATA_DIR: oldDir, DATABASE_URL: pg.url });
+  }
+  const db = createDb(cfg.database);
+  const k = db.knex;
+  try {
+    const before = all.indexOf('20261205000100_function_usage');
+    for (let i = 0; i < before; i++) await k.migrate.up({ migrationSource });
+    const now = '2026-12-01T00:00:00.000Z';
+    const userId = crypto.randomUUID();
+    await k('users').insert({ id: userId, email: 'u@example.com', handle: 'u', password_hash: 'x', created_at: now });
+    const fnIds = [crypto.randomUUID(), crypto.randomUUID()];
+    for (const [i, id] of fnIds.entries()) {
+      await k('functions').insert({ id, user_id: userId, name: `f${i}`, status: 'active', last_version: 5, intent_seq: 5, active_intent_seq: 0, created_at: now, updated_at: now });
+    }
+    // [function, status, archive_size, archive removed]
+    const versions: [number, string, number | null, boolean][] = [
+      [0, 'building', 100, false],
+      [0, 'building', 200, false],
+      [0, 'active', 1_000, false],
+      [0, 'inactive', 5_000, true],
+      [0, 'pending_upload', null, false],
+      [1, 'failed', 7, false],
+      [1, 'inactive', 30, false],
+    ];
+    for (const [i, [f, status, size, removed]] of versions.entries()) {
+      await k('function_deployments').insert({
+        id: crypto.randomUUID(), function_id: fnIds[f], version: i + 1, s3_key: `k${i}`, status, is_active: false, archive_size: size,
+        archive_removed_at: removed ? now : null, intent_seq: i + 1, created_at: now, updated_at: now,
+      });
+    }
+    await k.migrate.latest({ migrationSource });
+    const usage = async () => (await k('function_usage').orderBy('function_id')).map((r: any) => [r.function_id, Number(r.builds), Number(r.archive_bytes)]);
+    const expected = [[fnIds[0], 2, 1_300], [fnIds[1], 0, 37]].sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+    assert.equal(await usage(), expected, 'backfilled');
+    // the triggers from now on: a build finishes, an archive is removed, a function is deleted, one is created
+    await k('function_deployments').where({ function_id: fnIds[0], archive_size: 100 }).update({ status: 'active' });
+    await k('function_deployments').where({ function_id: fnIds[0], archive_size: 1_000 }).update({ archive_removed_at: now });
+    await k('functions').where({ id: fnIds[1] }).delete();
+    const created = crypto.randomUUID();
+    await k('functions').insert({ id: created, user_id: userId, name: 'new', status: 'pending', last_version: 1, intent_seq: 1, active_intent_seq: 0, created_at: now, updated_at: now });
+    await assertUsageAgrees(k);
+    assert.equal((await usage()).map((r) => r[0]).sort(), [fnIds[0], created].sort());
+    // down removes the table and its triggers (versions are written without them), up rebuilds it
+    await k.migrate.down({ migrationSource });
+    assert.not.ok(await k.schema.hasTable('function_usage'));
+    await k('function_deployments').where({ function_id: fnIds[0], archive_size: 200 }).update({ status: 'failed' });
+    await k.migrate.latest({ migrationSource });
+    await assertUsageAgrees(k);
+    assert.equal((await usage()).find((r) => r[0] === fnIds[0]), [fnIds[0], 0, 300]);
+  } finally {
+    await db.knex.destroy();
+    await dropOld?.();
+    fs.rmSync(oldDir, { recursive: true, force: true });
+  }
+});
+
 test.run();

@@ -9,6 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { runCleanup, type CleanupOptions } from '../shared/domain/retention.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { assertUsageAgrees } from './support/usage.ts';
 import { makeNodeFunction } from './support/archives.ts';
 import { declaration, deployAndBuild, waitForBuild } from './support/flows.ts';
 import { runnerEnv, spawnCleanup, startStallingProxy } from './support/processes.ts';
@@ -551,4 +552,10 @@ safety.after(() => tp.close());
 keep.run();
 reachable.run();
 restore.run();
+safety('the usage rows the quotas read agree with a recount, after cleanup, restores and deletes above', async () => {
+  const counted = await assertUsageAgrees(tp.platform.db.knex);
+  assert.ok(counted.functions > 0, 'there were functions to count');
+  assert.ok(counted.archiveBytes > 0, 'and stored archives');
+});
+
 safety.run();

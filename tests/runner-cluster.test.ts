@@ -5,6 +5,7 @@ import { suite } from 'uvu';
 import { buildsDir } from '../shared/work-dirs.ts';
 import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { assertUsageAgrees } from './support/usage.ts';
 import { makeNodeFunction } from './support/archives.ts';
 import { declaration, deployPresigned, waitForBuild } from './support/flows.ts';
 import { runnerEnv, spawnRunner, startStallingProxy, type RunnerProcess } from './support/processes.ts';
@@ -133,6 +134,12 @@ cluster('a build whose runners keep dying is failed with the reason after its la
   // the poll would come in ten minutes; only the notification can start this build in time
   const built = await waitForBuild(api, d.id, 1, 20_000);
   assert.is(built.status, 'active');
+});
+
+cluster('the usage rows the quotas read agree with a recount, after the runners above built side by side', async () => {
+  const counted = await assertUsageAgrees(tp.platform.db.knex);
+  assert.ok(counted.functions > 0, 'there were functions to count');
+  assert.ok(counted.archiveBytes > 0, 'and stored archives');
 });
 
 cluster.after(() => tp.close());

@@ -11,6 +11,7 @@ import { dbNowMs, dbTimeSql } from '../shared/db/dialect.ts';
 import { nowIso } from '../shared/db/time.ts';
 import { startEmbeddedS3, type EmbeddedS3 } from '../shared/storage/embedded-s3.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { assertUsageAgrees } from './support/usage.ts';
 import { makeNodeFunction } from './support/archives.ts';
 import { declaration, deployPresigned, waitForBuild } from './support/flows.ts';
 import { runnerEnv, spawnRunner, startStallingProxy, type RunnerProcess } from './support/processes.ts';
@@ -300,4 +301,9 @@ queue.after(async () => {
   await tp.close();
   await outage?.stop(); // the S3 server the outage tests restarted
 });
+queue('the usage rows the quotas read agree with a recount, after the retries, requeues and outages above', async () => {
+  const counted = await assertUsageAgrees(tp.platform.db.knex);
+  assert.ok(counted.functions > 0, 'there were functions to count');
+});
+
 queue.run();

@@ -6,6 +6,7 @@ import { buffer } from 'node:stream/consumers';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { assertUsageAgrees } from './support/usage.ts';
 import { makeNodeFunction, makeTarGz, zeroFileTarGzStream } from './support/archives.ts';
 import { declaration, deployAndBuild, waitForBuild, waitForInvocation } from './support/flows.ts';
 import { gzipSync } from 'node:zlib';
@@ -222,4 +223,10 @@ invoke('?version: unknown 404, not built 409, bad 400; bad event JSON 400; event
 invoke.after(() => tp.close());
 flow.run();
 failures.run();
+invoke('the usage rows the quotas read agree with a recount, after the builds, failures and activations above', async () => {
+  const counted = await assertUsageAgrees(tp.platform.db.knex);
+  assert.ok(counted.functions > 0, 'there were functions to count');
+  assert.ok(counted.archiveBytes > 0, 'and stored archives');
+});
+
 invoke.run();

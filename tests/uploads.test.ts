@@ -15,6 +15,7 @@ import { expireUpload, rejectUpload } from '../shared/domain/uploads.ts';
 import { runCleanup } from '../shared/domain/retention.ts';
 import { startEmbeddedS3 } from '../shared/storage/embedded-s3.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
+import { assertUsageAgrees } from './support/usage.ts';
 import { declaration, sha256 } from './support/flows.ts';
 import { waitFor } from './support/services.ts';
 import {
@@ -448,4 +449,9 @@ signed.run();
 relay.run();
 fenced.run();
 outage.after(() => tp.close());
+outage('the usage rows the quotas read agree with a recount, after the uploads, expiries and rejections above', async () => {
+  const counted = await assertUsageAgrees(tp.platform.db.knex);
+  assert.ok(counted.functions > 0, 'there were functions to count');
+});
+
 outage.run();

@@ -80,23 +80,19 @@ export interface QuotaAsk {
 }
 
 /**
- * The counts the quotas are checked against, as one SELECT (each count by its own index) instead
- * of one per quota: the account's lock is held meanwhile, and every statement under it holds up
- * that account's other deploys. `?` placeholders, the same SQL on both databases; null when no
- * quota the ask touches is on.
- */
-/*
- * The counts go from the account's functions to their versions through the partial indexes that
- * hold exactly the rows counted (migrations …_stored_archives_index and …_building_index), so a read
- * costs what the account has, not what the platform has. Each function's count is a correlated
- * subquery, which both planners can only run that way: one index lookup per function of the
- * account. A join left the order to the planner. SQLite without statistics (it is never ANALYZEd
- * here) counted builds through the status index, every account's queued builds (2.7 ms at 10,000
- * of them, 19 µs this way); a CROSS JOIN kept it to the order, but PostgreSQL treats a CROSS JOIN
- * as any inner join. Its generic plan, made while there were no builds, put the builds first and
- * scanned the account's functions again for each one: 3.4–5 ms a read once 600–900 builds were
- * queued, under the locks of every group of deploys (docs/benchmarks.md, issue 15's fifteenth
- * pass: the bench's "slow mode").
+ * The counts the quotas are checked against, as one SELECT instead of one per quota: the account's
+ * lock is held meanwhile, and every statement under it holds up that account's other deploys. `?`
+ * placeholders, the same SQL on both databases; null when no quota the ask touches is on.
+ *
+ * Builds and bytes come from each function's usage row (function_usage, kept by the database's
+ * triggers: migrations …_function_usage), so a read costs one primary-key lookup per function of
+ * the account, whatever its versions. Counting the versions themselves, even through partial
+ * indexes that held exactly the rows counted, cost what the account had stored and queued: 1.3 ms
+ * at 1,500 stored archives on PostgreSQL, and on SQLite, where every deploy reads alone, a fifth of
+ * /deploy's throughput with 550 each (docs/benchmarks.md, issue 15's sixteenth pass). Each
+ * function's row is a correlated subquery, which both planners can only run that way: a join
+ * leaves the order to the planner, and a generic plan made while the tables were small may scan
+ * one of them (PostgreSQL's did, for the counts: the bench's "slow mode", fifteenth pass).
  */
 export function accountQuotaRead(quotas: Quotas, userId: string, ask: QuotaAsk): { sql: string; bindings: string[] } | null {
   const parts: string[] = [];
@@ -105,16 +101,13 @@ export function accountQuotaRead(quotas: Quotas, userId: string, ask: QuotaAsk):
     parts.push('(SELECT count(*) FROM functions WHERE user_id = ?) AS functions', '(SELECT count(*) FROM functions WHERE user_id = ? AND name = ?) AS named');
     bindings.push(userId, userId, ask.newFunctionName);
   }
+  const usage = (column: string) => `(SELECT COALESCE(sum((SELECT u.${column} FROM function_usage u WHERE u.function_id = f.id)), 0) FROM functions f WHERE f.user_id = ?)`;
   if (quotas.maxBuilds !== null) {
-    parts.push(
-      "(SELECT COALESCE(sum((SELECT count(*) FROM function_deployments d WHERE d.function_id = f.id AND d.status = 'building')), 0) FROM functions f WHERE f.user_id = ?) AS builds",
-    );
+    parts.push(`${usage('builds')} AS builds`);
     bindings.push(userId);
   }
   if (quotas.maxArchiveBytes !== null) {
-    parts.push(
-      '(SELECT sum((SELECT sum(d.archive_size) FROM function_deployments d WHERE d.function_id = f.id AND d.archive_removed_at IS NULL AND d.archive_size IS NOT NULL)) FROM functions f WHERE f.user_id = ?) AS bytes',
-    );
+    parts.push(`${usage('archive_bytes')} AS bytes`);
     bindings.push(userId);
   }
   return parts.length === 0 ? null : { sql: `SELECT ${parts.join(', ')}`, bindings };
