@@ -6,7 +6,8 @@ import type { Knex } from 'knex';
 // and counted the account's versions one by one, through partial indexes: its cost grew with every
 // stored archive and queued build (on SQLite, /deploy at 16 clients served 27-31 % more requests a
 // second with those quotas off, with 550 of each: docs/benchmarks.md, issue 15's sixteenth pass).
-// It now reads one row per function.
+// It now reads the account's usage rows, one per function, through their index by account
+// (user_id, copied from the function: a function never changes hands).
 //
 // Triggers keep the counts, so no writer can forget them: every INSERT, UPDATE and DELETE of a
 // version that changes what it adds (its status to or from 'building', its archive's size or
@@ -27,8 +28,8 @@ const storedBytes = (r: string) => `CASE WHEN ${r}.archive_removed_at IS NULL TH
 const counted = (r: string) => `(${r}.status = 'building' OR (${r}.archive_size IS NOT NULL AND ${r}.archive_removed_at IS NULL))`;
 const changed = `(OLD.status IS DISTINCT FROM NEW.status OR OLD.archive_size IS DISTINCT FROM NEW.archive_size OR OLD.archive_removed_at IS DISTINCT FROM NEW.archive_removed_at)`;
 
-const BACKFILL = `INSERT INTO function_usage (function_id, builds, archive_bytes)
-  SELECT f.id,
+const BACKFILL = `INSERT INTO function_usage (function_id, user_id, builds, archive_bytes)
+  SELECT f.id, f.user_id,
     (SELECT count(*) FROM function_deployments d WHERE d.function_id = f.id AND d.status = 'building'),
     (SELECT COALESCE(sum(d.archive_size), 0) FROM function_deployments d WHERE d.function_id = f.id AND d.archive_removed_at IS NULL AND d.archive_size IS NOT NULL)
   FROM functions f`;
@@ -36,13 +37,17 @@ const BACKFILL = `INSERT INTO function_usage (function_id, builds, archive_bytes
 export async function up(knex: Knex): Promise<void> {
   await knex.schema.createTable('function_usage', (t) => {
     t.uuid('function_id').primary().references('id').inTable('functions').onDelete('CASCADE');
+    // no foreign key of its own: the function's cascades, and its owner's
+    t.uuid('user_id').notNullable();
     t.integer('builds').notNullable().defaultTo(0);
     t.bigInteger('archive_bytes').notNullable().defaultTo(0);
+    // by account only: with the counts out of every index, PostgreSQL updates them in place (HOT)
+    t.index(['user_id'], 'function_usage_user');
   });
   if (knex.client.config.client === 'pg') {
     await knex.raw(`CREATE FUNCTION function_usage_create() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO function_usage (function_id) VALUES (NEW.id) ON CONFLICT DO NOTHING;
+  INSERT INTO function_usage (function_id, user_id) VALUES (NEW.id, NEW.user_id) ON CONFLICT DO NOTHING;
   RETURN NULL;
 END $$`);
     await knex.raw(`CREATE FUNCTION function_usage_count() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -75,7 +80,7 @@ END $$`);
   } else {
     const add = (r: string, sign: '+' | '-') =>
       `UPDATE function_usage SET builds = builds ${sign} ${building(r)}, archive_bytes = archive_bytes ${sign} ${storedBytes(r)} WHERE function_id = ${r}.function_id;`;
-    await knex.raw('CREATE TRIGGER functions_usage_create AFTER INSERT ON functions BEGIN INSERT OR IGNORE INTO function_usage (function_id) VALUES (NEW.id); END');
+    await knex.raw('CREATE TRIGGER functions_usage_create AFTER INSERT ON functions BEGIN INSERT OR IGNORE INTO function_usage (function_id, user_id) VALUES (NEW.id, NEW.user_id); END');
     await knex.raw(`CREATE TRIGGER function_deployments_usage_insert AFTER INSERT ON function_deployments WHEN ${counted('NEW')} BEGIN ${add('NEW', '+')} END`);
     await knex.raw(
       `CREATE TRIGGER function_deployments_usage_update AFTER UPDATE OF status, archive_size, archive_removed_at ON function_deployments WHEN ${changed} BEGIN ${add('OLD', '-')} ${add('NEW', '+')} END`,

@@ -84,15 +84,14 @@ export interface QuotaAsk {
  * lock is held meanwhile, and every statement under it holds up that account's other deploys. `?`
  * placeholders, the same SQL on both databases; null when no quota the ask touches is on.
  *
- * Builds and bytes come from each function's usage row (function_usage, kept by the database's
- * triggers: migrations …_function_usage), so a read costs one primary-key lookup per function of
- * the account, whatever its versions. Counting the versions themselves, even through partial
- * indexes that held exactly the rows counted, cost what the account had stored and queued: 1.3 ms
- * at 1,500 stored archives on PostgreSQL, and on SQLite, where every deploy reads alone, a fifth of
- * /deploy's throughput with 550 each (docs/benchmarks.md, issue 15's sixteenth pass). Each
- * function's row is a correlated subquery, which both planners can only run that way: a join
- * leaves the order to the planner, and a generic plan made while the tables were small may scan
- * one of them (PostgreSQL's did, for the counts: the bench's "slow mode", fifteenth pass).
+ * Builds and bytes come from the account's usage rows (function_usage, one per function, kept by
+ * the database's triggers: migrations …_function_usage), read through their index by account: a
+ * read costs what the account has functions, whatever their versions. Counting the versions
+ * themselves, even through partial indexes that held exactly the rows counted, cost what the
+ * account had stored and queued: on SQLite 70–81 µs a read with 550 of each (the bench's
+ * 16-client level) and 166 µs with 1,500, against 12 µs now; on PostgreSQL, 1.3 ms at 1,500, and
+ * a generic plan made while the tables were small once scanned them for every row (the bench's
+ * "slow mode": docs/benchmarks.md, issue 15's fifteenth and sixteenth passes).
  */
 export function accountQuotaRead(quotas: Quotas, userId: string, ask: QuotaAsk): { sql: string; bindings: string[] } | null {
   const parts: string[] = [];
@@ -101,7 +100,7 @@ export function accountQuotaRead(quotas: Quotas, userId: string, ask: QuotaAsk):
     parts.push('(SELECT count(*) FROM functions WHERE user_id = ?) AS functions', '(SELECT count(*) FROM functions WHERE user_id = ? AND name = ?) AS named');
     bindings.push(userId, userId, ask.newFunctionName);
   }
-  const usage = (column: string) => `(SELECT COALESCE(sum((SELECT u.${column} FROM function_usage u WHERE u.function_id = f.id)), 0) FROM functions f WHERE f.user_id = ?)`;
+  const usage = (column: string) => `(SELECT COALESCE(sum(u.${column}), 0) FROM function_usage u WHERE u.user_id = ?)`;
   if (quotas.maxBuilds !== null) {
     parts.push(`${usage('builds')} AS builds`);
     bindings.push(userId);
