@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { migrationSource } from '../migrations/index.ts';
+import type { Db } from '../shared/db/knex.ts';
 import { createPgDatabase, postgresAvailable, requireService, testDbKind } from './support/services.ts';
 
 const run = promisify(execFile);
@@ -28,6 +29,28 @@ test.after(async () => {
   await drop?.();
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
+
+/** A database of its own (a SQLite file or a PostgreSQL database), migrated by the test itself. */
+async function withOldDatabase(fn: (db: Db) => Promise<void>): Promise<void> {
+  const { createDb } = await import('../shared/db/knex.ts');
+  const { loadConfig } = await import('../shared/config.ts');
+  const oldDir = fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-migrate-old-'));
+  let dropOld: (() => Promise<void>) | undefined;
+  let cfg = loadConfig({ DATA_DIR: oldDir });
+  if (testDbKind() === 'postgres') {
+    const pg = await createPgDatabase();
+    dropOld = pg.drop;
+    cfg = loadConfig({ DATA_DIR: oldDir, DATABASE_URL: pg.url });
+  }
+  const db = createDb(cfg.database);
+  try {
+    await fn(db);
+  } finally {
+    await db.knex.destroy();
+    await dropOld?.();
+    fs.rmSync(oldDir, { recursive: true, force: true });
+  }
+}
 
 test('--status on a fresh database lists every migration as pending', async () => {
   const { stdout } = await migrate('--status');
@@ -56,18 +79,7 @@ test('a bad option exits 2 with the usage', async () => {
 
 
 test('accounts made before handles get unique handles derived from their emails, in creation order', async () => {
-  const { createDb } = await import('../shared/db/knex.ts');
-  const { loadConfig } = await import('../shared/config.ts');
-  const oldDir = fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-migrate-old-'));
-  let dropOld: (() => Promise<void>) | undefined;
-  let cfg = loadConfig({ DATA_DIR: oldDir });
-  if (testDbKind() === 'postgres') {
-    const pg = await createPgDatabase();
-    dropOld = pg.drop;
-    cfg = loadConfig({ DATA_DIR: oldDir, DATABASE_URL: pg.url });
-  }
-  const db = createDb(cfg.database);
-  try {
+  await withOldDatabase(async (db) => {
     // the schema as it was before handles
     const before = all.indexOf('20261202000400_endpoints');
     for (let i = 0; i < before; i++) await db.knex.migrate.up({ migrationSource });
@@ -90,28 +102,12 @@ test('accounts made before handles get unique handles derived from their emails,
       .insert({ id: crypto.randomUUID(), email: 'z@z.z', handle: 'ada', password_hash: 'x', created_at: '2026-01-05T00:00:00.000Z' })
       .catch(() => (refused = true));
     assert.ok(refused, 'a second "ada" is refused by the database');
-  } finally {
-    await db.knex.destroy();
-    await dropOld?.();
-    fs.rmSync(oldDir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('function usage: backfilled from the versions already there, then kept by the triggers; down and up again', async () => {
-  const { createDb } = await import('../shared/db/knex.ts');
-  const { loadConfig } = await import('../shared/config.ts');
   const { assertUsageAgrees } = await import('./support/usage.ts');
-  const oldDir = fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-migrate-usage-'));
-  let dropOld: (() => Promise<void>) | undefined;
-  let cfg = loadConfig({ DATA_DIR: oldDir });
-  if (testDbKind() === 'postgres') {
-    const pg = await createPgDatabase();
-    dropOld = pg.drop;
-    cfg = loadConfig({ DATA_DIR: oldDir, DATABASE_URL: pg.url });
-  }
-  const db = createDb(cfg.database);
-  const k = db.knex;
-  try {
+  await withOldDatabase(async ({ knex: k }) => {
     const before = all.indexOf('20261205000100_function_usage');
     for (let i = 0; i < before; i++) await k.migrate.up({ migrationSource });
     const now = '2026-12-01T00:00:00.000Z';
@@ -156,11 +152,7 @@ test('function usage: backfilled from the versions already there, then kept by t
     await k.migrate.latest({ migrationSource });
     await assertUsageAgrees(k);
     assert.equal((await usage()).find((r) => r[0] === fnIds[0]), [fnIds[0], 0, 300]);
-  } finally {
-    await db.knex.destroy();
-    await dropOld?.();
-    fs.rmSync(oldDir, { recursive: true, force: true });
-  }
+  });
 });
 
 test.run();
