@@ -13,10 +13,10 @@ import type { Knex } from 'knex';
 // version that changes what it adds (its status to or from 'building', its archive's size or
 // removal), whoever makes it (the API, a runner, cleanup, a cascade from a deleted function, a
 // replica running older code). A function's row is made with it (a trigger on functions) and goes
-// with it (ON DELETE CASCADE). A trigger's UPDATE takes the usage row's lock until commit, after
-// whatever the statement's own locks are: the writers that change a function's counted versions
-// either hold that function's lock first (runner, cleanup, delete) or take no lock after it
-// (complete, which holds the account's first), so no cycle of waits forms around it.
+// with it (ON DELETE CASCADE). A trigger's UPDATE holds the usage row's lock until commit; no
+// writer then waits for a lock that another writer of counts takes first (a complete takes none
+// after it; the runner holds the function's lock before it; cleanup's bulk update of failed
+// versions locks rows no other writer of counts locks): docs/design.md.
 //
 // Created before the backfill, in the same transaction: the triggers' lock on the tables holds off
 // every writer until the counts are complete.
