@@ -2,7 +2,8 @@
 //    under the function's lock, a presigned URL signed) under 1, 16 and 64 concurrent clients, over
 //    8 functions in turn, in chunks alternating with its floor: Hono answering /healthz under the
 //    same load (one floor measured once, for a figure of a fraction of a second, moved the 16-client
-//    ratio by ±25 % between runs). Then POST …/complete (S3 asked for the object's size, the object
+//    ratio by ±25 % between runs), each chunk with at least 20 requests a connection (at 64
+//    clients, one run: MIN_REQUESTS_PER_CONNECTION). Then POST …/complete (S3 asked for the object's size, the object
 //    streamed back to hash it, the build queued) of some of those versions, at the same level; the
 //    uploads between the two are made beforehand and not measured.
 //    And POST …/complete of a 1 MiB archive, one client, beside its floor: one GetObject of the
@@ -22,6 +23,15 @@ const FUNCTIONS = 8;
 
 /** Each level's /deploy and its /healthz floor alternate in this many chunks (fewer when small). */
 const CHUNKS = 5;
+/**
+ * Each connection makes at least this many requests in a chunk (fewer chunks otherwise). A chunk
+ * opens its connections at once, and their first requests arrive together; as connections finish
+ * their share, fewer remain. With ~8 requests a connection (64 clients, chunks of 500) that start
+ * and that end made the percentiles: p99 / p50 of 17–26× in chunks of 500, 1.7–1.8× in runs of
+ * 2,500 on the same server (docs/benchmarks.md, issue 15's sixteenth pass). At 16 clients the
+ * chunks keep their number (500 requests: 31 a connection); at 64 the level is one run.
+ */
+const MIN_REQUESTS_PER_CONNECTION = 20;
 
 /** Issue 15's target: /deploy at this many clients serves at least this share of /healthz's rate. */
 const TARGET_CLIENTS = 16;
@@ -119,7 +129,7 @@ export const deploy: Scenario = {
     ctx.log(`deploy/${db}: warm-up, ${settleRates.length} × ${round} POST /deploy at ${clients(TARGET_CLIENTS)} (and as many /healthz): ${settleRates.join(', ')} req/s`);
 
     for (const connections of ctx.sizes.deployConnections) {
-      const parts = chunks(ctx.sizes.deploysPerLevel, CHUNKS, connections);
+      const parts = chunks(ctx.sizes.deploysPerLevel, CHUNKS, connections * MIN_REQUESTS_PER_CONNECTION);
       ctx.log(`deploy/${db}: ${ctx.sizes.deploysPerLevel} × POST /deploy, ${clients(connections)}, in ${parts.length} chunks alternating with as many GET /healthz`);
       const deployLoads: LoadResult[] = [];
       const healthLoads: LoadResult[] = [];
