@@ -8,6 +8,8 @@ import { client } from './support/http.ts';
 import { declaration } from './support/flows.ts';
 import { randomUUID } from 'node:crypto';
 import { allocateVersion, type AllocateInput } from '../shared/domain/versions.ts';
+import { claimBuilds, failBuild } from '../shared/domain/build-queue.ts';
+import { runCleanup } from '../shared/domain/retention.ts';
 import { withRequestId } from '../shared/observability/request-context.ts';
 import { isAppError } from '../shared/errors.ts';
 import { metricsOf } from '../shared/observability/metrics.ts';
@@ -533,6 +535,59 @@ pgOnly("PostgreSQL: a planned group is refused by the account's quotas exactly a
   }
   const held = await stuck!;
   assert.is(Number(held.deployment.version), 2, 'allocated once the lock was released');
+});
+
+alloc('completes, runners and cleanup changing the same functions at once: no deadlock, usage counts exact', async () => {
+  // The usage rows' triggers lock a function's row in function_usage until commit, inside
+  // transactions that hold other locks: the account's (complete), the function's (a runner's
+  // verdict), many versions' (cleanup's bulk update of failed versions). Here all three run at once
+  // over the same functions, through the real paths.
+  const api = await tp.newUser();
+  const db = tp.platform.db;
+  const names = ['race-a', 'race-b', 'race-c', 'race-d'];
+  const functionIds: string[] = [];
+  for (const name of names) {
+    for (let v = 1; v <= 7; v++) {
+      const r = await api.post('/api/functions/deploy', { name, ...declaration() });
+      assert.is(r.status, 201, JSON.stringify(r.body));
+      if (v === 1) functionIds.push(r.body.id);
+    }
+  }
+  // v1-v4 failed with their archives still stored (cleanup removes them), v5-v7 queued (runners fail them)
+  const now = new Date().toISOString();
+  await db.knex('function_deployments').whereIn('function_id', functionIds).where('version', '<=', 4).update({ status: 'failed', archive_size: 100, updated_at: now });
+  await db.knex('function_deployments').whereIn('function_id', functionIds).whereBetween('version', [5, 7]).update({ status: 'building', archive_size: 100, queued_at: now, updated_at: now });
+  // v8-v10 uploaded, to be completed
+  const uploads: { id: string; version: number }[] = [];
+  for (const name of names) {
+    for (let i = 0; i < 3; i++) {
+      const body = Buffer.concat([Buffer.from([0x1f, 0x8b]), Buffer.from(`${name} ${i}`)]);
+      const r = await api.post('/api/functions/deploy', { name, ...declaration(body) });
+      const put = await fetch(r.body.upload.url, { method: 'PUT', headers: r.body.upload.headers, body });
+      assert.is(put.status, 200);
+      uploads.push({ id: r.body.id, version: r.body.version });
+    }
+  }
+  const claimed = (await claimBuilds(db, { runnerId: 'race', limit: 1000, leaseMs: 60_000, maxAttempts: 5 })).filter((c) => functionIds.includes(c.functionId));
+  assert.is(claimed.length, 12);
+  const policy = { maxAttempts: 5, retryBaseMs: 1000, buildTimeoutMs: 60_000 };
+  const outcomes = await Promise.allSettled([
+    runCleanup(tp.platform, tp.driver, { keepLastN: 3 }),
+    ...claimed.map((c) =>
+      failBuild(db, { deploymentId: c.id, functionId: c.functionId, claimToken: c.claimToken, failure: { kind: 'final', message: 'raced' }, buildLogs: '', policy }),
+    ),
+    ...uploads.map((u) => api.post(`/api/functions/${u.id}/deployments/${u.version}/complete`)),
+  ]);
+  for (const o of outcomes) assert.is(o.status, 'fulfilled', o.status === 'rejected' ? String(o.reason) : '');
+  const values = outcomes.map((o) => (o as PromiseFulfilledResult<any>).value);
+  assert.is(values[0].skipped, false, values[0].reason);
+  assert.is(values[0].errors, 0, 'cleanup met no error');
+  assert.ok(values[0].failedArchivesRemoved >= 16, `cleanup removed the 16 old failed archives in its bulk update (${values[0].failedArchivesRemoved})`);
+  for (const v of values.slice(1, 13)) assert.equal([v.fenced, v.willRetry, v.error], [false, false, 'raced']);
+  for (const v of values.slice(13)) assert.is(v.status, 202, JSON.stringify(v.body));
+  await assertUsageAgrees(db.knex);
+  const usage = await db.knex('function_usage').whereIn('function_id', functionIds);
+  assert.is(usage.reduce((n: number, u: any) => n + Number(u.builds), 0), 12, 'the 12 completes queued, the 12 claimed builds failed');
 });
 
 alloc('the usage rows the quotas read agree with a recount, after the concurrent deploys above', async () => {
