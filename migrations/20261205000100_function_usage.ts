@@ -29,10 +29,20 @@ const counted = (r: string) => `(${r}.status = 'building' OR (${r}.archive_size 
 const changed = `(OLD.status IS DISTINCT FROM NEW.status OR OLD.archive_size IS DISTINCT FROM NEW.archive_size OR OLD.archive_removed_at IS DISTINCT FROM NEW.archive_removed_at)`;
 
 const BACKFILL = `INSERT INTO function_usage (function_id, user_id, builds, archive_bytes)
-  SELECT f.id, f.user_id,
-    (SELECT count(*) FROM function_deployments d WHERE d.function_id = f.id AND d.status = 'building'),
-    (SELECT COALESCE(sum(d.archive_size), 0) FROM function_deployments d WHERE d.function_id = f.id AND d.archive_removed_at IS NULL AND d.archive_size IS NOT NULL)
-  FROM functions f`;
+  SELECT f.id, f.user_id, COALESCE(sum(${building('d')}), 0), COALESCE(sum(${storedBytes('d')}), 0)
+  FROM functions f LEFT JOIN function_deployments d ON d.function_id = f.id
+  GROUP BY f.id, f.user_id`;
+
+/**
+ * The partial indexes the quota read counted through (migrations …_building_index and
+ * …_stored_archives_sized_index): nothing else reads them (the build queue's scans go through
+ * (status, lease_expires_at)), and every write of a version kept them up to date. `down` makes them again.
+ */
+const COUNTING_INDEXES = {
+  function_deployments_building: "CREATE INDEX function_deployments_building ON function_deployments (function_id) WHERE status = 'building'",
+  function_deployments_stored_archives:
+    'CREATE INDEX function_deployments_stored_archives ON function_deployments (function_id, archive_size, archive_removed_at) WHERE archive_removed_at IS NULL AND archive_size IS NOT NULL',
+};
 
 export async function up(knex: Knex): Promise<void> {
   await knex.schema.createTable('function_usage', (t) => {
@@ -88,6 +98,7 @@ END $$`);
     await knex.raw(`CREATE TRIGGER function_deployments_usage_delete AFTER DELETE ON function_deployments WHEN ${counted('OLD')} BEGIN ${add('OLD', '-')} END`);
   }
   await knex.raw(BACKFILL);
+  for (const name of Object.keys(COUNTING_INDEXES)) await knex.raw(`DROP INDEX ${name}`);
 }
 
 export async function down(knex: Knex): Promise<void> {
@@ -100,4 +111,5 @@ export async function down(knex: Knex): Promise<void> {
     await knex.raw('DROP FUNCTION function_usage_create()');
   }
   await knex.schema.dropTable('function_usage');
+  for (const create of Object.values(COUNTING_INDEXES)) await knex.raw(create);
 }

@@ -134,6 +134,14 @@ test('function usage: backfilled from the versions already there, then kept by t
       });
     }
     await k.migrate.latest({ migrationSource });
+    const indexes = async () => {
+      const r = await k.raw(
+        testDbKind() === 'postgres' ? "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'function_deployments'" : "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'function_deployments'",
+      );
+      return ((Array.isArray(r) ? r : r.rows) as { name: string }[]).map((x) => x.name);
+    };
+    const countingIndexes = ['function_deployments_building', 'function_deployments_stored_archives'];
+    assert.equal((await indexes()).filter((n) => countingIndexes.includes(n)), [], 'the indexes the old counts read are gone');
     const usage = async () => (await k('function_usage').orderBy('function_id')).map((r: any) => [r.function_id, Number(r.builds), Number(r.archive_bytes)]);
     const expected = [[fnIds[0], 2, 1_300], [fnIds[1], 0, 37]].sort((a, b) => String(a[0]).localeCompare(String(b[0])));
     assert.equal(await usage(), expected, 'backfilled');
@@ -148,6 +156,7 @@ test('function usage: backfilled from the versions already there, then kept by t
     // down removes the table and its triggers (versions are written without them), up rebuilds it
     await k.migrate.down({ migrationSource });
     assert.not.ok(await k.schema.hasTable('function_usage'));
+    assert.equal((await indexes()).filter((n) => countingIndexes.includes(n)).sort(), countingIndexes, 'and back with down');
     await k('function_deployments').where({ function_id: fnIds[0], archive_size: 200 }).update({ status: 'failed' });
     await k.migrate.latest({ migrationSource });
     await assertUsageAgrees(k);
