@@ -77,9 +77,24 @@ scriptable('every command (and the general help) has --help with an example and 
   });
 });
 
-scriptable('--json: every command prints one JSON document on stdout that parses', async () => {
+/**
+ * A preload that makes fetch (and the classes that come with it) throw: Node 20 loads and compiles
+ * fetch's implementation on first use, ~0.16 s a command, so the CLI speaks node:http
+ * (scripts/cli/http-exchange.ts). Every command runs under it below.
+ */
+function withoutFetch(env: Record<string, string>): Record<string, string> {
+  const preload = path.join(scratch, 'no-fetch.cjs');
+  fs.writeFileSync(
+    preload,
+    `for (const name of ['fetch', 'Request', 'Response', 'Headers', 'FormData', 'EventSource'])
+      Object.defineProperty(globalThis, name, { configurable: true, get() { throw new Error('the CLI used the global ' + name + ' (slow to load): use scripts/cli/http-exchange.ts'); } });\n`,
+  );
+  return { ...env, NODE_OPTIONS: `--require ${preload}` };
+}
+
+scriptable('--json: every command prints one JSON document on stdout that parses (and none uses fetch)', async () => {
   const home = newHome(scratch);
-  const env = cliEnv(home, { CONTAINERPUB_URL: tp.url });
+  const env = withoutFetch(cliEnv(home, { CONTAINERPUB_URL: tp.url }));
   const email = `json-${process.pid}-${Date.now()}@example.com`;
   const dir = newDir('json');
   writeFunctionDir(dir, 'one');
@@ -333,7 +348,7 @@ live('logs --follow prints an invocation and its output as it happens; Ctrl-C ex
   fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'follow', main: 'index.mjs', type: 'module' }));
   fs.writeFileSync(path.join(dir, 'index.mjs'), "export default async (event) => { console.log('follow says', event.word); return 1; };\n");
   ok(await cli('deploy', dir));
-  const f = startCli(['logs', 'follow', '--follow'], env);
+  const f = startCli(['logs', 'follow', '--follow'], withoutFetch(env));
   try {
     await f.waitFor(/following follow \(Ctrl-C to stop\)/);
     const from = f.output().length;

@@ -300,6 +300,12 @@ failures('API down: one line naming the URL, exit 1', async () => {
   oneLineError(r, new RegExp(`^error: cannot reach the ContainerPub API at ${url} \\(is it running\\?\\)$`));
 });
 
+failures('https:// to a port that speaks plain HTTP: one line, not OpenSSL internals, exit 1', async () => {
+  const url = tp.url.replace('http://', 'https://');
+  const r = await runCli(['ls'], cliEnv(newHome(scratch), { CONTAINERPUB_URL: url, CONTAINERPUB_TOKEN: 'x' }));
+  oneLineError(r, new RegExp(`^error: cannot reach the ContainerPub API at ${url} \\(the TLS handshake failed: does it serve HTTPS on that port\\?\\)$`));
+});
+
 failures('not logged in (no saved login, no CONTAINERPUB_TOKEN): one line, exit 3', async () => {
   const r = await runCli(['ls'], cliEnv(newHome(scratch), { CONTAINERPUB_URL: tp.url }));
   oneLineError(r, /^error: not logged in: run "containerpub login" \(or set CONTAINERPUB_TOKEN\)$/, 3);

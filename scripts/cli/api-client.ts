@@ -1,7 +1,8 @@
-// One fetch-based client for the ContainerPub API. Every failure becomes a CliError with a message a
-// person can act on: an unreachable API, a refused token, or the API's own error envelope
-// `{error: {code, message}}` (its message is shown as is).
+// One client for the ContainerPub API, over node:http (http-exchange.ts says why not fetch). Every
+// failure becomes a CliError with a message a person can act on: an unreachable API, a refused
+// token, or the API's own error envelope `{error: {code, message}}` (its message is shown as is).
 import { ApiError, CliError, EXIT_AUTH } from './errors.ts';
+import { exchange, readText, type Answer } from './http-exchange.ts';
 
 // The wire shapes are the API's own view types: one definition on both sides of the HTTP call.
 export type { AccessMode as FunctionAccess } from '../../shared/domain/access.ts';
@@ -63,11 +64,9 @@ const NETWORK_CODES = new Set([
   'ENETUNREACH',
   'ETIMEDOUT',
   'EPIPE',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_SOCKET',
 ]);
 
-/** The OS-level code behind a failed fetch ("fetch failed" hides it in `cause`). */
+/** The OS-level code behind a failed request (on the error, or in its `cause`). */
 export function networkCode(err: unknown): string | undefined {
   for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
     if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) return e.code;
@@ -107,22 +106,23 @@ export class ApiClient {
       body = JSON.stringify(opts.json);
     }
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    let res: Response;
+    let res: Answer;
     let text: string;
     try {
-      res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(timeoutMs) });
-      text = await res.text();
+      // the timeout covers the whole exchange, the body's reading included
+      const signal = AbortSignal.timeout(timeoutMs);
+      res = await exchange(url, { method, headers, body, signal });
+      text = await readText(res);
     } catch (err) {
       if ((err as Error).name === 'TimeoutError') {
         throw new CliError(`the ContainerPub API at ${this.baseUrl} did not answer within ${Math.round(timeoutMs / 1000)} s`);
       }
       if (networkCode(err)) throw new CliError(`cannot reach the ContainerPub API at ${this.baseUrl} (is it running?)`);
-      const cause = ((err as Error).cause as Error | undefined)?.message;
-      if (cause === 'bad port') {
-        // fetch refuses the ports browsers block (1, 9, 6000, …) before trying to connect
-        throw new CliError(`cannot use ${this.baseUrl}: its port is one that fetch refuses to connect to; run the API on another port`);
+      if ((err as { code?: unknown }).code === 'EPROTO') {
+        // OpenSSL's own text is a line of internals: https:// to a plain-HTTP port, most likely
+        throw new CliError(`cannot reach the ContainerPub API at ${this.baseUrl} (the TLS handshake failed: does it serve HTTPS on that port?)`);
       }
-      throw new CliError(`cannot reach the ContainerPub API at ${this.baseUrl} (${cause ?? (err as Error).message})`);
+      throw new CliError(`cannot reach the ContainerPub API at ${this.baseUrl} (${(err as Error).message})`);
     }
     let parsed: unknown = null;
     if (text !== '') {
@@ -141,7 +141,7 @@ export class ApiClient {
   }
 
   /** The CliError for an answer that is not 2xx, from the API's envelope when it sent one. */
-  private errorOf(res: Response, parsed: unknown, auth: boolean): ApiError {
+  private errorOf(res: Answer, parsed: unknown, auth: boolean): ApiError {
     const envelope = (parsed as { error?: { code?: string; message?: string; details?: Record<string, unknown> } } | null)?.error;
     const code = envelope?.code ?? `http_${res.status}`;
     const message = envelope?.message ?? `the API answered ${res.status} ${res.statusText}`;
@@ -156,22 +156,22 @@ export class ApiClient {
   }
 
   /**
-   * Opens a server-sent event stream: the Response once it answered 200 (its body is the stream),
-   * else the API's error as an ApiError. A network failure is a CliError.
+   * Opens a server-sent event stream: the answer once it is 200 (its body is the stream), else the
+   * API's error as an ApiError. A network failure is a CliError.
    */
-  async openEventStream(path: string, opts: { lastEventId?: string; signal?: AbortSignal } = {}): Promise<Response> {
+  async openEventStream(path: string, opts: { lastEventId?: string; signal?: AbortSignal } = {}): Promise<Answer> {
     if (!this.token) throw notLoggedIn();
     const headers: Record<string, string> = { accept: 'text/event-stream', authorization: `Bearer ${this.token}` };
     if (opts.lastEventId) headers['last-event-id'] = opts.lastEventId;
-    let res: Response;
+    let res: Answer;
     try {
-      res = await fetch(this.baseUrl + path, { headers, signal: opts.signal });
+      res = await exchange(new URL(this.baseUrl + path), { headers, signal: opts.signal });
     } catch (err) {
-      if ((err as Error).name === 'AbortError') throw err;
+      if (opts.signal?.aborted) throw err;
       throw new CliError(`cannot reach the ContainerPub API at ${this.baseUrl} (is it running?)`);
     }
-    if (res.ok && (res.headers.get('content-type') ?? '').startsWith('text/event-stream')) return res;
-    const text = await res.text().catch(() => '');
+    if (res.ok && (res.headers['content-type'] ?? '').startsWith('text/event-stream')) return res;
+    const text = await readText(res).catch(() => '');
     let parsed: unknown = null;
     try {
       parsed = text === '' ? null : JSON.parse(text);

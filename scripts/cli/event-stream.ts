@@ -3,6 +3,7 @@
 // periodic close) reconnect with Last-Event-ID, so nothing is repeated or lost. Used by
 // `logs --follow` and `deploy`.
 import type { ApiClient, EventEntry, Invocation } from './api-client.ts';
+import type { Answer } from './http-exchange.ts';
 import { ApiError, CliError } from './errors.ts';
 
 export type StreamMessage =
@@ -21,12 +22,12 @@ export function isStreamUnsupported(err: unknown): boolean {
 
 /** Splits a text/event-stream body into messages (comments and the `retry:` field are kept apart). */
 export async function* parseEventStream(
-  body: ReadableStream<Uint8Array>,
+  body: AsyncIterable<Uint8Array>,
   onComment?: (text: string) => void,
 ): AsyncGenerator<{ id: string | null; event: string; data: string }> {
   const decoder = new TextDecoder();
   let buf = '';
-  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+  for await (const chunk of body) {
     buf += decoder.decode(chunk, { stream: true }).replace(/\r\n?/g, '\n');
     let at: number;
     while ((at = buf.indexOf('\n\n')) >= 0) {
@@ -72,7 +73,7 @@ export async function* followEvents(api: ApiClient, functionId: string, opts: Fo
   const path = `/api/functions/${functionId}/events/stream`;
   for (;;) {
     if (opts.signal?.aborted) return;
-    let res: Response;
+    let res: Answer;
     try {
       res = await api.openEventStream(last === undefined ? path : `${path}?since=${encodeURIComponent(last)}`, { lastEventId: last, signal: opts.signal });
     } catch (err) {
@@ -91,7 +92,7 @@ export async function* followEvents(api: ApiClient, functionId: string, opts: Fo
       continue;
     }
     try {
-      for await (const m of parseEventStream(res.body!, (comment) => {
+      for await (const m of parseEventStream(res.body, (comment) => {
         const p = /^position (\S+)/.exec(comment)?.[1];
         if (p) {
           // a fresh stream starts from "now": after a drop, resume from where it started
