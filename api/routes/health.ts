@@ -1,7 +1,8 @@
 // GET /healthz: the process answers. GET /readyz: every dependency answers too (the database, S3,
 // the Docker engine when this process runs the docker driver, the registry when REGISTRY is set),
 // each reported with its latency; 503 when one does not.
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
+import { newDockerClient } from '../../shared/runtime/docker-client.ts';
 import type { Platform } from '../../shared/platform.ts';
 import type { RuntimeDriver } from '../../shared/runtime/types.ts';
 import { RegistryClient } from '../../shared/runtime/registry.ts';
@@ -45,7 +46,7 @@ export const checkDatabase = (p: Platform) => timedCheck(() => p.db.knex.raw('se
 export const checkStorage = (p: Platform) => timedCheck(() => p.storage.ping());
 
 export function register(app: App, p: Platform, opts: { driver?: RuntimeDriver } = {}): void {
-  const engine = opts.driver?.name === 'docker' ? ((opts.driver as { docker?: Docker }).docker ?? new Docker()) : null;
+  const engine = opts.driver?.name === 'docker' ? ((opts.driver as { docker?: Docker }).docker ?? newDockerClient()) : null;
   // REGISTRY may carry a path (host:port/namespace): the registry's API is at the host
   const registryUrl = p.config.runtime.registryApiUrl ?? p.config.runtime.registry?.split('/')[0];
   const registry = registryUrl ? new RegistryClient(registryUrl, { timeoutMs: CHECK_TIMEOUT_MS }) : null;

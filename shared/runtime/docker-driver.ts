@@ -9,7 +9,8 @@
 // repositories, never uploaded again; the engine pulls the image when an instance first starts.
 // Without a registry the same image goes to the engine through `docker load` (image/load.ts).
 // Dockerfile functions are built by the engine, with the build's resource limits.
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
+import { newDockerClient } from './docker-client.ts';
 import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
@@ -126,7 +127,7 @@ export class DockerDriver implements RuntimeDriver {
   private readonly layerHomes = new Map<string, string>();
 
   constructor(private readonly opts: DockerDriverOptions) {
-    this.docker = opts.docker ?? new Docker();
+    this.docker = opts.docker ?? newDockerClient();
     this.registry = opts.registry?.trim() || undefined;
     this.ioTimeoutMs = opts.ioTimeoutMs ?? DEFAULT_IO_TIMEOUT_MS;
     this.dataDir = opts.dataDir ?? path.join(os.tmpdir(), 'containerpub-docker');

@@ -3,7 +3,8 @@
 // all) only while the API listens on a loopback address: on a reachable address a Docker engine
 // that happens to be down must not quietly turn the platform into one that runs untrusted code
 // unsandboxed.
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
+import { newDockerClient } from './docker-client.ts';
 import { ConfigError } from '../config.ts';
 import { DockerDriver, type DockerDriverOptions } from './docker-driver.ts';
 import { ProcessDriver, type ProcessDriverOptions } from './process-driver.ts';
@@ -42,7 +43,7 @@ export async function selectDriver(opts: {
   const logger = opts.docker.logger ?? opts.process.logger;
   if (opts.driver === 'process') return new ProcessDriver(opts.process);
 
-  const docker = opts.docker.docker ?? new Docker();
+  const docker = opts.docker.docker ?? newDockerClient();
   const why = await pingDocker(docker);
   if (why === null) {
     const driver = new DockerDriver({ ...opts.docker, docker });

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import S3rver, { type S3rverStore, type S3rverStoredObject } from 's3rver';
+import type { S3rverStore, S3rverStoredObject } from 's3rver';
 
 export const EMBEDDED_S3_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
 
@@ -22,6 +22,9 @@ export async function startEmbeddedS3(opts: {
   port?: number;
 }): Promise<EmbeddedS3> {
   fs.mkdirSync(opts.directory, { recursive: true });
+  // loaded here, not at start: s3rver and koa are ~0.15 s of modules that a platform on a real S3
+  // (S3_ENDPOINT) never needs
+  const { default: S3rver } = await import('s3rver');
   const server = new S3rver({
     address: opts.host ?? '127.0.0.1',
     port: opts.port ?? 0,
