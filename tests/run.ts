@@ -130,7 +130,7 @@ async function main() {
     ]);
     if (built.status === 'rejected') throw built.reason;
     if (cli.status === 'rejected') throw cli.reason;
-    bundles = { dir, files: built.value };
+    bundles = { dir, files: built.value.bundles };
   }
 
   const outcomes: Outcome[] = [];

@@ -2,6 +2,9 @@
 // test pass and at every keystroke of a user's script. zod was ~0.75 MB of the bundled CLI's 1 MB
 // (0.07 s of a command's 0.21 s; 0.1 s of a command under tsx), for two checks: containerpub.json,
 // which only deploy and watch read (they load it on demand), and a tag's name (a zod-free rule).
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import esbuild from 'esbuild';
 import { test } from 'uvu';
@@ -87,6 +90,46 @@ test('platform processes start without dockerode and s3rver: loaded when an engi
     assert.ok(atStart.has('knex'), `${entry}: the check sees its packages`);
     for (const heavy of ['dockerode', 's3rver']) assert.not.ok(atStart.has(heavy), `${entry} loads ${heavy} at start`);
     assert.ok(onDemand.has('s3rver'), `${entry}: the embedded S3 is still there, imported when started`);
+  }
+});
+
+test('the installed command runs from a bundle it makes once, and makes again when a file it was made from changed', () => {
+  const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'containerpub-cli-cache-'));
+  const bin = (env: Record<string, string> = {}) => {
+    const r = spawnSync(process.execPath, [path.join(repoRoot, 'scripts/cli/bin.js'), '--help'], {
+      env: { PATH: process.env.PATH ?? '', HOME: cache, CONTAINERPUB_CLI_CACHE: cache, ...env },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.is(r.status, 0, `${r.stdout}${r.stderr}`);
+    assert.match(r.stdout, /^containerpub — deploy, version and run functions/);
+    return r;
+  };
+  const current = () => fs.readFileSync(path.join(cache, 'current'), 'utf8');
+  try {
+    bin(); // none yet: runs the sources, and makes the bundle
+    const first = current();
+    const inputsFile = path.join(cache, first, 'inputs.json');
+    const inputs = JSON.parse(fs.readFileSync(inputsFile, 'utf8')).inputs as Record<string, number>;
+    assert.ok('scripts/cli/main.ts' in inputs && Object.keys(inputs).some((f) => f.startsWith('node_modules/')), 'the sources and the packages it bundles');
+    bin();
+    assert.is(current(), first, 'unchanged files: the same bundle, not another build');
+    // and it is the bundle that runs, not the sources
+    const bundled = path.join(cache, first, 'scripts/cli/main.mjs');
+    const made = fs.readFileSync(bundled);
+    fs.writeFileSync(bundled, "console.log('containerpub — deploy, version and run functions (the bundle ran)');\n");
+    assert.match(bin().stdout, /\(the bundle ran\)/);
+    fs.writeFileSync(bundled, made);
+    // a file it was made from changed since (as an edit or an `npm ci` would): made again
+    fs.writeFileSync(inputsFile, JSON.stringify({ inputs: { ...inputs, 'scripts/cli/format.ts': inputs['scripts/cli/format.ts']! - 1000 } }));
+    bin();
+    assert.is.not(current(), first, 'a changed file: a new bundle');
+    assert.ok(fs.existsSync(path.join(cache, current(), 'scripts/cli/main.mjs')));
+    // no bundle possible (the cache is under a file): the sources, and the command still works
+    bin({ CONTAINERPUB_CLI_CACHE: path.join(inputsFile, 'below-a-file') });
+    bin({ CONTAINERPUB_CLI_CACHE: 'off' });
+  } finally {
+    fs.rmSync(cache, { recursive: true, force: true });
   }
 });
 
