@@ -23,6 +23,7 @@ function freshBundle() {
     for (const [file, mtimeMs] of Object.entries(inputs)) {
       if (fs.statSync(path.join(root, file)).mtimeMs !== mtimeMs) return null;
     }
+    // CLI_ENTRY's bundle (cli-bundle.ts); this file is plain JavaScript and cannot import it
     const bundle = path.join(dir, 'scripts', 'cli', 'main.mjs');
     return fs.existsSync(bundle) ? bundle : null;
   } catch {

@@ -11,7 +11,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { bundleForNode, bundlePath, repoRoot } from '../bundle.ts';
 
-const CLI_ENTRY = 'scripts/cli/main.ts';
+/** The CLI's entry point (bin.js finds its bundle at scripts/cli/main.mjs in a build's directory). */
+export const CLI_ENTRY = 'scripts/cli/main.ts';
 /** Builds older than this (and not current) are removed: a command started from one may still load its lazy chunks. */
 const OLD_BUILD_MS = 60 * 60_000;
 

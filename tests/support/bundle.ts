@@ -6,14 +6,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { bundlePath, repoRoot } from '../../scripts/bundle.ts';
+import { CLI_ENTRY } from '../../scripts/cli/cli-bundle.ts';
 
 export { bundleForNode, bundlePath, repoRoot } from '../../scripts/bundle.ts';
 
 /** Set by tests/run.ts: where it bundled every entry point of the run (test files, runner, API, cleanup, CLI). */
 export const BUNDLES_ENV = 'CONTAINERPUB_TEST_BUNDLES';
 
-/** the CLI, whose packages (plain JavaScript) are bundled with it: they load ~0.13 s of CPU faster a run */
-export const CLI_ENTRY = 'scripts/cli/main.ts';
+// the CLI, whose packages (plain JavaScript) are bundled with it: they load ~0.13 s of CPU faster a run
+export { CLI_ENTRY } from '../../scripts/cli/cli-bundle.ts';
 
 /**
  * `node` arguments that run one of the entry points tests/run.ts bundles (CHILD_ENTRIES there, and
