@@ -54,6 +54,10 @@ deploy('presigned flow: deploy → PUT → complete puts the exact key in S3 and
   const again = await api.post(`/api/functions/${res.body.id}/deployments/1/complete`);
   assert.is(again.status, 202);
   assert.is(again.body.status, 'building');
+  // a version never allocated: a 404 naming it, and nothing else changes
+  const missing = await api.post(`/api/functions/${res.body.id}/deployments/9/complete`);
+  assert.is(missing.status, 404, JSON.stringify(missing.body));
+  assert.is(missing.body.error.code, 'version_not_found');
 
   const second = await deployPresigned(api, 'hello', archive('v2'));
   assert.is(second.version, 2);
