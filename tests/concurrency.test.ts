@@ -324,6 +324,16 @@ function pathsSince(before: Record<string, number>, after: Record<string, number
   return Object.fromEntries([...paths].map((p) => [p, (after[p] ?? 0) - (before[p] ?? 0)]).filter(([, n]) => n !== 0));
 }
 
+/** PostgreSQL: bounded polling until a session of this database waits for a row lock. */
+async function untilSomeoneWaitsForALock(failure: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    const { rows } = await tp.platform.db.knex.raw("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+    if (rows[0].n > 0) return;
+    if (i > 200) throw new Error(failure);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 const config = (patch: Record<string, unknown>) => ({ patch, sealer: tp.platform.secrets, platform: tp.platform.config });
 
 pgOnly('PostgreSQL: a group of functions this process wrote last commits planned, in one transaction: numbers, configurations and request ids as if read first', async () => {
@@ -515,12 +525,7 @@ pgOnly("PostgreSQL: a planned group is refused by the account's quotas exactly a
   try {
     await holder.raw('SELECT id FROM functions WHERE user_id = ? AND name = ? FOR NO KEY UPDATE', [api.userId, 'held']);
     stuck = allocateVersion(tp.platform.db, { userId: api.userId, name: 'held', status: 'pending_upload' });
-    for (let i = 0; ; i++) {
-      const { rows } = await knex.raw("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
-      if (rows[0].n > 0) break;
-      if (i > 200) throw new Error("the group never waited for the function's lock");
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await untilSomeoneWaitsForALock("the group never waited for the function's lock");
     // bounded: without the stalled group's escape it waits for the holder, which waits for it
     const free = await Promise.race([
       allocateVersion(tp.platform.db, { userId: api.userId, name: 'free', status: 'pending_upload' }),
@@ -588,6 +593,111 @@ alloc('completes, runners and cleanup changing the same functions at once: no de
   await assertUsageAgrees(db.knex);
   const usage = await db.knex('function_usage').whereIn('function_id', functionIds);
   assert.is(usage.reduce((n: number, u: any) => n + Number(u.builds), 0), 12, 'the 12 completes queued, the 12 claimed builds failed');
+});
+
+alloc('a function deleted while its versions are completed, failed by runners and cleaned: no deadlock, nothing of it left, the other function counted exactly', async () => {
+  // The delete locks the function, then its cascade locks every version row and (through the usage
+  // triggers) the usage row. The others lock versions and usage rows of the same function without
+  // its lock (complete; cleanup's bulk update of failed versions) or with it (a runner's verdict).
+  const api = await tp.newUser();
+  const db = tp.platform.db;
+  const keysOf = async (functionId: string) =>
+    (await db.knex('function_deployments').where({ function_id: functionId }).select('s3_key')).map((r: { s3_key: string }) => r.s3_key);
+  for (let round = 0; round < 3; round++) {
+    const ids: Record<'gone' | 'kept', string> = { gone: '', kept: '' };
+    for (const which of ['gone', 'kept'] as const) {
+      for (let v = 1; v <= 11; v++) {
+        const r = await api.post('/api/functions/deploy', { name: `del-${which}-${round}`, ...declaration() });
+        assert.is(r.status, 201, JSON.stringify(r.body));
+        ids[which] = r.body.id;
+      }
+    }
+    const functionIds = [ids.gone, ids.kept];
+    // v1-v8 failed with their archives still stored (cleanup removes them), v9-v11 queued (runners fail them)
+    const now = new Date().toISOString();
+    await db.knex('function_deployments').whereIn('function_id', functionIds).where('version', '<=', 8).update({ status: 'failed', archive_size: 100, updated_at: now });
+    await db.knex('function_deployments').whereIn('function_id', functionIds).whereBetween('version', [9, 11]).update({ status: 'building', archive_size: 100, queued_at: now, updated_at: now });
+    // v12-v14 uploaded, to be completed
+    const uploads: { id: string; version: number; gone: boolean }[] = [];
+    for (const which of ['gone', 'kept'] as const) {
+      for (let i = 0; i < 3; i++) {
+        const body = Buffer.concat([Buffer.from([0x1f, 0x8b]), Buffer.from(`${which} ${round} ${i}`)]);
+        const r = await api.post('/api/functions/deploy', { name: `del-${which}-${round}`, ...declaration(body) });
+        const put = await fetch(r.body.upload.url, { method: 'PUT', headers: r.body.upload.headers, body });
+        assert.is(put.status, 200);
+        uploads.push({ id: r.body.id, version: r.body.version, gone: which === 'gone' });
+      }
+    }
+    const goneKeys = await keysOf(ids.gone);
+    const claimed = (await claimBuilds(db, { runnerId: 'race', limit: 1000, leaseMs: 60_000, maxAttempts: 5 })).filter((c) => functionIds.includes(c.functionId));
+    assert.is(claimed.length, 6);
+    const policy = { maxAttempts: 5, retryBaseMs: 1000, buildTimeoutMs: 60_000 };
+    const outcomes = await Promise.allSettled([
+      api.request('DELETE', `/api/functions/${ids.gone}`),
+      runCleanup(tp.platform, tp.driver, { keepLastN: 3 }),
+      ...claimed.map((c) =>
+        failBuild(db, { deploymentId: c.id, functionId: c.functionId, claimToken: c.claimToken, failure: { kind: 'final', message: 'raced' }, buildLogs: '', policy }),
+      ),
+      ...uploads.map((u) => api.post(`/api/functions/${u.id}/deployments/${u.version}/complete`)),
+    ]);
+    for (const o of outcomes) assert.is(o.status, 'fulfilled', o.status === 'rejected' ? String(o.reason) : '');
+    const values = outcomes.map((o) => (o as PromiseFulfilledResult<any>).value);
+    assert.is(values[0].status, 204, JSON.stringify(values[0].body));
+    assert.is(values[1].skipped, false, values[1].reason);
+    assert.is(values[1].errors, 0, 'cleanup met no error (a deadlock would be one)');
+    for (const [i, c] of claimed.entries()) {
+      const v = values[2 + i];
+      // a verdict on a version already deleted is fenced; any other is recorded
+      if (c.functionId === ids.gone && v.fenced) assert.is(v.willRetry, false);
+      else assert.equal([v.fenced, v.willRetry, v.error], [false, false, 'raced']);
+    }
+    for (const [i, u] of uploads.entries()) {
+      const v = values[2 + claimed.length + i];
+      // a complete of the deleted function's version is queued before the delete, or finds no
+      // function (the tenant check) or no version (the delete committed after that check) after it
+      if (u.gone) assert.ok(v.status === 202 || (v.status === 404 && ['function_not_found', 'version_not_found'].includes(v.body.error.code)), `${v.status} ${JSON.stringify(v.body)}`);
+      else assert.is(v.status, 202, JSON.stringify(v.body));
+    }
+    for (const table of ['functions', 'function_deployments', 'function_usage', 'function_logs']) {
+      const column = table === 'functions' ? 'id' : 'function_id';
+      const left = await db.knex(table).where(column, ids.gone).count({ n: '*' });
+      assert.is(Number(left[0]!.n), 0, `${table} keeps no row of the deleted function`);
+    }
+    for (const key of goneKeys) assert.is(await tp.platform.storage.digest(key), null, `${key} removed with its function`);
+    await assertUsageAgrees(db.knex);
+    const kept = await db.knex('function_usage').where({ function_id: ids.kept }).first();
+    assert.is(Number(kept.builds), 3, 'the kept function: its 3 completes queued, its 3 claimed builds failed');
+  }
+});
+
+pgOnly("PostgreSQL: a function's deletion waits for a writer holding one of its versions that then references the function (a complete's order): no deadlock", async () => {
+  // A complete's one statement updates its version's row and then inserts an event, whose foreign
+  // key takes KEY SHARE on the function's row. A deletion that held the function's row FOR UPDATE
+  // while waiting for that version's row closed the cycle (PostgreSQL aborted one after 1 s).
+  const api = await tp.newUser();
+  const made = await api.post('/api/functions/deploy', { name: 'del-order', ...declaration() });
+  assert.is(made.status, 201, JSON.stringify(made.body));
+  const knex = tp.platform.db.knex;
+  const writer = await knex.transaction();
+  let deleting: ReturnType<typeof api.request> | undefined;
+  try {
+    await writer.raw('UPDATE function_deployments SET updated_at = now() WHERE id = ?', [made.body.deploymentId]);
+    deleting = api.request('DELETE', `/api/functions/${made.body.id}`);
+    await untilSomeoneWaitsForALock("the deletion never waited for the version's row");
+    await Promise.race([
+      writer.raw("INSERT INTO function_logs (function_id, deployment_id, version, event, message, created_at) VALUES (?, ?, 1, 'upload_completed', 'raced', now())", [made.body.id, made.body.deploymentId]),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the writer waited for the deletion')), 5_000).unref()),
+    ]);
+    await writer.commit();
+  } catch (err) {
+    await writer.rollback().catch(() => {});
+    await deleting?.catch(() => {});
+    throw err;
+  }
+  const deleted = await deleting;
+  assert.is(deleted.status, 204, JSON.stringify(deleted.body));
+  const left = await knex('function_deployments').where({ function_id: made.body.id }).count({ n: '*' });
+  assert.is(Number(left[0]!.n), 0);
 });
 
 alloc('the usage rows the quotas read agree with a recount, after the concurrent deploys above', async () => {

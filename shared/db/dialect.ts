@@ -29,6 +29,18 @@ export function lockFunctionRow(db: Db, trx: Knex.Transaction, functionId: strin
 }
 
 /**
+ * Every version row of a function, locked in id order (PostgreSQL) for a writer that holds the
+ * function's lock and is about to change or remove them all: the function's deletion. Taken before
+ * the row lock that the deletion's own DELETE needs (FOR UPDATE, which waits for the KEY SHARE
+ * locks of foreign-key checks), so that a complete or a cleanup holding one of these rows and
+ * about to insert an event finishes first instead of deadlocking with it. SQLite: the write lock
+ * that lockFunctionRow took covers them.
+ */
+export async function lockVersionRows(db: Db, query: Knex.QueryBuilder): Promise<unknown[]> {
+  return db.dialect === 'pg' ? query.orderBy('id').forUpdate() : query;
+}
+
+/**
  * lockFunctionRow for many functions at once (a batch of retention cleanup); returns the ids that
  * exist. PostgreSQL: one SELECT … FOR NO KEY UPDATE, locking in id order, the order every
  * multi-function locker uses, so two of them cannot deadlock. SQLite: the write lock is the whole

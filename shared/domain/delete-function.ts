@@ -1,6 +1,6 @@
 // Deleting a function removes its history rows and every artifact they point at.
 import type { Platform } from '../platform.ts';
-import { lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
+import { lockFunctionRow, lockVersionRows, num, withTransaction } from '../db/dialect.ts';
 import { errors } from '../errors.ts';
 import { announceFunctionChanged } from './function-changes.ts';
 import type { DeploymentRow } from './model.ts';
@@ -12,7 +12,8 @@ export interface RemovedFunction {
 
 /**
  * Rows go first, in one transaction under the function's lock (no version can be allocated in
- * between); then the objects. If S3 fails half-way, what is left is an unreferenced object, never a
+ * between), its versions' rows locked before the function's row is deleted (lockVersionRows: the
+ * lock order every writer of a version keeps, docs/design.md); then the objects. If S3 fails half-way, what is left is an unreferenced object, never a
  * history row pointing at an artifact that is gone.
  */
 export async function deleteFunction(
@@ -25,9 +26,10 @@ export async function deleteFunction(
     const exists = await lockFunctionRow(p.db, trx, functionId);
     const owned = exists && (await trx('functions').where({ id: functionId, user_id: userId }).first('id'));
     if (!owned) throw errors.functionNotFound();
-    const deployments = await trx('function_deployments')
-      .select('id', 'version', 's3_key', 'archive_key', 'image_tag', 'runtime_driver')
-      .where({ function_id: functionId });
+    const deployments = (await lockVersionRows(
+      p.db,
+      trx('function_deployments').select('id', 'version', 's3_key', 'archive_key', 'image_tag', 'runtime_driver').where({ function_id: functionId }),
+    )) as RemovedFunction['deployments'];
     await trx('functions').where({ id: functionId }).delete();
     await announceFunctionChanged(p.db, trx, functionId);
     return { functionId, deployments: deployments.map((d) => ({ ...d, version: num(d.version) })) };

@@ -621,6 +621,8 @@ export class Cleanup {
       note: 'text',
     });
     const recorded = await withTransaction(this.db, async (trx) => {
+      // the functions' locks first, as claim() takes them (and a function's deletion)
+      await lockFunctionRows(this.db, trx, [...new Set(outcomes.map((o) => o.row.function_id))]);
       const result = await trx.raw(
         `WITH ${rows}
          UPDATE function_deployments
@@ -665,13 +667,17 @@ export class Cleanup {
     }
     if (deleted.length === 0) return;
     const now = nowIso();
-    const moved: { id: string }[] = await this.db
-      .knex('function_deployments')
-      .whereIn('id', deleted.map((r) => r.id))
-      .andWhere('status', 'failed')
-      .whereNull('archive_removed_at')
-      .update({ archive_removed_at: now, cleanup_note: 'archive of a failed version deleted by retention cleanup', updated_at: now })
-      .returning('id');
+    // under the functions' locks, as every writer of several versions: the rows a function's
+    // deletion locks are locked in one order (docs/design.md, the usage counts)
+    const moved: { id: string }[] = await withTransaction(this.db, async (trx) => {
+      await lockFunctionRows(this.db, trx, [...new Set(deleted.map((r) => r.function_id))]);
+      return trx('function_deployments')
+        .whereIn('id', deleted.map((r) => r.id))
+        .andWhere('status', 'failed')
+        .whereNull('archive_removed_at')
+        .update({ archive_removed_at: now, cleanup_note: 'archive of a failed version deleted by retention cleanup', updated_at: now })
+        .returning('id');
+    });
     const recorded = new Set(moved.map((m) => m.id));
     for (const r of deleted) {
       if (!recorded.has(r.id)) continue;
