@@ -6,6 +6,7 @@ import type { Knex } from 'knex';
 import type { Db } from '../db/knex.ts';
 import { bool, dbNowMs, dbTime, dbTimeSql, lockFunctionRow, num, withTransaction } from '../db/dialect.ts';
 import { nowIso, toIso } from '../db/time.ts';
+import { inStatus } from '../db/status-guard.ts';
 import { describeService, formatSeconds, type BuildFailure } from '../runtime/build-failure.ts';
 import { activateDeploymentInTransaction, type ActivationResult } from './activation.ts';
 import { recordEvent, type FunctionEvent } from './events.ts';
@@ -50,7 +51,7 @@ export function enqueueBuildPgStatement(
   return {
     sql:
       "WITH q AS (UPDATE function_deployments SET status = 'building', archive_size = ?, archive_sha256 = ?, queued_at = ?, updated_at = ? " +
-      "WHERE id = ? AND status = 'pending_upload' RETURNING id), " +
+      "WHERE id = ? AND (status = 'pending_upload') IS TRUE RETURNING id), " +
       'e AS (INSERT INTO function_logs (function_id, deployment_id, version, event, message, created_at) SELECT ?, q.id, ?, ?, ?, ? FROM q) ' +
       'SELECT pg_notify(?, ?) FROM q',
     bindings: [archive.size, archive.sha256, now, now, dep.id, dep.function_id, dep.version, event.event, event.message, now, BUILD_QUEUED_CHANNEL, ''],
@@ -65,8 +66,7 @@ export async function enqueueBuild(
   archive: { size: number; sha256: string },
 ): Promise<boolean> {
   const now = nowIso();
-  const moved = await trx('function_deployments')
-    .where({ id: deploymentId, status: 'pending_upload' })
+  const moved = await inStatus(trx('function_deployments').where({ id: deploymentId }), 'pending_upload')
     .update({
       status: 'building',
       archive_size: archive.size,
@@ -90,8 +90,7 @@ export async function requeueBuild(
   opts: { from: 'archived' | 'active'; intentSeq?: number },
 ): Promise<boolean> {
   const now = nowIso();
-  const moved = await trx('function_deployments')
-    .where({ id: deploymentId, status: opts.from })
+  const moved = await inStatus(trx('function_deployments').where({ id: deploymentId }), opts.from)
     .update({
       status: 'building',
       attempts: 0,
@@ -280,8 +279,7 @@ export async function failExhaustedBuilds(db: Db, maxAttempts: number): Promise<
     // Each row in its own transaction that writes first (re-checking the condition), so no
     // transaction upgrades a read lock on SQLite.
     await withTransaction(db, async (trx) => {
-      const moved = await trx('function_deployments')
-        .where({ id: r.id, status: 'building' })
+      const moved = await inStatus(trx('function_deployments').where({ id: r.id }), 'building')
         .andWhere('attempts', '>=', maxAttempts)
         .andWhere(unheld)
         .update({ status: statusAfterFailedBuild(r), error: reason, ...RELEASED, next_attempt_at: null, updated_at: nowIso() });
@@ -319,8 +317,7 @@ export async function retryExpiredClaims(db: Db, policy: Pick<RetryPolicy, 'maxA
     const error = `attempt ${attempts} was abandoned: runner ${r.claimed_by} stopped renewing its lease`;
     await withTransaction(db, async (trx) => {
       // the same claim, still expired: a renewal that came in meanwhile keeps it
-      const moved = await trx('function_deployments')
-        .where({ id: r.id, status: 'building', claim_token: r.claim_token })
+      const moved = await inStatus(trx('function_deployments').where({ id: r.id, claim_token: r.claim_token }), 'building')
         .andWhere('lease_expires_at', '<', dbTime(db))
         .update({ ...RELEASED, next_attempt_at: dbTime(db, delay), error, last_error: error, updated_at: nowIso() });
       if (!moved) return;
@@ -345,8 +342,7 @@ export async function renewLease(
   db: Db,
   input: { deploymentId: string; claimToken: string; leaseMs: number; buildLogs?: string },
 ): Promise<boolean> {
-  const moved = await db.knex('function_deployments')
-    .where({ id: input.deploymentId, claim_token: input.claimToken, status: 'building' })
+  const moved = await inStatus(db.knex('function_deployments').where({ id: input.deploymentId, claim_token: input.claimToken }), 'building')
     .update({
       lease_expires_at: dbTime(db, input.leaseMs),
       ...(input.buildLogs === undefined ? {} : { build_logs: input.buildLogs }),
@@ -360,8 +356,7 @@ export async function renewLease(
  * by the claim like the lease: a runner whose claim is over writes nothing.
  */
 export async function saveBuildLog(db: Db, input: { deploymentId: string; claimToken: string; buildLogs: string }): Promise<void> {
-  await db.knex('function_deployments')
-    .where({ id: input.deploymentId, claim_token: input.claimToken, status: 'building' })
+  await inStatus(db.knex('function_deployments').where({ id: input.deploymentId, claim_token: input.claimToken }), 'building')
     .update({ build_logs: input.buildLogs });
 }
 
@@ -388,8 +383,7 @@ export async function finishBuild(
   return withTransaction(db, async (trx) => {
     if (!(await lockFunctionRow(db, trx, input.functionId))) return { fenced: true };
     const now = nowIso();
-    const moved = await trx('function_deployments')
-      .where({ id: input.deploymentId, claim_token: input.claimToken, status: 'building' })
+    const moved = await inStatus(trx('function_deployments').where({ id: input.deploymentId, claim_token: input.claimToken }), 'building')
       .update({
         status: BUILT_STATUS,
         image_tag: input.imageTag,
@@ -454,8 +448,7 @@ export async function failBuild(
 ): Promise<FailOutcome> {
   return withTransaction(db, async (trx) => {
     if (!(await lockFunctionRow(db, trx, input.functionId))) return { fenced: true, willRetry: false };
-    const dep = await trx('function_deployments')
-      .where({ id: input.deploymentId, claim_token: input.claimToken, status: 'building' })
+    const dep = await inStatus(trx('function_deployments').where({ id: input.deploymentId, claim_token: input.claimToken }), 'building')
       .first('version', 'attempts', 'outage_retries', 'first_attempt_at', 'is_active', 'archived_at', 'image_removed_at');
     if (!dep) return { fenced: true, willRetry: false };
     const { failure, policy } = input;
@@ -518,8 +511,7 @@ export async function failBuild(
 
 /** Graceful shutdown: hand the build back without spending one of its attempts (fenced by the claim token). */
 export async function releaseClaim(db: Db, input: { deploymentId: string; claimToken: string }): Promise<void> {
-  await db.knex('function_deployments')
-    .where({ id: input.deploymentId, claim_token: input.claimToken, status: 'building' })
+  await inStatus(db.knex('function_deployments').where({ id: input.deploymentId, claim_token: input.claimToken }), 'building')
     .update({
       ...RELEASED,
       attempts: db.knex.raw('CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END'),

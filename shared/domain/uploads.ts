@@ -10,6 +10,7 @@ import { OUTAGE_RETRY_AFTER_SECONDS } from '../outage.ts';
 import { VerifyingStream } from '../storage/verifying-stream.ts';
 import type { PresignedUpload } from '../storage/s3-storage.ts';
 import { readDirect } from '../db/direct-reads.ts';
+import { STATUS_GUARD_SQL, inStatus } from '../db/status-guard.ts';
 import { pgTransaction } from '../db/pg-direct.ts';
 import { enqueueBuild, enqueueBuildPgStatement } from './build-queue.ts';
 import { getDeploymentByVersion } from './deployments.ts';
@@ -116,8 +117,7 @@ async function failUpload(
   fields: { error: string; event: 'upload_rejected' | 'upload_expired'; message: string; cleanupNote?: string },
 ): Promise<boolean> {
   const moved = await withTransaction(p.db, async (trx) => {
-    const n = await trx('function_deployments')
-      .where({ id: dep.id, status: 'pending_upload' })
+    const n = await inStatus(trx('function_deployments').where({ id: dep.id }), 'pending_upload')
       .update({
         status: 'failed',
         error: fields.error,
@@ -137,7 +137,7 @@ async function failUpload(
   });
   if (!moved) return false;
   await p.storage.delete(dep.s3_key);
-  await p.db.knex('function_deployments').where({ id: dep.id, status: 'failed' }).update({ archive_removed_at: nowIso() });
+  await inStatus(p.db.knex('function_deployments').where({ id: dep.id }), 'failed').update({ archive_removed_at: nowIso() });
   return true;
 }
 
@@ -344,7 +344,8 @@ export async function storeRelayedUpload(
 
   const claimed = await p.db
     .knex('function_deployments')
-    .where({ id: dep.id, status: 'pending_upload' })
+    .where({ id: dep.id })
+    .whereRaw(STATUS_GUARD_SQL, ['pending_upload'])
     .whereNull('upload_claimed_at')
     .update({ upload_claimed_at: nowIso(), updated_at: nowIso() });
   if (!claimed) throw errors.uploadUsed();
@@ -366,7 +367,8 @@ export async function storeRelayedUpload(
     await p.storage.delete(dep.s3_key).catch(() => {});
     await p.db
       .knex('function_deployments')
-      .where({ id: dep.id, status: 'pending_upload' })
+      .where({ id: dep.id })
+      .whereRaw(STATUS_GUARD_SQL, ['pending_upload'])
       .update({ upload_claimed_at: null, updated_at: nowIso() });
     throw isAppError(refusal) ? refusal : err;
   }
