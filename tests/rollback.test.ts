@@ -4,6 +4,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { activateDeployment } from '../shared/domain/activation.ts';
 import { LiveRoutes } from '../shared/domain/live-routes.ts';
+import { onFunctionChangedLocally, type KnownRouteChange } from '../shared/domain/function-changes.ts';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { declaration, deployPresigned, simulateBuilt } from './support/flows.ts';
 
@@ -74,6 +75,43 @@ rollback("the serving process's cached route after a rollback is the route as th
     assert.is(cached!.tags.get('stable')?.version, 1);
     assert.equal(cached!.live?.config.env, { V: String(version) });
   }
+});
+
+rollback("concurrent rollbacks of one function: this process's cached route is the live version, whatever order their answers came back in", async () => {
+  const { api, id } = await builtFunction('routes-race', 3);
+  const fresh = () => new LiveRoutes(tp.platform.db, () => false).get(id);
+  await tp.invoker.routes.get(id);
+  for (let round = 0; round < 3; round++) {
+    const answers = await Promise.all([1, 2, 3, 1, 2, 3, 2, 1].map((version) => api.post(`/api/functions/${id}/rollback`, { version })));
+    for (const a of answers) assert.is(a.status, 200, JSON.stringify(a.body));
+    const [live] = await activeRows(id);
+    const cached = await tp.invoker.routes.get(id);
+    assert.is(cached!.live?.version, Number(live.version), `round ${round}: the cached route serves the live version`);
+    assert.equal(cached, await fresh());
+  }
+});
+
+rollback('switches known to this process that reach its route cache out of order: the newest intent stays', async () => {
+  const { api, id } = await builtFunction('routes-order', 3);
+  const changes: KnownRouteChange[] = [];
+  const off = onFunctionChangedLocally((fn, change) => {
+    if (fn === id && change) changes.push(change);
+  });
+  try {
+    assert.is((await api.post(`/api/functions/${id}/rollback`, { version: 1 })).status, 200);
+    assert.is((await api.post(`/api/functions/${id}/rollback`, { version: 2 })).status, 200);
+  } finally {
+    off();
+  }
+  assert.equal(changes.map((c) => c.live.version), [1, 2]);
+  const routes = new LiveRoutes(tp.platform.db, () => false);
+  const cached = await routes.get(id);
+  assert.is(cached!.live?.version, 2);
+  // the second switch's news first, then the first's, as two requests may finish
+  routes.switchLive(id, changes[1]!.live, changes[1]!.intent);
+  routes.switchLive(id, changes[0]!.live, changes[0]!.intent);
+  assert.is((await routes.get(id))!.live?.version, 2, 'the older switch changed nothing');
+  assert.equal(await routes.get(id), await new LiveRoutes(tp.platform.db, () => false).get(id));
 });
 
 rollback('the version already live is a 200 no-op', async () => {

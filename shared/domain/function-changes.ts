@@ -25,6 +25,11 @@ export async function announceFunctionChanged(db: Db, trx: Knex.Transaction, fun
 export interface KnownRouteChange {
   /** the version now live; the candidate is gone; nothing else of the route changed */
   live: LiveDeployment;
+  /**
+   * the function's live intent after the change (functions.active_intent_seq): changes committed
+   * one after the other may reach this process in another order, and the newest intent is live
+   */
+  intent: number;
 }
 
 /**

@@ -158,7 +158,7 @@ export class Invoker {
 
   /** A function changed (possibly elsewhere): drop its route (or take the change as it is known), and warm what is live now. */
   private onChanged(functionId: string, change?: KnownRouteChange): void {
-    if (change) this.routes.switchLive(functionId, change.live);
+    if (change) this.routes.switchLive(functionId, change.live, change.intent);
     else this.routes.invalidate(functionId);
     // Read the new route once the current turn is over: the request that made the change answers
     // first (its response is being written in this turn), the pre-warm follows right after.

@@ -46,7 +46,8 @@ const MAX_ENTRIES = 10_000;
 const MISS_TTL_MS = 1_000;
 
 export class LiveRoutes {
-  private readonly entries = new Map<string, { route: LiveRoute; at: number }>();
+  /** `intent`: the function's live intent the route was read or switched at (it only grows) */
+  private readonly entries = new Map<string, { route: LiveRoute; intent: number; at: number }>();
   /** bumped by every invalidation: a lookup that raced with one is not cached */
   private epoch = 0;
   /** SQLite: the data_version the entries were read under */
@@ -54,7 +55,7 @@ export class LiveRoutes {
   /** endpoint addresses ("handle/name") to function ids: a function keeps its id and name for life */
   private readonly addresses = new Map<string, { functionId: string | null; at: number }>();
   /** reads under way, with the epoch they started in */
-  private readonly loading = new Map<string, { epoch: number; promise: Promise<LiveRoute | null> }>();
+  private readonly loading = new Map<string, { epoch: number; promise: Promise<Loaded | null> }>();
 
   constructor(
     private readonly db: Db,
@@ -87,13 +88,13 @@ export class LiveRoutes {
       started.promise.then(done, done);
       pending = started;
     }
-    const route = await pending.promise;
-    if (route && epoch === this.epoch) {
+    const loaded = await pending.promise;
+    if (loaded && epoch === this.epoch) {
       this.entries.delete(functionId);
-      this.entries.set(functionId, { route, at: performance.now() });
+      this.entries.set(functionId, { ...loaded, at: performance.now() });
       if (this.entries.size > MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
     }
-    return route;
+    return loaded?.route ?? null;
   }
 
   /**
@@ -127,12 +128,16 @@ export class LiveRoutes {
   /**
    * A switch of the live version this process committed (a rollback): the cached route takes the
    * new live version and loses its candidate, as the switch wrote them, instead of being read again
-   * on the next request's path. With nothing cached, the same as invalidate().
+   * on the next request's path. With nothing cached, the same as invalidate(). Concurrent switches
+   * of one function commit one after the other, but their callers may get here in another order:
+   * a switch older than the route cached (a smaller intent) is not the live one, and changes
+   * nothing (it served version 2 of a function whose live version was 1, until the entry expired).
    */
-  switchLive(functionId: string, live: LiveDeployment): void {
+  switchLive(functionId: string, live: LiveDeployment, intent: number): void {
     const hit = this.entries.get(functionId);
+    if (hit && hit.intent >= intent) return;
     this.invalidate(functionId);
-    if (hit) this.entries.set(functionId, { route: { ...hit.route, live, candidate: null }, at: hit.at });
+    if (hit) this.entries.set(functionId, { route: { ...hit.route, live, candidate: null }, intent, at: hit.at });
   }
 
   clear(): void {
@@ -145,7 +150,7 @@ export class LiveRoutes {
    * The seed's execution query: the function and its active deployment, checked on both sides;
    * with the candidate beside it and the tagged versions.
    */
-  private async load(functionId: string): Promise<LiveRoute | null> {
+  private async load(functionId: string): Promise<Loaded | null> {
     // One read of the function with its live version and its candidate, one of its tags, not
     // through knex: a route is read again after every change, on the path of the next request.
     const [rows, tagged] = (await readDirect(this.db, [
@@ -154,8 +159,13 @@ export class LiveRoutes {
     ])) as [RouteRow[], (DeploymentRow & { tag: string })[]];
     const row = rows[0];
     if (!row) return null;
-    return toRoute(functionId, row, tagged);
+    return { route: toRoute(functionId, row, tagged), intent: num(row.active_intent_seq) };
   }
+}
+
+interface Loaded {
+  route: LiveRoute;
+  intent: number;
 }
 
 interface DeploymentRow {
@@ -169,6 +179,7 @@ interface DeploymentRow {
 }
 type RouteRow = Partial<DeploymentRow> & {
   user_id: string;
+  active_intent_seq: unknown;
   access: string;
   candidate_deployment_id: string | null;
   candidate_percent: unknown;
@@ -183,7 +194,7 @@ const columns = (alias: string, prefix = '') =>
   }).join(', ');
 // The same SQL on both databases (`?`: bound by better-sqlite3, filled in as a literal by pg-direct).
 const ROUTE_SQL =
-  `SELECT f.user_id, f.access, f.candidate_deployment_id, f.candidate_percent, f.traffic_sticky, ${columns('d')}, ${columns('c', 'cand_')} ` +
+  `SELECT f.user_id, f.access, f.active_intent_seq, f.candidate_deployment_id, f.candidate_percent, f.traffic_sticky, ${columns('d')}, ${columns('c', 'cand_')} ` +
   'FROM functions f LEFT JOIN function_deployments d ON d.id = f.active_deployment_id ' +
   'LEFT JOIN function_deployments c ON c.id = f.candidate_deployment_id WHERE f.id = ?';
 const TAGS_SQL = `SELECT t.tag, ${columns('d')} FROM function_tags t JOIN function_deployments d ON d.id = t.deployment_id WHERE t.function_id = ?`;

@@ -71,7 +71,7 @@ async function rollbackOnce(
 ): Promise<{ result: RollbackResult; fastSwitch: boolean }> {
   const general = (r: RollbackResult) => ({ result: r, fastSwitch: false });
   const switched = (plan: SwitchPlan) => {
-    if (plan.announce) announceCommittedLocally(functionId, { live: plan.live });
+    if (plan.announce) announceCommittedLocally(functionId, { live: plan.live, intent: plan.intent });
     return { result: plan.result, fastSwitch: true };
   };
   if (db.dialect === 'sqlite') {
