@@ -13,8 +13,9 @@ export interface RemovedFunction {
 /**
  * Rows go first, in one transaction under the function's lock (no version can be allocated in
  * between), its versions' rows locked before the function's row is deleted (lockVersionRows: the
- * lock order every writer of a version keeps, docs/design.md); then the objects. If S3 fails half-way, what is left is an unreferenced object, never a
- * history row pointing at an artifact that is gone.
+ * lock order every writer of a version keeps, docs/design.md); then the objects. If S3 fails
+ * half-way, what is left is an unreferenced object, never a history row pointing at an artifact
+ * that is gone.
  */
 export async function deleteFunction(
   p: Platform,
