@@ -4,7 +4,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startTestPlatform, type TestPlatform } from './support/platform.ts';
 import { assertUsageAgrees } from './support/usage.ts';
-import { client } from './support/http.ts';
+import { client, type Client } from './support/http.ts';
 import { declaration } from './support/flows.ts';
 import { randomUUID } from 'node:crypto';
 import { allocateVersion, type AllocateInput } from '../shared/domain/versions.ts';
@@ -542,27 +542,24 @@ pgOnly("PostgreSQL: a planned group is refused by the account's quotas exactly a
   assert.is(Number(held.deployment.version), 2, 'allocated once the lock was released');
 });
 
-alloc('completes, runners and cleanup changing the same functions at once: no deadlock, usage counts exact', async () => {
-  // The usage rows' triggers lock a function's row in function_usage until commit, inside
-  // transactions that hold other locks: the account's (complete), the function's (a runner's
-  // verdict), many versions' (cleanup's bulk update of failed versions). Here all three run at once
-  // over the same functions, through the real paths.
-  const api = await tp.newUser();
+/**
+ * The writers of version and usage rows that the race tests below run at once: functions `names`
+ * (ids in that order), each with `failed` failed versions whose archives are still stored (cleanup
+ * removes them), then 3 queued builds claimed by a runner, then 3 uploads waiting for their complete.
+ */
+async function raceFixture(api: Client, names: string[], failed: number) {
   const db = tp.platform.db;
-  const names = ['race-a', 'race-b', 'race-c', 'race-d'];
   const functionIds: string[] = [];
   for (const name of names) {
-    for (let v = 1; v <= 7; v++) {
+    for (let v = 1; v <= failed + 3; v++) {
       const r = await api.post('/api/functions/deploy', { name, ...declaration() });
       assert.is(r.status, 201, JSON.stringify(r.body));
       if (v === 1) functionIds.push(r.body.id);
     }
   }
-  // v1-v4 failed with their archives still stored (cleanup removes them), v5-v7 queued (runners fail them)
   const now = new Date().toISOString();
-  await db.knex('function_deployments').whereIn('function_id', functionIds).where('version', '<=', 4).update({ status: 'failed', archive_size: 100, updated_at: now });
-  await db.knex('function_deployments').whereIn('function_id', functionIds).whereBetween('version', [5, 7]).update({ status: 'building', archive_size: 100, queued_at: now, updated_at: now });
-  // v8-v10 uploaded, to be completed
+  await db.knex('function_deployments').whereIn('function_id', functionIds).where('version', '<=', failed).update({ status: 'failed', archive_size: 100, updated_at: now });
+  await db.knex('function_deployments').whereIn('function_id', functionIds).where('version', '>', failed).update({ status: 'building', archive_size: 100, queued_at: now, updated_at: now });
   const uploads: { id: string; version: number }[] = [];
   for (const name of names) {
     for (let i = 0; i < 3; i++) {
@@ -574,13 +571,32 @@ alloc('completes, runners and cleanup changing the same functions at once: no de
     }
   }
   const claimed = (await claimBuilds(db, { runnerId: 'race', limit: 1000, leaseMs: 60_000, maxAttempts: 5 })).filter((c) => functionIds.includes(c.functionId));
-  assert.is(claimed.length, 12);
-  const policy = { maxAttempts: 5, retryBaseMs: 1000, buildTimeoutMs: 60_000 };
+  assert.is(claimed.length, 3 * names.length);
+  return { functionIds, uploads, claimed };
+}
+
+/** A runner's final verdict on a claimed build, as the race tests send it. */
+const failRaced = (c: { id: string; functionId: string; claimToken: string }) =>
+  failBuild(tp.platform.db, {
+    deploymentId: c.id,
+    functionId: c.functionId,
+    claimToken: c.claimToken,
+    failure: { kind: 'final', message: 'raced' },
+    buildLogs: '',
+    policy: { maxAttempts: 5, retryBaseMs: 1000, buildTimeoutMs: 60_000 },
+  });
+
+alloc('completes, runners and cleanup changing the same functions at once: no deadlock, usage counts exact', async () => {
+  // The usage rows' triggers lock a function's row in function_usage until commit, inside
+  // transactions that hold other locks: the account's (complete), the function's (a runner's
+  // verdict), many versions' (cleanup's bulk update of failed versions). Here all three run at once
+  // over the same functions, through the real paths.
+  const api = await tp.newUser();
+  const db = tp.platform.db;
+  const { functionIds, uploads, claimed } = await raceFixture(api, ['race-a', 'race-b', 'race-c', 'race-d'], 4);
   const outcomes = await Promise.allSettled([
     runCleanup(tp.platform, tp.driver, { keepLastN: 3 }),
-    ...claimed.map((c) =>
-      failBuild(db, { deploymentId: c.id, functionId: c.functionId, claimToken: c.claimToken, failure: { kind: 'final', message: 'raced' }, buildLogs: '', policy }),
-    ),
+    ...claimed.map(failRaced),
     ...uploads.map((u) => api.post(`/api/functions/${u.id}/deployments/${u.version}/complete`)),
   ]);
   for (const o of outcomes) assert.is(o.status, 'fulfilled', o.status === 'rejected' ? String(o.reason) : '');
@@ -604,40 +620,13 @@ alloc('a function deleted while its versions are completed, failed by runners an
   const keysOf = async (functionId: string) =>
     (await db.knex('function_deployments').where({ function_id: functionId }).select('s3_key')).map((r: { s3_key: string }) => r.s3_key);
   for (let round = 0; round < 3; round++) {
-    const ids: Record<'gone' | 'kept', string> = { gone: '', kept: '' };
-    for (const which of ['gone', 'kept'] as const) {
-      for (let v = 1; v <= 11; v++) {
-        const r = await api.post('/api/functions/deploy', { name: `del-${which}-${round}`, ...declaration() });
-        assert.is(r.status, 201, JSON.stringify(r.body));
-        ids[which] = r.body.id;
-      }
-    }
-    const functionIds = [ids.gone, ids.kept];
-    // v1-v8 failed with their archives still stored (cleanup removes them), v9-v11 queued (runners fail them)
-    const now = new Date().toISOString();
-    await db.knex('function_deployments').whereIn('function_id', functionIds).where('version', '<=', 8).update({ status: 'failed', archive_size: 100, updated_at: now });
-    await db.knex('function_deployments').whereIn('function_id', functionIds).whereBetween('version', [9, 11]).update({ status: 'building', archive_size: 100, queued_at: now, updated_at: now });
-    // v12-v14 uploaded, to be completed
-    const uploads: { id: string; version: number; gone: boolean }[] = [];
-    for (const which of ['gone', 'kept'] as const) {
-      for (let i = 0; i < 3; i++) {
-        const body = Buffer.concat([Buffer.from([0x1f, 0x8b]), Buffer.from(`${which} ${round} ${i}`)]);
-        const r = await api.post('/api/functions/deploy', { name: `del-${which}-${round}`, ...declaration(body) });
-        const put = await fetch(r.body.upload.url, { method: 'PUT', headers: r.body.upload.headers, body });
-        assert.is(put.status, 200);
-        uploads.push({ id: r.body.id, version: r.body.version, gone: which === 'gone' });
-      }
-    }
+    const { functionIds, uploads, claimed } = await raceFixture(api, [`del-gone-${round}`, `del-kept-${round}`], 8);
+    const ids = { gone: functionIds[0]!, kept: functionIds[1]! };
     const goneKeys = await keysOf(ids.gone);
-    const claimed = (await claimBuilds(db, { runnerId: 'race', limit: 1000, leaseMs: 60_000, maxAttempts: 5 })).filter((c) => functionIds.includes(c.functionId));
-    assert.is(claimed.length, 6);
-    const policy = { maxAttempts: 5, retryBaseMs: 1000, buildTimeoutMs: 60_000 };
     const outcomes = await Promise.allSettled([
       api.request('DELETE', `/api/functions/${ids.gone}`),
       runCleanup(tp.platform, tp.driver, { keepLastN: 3 }),
-      ...claimed.map((c) =>
-        failBuild(db, { deploymentId: c.id, functionId: c.functionId, claimToken: c.claimToken, failure: { kind: 'final', message: 'raced' }, buildLogs: '', policy }),
-      ),
+      ...claimed.map(failRaced),
       ...uploads.map((u) => api.post(`/api/functions/${u.id}/deployments/${u.version}/complete`)),
     ]);
     for (const o of outcomes) assert.is(o.status, 'fulfilled', o.status === 'rejected' ? String(o.reason) : '');
@@ -655,7 +644,7 @@ alloc('a function deleted while its versions are completed, failed by runners an
       const v = values[2 + claimed.length + i];
       // a complete of the deleted function's version is queued before the delete, or finds no
       // function (the tenant check) or no version (the delete committed after that check) after it
-      if (u.gone) assert.ok(v.status === 202 || (v.status === 404 && ['function_not_found', 'version_not_found'].includes(v.body.error.code)), `${v.status} ${JSON.stringify(v.body)}`);
+      if (u.id === ids.gone) assert.ok(v.status === 202 || (v.status === 404 && ['function_not_found', 'version_not_found'].includes(v.body.error.code)), `${v.status} ${JSON.stringify(v.body)}`);
       else assert.is(v.status, 202, JSON.stringify(v.body));
     }
     for (const table of ['functions', 'function_deployments', 'function_usage', 'function_logs']) {

@@ -10,9 +10,7 @@
 // the one asked for). tests/deploy-flow.test.ts plans it with such statistics.
 import type { Knex } from 'knex';
 
-export const STATUS_GUARD_SQL = '(status = ?) IS TRUE';
-
 /** `query` (already narrowed to one row by its key) limited to rows still in `status`. */
 export function inStatus<Q extends Knex.QueryBuilder>(query: Q, status: string): Q {
-  return query.whereRaw(STATUS_GUARD_SQL, [status]) as Q;
+  return query.whereRaw('(status = ?) IS TRUE', [status]) as Q;
 }

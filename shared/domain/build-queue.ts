@@ -48,6 +48,7 @@ export function enqueueBuildPgStatement(
   event: { event: FunctionEvent; message: string },
 ): { sql: string; bindings: unknown[] } {
   const now = nowIso();
+  // the status guard as inStatus writes it (shared/db/status-guard.ts): found by the key only
   return {
     sql:
       "WITH q AS (UPDATE function_deployments SET status = 'building', archive_size = ?, archive_sha256 = ?, queued_at = ?, updated_at = ? " +

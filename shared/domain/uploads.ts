@@ -10,7 +10,7 @@ import { OUTAGE_RETRY_AFTER_SECONDS } from '../outage.ts';
 import { VerifyingStream } from '../storage/verifying-stream.ts';
 import type { PresignedUpload } from '../storage/s3-storage.ts';
 import { readDirect } from '../db/direct-reads.ts';
-import { STATUS_GUARD_SQL, inStatus } from '../db/status-guard.ts';
+import { inStatus } from '../db/status-guard.ts';
 import { pgTransaction } from '../db/pg-direct.ts';
 import { enqueueBuild, enqueueBuildPgStatement } from './build-queue.ts';
 import { getDeploymentByVersion } from './deployments.ts';
@@ -342,10 +342,7 @@ export async function storeRelayedUpload(
   if (input.contentLength !== undefined && input.contentLength > max) throw errors.tooLarge(max, input.contentLength);
   if (input.contentLength !== undefined && input.contentLength !== size) throw errors.sizeMismatch(size, input.contentLength);
 
-  const claimed = await p.db
-    .knex('function_deployments')
-    .where({ id: dep.id })
-    .whereRaw(STATUS_GUARD_SQL, ['pending_upload'])
+  const claimed = await inStatus(p.db.knex('function_deployments').where({ id: dep.id }), 'pending_upload')
     .whereNull('upload_claimed_at')
     .update({ upload_claimed_at: nowIso(), updated_at: nowIso() });
   if (!claimed) throw errors.uploadUsed();
@@ -365,10 +362,7 @@ export async function storeRelayedUpload(
   } catch (err) {
     // This request holds the claim on a pending row: whatever it left in the store is its own.
     await p.storage.delete(dep.s3_key).catch(() => {});
-    await p.db
-      .knex('function_deployments')
-      .where({ id: dep.id })
-      .whereRaw(STATUS_GUARD_SQL, ['pending_upload'])
+    await inStatus(p.db.knex('function_deployments').where({ id: dep.id }), 'pending_upload')
       .update({ upload_claimed_at: null, updated_at: nowIso() });
     throw isAppError(refusal) ? refusal : err;
   }
